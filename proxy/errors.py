@@ -1,0 +1,76 @@
+"""Typed errors with the stable codes of API.md, and the one handler that turns them into JSON."""
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, jsonify
+from werkzeug.exceptions import HTTPException
+
+log = logging.getLogger(__name__)
+
+# code -> HTTP status. Stream-only codes carry the status `stream:false` answers with.
+STATUS_BY_CODE: dict[str, int] = {
+    "invalid_request": 400,
+    "body_too_large": 413,
+    "invalid_repo_id": 400,
+    "unsafe_filename": 400,
+    "not_gguf": 400,
+    "auth_required": 401,
+    "repo_not_allowed": 403,
+    "repo_not_found": 404,
+    "gated_repo": 403,
+    "file_not_found": 404,
+    "revision_not_found": 404,
+    "pull_queue_full": 409,
+    "model_busy": 409,
+    "model_not_found": 404,
+    "insufficient_storage": 507,
+    "checksum_mismatch": 502,
+    "invalid_gguf": 422,
+    "smoke_test_failed": 422,
+    "hub_unavailable": 502,
+    "hub_token_rejected": 502,
+    "backend_unavailable": 502,
+    "backend_timeout": 504,
+    "not_found": 404,
+    "method_not_allowed": 405,
+    "internal_error": 500,
+}
+
+
+class ProxyError(Exception):
+    """An error a client can act on: a stable `code`, its HTTP status and a message."""
+
+    def __init__(self, code: str, message: str, status: int | None = None):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.status = status or STATUS_BY_CODE.get(code, 500)
+
+    def to_dict(self) -> dict:
+        return {"status": "error", "error": self.message, "code": self.code}
+
+
+def error_body(code: str, message: str) -> dict:
+    return {"status": "error", "error": message, "code": code}
+
+
+def register_error_handlers(app: Flask) -> None:
+    """Every error, ours, werkzeug's or unexpected, answers as API.md's JSON error."""
+
+    @app.errorhandler(ProxyError)
+    def _proxy_error(err: ProxyError):
+        return jsonify(err.to_dict()), err.status
+
+    @app.errorhandler(HTTPException)
+    def _http_error(err: HTTPException):
+        status = err.code or 500
+        code = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}.get(
+            status, "invalid_request" if 400 <= status < 500 else "internal_error"
+        )
+        return jsonify(error_body(code, err.description or err.name)), status
+
+    @app.errorhandler(Exception)
+    def _unexpected(err: Exception):
+        log.exception("unhandled error")
+        return jsonify(error_body("internal_error", "internal error; see the proxy's log")), 500

@@ -1,0 +1,65 @@
+"""GGUF file names: quant tags, split sets and model ids, shared by the proxy and the backend."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import gguf
+
+# Known quant names come from the gguf package: file types (Q4_K_M, IQ4_XS, ...) and tensor types.
+QUANT_NAMES: frozenset[str] = frozenset(
+    {ft.name.removeprefix("MOSTLY_") for ft in gguf.LlamaFileType}
+    | {qt.name for qt in gguf.GGMLQuantizationType}
+) - {"ALL_F32", "GUESSED"}
+# Longest first, so Q4_K_M wins over a bare K_M-less match such as Q4_K.
+_QUANTS_BY_LENGTH = sorted(QUANT_NAMES, key=len, reverse=True)
+_SPLIT_RE = re.compile(r"^(?P<base>.+)-(?P<index>\d{5})-of-(?P<count>\d{5})\.gguf$", re.IGNORECASE)
+_SEPARATORS = ".-_"
+
+
+@dataclass(frozen=True)
+class SplitPart:
+    base: str  # file name without the -0000i-of-0000n.gguf suffix
+    index: int
+    count: int
+
+
+def split_part(filename: str) -> SplitPart | None:
+    """The split-set position of `name-00001-of-00003.gguf`, or None for a single file."""
+    match = _SPLIT_RE.match(basename(filename))
+    if not match:
+        return None
+    return SplitPart(match["base"], int(match["index"]), int(match["count"]))
+
+
+def basename(path: str) -> str:
+    return path.rsplit("/", 1)[-1]
+
+
+def is_gguf(filename: str) -> bool:
+    return filename.lower().endswith(".gguf")
+
+
+def model_id(filename: str) -> str:
+    """The id a model is served under: the file name without `.gguf` and without its split suffix."""
+    part = split_part(filename)
+    if part:
+        return part.base
+    name = basename(filename)
+    return name[: -len(".gguf")] if is_gguf(name) else name
+
+
+def quant_of(name: str) -> str | None:
+    """The quant tag a file or model name ends with (`Q4_K_M`), upper-cased, or None."""
+    stem = model_id(name).upper()
+    for quant in _QUANTS_BY_LENGTH:
+        if stem.endswith(quant) and len(stem) > len(quant) and stem[-len(quant) - 1] in _SEPARATORS:
+            return quant
+    return None
+
+
+def strip_quant(name: str) -> str:
+    """`phi-3-mini.Q4_K_M` -> `phi-3-mini`; a name without a known quant suffix is returned as is."""
+    stem = model_id(name)
+    quant = quant_of(stem)
+    return stem[: -len(quant) - 1] if quant else stem

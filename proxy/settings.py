@@ -1,0 +1,84 @@
+"""Proxy settings: one frozen value built from the environment in one place."""
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from typing import Mapping
+
+
+def _split_list(value: str | None) -> tuple[str, ...]:
+    return tuple(part.strip() for part in (value or "").split(",") if part.strip())
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the proxy is configured with. Tests build it directly with small timeouts."""
+
+    models_dir: str = "/models"
+    backend_url: str = "http://127.0.0.1:8081"
+    hf_endpoint: str | None = None  # None: huggingface_hub's own (HF_ENDPOINT or the public Hub)
+    hf_token: str | None = field(default=None, repr=False)
+    api_key: str | None = field(default=None, repr=False)
+    allowed_repos: tuple[str, ...] = ()  # empty: every repo may be pulled
+    pull_concurrency: int = 1
+    pull_queue_max: int = 8
+    pull_connections: int = 8
+    pull_stall_timeout_s: float = 30.0
+    pull_max_retries: int = 6
+    preload_models: tuple[str, ...] = ()
+    # Not in the contract; tests and benchmarks shrink them.
+    pull_chunk_bytes: int = 16 * 1024 * 1024  # ranged part size; smaller parts keep the hash close behind
+    pull_backoff_base_s: float = 1.0
+    pull_backoff_max_s: float = 30.0
+    hub_timeout_s: float = 20.0
+    progress_interval_s: float = 0.5
+    backend_timeout_s: float = 300.0
+    backend_connect_timeout_s: float = 5.0
+    max_body_bytes: int = 1024 * 1024
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
+        """Build settings from environment variables (API.md, Settings)."""
+        env = os.environ if env is None else env
+        known = {
+            "models_dir": env.get("MODELS_DIR"),
+            "backend_url": env.get("BACKEND_URL"),
+            "hf_endpoint": env.get("HF_ENDPOINT") or None,
+            "hf_token": env.get("HF_TOKEN") or None,
+            "api_key": env.get("PROXY_API_KEY") or None,
+            "pull_concurrency": _int(env, "PULL_CONCURRENCY"),
+            "pull_queue_max": _int(env, "PULL_QUEUE_MAX"),
+            "pull_connections": _int(env, "PULL_CONNECTIONS"),
+            "pull_stall_timeout_s": _float(env, "PULL_STALL_TIMEOUT_S"),
+            "pull_max_retries": _int(env, "PULL_MAX_RETRIES"),
+        }
+        values = {key: value for key, value in known.items() if value is not None}
+        if "ALLOWED_REPOS" in env:
+            values["allowed_repos"] = _split_list(env["ALLOWED_REPOS"])
+        if "PRELOAD_MODELS" in env:
+            values["preload_models"] = _split_list(env["PRELOAD_MODELS"])
+        return cls(**values)
+
+    def replace(self, **changes) -> "Settings":
+        return dataclasses.replace(self, **changes)
+
+
+def _int(env: Mapping[str, str], name: str) -> int | None:
+    raw = env.get(name)
+    if raw in (None, ""):
+        return None
+    try:
+        return int(raw)
+    except ValueError as err:
+        raise ValueError(f"{name} must be an integer, got {raw!r}") from err
+
+
+def _float(env: Mapping[str, str], name: str) -> float | None:
+    raw = env.get(name)
+    if raw in (None, ""):
+        return None
+    try:
+        return float(raw)
+    except ValueError as err:
+        raise ValueError(f"{name} must be a number, got {raw!r}") from err
