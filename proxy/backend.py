@@ -1,0 +1,80 @@
+"""The inference server the proxy fronts: forwarding with streaming, timeouts and error mapping."""
+from __future__ import annotations
+
+import logging
+
+import requests
+
+from proxy.errors import ProxyError
+
+log = logging.getLogger(__name__)
+HEALTH_TIMEOUT_S = 2.0
+SMOKE_PROMPT = "Hello"
+
+
+class BackendClient:
+    def __init__(self, base_url: str, timeout_s: float = 300.0, connect_timeout_s: float = 5.0):
+        self.base_url = base_url.rstrip("/")
+        self.timeout_s = timeout_s
+        self.connect_timeout_s = connect_timeout_s
+        self._session = requests.Session()
+
+    def request(self, method: str, path: str, *, body: bytes | None = None, content_type: str | None = None,
+                stream: bool = False, timeout_s: float | None = None) -> requests.Response:
+        """Send one request to the backend; the caller closes a streamed response.
+
+        Raises:
+            ProxyError: backend_unavailable (refused, reset), backend_timeout (no answer in time).
+        """
+        headers = {"Content-Type": content_type} if content_type else {}
+        timeout = (self.connect_timeout_s, timeout_s or self.timeout_s)
+        try:
+            return self._session.request(method, self.base_url + path, data=body, headers=headers,
+                                         stream=stream, timeout=timeout)
+        except requests.ConnectTimeout as err:
+            raise ProxyError("backend_unavailable", "the backend did not accept a connection") from err
+        except requests.Timeout as err:
+            raise ProxyError("backend_timeout", "the backend took too long to answer") from err
+        except requests.RequestException as err:
+            raise ProxyError("backend_unavailable", "the backend is not reachable") from err
+
+    def health(self) -> dict | None:
+        """The backend's /health JSON, or None when it does not answer 200."""
+        try:
+            response = self.request("GET", "/health", timeout_s=HEALTH_TIMEOUT_S)
+            return response.json() if response.status_code == 200 else None
+        except (ProxyError, ValueError):
+            return None
+
+    def model_ids(self) -> list[dict]:
+        """The backend's OpenAI model list entries; [] when it does not answer."""
+        try:
+            response = self.request("GET", "/v1/models", timeout_s=HEALTH_TIMEOUT_S * 5)
+            data = response.json().get("data", []) if response.status_code == 200 else []
+            return [m for m in data if isinstance(m, dict) and isinstance(m.get("id"), str)]
+        except (ProxyError, ValueError, AttributeError):
+            return []
+
+    def smoke_test(self, model_id: str) -> None:
+        """Load the model and generate one token.
+
+        Raises:
+            ProxyError: smoke_test_failed.
+        """
+        body = {"model": model_id, "prompt": SMOKE_PROMPT, "max_tokens": 1, "stream": False}
+        try:
+            response = self._session.post(self.base_url + "/api/generate", json=body,
+                                          timeout=(self.connect_timeout_s, self.timeout_s))
+        except requests.RequestException as err:
+            raise ProxyError("smoke_test_failed", "the backend did not answer the smoke test") from err
+        if response.status_code != 200:
+            raise ProxyError("smoke_test_failed", f"the backend could not load {model_id} "
+                             f"(HTTP {response.status_code}, {_error_code(response)})")
+        log.info("smoke test of %s passed", model_id)
+
+
+def _error_code(response: requests.Response) -> str:
+    try:
+        return str(response.json().get("code", "no code"))
+    except (ValueError, AttributeError):
+        return "no JSON body"

@@ -1,0 +1,125 @@
+"""The Hugging Face Hub (or a mirror at HF_ENDPOINT) through huggingface_hub, with our error codes."""
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Callable, TypeVar
+from urllib.parse import urlsplit
+
+import httpx2
+from huggingface_hub import HfApi, constants, get_hf_file_metadata, hf_hub_url
+from huggingface_hub.errors import (
+    GatedRepoError,
+    HfHubHTTPError,
+    RemoteEntryNotFoundError,
+    RepositoryNotFoundError,
+    RevisionNotFoundError,
+)
+
+from proxy.errors import ProxyError
+from proxy.hubs.base import RemoteFile, RepoFiles
+from proxy.retry import Backoff, parse_retry_after
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+_INVALID_TOKEN_MESSAGE = "Invalid credentials in Authorization header"
+
+
+class HuggingFaceHub:
+    """Listing, metadata and auth through the real client; the bytes go through our transfer code."""
+
+    def __init__(self, endpoint: str | None, token: str | None, timeout_s: float = 20.0,
+                 max_retries: int = 6, backoff: Backoff | None = None):
+        self.endpoint = (endpoint or constants.ENDPOINT).rstrip("/")
+        self.host = urlsplit(self.endpoint).hostname or ""
+        self._token = token
+        self._timeout_s = timeout_s
+        self._max_retries = max_retries
+        self._backoff = backoff or Backoff()
+        # token=False stops huggingface_hub from picking up a token saved on the machine.
+        self._api = HfApi(endpoint=self.endpoint, token=token or False)
+
+    def list_files(self, repo: str, revision: str) -> RepoFiles:
+        info = self._call(lambda: self._api.model_info(
+            repo, revision=revision, files_metadata=True, timeout=self._timeout_s))
+        commit = info.sha or revision
+        files = tuple(
+            RemoteFile(
+                filename=sibling.rfilename,
+                size=sibling.lfs.size if sibling.lfs else sibling.size,
+                sha256=sibling.lfs.sha256 if sibling.lfs else None,
+                url=self.file_url(repo, sibling.rfilename, commit),
+            )
+            for sibling in info.siblings or ()
+        )
+        return RepoFiles(repo=repo, revision=revision, commit=commit, files=files)
+
+    def check_file(self, repo: str, remote: RemoteFile, commit: str) -> RemoteFile:
+        meta = self._call(lambda: get_hf_file_metadata(
+            remote.url, token=self._token or False, timeout=self._timeout_s, endpoint=self.endpoint))
+        etag = (meta.etag or "").lower()
+        sha256 = remote.sha256 or (etag if _is_sha256(etag) else None)
+        return RemoteFile(remote.filename, remote.size or meta.size, sha256, remote.url)
+
+    def file_url(self, repo: str, filename: str, commit: str) -> str:
+        return hf_hub_url(repo, filename, revision=commit, endpoint=self.endpoint)
+
+    def download_headers(self) -> dict[str, str]:
+        # requests drops Authorization when a redirect leaves this host, so the CDN never sees it.
+        return {"Authorization": f"Bearer {self._token}"} if self._token else {}
+
+    def _call(self, fn: Callable[[], T]) -> T:
+        """Run one hub call, retrying what a flaky network or a busy hub explains.
+
+        Raises:
+            ProxyError: mapped from the hub's typed errors (see `map_hub_error`).
+        """
+        stop = threading.Event()
+        for attempt in range(1, self._max_retries + 1):
+            try:
+                return fn()
+            except (httpx2.TransportError, HfHubHTTPError) as err:
+                if not _is_retryable(err) or attempt == self._max_retries:
+                    raise map_hub_error(err) from err
+                log.warning("hub call failed (attempt %d/%d): %s", attempt, self._max_retries,
+                            type(err).__name__)
+                self._backoff.sleep(attempt, stop, _retry_after(err))
+        raise ProxyError("hub_unavailable", "the Hub could not be reached")  # max_retries < 1
+
+
+def map_hub_error(err: Exception) -> ProxyError:
+    """Our stable code for an error of huggingface_hub, from its type and status, never its text."""
+    if isinstance(err, GatedRepoError):
+        return ProxyError("gated_repo", "this repo is gated: accept its terms on the Hub and set an "
+                          "HF_TOKEN of an approved account")
+    if isinstance(err, RepositoryNotFoundError):
+        return ProxyError("repo_not_found", "no such repo on the Hub, or it is private and HF_TOKEN "
+                          "has no access")
+    if isinstance(err, RevisionNotFoundError):
+        return ProxyError("revision_not_found", "no such branch, tag or commit in this repo")
+    if isinstance(err, RemoteEntryNotFoundError):
+        return ProxyError("file_not_found", "no such file in this repo at this revision")
+    if isinstance(err, HfHubHTTPError) and err.response is not None:
+        status = err.response.status_code
+        if status == 401 and err.response.headers.get("X-Error-Message") == _INVALID_TOKEN_MESSAGE:
+            return ProxyError("hub_token_rejected", "the Hub rejected the configured HF_TOKEN")
+        if status in (401, 403):
+            return ProxyError("hub_token_rejected", f"the Hub refused access ({status}); check HF_TOKEN")
+        return ProxyError("hub_unavailable", f"the Hub answered HTTP {status}")
+    return ProxyError("hub_unavailable", "the Hub could not be reached")
+
+
+def _is_retryable(err: Exception) -> bool:
+    response = getattr(err, "response", None)
+    return response is None or response.status_code >= 500 or response.status_code == 429
+
+
+def _retry_after(err: Exception) -> float | None:
+    response = getattr(err, "response", None)
+    if response is None or response.status_code != 429:
+        return None
+    return parse_retry_after(response.headers.get("Retry-After"))
+
+
+def _is_sha256(value: str) -> bool:
+    return len(value) == 64 and all(c in "0123456789abcdef" for c in value)

@@ -1,0 +1,108 @@
+"""A pull request body, checked field by field before anything touches the network or the disk."""
+from __future__ import annotations
+
+import fnmatch
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from proxy import naming
+from proxy.errors import ProxyError
+
+_REPO_PART = r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?"
+_REPO_RE = re.compile(rf"^{_REPO_PART}/{_REPO_PART}$")
+_QUANT_RE = re.compile(r"^[A-Za-z0-9_]{1,32}$")
+_REVISION_RE = re.compile(r"^[A-Za-z0-9._/-]{1,255}$")
+_MAX_NAME_BYTES = 255
+
+
+@dataclass(frozen=True)
+class PullRequest:
+    repo: str
+    filename: str | None = None
+    quant: str | None = None
+    revision: str = "main"
+    stream: bool = True
+    verify: str = "checksum"
+    run_async: bool = False
+
+
+def parse_pull_request(body: Any) -> PullRequest:
+    """Raises: ProxyError invalid_request, invalid_repo_id, unsafe_filename, not_gguf."""
+    if not isinstance(body, dict):
+        raise ProxyError("invalid_request", "the body must be a JSON object")
+    model = _field(body, "model", str, required=True)
+    repo, _, model_quant = model.partition(":")
+    repo = parse_repo_id(repo)
+    quant = _field(body, "quant", str) or model_quant or None
+    if quant is not None and not _QUANT_RE.match(quant):
+        raise ProxyError("invalid_request", "quant must be a quant tag such as Q4_K_M")
+    filename = _field(body, "filename", str)
+    if filename is not None:
+        filename = check_filename(filename)
+    revision = parse_revision(_field(body, "revision", str))
+    verify = _field(body, "verify", str) or "checksum"
+    if verify not in ("checksum", "load"):
+        raise ProxyError("invalid_request", 'verify must be "checksum" or "load"')
+    stream = _field(body, "stream", bool)
+    run_async = _field(body, "async", bool)
+    return PullRequest(repo=repo, filename=filename, quant=quant.upper() if quant else None,
+                       revision=revision, stream=True if stream is None else stream,
+                       verify=verify, run_async=bool(run_async))
+
+
+def parse_repo_id(repo: str) -> str:
+    """Raises: ProxyError invalid_repo_id."""
+    if not _REPO_RE.match(repo) or ".." in repo or "--" in repo:
+        raise ProxyError("invalid_repo_id", "model must be a Hub repo id: owner/name, letters, digits, . _ -")
+    return repo
+
+
+def parse_revision(revision: str | None) -> str:
+    """Raises: ProxyError invalid_request."""
+    revision = revision or "main"
+    if not _REVISION_RE.match(revision) or ".." in revision:
+        raise ProxyError("invalid_request", "revision must be a branch, tag or commit id")
+    return revision
+
+
+def check_filename(filename: str) -> str:
+    """A relative path inside a repo that cannot escape MODELS_DIR once installed.
+
+    Raises:
+        ProxyError: unsafe_filename, not_gguf.
+    """
+    unsafe = (
+        not filename
+        or filename.startswith(("/", "~"))
+        or any(ord(c) < 32 or ord(c) == 127 for c in filename)
+        or "\\" in filename
+        or "%" in filename  # encoded separators such as ..%2f
+        or any(part in ("", ".", "..") or part.startswith(".") for part in filename.split("/"))
+        or len(naming.basename(filename).encode()) > _MAX_NAME_BYTES
+    )
+    if unsafe:
+        raise ProxyError("unsafe_filename", "filename must be a relative path inside the repo, without "
+                         "'..', hidden parts, '%', backslashes or control characters")
+    if not naming.is_gguf(filename):
+        raise ProxyError("not_gguf", "only .gguf files can be pulled")
+    return filename
+
+
+def check_repo_allowed(repo: str, patterns: tuple[str, ...]) -> None:
+    """Raises: ProxyError repo_not_allowed when ALLOWED_REPOS is set and matches nothing."""
+    # Hub repo ids are case-insensitive, so the patterns are too.
+    if patterns and not any(fnmatch.fnmatchcase(repo.lower(), p.lower()) for p in patterns):
+        raise ProxyError("repo_not_allowed", "this repo is not in ALLOWED_REPOS")
+
+
+def _field(body: dict, name: str, kind: type, required: bool = False) -> Any:
+    value = body.get(name)
+    if value is None:
+        if required:
+            raise ProxyError("invalid_request", f"'{name}' is required")
+        return None
+    # bool is an int subclass; neither should pass for the other.
+    if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
+        raise ProxyError("invalid_request", f"'{name}' must be a {kind.__name__}")
+    return value

@@ -1,0 +1,69 @@
+"""Which files of a repo a pull takes: a named file, a quant, or the default preference."""
+from __future__ import annotations
+
+from collections import defaultdict
+
+from proxy import naming
+from proxy.errors import ProxyError
+from proxy.hubs.base import RemoteFile, RepoFiles
+
+DEFAULT_QUANTS = ("Q4_K_M", "Q8_0")
+
+
+def group_models(listing: RepoFiles) -> list[tuple[RemoteFile, ...]]:
+    """GGUF files grouped into models: a single file, or every part of a split set, in order."""
+    groups: dict[tuple[str, str], list[RemoteFile]] = defaultdict(list)
+    for remote in listing.files:
+        if not naming.is_gguf(remote.filename):
+            continue
+        folder = remote.filename.rpartition("/")[0]
+        part = naming.split_part(remote.filename)
+        key = (folder, part.base if part else naming.basename(remote.filename))
+        groups[key].append(remote)
+    models = []
+    for files in groups.values():
+        files.sort(key=lambda f: (naming.split_part(f.filename) or naming.SplitPart("", 1, 1)).index)
+        models.append(tuple(files))
+    return models
+
+
+def select_files(listing: RepoFiles, filename: str | None, quant: str | None) -> tuple[RemoteFile, ...]:
+    """Raises: ProxyError file_not_found."""
+    models = group_models(listing)
+    if filename is not None:
+        for files in models:
+            if any(f.filename == filename for f in files):
+                return _complete_set(files)
+        raise ProxyError("file_not_found", f"{filename} is not in {listing.repo} at {listing.revision}")
+    candidates = [files for files in models if not _is_projector(files[0].filename)]
+    wanted = (quant,) if quant else DEFAULT_QUANTS
+    for tag in wanted:
+        matching = [files for files in candidates if naming.quant_of(files[0].filename) == tag]
+        if matching:
+            return _complete_set(min(matching, key=_total_size))
+    if quant or not candidates:
+        what = f"no GGUF file with quant {quant}" if quant else "no GGUF file"
+        raise ProxyError("file_not_found", f"{what} in {listing.repo} at {listing.revision}")
+    return _complete_set(min(candidates, key=_total_size))
+
+
+def recommended(listing: RepoFiles) -> str | None:
+    try:
+        return select_files(listing, None, None)[0].filename
+    except ProxyError:
+        return None
+
+
+def _complete_set(files: tuple[RemoteFile, ...]) -> tuple[RemoteFile, ...]:
+    part = naming.split_part(files[0].filename)
+    if part and [naming.split_part(f.filename).index for f in files] != list(range(1, part.count + 1)):
+        raise ProxyError("file_not_found", f"split set {part.base} is missing parts on the Hub")
+    return files
+
+
+def _total_size(files: tuple[RemoteFile, ...]) -> int:
+    return sum(f.size or 0 for f in files)
+
+
+def _is_projector(filename: str) -> bool:
+    return naming.basename(filename).lower().startswith("mmproj")

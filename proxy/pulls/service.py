@@ -1,0 +1,191 @@
+"""A pull from request to installed model: resolve on the hub, then one job per file (set)."""
+from __future__ import annotations
+
+import contextlib
+import datetime
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from proxy import naming
+from proxy.errors import ProxyError
+from proxy.gguf_check import InvalidGGUF, scan_gguf_header
+from proxy.hubs.base import Hub, RemoteFile, RepoFiles
+from proxy.provenance import Provenance
+from proxy.pulls.jobs import PullJob, PullRegistry
+from proxy.pulls.progress import ProgressReporter
+from proxy.pulls.request import PullRequest, check_repo_allowed
+from proxy.pulls.select import select_files
+from proxy.pulls.transfer import Transfer, TransferOptions
+from proxy.store import ModelStore
+
+log = logging.getLogger(__name__)
+LOCK_POLL_S = 0.5
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a pull will fetch, as the hub resolved it."""
+
+    request: PullRequest
+    listing: RepoFiles
+    files: tuple[RemoteFile, ...]
+
+    @property
+    def key(self) -> str:
+        return naming.basename(self.files[0].filename)
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(f.size or 0 for f in self.files)
+
+
+class PullService:
+    def __init__(self, hub: Hub, store: ModelStore, registry: PullRegistry, options: TransferOptions,
+                 allowed_repos: tuple[str, ...] = (), progress_interval_s: float = 0.5, smoke_test=None):
+        self.hub, self.store, self.registry, self.options = hub, store, registry, options
+        self.allowed_repos = allowed_repos
+        self.progress_interval_s = progress_interval_s
+        self.smoke_test = smoke_test  # callable(model_id) raising ProxyError; None: no backend to ask
+
+    def plan(self, request: PullRequest) -> Plan:
+        """Everything that can fail before a byte moves, so it fails as an HTTP status.
+
+        Raises:
+            ProxyError: repo_not_allowed, repo_not_found, revision_not_found, file_not_found, gated_repo,
+                hub_unavailable, hub_token_rejected.
+        """
+        check_repo_allowed(request.repo, self.allowed_repos)
+        listing = self.hub.list_files(request.repo, request.revision)
+        files = select_files(listing, request.filename, request.quant)
+        checked = tuple(self.hub.check_file(request.repo, f, listing.commit) for f in files)
+        if any(f.size is None for f in checked):
+            raise ProxyError("hub_unavailable", "the Hub did not report the file's size")
+        return Plan(request, listing, checked)
+
+    def cached(self, plan: Plan) -> dict | None:
+        """The `complete` answer when every file is installed and still matches the hub."""
+        if all(self.store.verified_record(f.filename, f.size, f.sha256) for f in plan.files):
+            return {**self._complete_event(plan), "cached": True}
+        return None
+
+    def submit(self, plan: Plan) -> tuple[PullJob, bool]:
+        """Raises: ProxyError insufficient_storage, model_busy, pull_queue_full."""
+        existing = self.registry.active(plan.key)
+        if existing is None:
+            self._check_space(plan)
+
+        def make() -> PullJob:
+            job = PullJob(plan.key, plan.request.repo, plan.key, lambda job: self._run(job, plan))
+            job.publish(job.starting_event())
+            return job
+
+        return self.registry.submit(plan.key, plan.request.repo, make)
+
+    def _check_space(self, plan: Plan) -> None:
+        needed = sum(f.size - self.store.staged_bytes(f.filename) for f in plan.files
+                     if not self.store.verified_record(f.filename, f.size, f.sha256))
+        free = self.store.free_bytes()
+        if needed > free:
+            raise ProxyError("insufficient_storage", f"{needed} bytes needed in MODELS_DIR, {free} free")
+
+    def _run(self, job: PullJob, plan: Plan) -> None:
+        started = time.monotonic()
+        progress = ProgressReporter(job, plan.total_bytes, self.progress_interval_s)
+        with contextlib.ExitStack() as locks:
+            staged = []
+            for remote in plan.files:
+                locks.enter_context(self._file_lock(job, remote.filename))
+                if self.store.verified_record(remote.filename, remote.size, remote.sha256):
+                    progress.skip(remote.size)
+                    continue
+                staged.append((self._fetch(job, remote, progress), remote))
+            for path, remote in staged:
+                self.store.install(path, self._provenance(plan, remote))
+        log.info("pulled %s/%s: %d bytes in %.1fs", plan.request.repo, plan.key, plan.total_bytes,
+                 time.monotonic() - started)
+        if plan.request.verify == "load":
+            self._smoke_test(job, plan)
+        job.publish(self._complete_event(plan))
+
+    def _fetch(self, job: PullJob, remote: RemoteFile, progress: ProgressReporter) -> Path:
+        """Download one file into staging and check it; a failed check deletes it.
+
+        Raises:
+            ProxyError: checksum_mismatch, invalid_gguf, insufficient_storage, hub_unavailable.
+        """
+        name = naming.basename(remote.filename)
+        path = self.store.staging_path(name)
+        transfer = Transfer(remote.url, self.hub.download_headers(), remote.size, path, remote.sha256,
+                            self.options, job.stop, on_progress=progress.file_callback(name))
+        digest = transfer.run()
+        progress.file_done(name, remote.size)
+        job.publish({"status": "verifying", "filename": name})
+        try:
+            _verify(path, remote, digest)
+        except ProxyError:
+            self.store.discard_staging(name)
+            raise
+        return path
+
+    @contextlib.contextmanager
+    def _file_lock(self, job: PullJob, filename: str):
+        """Hold the cross-process lock of one file name, waiting while another process holds it."""
+        announced = False
+        while True:
+            with self.store.lock(filename, blocking=False) as acquired:
+                if acquired:
+                    yield
+                    return
+            if not announced:
+                job.publish({"status": "queued", "position": 1, "reason": "another process is pulling this file"})
+                announced = True
+            if job.stop.wait(LOCK_POLL_S):
+                raise ProxyError("hub_unavailable", "the pull was stopped while waiting for another process")
+
+    def _smoke_test(self, job: PullJob, plan: Plan) -> None:
+        model = naming.model_id(plan.key)
+        job.publish({"status": "smoke_test", "model": model})
+        if self.smoke_test is None:
+            return
+        try:
+            self.smoke_test(model)
+        except ProxyError:
+            self.store.quarantine([naming.basename(f.filename) for f in plan.files])
+            raise
+
+    def _provenance(self, plan: Plan, remote: RemoteFile) -> Provenance:
+        return Provenance(
+            filename=naming.basename(remote.filename), repo=plan.request.repo, repo_path=remote.filename,
+            revision=plan.request.revision, commit=plan.listing.commit, size=remote.size,
+            sha256=remote.sha256, source_host=self.hub.host,
+            pulled_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
+
+    def _complete_event(self, plan: Plan) -> dict:
+        event = {
+            "status": "complete", "model": plan.request.repo, "filename": plan.key,
+            "path": str(self.store.final_path(plan.key)), "size_mb": round(plan.total_bytes / 1e6, 1),
+            "sha256": plan.files[0].sha256, "revision": plan.listing.commit,
+            "model_id": naming.model_id(plan.key),
+        }
+        if len(plan.files) > 1:
+            event["files"] = [naming.basename(f.filename) for f in plan.files]
+        return event
+
+
+def _verify(path: Path, remote: RemoteFile, digest: str) -> None:
+    """Size, then sha256, then the GGUF header, in that order.
+
+    Raises:
+        ProxyError: checksum_mismatch, invalid_gguf.
+    """
+    size = path.stat().st_size
+    if size != remote.size:
+        raise ProxyError("checksum_mismatch", f"received {size} bytes, the Hub lists {remote.size}")
+    if remote.sha256 and digest != remote.sha256.lower():
+        raise ProxyError("checksum_mismatch", "sha256 of the received bytes differs from the Hub's")
+    try:
+        scan_gguf_header(path)
+    except InvalidGGUF as err:
+        raise ProxyError("invalid_gguf", f"not a valid GGUF file: {err}") from err

@@ -1,0 +1,243 @@
+"""Resumable download of one file over parallel ranged HTTP requests into a staging file.
+
+The file is cut into parts of `chunk_bytes`; up to `connections` workers fetch parts in order, each
+resuming its part where it stopped. The bytes done in each part are saved beside the staging file,
+so a restarted process resumes every part. The sha256 follows the contiguous prefix as parts
+complete, so only the last few parts are left to hash when the final byte lands.
+"""
+from __future__ import annotations
+
+import errno
+import hashlib
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import requests
+
+from proxy.errors import ProxyError
+from proxy.pulls.transfer_state import PartsState
+from proxy.retry import Backoff, parse_retry_after
+
+log = logging.getLogger(__name__)
+READ_BYTES = 1024 * 1024
+SAVE_INTERVAL_S = 1.0
+TICK_S = 0.1
+
+
+@dataclass(frozen=True)
+class TransferOptions:
+    connections: int = 8
+    chunk_bytes: int = 16 * 1024 * 1024
+    stall_timeout_s: float = 30.0
+    connect_timeout_s: float = 10.0
+    max_retries: int = 6
+    backoff: Backoff = field(default_factory=Backoff)
+
+
+class TransferCancelled(Exception):
+    """The transfer was asked to stop; its progress is saved for a later resume."""
+
+
+class _NoRangeSupport(Exception):
+    """The server answered 200 to a ranged request of a multi-part plan."""
+
+
+class _RetryableHTTP(Exception):
+    def __init__(self, status: int, retry_after_s: float | None = None):
+        super().__init__(f"HTTP {status}")
+        self.status = status
+        self.retry_after_s = retry_after_s
+
+
+class Transfer:
+    """Fetch `url` (`size` bytes) into `dest`; `run()` returns the sha256 hex digest of what arrived."""
+
+    def __init__(self, url: str, headers: dict[str, str], size: int, dest: Path, expected_sha256: str | None,
+                 options: TransferOptions, stop: threading.Event,
+                 on_progress: Callable[[int], None] = lambda completed: None):
+        self.url, self.headers, self.size, self.dest = url, headers, size, dest
+        self.options, self.stop, self.on_progress = options, stop, on_progress
+        self.state = PartsState.load_or_create(dest, size, expected_sha256, options.chunk_bytes)
+        self._lock = threading.Condition()
+        self._pending: list[int] = []
+        self._fatal: BaseException | None = None
+        self._abort = threading.Event()  # stop or a fatal error: workers leave at once
+        self._responses: set[requests.Response] = set()
+        self._reset_hash()
+
+    def run(self) -> str:
+        """Raises: ProxyError (insufficient_storage, hub_unavailable), TransferCancelled."""
+        try:
+            try:
+                self._run_plan()
+            except _NoRangeSupport:
+                log.info("server ignores Range for %s; fetching it as one stream", self.dest.name)
+                self.state.close()
+                self.state = PartsState.create(self.dest, self.size, self.state.sha256, chunk_bytes=self.size)
+                self._reset_hash()
+                self._run_plan()
+            self.state.fsync_and_forget()
+            return self._hasher.hexdigest()
+        finally:
+            self.state.close()
+
+    def _reset_hash(self) -> None:
+        self._hasher, self._hashed_to, self._hash_generation = hashlib.sha256(), 0, self.state.generation
+
+    def _run_plan(self) -> None:
+        self._pending = self.state.incomplete_parts()
+        self._fatal = None
+        self._abort.clear()
+        workers = [threading.Thread(target=self._work, name=f"part-{self.dest.name}-{i}", daemon=True)
+                   for i in range(min(self.options.connections, len(self._pending)))]
+        for worker in workers:
+            worker.start()
+        try:
+            self._follow(workers)
+        finally:
+            self._abort.set()
+            for response in list(self._responses):
+                response.close()  # unblocks a worker waiting on a stalled socket
+            for worker in workers:
+                worker.join()
+            self.state.save()
+
+    def _follow(self, workers: list[threading.Thread]) -> None:
+        """Hash the contiguous prefix and report progress until every part is done or one fails."""
+        last_save = time.monotonic()
+        while True:
+            with self._lock:
+                self._lock.wait(TICK_S)
+                fatal = self._fatal
+            self._hash_prefix()
+            self.on_progress(self.state.completed_bytes())
+            if fatal is not None:
+                raise fatal
+            if self.stop.is_set():
+                raise TransferCancelled()
+            if not any(worker.is_alive() for worker in workers):
+                if self.state.is_complete():
+                    self._hash_prefix()
+                    return
+                raise ProxyError("hub_unavailable", "download ended with parts missing")
+            if time.monotonic() - last_save >= SAVE_INTERVAL_S:
+                self.state.save()
+                last_save = time.monotonic()
+
+    def _hash_prefix(self) -> None:
+        if self.state.generation != self._hash_generation:  # a single stream restarted from byte 0
+            self._reset_hash()
+        prefix = self.state.contiguous_bytes()
+        while self._hashed_to < prefix:
+            block = os.pread(self.state.fd, min(4 * READ_BYTES, prefix - self._hashed_to), self._hashed_to)
+            if not block:
+                break
+            self._hasher.update(block)
+            self._hashed_to += len(block)
+
+    def _next_part(self) -> int | None:
+        with self._lock:
+            return self._pending.pop(0) if self._pending and self._fatal is None else None
+
+    def _fail(self, err: BaseException) -> None:
+        with self._lock:
+            if self._fatal is None:
+                self._fatal = err
+            self._pending.clear()
+            self._abort.set()
+            self._lock.notify_all()
+
+    def _work(self) -> None:
+        with requests.Session() as session:
+            while (index := self._next_part()) is not None:
+                try:
+                    self._fetch_part(session, index)
+                except BaseException as err:  # noqa: BLE001 - handed to the coordinating thread
+                    self._fail(err)
+                    return
+                with self._lock:
+                    self._lock.notify_all()
+
+    def _fetch_part(self, session: requests.Session, index: int) -> None:
+        failures = 0
+        while not self._abort.is_set() and not self.state.part_done(index):
+            before = self.state.done[index]
+            try:
+                self._stream_part(session, index)
+                continue
+            except (requests.RequestException, _RetryableHTTP) as err:
+                failures = 0 if self.state.done[index] > before else failures + 1
+                reason, retry_after = _describe(err)
+            if failures >= self.options.max_retries:
+                raise ProxyError("hub_unavailable", f"download failed {failures} times in a row ({reason})")
+            log.warning("part %d of %s: %s; retry %d/%d", index, self.dest.name, reason, failures,
+                        self.options.max_retries)
+            if not self.options.backoff.sleep(max(failures, 1), self._abort, retry_after):
+                return
+
+    def _stream_part(self, session: requests.Session, index: int) -> None:
+        start, end = self.state.part_range(index)
+        position = start + self.state.done[index]
+        headers = {**self.headers, "Range": f"bytes={position}-{end - 1}", "Accept-Encoding": "identity"}
+        timeout = (self.options.connect_timeout_s, self.options.stall_timeout_s)
+        with session.get(self.url, headers=headers, stream=True, timeout=timeout) as response:
+            self._responses.add(response)
+            try:
+                position = self._check_response(response, index, position)
+                for block in response.iter_content(READ_BYTES):
+                    if self._abort.is_set():
+                        return
+                    block = block[: end - position]
+                    self._write(block, position)
+                    position += len(block)
+                    self.state.done[index] = position - start
+                    if position >= end:
+                        return
+            finally:
+                self._responses.discard(response)
+        if position < end and not self._abort.is_set():
+            raise requests.ConnectionError("connection closed before the part was complete")
+
+    def _check_response(self, response: requests.Response, index: int, position: int) -> int:
+        """The position the body starts at; raises for statuses worth a retry."""
+        start, end = self.state.part_range(index)
+        if response.status_code == 206:
+            first = _content_range_start(response.headers.get("Content-Range"))
+            if first != position:
+                raise _RetryableHTTP(206)
+            return position
+        if response.status_code == 200:
+            if len(self.state.done) > 1:
+                raise _NoRangeSupport()
+            self.state.restart_stream()  # the whole body again: restart the file cleanly
+            return start
+        retry_after = parse_retry_after(response.headers.get("Retry-After"))
+        raise _RetryableHTTP(response.status_code, retry_after)
+
+    def _write(self, block: bytes, position: int) -> None:
+        try:
+            os.pwrite(self.state.fd, block, position)
+        except OSError as err:
+            if err.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise ProxyError("insufficient_storage", "the models volume is full") from err
+            raise
+
+
+def _content_range_start(value: str | None) -> int | None:
+    try:
+        return int(value.split(" ", 1)[1].split("-", 1)[0]) if value else None
+    except (IndexError, ValueError):
+        return None
+
+
+def _describe(err: BaseException) -> tuple[str, float | None]:
+    if isinstance(err, _RetryableHTTP):
+        return str(err), err.retry_after_s
+    if isinstance(err, requests.Timeout):
+        return "stalled: no bytes within the stall timeout", None
+    return type(err).__name__, None

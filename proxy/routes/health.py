@@ -1,0 +1,45 @@
+"""Service info, readiness (/v1/health, asks the backend) and liveness (/livez, does not)."""
+from __future__ import annotations
+
+from flask import Blueprint, current_app, jsonify
+
+from proxy import VERSION
+
+bp = Blueprint("health", __name__)
+ENDPOINTS = {
+    "health": "/v1/health", "livez": "/livez", "models": "/v1/models", "generate": "/v1/generate",
+    "completions": "/v1/completions", "chat": "/v1/chat/completions", "pull": "/v1/api/pull",
+    "pulls": "/v1/api/pulls", "files": "/v1/api/files", "delete": "/v1/api/delete",
+    "installed": "/v1/api/models", "metrics": "/metrics", "openapi": "/openapi.json",
+}
+
+
+@bp.get("/")
+def info():
+    registry = current_app.extensions["pulls"]
+    running, waiting = registry.counts()
+    current = next((job for job in registry.jobs() if not job.done), None)
+    latest = current.latest if current else {}
+    finished = [job for job in registry.jobs() if job.done]
+    return jsonify(
+        service="gguf-proxy-sidecar", status="running", version=VERSION, endpoints=ENDPOINTS,
+        download_status={
+            "in_progress": current is not None,
+            "current_model": current.repo if current else None,
+            "current_filename": current.filename if current else None,
+            "completed": latest.get("completed", 0), "total": latest.get("total", 0),
+        },
+        queue={"running": running, "waiting": waiting, "max": registry.queue_max, "finished": len(finished)},
+    )
+
+@bp.get("/v1/health")
+def health():
+    backend = current_app.extensions["backend"].health()
+    if backend is None:
+        return jsonify(status="error", code="backend_unavailable", proxy="ok", backend="down",
+                       error="the backend does not answer its /health"), 503
+    return jsonify(status="ok", proxy="ok", backend=backend)
+
+@bp.get("/livez")
+def livez():
+    return jsonify(status="ok")

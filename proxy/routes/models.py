@@ -1,0 +1,58 @@
+"""Installed models: the OpenAI list, the list with provenance, and delete."""
+from __future__ import annotations
+
+from flask import Blueprint, current_app, jsonify, request
+
+from proxy import naming
+from proxy.auth import require_api_key
+from proxy.errors import ProxyError
+from proxy.pulls.request import parse_repo_id
+
+bp = Blueprint("models", __name__)
+
+
+@bp.get("/v1/models")
+def openai_models():
+    """The backend's list, plus installed files it does not list yet (or at all, when it is down)."""
+    listed = current_app.extensions["backend"].model_ids()
+    seen = {entry["id"] for entry in listed}
+    for filename in current_app.extensions["store"].installed_files():
+        model = naming.model_id(filename)
+        if model not in seen:
+            seen.add(model)
+            listed.append({"id": model, "object": "model", "owned_by": "local"})
+    return jsonify(object="list", data=listed)
+
+
+@bp.get("/v1/api/models")
+def installed_models():
+    return jsonify(models=current_app.extensions["store"].describe_installed())
+
+
+@bp.delete("/v1/api/delete")
+@require_api_key
+def delete_model():
+    name = _delete_target(request.get_json(force=True, silent=True))
+    store = current_app.extensions["store"]
+    files = store.files_of_model(name)
+    if not files:
+        raise ProxyError("model_not_found", f"no installed model named {name}")
+    registry = current_app.extensions["pulls"]
+    if any(registry.active(f) for f in files) or registry.active(naming.basename(name)):
+        raise ProxyError("model_busy", f"{name} is being pulled; delete it when the pull ends")
+    store.delete(files)
+    return jsonify(status="deleted", files=files)
+
+
+def _delete_target(body) -> str:
+    """Raises: ProxyError invalid_request, unsafe_filename."""
+    if not isinstance(body, dict):
+        raise ProxyError("invalid_request", 'the body must be {"filename": ...} or {"model": ...}')
+    name = body.get("filename") if body.get("filename") is not None else body.get("model")
+    if not isinstance(name, str) or not name:
+        raise ProxyError("invalid_request", '"filename" or "model" must be a non-empty string')
+    if "/" in name and body.get("filename") is None:
+        return parse_repo_id(name)  # every installed file pulled from this repo
+    if "/" in name or "\\" in name or name.startswith(".") or any(ord(c) < 32 for c in name):
+        raise ProxyError("unsafe_filename", "give the installed file name or model id, not a path")
+    return name

@@ -1,0 +1,78 @@
+"""POST /v1/api/pull and the views of pulls and of a repo's files."""
+from __future__ import annotations
+
+import json
+from typing import Iterator
+
+from flask import Blueprint, Response, current_app, jsonify, request, url_for
+
+from proxy import naming
+from proxy.auth import require_api_key
+from proxy.errors import STATUS_BY_CODE, ProxyError
+from proxy.pulls.jobs import PullJob
+from proxy.pulls.request import parse_pull_request, parse_repo_id, parse_revision
+from proxy.pulls.select import group_models, recommended
+
+bp = Blueprint("pull", __name__)
+NDJSON = "application/x-ndjson"
+
+
+@bp.post("/v1/api/pull")
+@require_api_key
+def pull():
+    pull_request = parse_pull_request(request.get_json(force=True, silent=True))
+    service = current_app.extensions["pull_service"]
+    plan = service.plan(pull_request)
+    cached = service.cached(plan)
+    if cached is not None:
+        return _answer_final(cached, stream=pull_request.stream and not pull_request.run_async)
+    job, joined = service.submit(plan)
+    if pull_request.run_async:
+        status_url = url_for("pull.get_pull", job_id=job.id)
+        return jsonify(id=job.id, status=job.latest["status"], status_url=status_url), 202
+    if not pull_request.stream:
+        return _answer_final(job.wait(), stream=False)
+    return Response(_ndjson(job.follow(joined)), mimetype=NDJSON,
+                    headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+@bp.get("/v1/api/pulls")
+def list_pulls():
+    return jsonify(pulls=[job.summary() for job in current_app.extensions["pulls"].jobs()])
+
+
+@bp.get("/v1/api/pulls/<job_id>")
+def get_pull(job_id: str):
+    job: PullJob | None = current_app.extensions["pulls"].get(job_id)
+    if job is None:
+        raise ProxyError("not_found", f"no pull with id {job_id}")
+    return jsonify(job.summary())
+
+
+@bp.get("/v1/api/files")
+def list_files():
+    repo = parse_repo_id(request.args.get("model", ""))
+    revision = parse_revision(request.args.get("revision"))
+    listing = current_app.extensions["hub"].list_files(repo, revision)
+    files = [_describe_file(remote) for group in group_models(listing) for remote in group]
+    return jsonify(model=repo, revision=revision, commit=listing.commit, files=files,
+                   recommended=recommended(listing))
+
+
+def _describe_file(remote) -> dict:
+    part = naming.split_part(remote.filename)
+    return {"filename": remote.filename, "size": remote.size, "sha256": remote.sha256,
+            "quant": naming.quant_of(remote.filename),
+            "split": {"index": part.index, "count": part.count} if part else None}
+
+
+def _answer_final(event: dict, stream: bool):
+    if stream:
+        return Response(_ndjson([event]), mimetype=NDJSON)
+    status = 200 if event.get("status") == "complete" else STATUS_BY_CODE.get(event.get("code"), 500)
+    return jsonify(event), status
+
+
+def _ndjson(events) -> Iterator[str]:
+    for event in events:
+        yield json.dumps(event) + "\n"

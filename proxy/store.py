@@ -1,0 +1,139 @@
+"""MODELS_DIR layout: hidden staging and locks, atomic install, listing, delete, provenance."""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import shutil
+from dataclasses import asdict
+from pathlib import Path
+from typing import Iterator
+
+from proxy import naming
+from proxy.errors import ProxyError
+from proxy.provenance import Provenance, ProvenanceStore, fsync_dir
+from proxy.pulls.transfer_state import state_path_for
+
+STAGING = ".staging"
+QUARANTINE = ".quarantine"
+LOCKS = ".locks"
+META = ".proxy"
+
+
+class ModelStore:
+    """Every path handed out is a direct child of a folder inside MODELS_DIR."""
+
+    def __init__(self, models_dir: str | Path):
+        self.root = Path(models_dir).resolve()
+        self.provenance = ProvenanceStore(self.root / META / "models.json")
+
+    def ensure_dirs(self) -> None:
+        for sub in (STAGING, LOCKS, META):
+            (self.root / sub).mkdir(parents=True, exist_ok=True)
+
+    def final_path(self, filename: str) -> Path:
+        return _child(self.root, naming.basename(filename))
+
+    def staging_path(self, filename: str) -> Path:
+        return _child(self.root / STAGING, naming.basename(filename) + ".partial")
+
+    def staged_bytes(self, filename: str) -> int:
+        """Bytes an earlier, interrupted download of this file left in staging."""
+        path = self.staging_path(filename)
+        return path.stat().st_size if state_path_for(path).exists() and path.exists() else 0
+
+    def discard_staging(self, filename: str) -> None:
+        path = self.staging_path(filename)
+        path.unlink(missing_ok=True)
+        state_path_for(path).unlink(missing_ok=True)
+
+    def free_bytes(self) -> int:
+        return shutil.disk_usage(self.root).free
+
+    def verified_record(self, filename: str, size: int | None, sha256: str | None) -> Provenance | None:
+        """The record of an installed file that still matches what the hub says it should be."""
+        record = self.provenance.get(naming.basename(filename))
+        if record is None or (sha256 and record.sha256 != sha256) or (size and record.size != size):
+            return None
+        return record if _size_of(self.final_path(filename)) == record.size else None
+
+    def install(self, staged: Path, record: Provenance) -> Path:
+        """Move a checked, fsynced staging file under its final name and record where it came from."""
+        final = self.final_path(record.filename)
+        os.replace(staged, final)
+        fsync_dir(self.root)
+        self.provenance.put(record)
+        return final
+
+    def quarantine(self, filenames: list[str]) -> None:
+        """Take installed files out of the served set (kept for a person to inspect)."""
+        folder = self.root / QUARANTINE
+        folder.mkdir(parents=True, exist_ok=True)
+        for filename in filenames:
+            with contextlib.suppress(FileNotFoundError):
+                os.replace(self.final_path(filename), _child(folder, naming.basename(filename)))
+        self.provenance.remove(filenames)
+
+    def installed_files(self) -> list[str]:
+        return sorted(p.name for p in self.root.glob("*.gguf") if p.is_file() and not p.name.startswith("."))
+
+    def files_of_model(self, name: str) -> list[str]:
+        """The installed files a filename, model id, alias or repo id names (all parts of a split set)."""
+        installed = self.installed_files()
+        if "/" in name:
+            records = self.provenance.all()
+            return [f for f in installed if records.get(f) and records[f].repo.lower() == name.lower()]
+        wanted = naming.model_id(name)
+        exact = [f for f in installed if naming.model_id(f) == wanted or f == name]
+        if exact:
+            return exact
+        aliased = [f for f in installed if naming.strip_quant(f) == wanted]
+        return aliased if len({naming.model_id(f) for f in aliased}) == 1 else []
+
+    def delete(self, filenames: list[str]) -> None:
+        for filename in filenames:
+            self.final_path(filename).unlink(missing_ok=True)
+        self.provenance.remove(filenames)
+
+    def describe_installed(self) -> list[dict]:
+        """Installed files with their provenance, flagging those that no longer match their record."""
+        records = self.provenance.all()
+        models = []
+        for filename in self.installed_files():
+            record = records.get(filename)
+            size = _size_of(self.final_path(filename))
+            entry = asdict(record) if record else {"filename": filename, "repo": None, "sha256": None}
+            entry.update(id=naming.model_id(filename), size=size,
+                         intact=record is not None and record.size == size)
+            models.append(entry)
+        return models
+
+    @contextlib.contextmanager
+    def lock(self, filename: str, blocking: bool = True) -> Iterator[bool]:
+        """An exclusive lock on one file name across processes (workers, replicas on a shared volume)."""
+        path = _child(self.root / LOCKS, naming.basename(filename) + ".lock")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+            except BlockingIOError:
+                yield False
+                return
+            yield True
+        finally:
+            os.close(fd)
+
+
+def _child(folder: Path, name: str) -> Path:
+    """folder/name, refusing anything that is not a plain name."""
+    if not name or name in (".", "..") or "/" in name or "\\" in name or "\x00" in name:
+        raise ProxyError("unsafe_filename", "the file name is not a plain file name")
+    return folder / name
+
+
+def _size_of(path: Path) -> int | None:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return None
