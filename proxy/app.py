@@ -7,12 +7,13 @@ from flask import Flask
 
 from proxy.backend import BackendClient
 from proxy.errors import register_error_handlers
+from proxy.metrics import Metrics, install_request_metrics
 from proxy.hubs.huggingface import HuggingFaceHub
 from proxy.pulls.jobs import PullRegistry
 from proxy.pulls.service import PullService
 from proxy.pulls.transfer import TransferOptions
 from proxy.retry import Backoff
-from proxy.routes import forward, health, models, pull
+from proxy.routes import forward, health, models, observability, pull
 from proxy.settings import Settings
 from proxy.store import ModelStore
 
@@ -25,21 +26,30 @@ def create_app(settings: Settings | None = None, hub=None) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False
     register_error_handlers(app)
+    services = build_services(settings, hub)
+    app.extensions.update(services)
+    install_request_metrics(app, services["metrics"])
+    for module in (health, pull, models, forward, observability):
+        app.register_blueprint(module.bp)
+    return app
 
+
+def build_services(settings: Settings, hub=None) -> dict:
+    """Everything a pull needs, wired once; the app and `python -m proxy --local` both use it."""
+    metrics = Metrics()
     backoff = Backoff(settings.pull_backoff_base_s, settings.pull_backoff_max_s)
     store = ModelStore(settings.models_dir)
     store.ensure_dirs()
-    backend = BackendClient(settings.backend_url, settings.backend_timeout_s, settings.backend_connect_timeout_s)
+    backend = BackendClient(settings.backend_url, settings.backend_timeout_s, settings.backend_connect_timeout_s,
+                            observe=lambda path, s: metrics.backend_latency.labels(path=path).observe(s))
     hub = hub or HuggingFaceHub(settings.hf_endpoint, settings.hf_token, settings.hub_timeout_s,
                                 settings.pull_max_retries, backoff)
-    registry = PullRegistry(settings.pull_concurrency, settings.pull_queue_max)
+    registry = PullRegistry(settings.pull_concurrency, settings.pull_queue_max, on_finish=metrics.count_job)
     options = TransferOptions(
         connections=max(1, settings.pull_connections), chunk_bytes=settings.pull_chunk_bytes,
         stall_timeout_s=settings.pull_stall_timeout_s, max_retries=settings.pull_max_retries, backoff=backoff)
-    service = PullService(hub, store, registry, options, settings.allowed_repos,
-                          settings.progress_interval_s, smoke_test=backend.smoke_test)
-    app.extensions.update(settings=settings, store=store, backend=backend, hub=hub, pulls=registry,
-                          pull_service=service)
-    for module in (health, pull, models, forward):
-        app.register_blueprint(module.bp)
-    return app
+    service = PullService(hub, store, registry, options, settings.allowed_repos, settings.progress_interval_s,
+                          smoke_test=backend.smoke_test, count_bytes=metrics.pull_bytes.inc)
+    metrics.watch(registry.counts, lambda: backend.health() is not None)
+    return dict(settings=settings, store=store, backend=backend, hub=hub, pulls=registry,
+                pull_service=service, metrics=metrics)

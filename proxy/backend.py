@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import logging
+import time
+from typing import Callable
 
 import requests
 
@@ -13,8 +15,10 @@ SMOKE_PROMPT = "Hello"
 
 
 class BackendClient:
-    def __init__(self, base_url: str, timeout_s: float = 300.0, connect_timeout_s: float = 5.0):
+    def __init__(self, base_url: str, timeout_s: float = 300.0, connect_timeout_s: float = 5.0,
+                 observe: Callable[[str, float], None] = lambda path, seconds: None):
         self.base_url = base_url.rstrip("/")
+        self._observe = observe
         self.timeout_s = timeout_s
         self.connect_timeout_s = connect_timeout_s
         self._session = requests.Session()
@@ -28,9 +32,12 @@ class BackendClient:
         """
         headers = {"Content-Type": content_type} if content_type else {}
         timeout = (self.connect_timeout_s, timeout_s or self.timeout_s)
+        started = time.monotonic()
         try:
-            return self._session.request(method, self.base_url + path, data=body, headers=headers,
-                                         stream=stream, timeout=timeout)
+            response = self._session.request(method, self.base_url + path, data=body, headers=headers,
+                                             stream=stream, timeout=timeout)
+            self._observe(path, time.monotonic() - started)
+            return response
         except requests.ConnectTimeout as err:
             raise ProxyError("backend_unavailable", "the backend did not accept a connection") from err
         except requests.Timeout as err:

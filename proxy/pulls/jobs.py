@@ -91,7 +91,8 @@ class PullJob:
 class PullRegistry:
     """Running and waiting jobs keyed by installed filename, at most `concurrency` running at once."""
 
-    def __init__(self, concurrency: int, queue_max: int, history_max: int = 200):
+    def __init__(self, concurrency: int, queue_max: int, history_max: int = 200,
+                 on_finish: Callable[[PullJob], None] = lambda job: None):
         self.concurrency = max(1, concurrency)
         self.queue_max = max(0, queue_max)
         self._lock = threading.Lock()
@@ -101,6 +102,7 @@ class PullRegistry:
         self._history: dict[str, PullJob] = {}  # jobs this process knows, by id, oldest first
         self._history_max = history_max
         self._stopping = False
+        self._on_finish = on_finish
 
     def active(self, key: str) -> PullJob | None:
         with self._lock:
@@ -165,6 +167,7 @@ class PullRegistry:
             job.run()
         finally:
             self._finish(job)
+            self._on_finish(job)
 
     def _finish(self, job: PullJob) -> None:
         with self._lock:

@@ -7,6 +7,7 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from proxy import naming
 from proxy.errors import ProxyError
@@ -43,11 +44,13 @@ class Plan:
 
 class PullService:
     def __init__(self, hub: Hub, store: ModelStore, registry: PullRegistry, options: TransferOptions,
-                 allowed_repos: tuple[str, ...] = (), progress_interval_s: float = 0.5, smoke_test=None):
+                 allowed_repos: tuple[str, ...] = (), progress_interval_s: float = 0.5, smoke_test=None,
+                 count_bytes: Callable[[int], None] = lambda count: None):
         self.hub, self.store, self.registry, self.options = hub, store, registry, options
         self.allowed_repos = allowed_repos
         self.progress_interval_s = progress_interval_s
         self.smoke_test = smoke_test  # callable(model_id) raising ProxyError; None: no backend to ask
+        self.count_bytes = count_bytes
 
     def plan(self, request: PullRequest) -> Plan:
         """Everything that can fail before a byte moves, so it fails as an HTTP status.
@@ -118,7 +121,8 @@ class PullService:
         name = naming.basename(remote.filename)
         path = self.store.staging_path(name)
         transfer = Transfer(remote.url, self.hub.download_headers(), remote.size, path, remote.sha256,
-                            self.options, job.stop, on_progress=progress.file_callback(name))
+                            self.options, job.stop, on_progress=progress.file_callback(name),
+                            on_bytes=self.count_bytes)
         digest = transfer.run()
         progress.file_done(name, remote.size)
         job.publish({"status": "verifying", "filename": name})

@@ -59,9 +59,10 @@ class Transfer:
 
     def __init__(self, url: str, headers: dict[str, str], size: int, dest: Path, expected_sha256: str | None,
                  options: TransferOptions, stop: threading.Event,
-                 on_progress: Callable[[int], None] = lambda completed: None):
+                 on_progress: Callable[[int], None] = lambda completed: None,
+                 on_bytes: Callable[[int], None] = lambda count: None):
         self.url, self.headers, self.size, self.dest = url, headers, size, dest
-        self.options, self.stop, self.on_progress = options, stop, on_progress
+        self.options, self.stop, self.on_progress, self.on_bytes = options, stop, on_progress, on_bytes
         self.state = PartsState.load_or_create(dest, size, expected_sha256, options.chunk_bytes)
         self._lock = threading.Condition()
         self._pending: list[int] = []
@@ -222,6 +223,7 @@ class Transfer:
     def _write(self, block: bytes, position: int) -> None:
         try:
             os.pwrite(self.state.fd, block, position)
+            self.on_bytes(len(block))
         except OSError as err:
             if err.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise ProxyError("insufficient_storage", "the models volume is full") from err

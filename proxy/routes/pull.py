@@ -20,13 +20,20 @@ NDJSON = "application/x-ndjson"
 @bp.post("/v1/api/pull")
 @require_api_key
 def pull():
-    pull_request = parse_pull_request(request.get_json(force=True, silent=True))
-    service = current_app.extensions["pull_service"]
-    plan = service.plan(pull_request)
-    cached = service.cached(plan)
+    metrics = current_app.extensions["metrics"]
+    try:
+        pull_request = parse_pull_request(request.get_json(force=True, silent=True))
+        service = current_app.extensions["pull_service"]
+        plan = service.plan(pull_request)
+        cached = service.cached(plan)
+        if cached is None:
+            job, joined = service.submit(plan)
+    except ProxyError as err:
+        metrics.count_pull("rejected", err.code)
+        raise
     if cached is not None:
+        metrics.count_pull("cached", None)
         return _answer_final(cached, stream=pull_request.stream and not pull_request.run_async)
-    job, joined = service.submit(plan)
     if pull_request.run_async:
         status_url = url_for("pull.get_pull", job_id=job.id)
         return jsonify(id=job.id, status=job.latest["status"], status_url=status_url), 202

@@ -1,0 +1,127 @@
+"""The OpenAPI 3.1 document of every proxy endpoint, error codes included."""
+from __future__ import annotations
+
+from proxy import VERSION
+from proxy.errors import STATUS_BY_CODE
+
+JSON = "application/json"
+OBJ = {"type": "object"}
+STR = {"type": "string"}
+INT = {"type": "integer"}
+NULLABLE_STR = {"type": ["string", "null"]}
+
+
+def _ref(name: str) -> dict:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict, description: str = "") -> dict:
+    return {"description": description or "JSON", "content": {JSON: {"schema": schema}}}
+
+
+def _errors(*statuses: int) -> dict:
+    """Every endpoint may answer these with the error object (405/413 come from routing and size limits)."""
+    return {str(s): _json(_ref("Error"), "error") for s in sorted({*statuses, 404, 405, 413, 500})}
+
+
+def _op(summary: str, responses: dict, body: dict | None = None, params: list | None = None) -> dict:
+    op = {"summary": summary, "responses": responses}
+    if body is not None:
+        op["requestBody"] = {"required": True, "content": {JSON: {"schema": body}}}
+    if params:
+        op["parameters"] = params
+    return op
+
+
+def _forwarded(summary: str) -> dict:
+    ok = {"description": "the backend's answer, or its SSE stream",
+          "content": {JSON: {"schema": OBJ}, "text/event-stream": {"schema": STR}}}
+    return {"post": _op(summary, {"200": ok, **_errors(400, 404, 422, 502, 504)}, body=OBJ)}
+
+
+def _schemas() -> dict:
+    codes = sorted(STATUS_BY_CODE)
+    return {
+        "Error": {"type": "object", "required": ["status", "error", "code"], "properties": {
+            "status": {"const": "error"}, "error": STR, "code": {"enum": codes}}},
+        "PullRequest": {"type": "object", "required": ["model"], "properties": {
+            "model": {**STR, "description": "owner/name or owner/name:QUANT"},
+            "filename": STR, "quant": STR, "revision": STR, "stream": {"type": "boolean"},
+            "verify": {"enum": ["checksum", "load"]}, "async": {"type": "boolean"}}},
+        "PullEvent": {"type": "object", "required": ["status"], "properties": {
+            "status": {"enum": ["starting", "queued", "downloading", "verifying", "smoke_test", "complete",
+                                "error"]},
+            "model": STR, "filename": STR, "completed": INT, "total": INT, "percent": {"type": "number"},
+            "position": INT, "path": STR, "size_mb": {"type": "number"}, "sha256": NULLABLE_STR,
+            "revision": STR, "cached": {"type": "boolean"}, "files": {"type": "array", "items": STR},
+            "error": STR, "code": {"enum": codes}}},
+        "PullSummary": {"allOf": [_ref("PullEvent"), {"type": "object", "required": ["id", "model", "filename"],
+                                                      "properties": {"id": STR}}]},
+        "PullAccepted": {"type": "object", "required": ["id", "status", "status_url"],
+                         "properties": {"id": STR, "status": STR, "status_url": STR}},
+        "RemoteFile": {"type": "object", "required": ["filename", "size", "sha256", "quant", "split"], "properties": {
+            "filename": STR, "size": {"type": ["integer", "null"]}, "sha256": NULLABLE_STR, "quant": NULLABLE_STR,
+            "split": {"oneOf": [{"type": "null"}, {"type": "object", "required": ["index", "count"],
+                                                   "properties": {"index": INT, "count": INT}}]}}},
+        "Files": {"type": "object", "required": ["model", "revision", "files", "recommended"], "properties": {
+            "model": STR, "revision": STR, "commit": STR, "recommended": NULLABLE_STR,
+            "files": {"type": "array", "items": _ref("RemoteFile")}}},
+        "InstalledModel": {"type": "object", "required": ["id", "filename", "size", "intact"], "properties": {
+            "id": STR, "filename": STR, "size": {"type": ["integer", "null"]}, "sha256": NULLABLE_STR,
+            "repo": NULLABLE_STR, "revision": STR, "commit": STR, "source_host": STR, "pulled_at": STR,
+            "intact": {"type": "boolean"}}},
+        "ModelList": {"type": "object", "required": ["object", "data"], "properties": {
+            "object": {"const": "list"}, "data": {"type": "array", "items": {
+                "type": "object", "required": ["id"], "properties": {"id": STR}}}}},
+        "DeleteRequest": {"type": "object", "properties": {"filename": STR, "model": STR}},
+        "Deleted": {"type": "object", "required": ["status", "files"], "properties": {
+            "status": {"const": "deleted"}, "files": {"type": "array", "items": STR}}},
+    }
+
+
+def _paths() -> dict:
+    ndjson = {"application/x-ndjson": {"schema": STR}}
+    pull_ok = {"description": "NDJSON events, or with stream:false the final object",
+               "content": {**ndjson, JSON: {"schema": _ref("PullEvent")}}}
+    query = lambda name, required: {"name": name, "in": "query", "required": required, "schema": STR}  # noqa: E731
+    return {
+        "/": {"get": _op("Service info", {"200": _json(OBJ)})},
+        "/v1/health": {"get": _op("Readiness: proxy and backend", {
+            "200": _json(OBJ, "both answer"), "503": _json(_ref("Error"), "the backend is down")})},
+        "/livez": {"get": _op("Liveness of the proxy process", {"200": _json(OBJ)})},
+        "/v1/models": {"get": _op("OpenAI-style model list", {"200": _json(_ref("ModelList"))})},
+        "/v1/generate": _forwarded("Generate (backend /api/generate)"),
+        "/v1/completions": _forwarded("OpenAI completions"),
+        "/v1/chat/completions": _forwarded("OpenAI chat completions"),
+        "/v1/api/pull": {"post": _op("Pull a GGUF model from the Hub", {
+            "200": pull_ok, "202": _json(_ref("PullAccepted"), "async pull accepted"),
+            **_errors(400, 401, 403, 404, 409, 422, 502, 504, 507)}, body=_ref("PullRequest"))},
+        "/v1/api/pulls": {"get": _op("Every pull this process knows", {"200": _json({
+            "type": "object", "required": ["pulls"], "properties": {
+                "pulls": {"type": "array", "items": _ref("PullSummary")}}})})},
+        "/v1/api/pulls/{job_id}": {"get": _op("One pull", {"200": _json(_ref("PullSummary")), **_errors(404)},
+                                              params=[{"name": "job_id", "in": "path", "required": True,
+                                                       "schema": STR}])},
+        "/v1/api/files": {"get": _op("GGUF files of a repo", {"200": _json(_ref("Files")),
+                                                               **_errors(400, 403, 404, 502)},
+                                     params=[query("model", True), query("revision", False)])},
+        "/v1/api/delete": {"delete": _op("Delete an installed model", {
+            "200": _json(_ref("Deleted")), **_errors(400, 401, 404, 409)}, body=_ref("DeleteRequest"))},
+        "/v1/api/models": {"get": _op("Installed models with provenance", {"200": _json({
+            "type": "object", "required": ["models"], "properties": {
+                "models": {"type": "array", "items": _ref("InstalledModel")}}})})},
+        "/metrics": {"get": _op("Prometheus metrics", {"200": {
+            "description": "Prometheus text", "content": {"text/plain": {"schema": STR}}}})},
+        "/openapi.json": {"get": _op("This document", {"200": _json(OBJ)})},
+    }
+
+
+def build_openapi() -> dict:
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "GGUF proxy sidecar", "version": VERSION,
+                 "description": "Pulls verified GGUF models into MODELS_DIR and fronts the inference backend."},
+        "components": {"schemas": _schemas(), "securitySchemes": {
+            "bearer": {"type": "http", "scheme": "bearer", "description": "PROXY_API_KEY, for pull and delete"}}},
+        "paths": _paths(),
+    }
