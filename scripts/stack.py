@@ -1,0 +1,72 @@
+"""The live stack as processes, for benchmarks and the API fuzz run: fake Hub, backend, proxy."""
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Iterator
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.helpers import free_port, running_process  # noqa: E402
+
+GUNICORN = [sys.executable, "-m", "gunicorn", "-c", "proxy/gunicorn.conf.py", "proxy.app:create_app()"]
+
+
+@contextlib.contextmanager
+def fake_hub(repos: dict[str, Path], log_dir: Path, throttle_bps: int | None = None) -> Iterator[str]:
+    """A fake Hub process serving each folder as a repo; yields its URL."""
+    port = free_port()
+    args = ["-m", "tests.fakes.hub", "--port", str(port)]
+    for repo, folder in repos.items():
+        args += ["--repo", f"{repo}={folder}"]
+    if throttle_bps:
+        args += ["--throttle-bps", str(throttle_bps)]
+    url = f"http://127.0.0.1:{port}"
+    with running_process(args, {}, url + "/api/models/none/none", log_dir / "hub.log"):
+        yield url
+
+
+@contextlib.contextmanager
+def backend(models_dir: Path, log_dir: Path, env: dict | None = None) -> Iterator[str]:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    full_env = {"MODELS_DIR": str(models_dir), "BACKEND_PORT": str(port), "HOST": "127.0.0.1", **(env or {})}
+    with running_process(["-m", "server"], full_env, url + "/health", log_dir / "backend.log", timeout_s=120):
+        yield url
+
+
+@contextlib.contextmanager
+def proxy(models_dir: Path, log_dir: Path, hub_url: str, backend_url: str,
+          env: dict | None = None) -> Iterator[tuple[str, subprocess.Popen]]:
+    """The proxy under gunicorn, as in production; yields its URL and process."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    full_env = {"MODELS_DIR": str(models_dir), "HF_ENDPOINT": hub_url, "BACKEND_URL": backend_url,
+                "HOST": "127.0.0.1", "PORT": str(port), "HF_HUB_DISABLE_TELEMETRY": "1", **(env or {})}
+    with running_process(GUNICORN, full_env, url + "/livez", log_dir / "proxy.log") as proc:
+        yield url, proc
+
+
+def peak_rss_mb(pid: int) -> float:
+    """VmHWM of a process and its children (gunicorn's worker does the work), in MB."""
+    total = 0
+    for candidate in [pid, *_children(pid)]:
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{candidate}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    total = max(total, int(line.split()[1]))
+    return total / 1024
+
+
+def _children(pid: int) -> list[int]:
+    with contextlib.suppress(OSError):
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    return []
+
+
+def environ_without_proxy_vars() -> dict:
+    return {k: v for k, v in os.environ.items() if k not in ("HF_ENDPOINT", "HF_TOKEN", "PROXY_API_KEY")}
