@@ -9,6 +9,7 @@ from proxy.backend import BackendClient
 from proxy.errors import register_error_handlers
 from proxy.metrics import Metrics, install_request_metrics
 from proxy.hubs.huggingface import HuggingFaceHub
+from proxy.preload import start_preload
 from proxy.pulls.jobs import PullRegistry
 from proxy.pulls.service import PullService
 from proxy.pulls.transfer import TransferOptions
@@ -31,6 +32,7 @@ def create_app(settings: Settings | None = None, hub=None) -> Flask:
     install_request_metrics(app, services["metrics"])
     for module in (health, pull, models, forward, observability):
         app.register_blueprint(module.bp)
+    start_preload(services)
     return app
 
 

@@ -1,0 +1,263 @@
+"""Pull, list and delete GGUF models through a running proxy (--url), or straight in MODELS_DIR (--local)."""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import sys
+from typing import Iterable, Mapping
+
+import requests
+
+from proxy.cli_progress import PullProgress, format_bytes
+from proxy.errors import ProxyError
+from proxy.pulls.request import PullRequest, parse_pull_request
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+CONNECT_TIMEOUT_S = 10.0
+REQUEST_TIMEOUT_S = 60.0  # ls and rm; a pull stream may stay quiet for long while it is queued
+STOP_WAIT_S = 10.0  # --local and Ctrl-C: time for the transfer to save its progress
+EPILOG = """\
+exit status:
+  0    success
+  1    the pull, ls or rm failed; the error's message and code are printed
+  2    usage: bad arguments, or a repo id, file name or revision the proxy would refuse
+  3    cannot reach the proxy, or the connection was lost mid-pull (the pull goes on: GET /v1/api/pulls)
+  130  interrupted (a --local pull keeps what it downloaded and resumes next time)
+
+environment: PROXY_URL, PROXY_API_KEY; with --local: MODELS_DIR, HF_ENDPOINT, HF_TOKEN, ALLOWED_REPOS, PULL_*"""
+
+
+class CliError(Exception):
+    """A failure to report on stderr as `error: <message> [<code>]`, ending with `exit_status`."""
+
+    def __init__(self, message: str, code: str | None = None, exit_status: int = EXIT_FAILED):
+        super().__init__(message)
+        self.message, self.code, self.exit_status = message, code, exit_status
+
+
+def main(argv: list[str] | None = None, env: Mapping[str, str] | None = None) -> int:
+    env = os.environ if env is None else env
+    args = build_parser(env).parse_args(argv)
+    args.env = env
+    try:
+        return args.run(args)
+    except CliError as err:
+        print(f"error: {err.message}" + (f" [{err.code}]" if err.code else ""), file=sys.stderr)
+        return err.exit_status
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    where = common.add_argument_group("where")
+    where.add_argument("--url", default=env.get("PROXY_URL") or "http://127.0.0.1:8080",
+                       help="a running proxy (default: $PROXY_URL or %(default)s)")
+    where.add_argument("--api-key", default=env.get("PROXY_API_KEY") or None,
+                       help="bearer token for pull and rm (default: $PROXY_API_KEY)")
+    where.add_argument("--local", action="store_true", help="no proxy: work on MODELS_DIR directly")
+    where.add_argument("--models-dir", default=None, help="with --local (default: $MODELS_DIR)")
+    parser = argparse.ArgumentParser(prog="python -m proxy", description=__doc__, epilog=EPILOG,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    pull = commands.add_parser("pull", parents=[common], help="download a GGUF model from the Hub",
+                               epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    pull.add_argument("model", metavar="REPO[:QUANT]", help="Hub repo id, e.g. owner/name or owner/name:Q8_0")
+    pull.add_argument("filename", metavar="FILE", nargs="?", help="the GGUF file in the repo (default: by quant)")
+    pull.add_argument("--revision", default=None, help="branch, tag or commit (default: main)")
+    pull.add_argument("--verify", choices=("checksum", "load"), default="checksum",
+                      help="load: also load it in the backend and generate one token")
+    pull.set_defaults(run=run_pull)
+    ls = commands.add_parser("ls", parents=[common], help="list installed models", epilog=EPILOG,
+                             formatter_class=argparse.RawDescriptionHelpFormatter)
+    ls.add_argument("--json", action="store_true", help="print the records as JSON")
+    ls.set_defaults(run=run_ls)
+    rm = commands.add_parser("rm", parents=[common], help="delete an installed model", epilog=EPILOG,
+                             formatter_class=argparse.RawDescriptionHelpFormatter)
+    rm.add_argument("name", metavar="NAME", help="model id, file name, or repo id (every file from it)")
+    rm.set_defaults(run=run_rm)
+    return parser
+
+
+# --- pull -------------------------------------------------------------------------------------------
+
+def run_pull(args: argparse.Namespace) -> int:
+    body = {"model": args.model, "filename": args.filename, "revision": args.revision, "verify": args.verify}
+    try:
+        request = parse_pull_request(body)
+    except ProxyError as err:
+        raise CliError(err.message, err.code, EXIT_USAGE) from err
+    progress = PullProgress(sys.stdout, sys.stdout.isatty())
+    try:
+        events = _pull_local(args, request) if args.local else _pull_remote(args, body)
+        return follow(events, progress)
+    finally:
+        progress.end_bar()
+
+
+def follow(events: Iterable[dict], progress: PullProgress) -> int:
+    """Show every event; EXIT_OK on `complete`.
+
+    Raises:
+        CliError: the `error` line's message and code; the stream ending before a final line.
+    """
+    for event in events:
+        progress.show(event)
+        if event.get("status") == "complete":
+            return EXIT_OK
+        if event.get("status") == "error":
+            progress.end_bar()
+            raise CliError(str(event.get("error")), event.get("code"))
+    raise CliError("the stream ended before the pull did; it may go on: see GET /v1/api/pulls",
+                   "stream_ended", EXIT_UNREACHABLE)
+
+
+def _pull_remote(args: argparse.Namespace, body: dict) -> Iterable[dict]:
+    body = {key: value for key, value in body.items() if value is not None}
+    response = _call(args, "POST", "/v1/api/pull", json={**body, "stream": True}, stream=True,
+                     timeout=(CONNECT_TIMEOUT_S, None))
+    with response:
+        try:
+            for line in response.iter_lines():
+                if line.strip():
+                    yield json.loads(line)
+        except (requests.RequestException, ValueError) as err:
+            raise CliError(f"lost the connection to the proxy at {args.url} mid-pull ({_reason(err)}); "
+                           "the pull goes on: see GET /v1/api/pulls", "connection_lost", EXIT_UNREACHABLE) from err
+
+
+def _pull_local(args: argparse.Namespace, request: PullRequest) -> Iterable[dict]:
+    """The same pull the proxy runs, in this process: resolve, check the cache, download, install."""
+    from proxy.app import build_services  # the whole service stack only for --local
+
+    services = build_services(_local_settings(args))
+    service = services["pull_service"]
+    try:
+        plan = service.plan(request)
+        cached = service.cached(plan)
+        if cached is not None:
+            yield cached
+            return
+        job, joined = service.submit(plan)
+    except ProxyError as err:
+        raise CliError(err.message, err.code) from err
+    try:
+        yield from job.follow(joined)
+    finally:
+        if not job.done:  # interrupted: let the transfer save its progress for the next run
+            services["pulls"].shutdown()
+            job.wait(STOP_WAIT_S)
+
+
+def _local_settings(args: argparse.Namespace):
+    from proxy.settings import Settings
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        settings = Settings.from_env(args.env)
+    except ValueError as err:
+        raise CliError(str(err), "invalid_request", EXIT_USAGE) from err
+    return settings.replace(models_dir=args.models_dir) if args.models_dir else settings
+
+
+# --- ls and rm ------------------------------------------------------------------------------------
+
+def run_ls(args: argparse.Namespace) -> int:
+    if args.local:
+        models = _local_store(args).describe_installed()
+    else:
+        models = _call(args, "GET", "/v1/api/models").json().get("models", [])
+    if args.json:
+        print(json.dumps(models, indent=1))
+    else:
+        print_models(models)
+    return EXIT_OK
+
+
+def print_models(models: list[dict]) -> None:
+    rows = [("ID", "SIZE", "REPO", "INTACT")]
+    rows += [(str(m.get("id")), format_bytes(m.get("size") or 0), str(m.get("repo") or "-"),
+              "yes" if m.get("intact") else "NO") for m in models]
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+
+
+def run_rm(args: argparse.Namespace) -> int:
+    if args.local:
+        files = _delete_local(args)
+    else:
+        files = _call(args, "DELETE", "/v1/api/delete", json={"model": args.name}).json().get("files", [])
+    print("deleted " + ", ".join(files))
+    return EXIT_OK
+
+
+def _delete_local(args: argparse.Namespace) -> list[str]:
+    """Delete unless a pull (of any process on this MODELS_DIR) holds one of the files' locks.
+
+    Raises:
+        CliError: model_not_found, model_busy.
+    """
+    store = _local_store(args)
+    files = store.files_of_model(args.name)
+    if not files:
+        raise CliError(f"no installed model named {args.name}", "model_not_found")
+    with contextlib.ExitStack() as locks:
+        for filename in files:
+            if not locks.enter_context(store.lock(filename, blocking=False)):
+                raise CliError(f"{filename} is being pulled; delete it when the pull ends", "model_busy")
+        store.delete(files)
+    return files
+
+
+def _local_store(args: argparse.Namespace):
+    from proxy.store import ModelStore
+
+    return ModelStore(_local_settings(args).models_dir)
+
+
+# --- HTTP -----------------------------------------------------------------------------------------
+
+def _call(args: argparse.Namespace, method: str, path: str, **kwargs) -> requests.Response:
+    """One request to the proxy.
+
+    Raises:
+        CliError: the proxy's JSON error (exit 1), or proxy_unreachable (exit 3).
+    """
+    headers = {"Authorization": f"Bearer {args.api_key}"} if args.api_key else {}
+    kwargs.setdefault("timeout", (CONNECT_TIMEOUT_S, REQUEST_TIMEOUT_S))
+    try:
+        response = requests.request(method, args.url.rstrip("/") + path, headers=headers, **kwargs)
+    except requests.RequestException as err:
+        raise CliError(f"cannot reach the proxy at {args.url} ({_reason(err)})", "proxy_unreachable",
+                       EXIT_UNREACHABLE) from err
+    if response.status_code >= 400:
+        with response:
+            raise _http_error(response)
+    return response
+
+
+def _http_error(response: requests.Response) -> CliError:
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict) and body.get("error"):
+        return CliError(str(body["error"]), body.get("code"))
+    return CliError(f"the proxy answered HTTP {response.status_code} without a JSON error: "
+                    f"{response.text[:200]!r}", f"http_{response.status_code}")
+
+
+def _reason(err: BaseException) -> str:
+    """The innermost OS error's text (e.g. 'Connection refused'), else the exception's type name."""
+    seen: BaseException | None = err
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.strerror:
+            return seen.strerror
+        inner = getattr(seen, "reason", None)
+        seen = inner if isinstance(inner, BaseException) else (seen.__cause__ or seen.__context__)
+    return type(err).__name__

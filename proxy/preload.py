@@ -1,0 +1,80 @@
+"""PRELOAD_MODELS: pulls started in the background when the proxy starts, never blocking readiness."""
+from __future__ import annotations
+
+import logging
+import threading
+
+from proxy import naming
+from proxy.errors import ProxyError
+from proxy.pulls.jobs import PullJob, PullRegistry
+from proxy.pulls.request import PullRequest, parse_pull_request
+from proxy.pulls.service import PullService
+
+log = logging.getLogger(__name__)
+
+
+def start_preload(services: dict) -> threading.Thread | None:
+    """Pull every PRELOAD_MODELS entry, one after another, in a daemon thread; None when there are none."""
+    entries = services["settings"].preload_models
+    if not entries:
+        return None
+    thread = threading.Thread(target=preload, args=(entries, services["pull_service"], services["pulls"]),
+                              name="preload", daemon=True)
+    thread.start()
+    return thread
+
+
+def preload(entries: tuple[str, ...], service: PullService, registry: PullRegistry) -> None:
+    """Pull each entry to its end; a failure is logged and recorded, and the next entry goes on."""
+    for entry in entries:
+        try:
+            final = _pull(entry, service, registry)
+        except Exception:  # noqa: BLE001 - a preload must never take the proxy down
+            log.exception("preload of %s failed", entry)
+            error = ProxyError("internal_error", "internal error; see the proxy's log")
+            final = _record_failure(entry, registry, error)
+        if final.get("status") == "complete":
+            log.info("preload of %s: %s%s", entry, final.get("filename"), " (cached)" if final.get("cached") else "")
+        else:
+            log.warning("preload of %s failed: %s (%s)", entry, final.get("error"), final.get("code"))
+
+
+def parse_preload_entry(entry: str) -> PullRequest:
+    """`owner/name`, `owner/name:QUANT` or `owner/name/path/to/file.gguf`, checked as the pull endpoint does.
+
+    Raises:
+        ProxyError: invalid_request, invalid_repo_id, unsafe_filename, not_gguf.
+    """
+    parts = entry.split("/", 2)
+    if len(parts) == 3:
+        return parse_pull_request({"model": f"{parts[0]}/{parts[1]}", "filename": parts[2]})
+    return parse_pull_request({"model": entry})
+
+
+def _pull(entry: str, service: PullService, registry: PullRegistry) -> dict:
+    """One entry: a job in the registry either way, so GET /v1/api/pulls shows how it went."""
+    try:
+        plan = service.plan(parse_preload_entry(entry))
+        cached = service.cached(plan)
+        if cached is None:
+            job, _ = service.submit(plan)
+            return job.wait()
+    except ProxyError as err:
+        return _record_failure(entry, registry, err)
+    _record(registry, plan.request.repo, plan.key, cached)
+    return cached
+
+
+def _record_failure(entry: str, registry: PullRegistry, err: ProxyError) -> dict:
+    parts = entry.split("/", 2)
+    filename = naming.basename(parts[2]) if len(parts) == 3 else None
+    return _record(registry, "/".join(parts[:2]).partition(":")[0], filename, err.to_dict())
+
+
+def _record(registry: PullRegistry, repo: str, filename: str | None, final: dict) -> dict:
+    """Show a pull that ended before a download job existed (failed to resolve, or already installed)."""
+    job = PullJob(f"preload:{repo}/{filename}", repo, filename, work=lambda job: None)
+    job.publish(job.starting_event())
+    job.publish(final)
+    registry.record(job)
+    return final
