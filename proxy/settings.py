@@ -52,6 +52,7 @@ class Settings:
             "pull_connections": _int(env, "PULL_CONNECTIONS"),
             "pull_stall_timeout_s": _float(env, "PULL_STALL_TIMEOUT_S"),
             "pull_max_retries": _int(env, "PULL_MAX_RETRIES"),
+            "pull_chunk_bytes": _int(env, "PULL_CHUNK_BYTES"),  # not in the contract: tuning and process tests
         }
         values = {key: value for key, value in known.items() if value is not None}
         if "ALLOWED_REPOS" in env:

@@ -49,7 +49,9 @@ class PullJob:
 
     def summary(self) -> dict:
         """What GET /v1/api/pulls shows: who, what, and the latest event's fields."""
-        return {"id": self.id, "model": self.repo, "filename": self.filename, **self.latest}
+        # The job's own repo and file name win over an event's (smoke_test names the model id).
+        latest = {k: v for k, v in self.latest.items() if k not in ("model", "filename")}
+        return {"id": self.id, "model": self.repo, "filename": self.filename, **latest}
 
     def follow(self, joined: bool) -> Iterator[dict]:
         """The lines a request streams: all of them for the first caller; for one that joins later,
@@ -144,13 +146,28 @@ class PullRegistry:
                 job.publish({"status": "queued", "position": len(self._waiting)})
             return job, False
 
-    def shutdown(self) -> None:
-        """Stop every job; running transfers save their progress."""
+    def record(self, job: PullJob) -> None:
+        """Remember a job that ended without running (a preload that failed to resolve), for GET /v1/api/pulls."""
+        with self._lock:
+            self._remember(job)
+
+    def shutdown(self, wait_s: float = 0.0) -> None:
+        """Stop every job: running transfers save their progress (waited for up to `wait_s`), waiting
+        ones end, so every stream gets its last line."""
         with self._lock:
             self._stopping = True
             jobs = list(self._active.values())
+            waiting, self._waiting = self._waiting, []
+            for job in waiting:
+                self._active.pop(job.key, None)
+        for job in waiting:
+            job.publish({"status": "error", "error": "the proxy stopped before this pull started; pull again",
+                         "code": "hub_unavailable"})
         for job in jobs:
             job.stop.set()
+        deadline = time.monotonic() + wait_s
+        for job in jobs:
+            job.wait(max(0.0, deadline - time.monotonic()))
 
     def _remember(self, job: PullJob) -> None:
         self._history[job.id] = job

@@ -18,7 +18,7 @@ from proxy.pulls.jobs import PullJob, PullRegistry
 from proxy.pulls.progress import ProgressReporter
 from proxy.pulls.request import PullRequest, check_repo_allowed
 from proxy.pulls.select import select_files
-from proxy.pulls.transfer import Transfer, TransferOptions
+from proxy.pulls.transfer import Transfer, TransferCancelled, TransferOptions
 from proxy.store import ModelStore
 
 log = logging.getLogger(__name__)
@@ -123,7 +123,10 @@ class PullService:
         transfer = Transfer(remote.url, self.hub.download_headers(), remote.size, path, remote.sha256,
                             self.options, job.stop, on_progress=progress.file_callback(name),
                             on_bytes=self.count_bytes)
-        digest = transfer.run()
+        try:
+            digest = transfer.run()
+        except TransferCancelled as err:  # shutdown: the transfer saved its progress for the next start
+            raise ProxyError("hub_unavailable", "the proxy stopped while pulling; pull again to resume") from err
         progress.file_done(name, remote.size)
         job.publish({"status": "verifying", "filename": name})
         try:

@@ -7,6 +7,7 @@ complete, so only the last few parts are left to hash when the final byte lands.
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import logging
@@ -15,9 +16,10 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import requests
+import urllib3
 
 from proxy.errors import ProxyError
 from proxy.pulls.transfer_state import PartsState
@@ -103,7 +105,7 @@ class Transfer:
         finally:
             self._abort.set()
             for response in list(self._responses):
-                response.close()  # unblocks a worker waiting on a stalled socket
+                _unblock(response)
             for worker in workers:
                 worker.join()
             self.state.save()
@@ -190,7 +192,7 @@ class Transfer:
             self._responses.add(response)
             try:
                 position = self._check_response(response, index, position)
-                for block in response.iter_content(READ_BYTES):
+                for block in _arrived_blocks(response):
                     if self._abort.is_set():
                         return
                     block = block[: end - position]
@@ -228,6 +230,32 @@ class Transfer:
             if err.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise ProxyError("insufficient_storage", "the models volume is full") from err
             raise
+
+
+def _unblock(response: requests.Response) -> None:
+    """Wake a worker blocked reading a stalled socket: closing alone does not interrupt a blocked recv."""
+    with contextlib.suppress(OSError, ValueError, RuntimeError):
+        response.raw.shutdown()
+    response.close()
+
+
+def _arrived_blocks(response: requests.Response) -> Iterator[bytes]:
+    """The body as it arrives, up to READ_BYTES a block.
+
+    iter_content(n) buffers until it has n bytes, so a connection dropped mid-block loses all it had
+    received into that block (and an attempt that brought bytes counts as one that brought none);
+    read1 hands on what came, so a drop costs nothing already received.
+
+    Raises:
+        requests.Timeout (no byte within the read timeout), requests.ConnectionError (dropped, reset).
+    """
+    try:
+        while block := response.raw.read1(READ_BYTES, decode_content=True):
+            yield block
+    except urllib3.exceptions.ReadTimeoutError as err:
+        raise requests.Timeout(str(err)) from err
+    except urllib3.exceptions.HTTPError as err:
+        raise requests.ConnectionError(str(err)) from err
 
 
 def _content_range_start(value: str | None) -> int | None:

@@ -35,13 +35,23 @@ def delete_model():
     name = _delete_target(request.get_json(force=True, silent=True))
     store = current_app.extensions["store"]
     files = store.files_of_model(name)
+    # Checked before "absent": a model whose first pull is still running is busy, not unknown.
+    if _being_pulled(name, files):
+        raise ProxyError("model_busy", f"{name} is being pulled; delete it when the pull ends")
     if not files:
         raise ProxyError("model_not_found", f"no installed model named {name}")
-    registry = current_app.extensions["pulls"]
-    if any(registry.active(f) for f in files) or registry.active(naming.basename(name)):
-        raise ProxyError("model_busy", f"{name} is being pulled; delete it when the pull ends")
     store.delete(files)
     return jsonify(status="deleted", files=files)
+
+
+def _being_pulled(name: str, files: list[str]) -> bool:
+    """A running or queued pull of one of `files`, of the file or model `name` names, or from repo `name`."""
+    for job in current_app.extensions["pulls"].jobs():
+        if job.done:
+            continue
+        if job.key in files or naming.model_id(job.key) == naming.model_id(name) or job.repo.lower() == name.lower():
+            return True
+    return False
 
 
 def _delete_target(body) -> str:
