@@ -16,6 +16,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 from typing import Callable, Iterator
 
 import requests
@@ -71,6 +72,7 @@ class Transfer:
         self._fatal: BaseException | None = None
         self._abort = threading.Event()  # stop or a fatal error: workers leave at once
         self._responses: set[requests.Response] = set()
+        self._location: str | None = None  # where the hub redirected to (a signed CDN URL), reused by parts
         self._reset_hash()
 
     def run(self) -> str:
@@ -186,12 +188,13 @@ class Transfer:
     def _stream_part(self, session: requests.Session, index: int) -> None:
         start, end = self.state.part_range(index)
         position = start + self.state.done[index]
-        headers = {**self.headers, "Range": f"bytes={position}-{end - 1}", "Accept-Encoding": "identity"}
+        url, headers = self._target()
+        headers = {**headers, "Range": f"bytes={position}-{end - 1}", "Accept-Encoding": "identity"}
         timeout = (self.options.connect_timeout_s, self.options.stall_timeout_s)
-        with session.get(self.url, headers=headers, stream=True, timeout=timeout) as response:
+        with session.get(url, headers=headers, stream=True, timeout=timeout) as response:
             self._responses.add(response)
             try:
-                position = self._check_response(response, index, position)
+                position = self._check_response(response, index, position, url)
                 for block in _arrived_blocks(response):
                     if self._abort.is_set():
                         return
@@ -206,19 +209,41 @@ class Transfer:
         if position < end and not self._abort.is_set():
             raise requests.ConnectionError("connection closed before the part was complete")
 
-    def _check_response(self, response: requests.Response, index: int, position: int) -> int:
-        """The position the body starts at; raises for statuses worth a retry."""
+    def _target(self) -> tuple[str, dict[str, str]]:
+        """The URL a part is fetched from: the hub's, or the location it redirected to before."""
+        location = self._location
+        if location is None:
+            return self.url, self.headers
+        # A signed URL on another host needs no token, and must not get one.
+        same_host = urlsplit(location).netloc == urlsplit(self.url).netloc
+        return location, self.headers if same_host else {}
+
+    def _check_response(self, response: requests.Response, index: int, position: int, url: str) -> int:
+        """The position the body starts at; raises for statuses worth a retry.
+
+        Raises:
+            ProxyError: checksum_mismatch when the server offers another file than the hub listed.
+        """
         start, end = self.state.part_range(index)
+        if response.ok and response.history and self._location is None:
+            self._location = response.url
         if response.status_code == 206:
-            first = _content_range_start(response.headers.get("Content-Range"))
+            first, total = _content_range(response.headers.get("Content-Range"))
+            if total is not None and total != self.size:
+                raise ProxyError("checksum_mismatch", f"the server has {total} bytes, the Hub lists {self.size}")
             if first != position:
                 raise _RetryableHTTP(206)
             return position
         if response.status_code == 200:
+            length = response.headers.get("Content-Length")
+            if length is not None and length.isdigit() and int(length) != self.size:
+                raise ProxyError("checksum_mismatch", f"the server sent {length} bytes, the Hub lists {self.size}")
             if len(self.state.done) > 1:
                 raise _NoRangeSupport()
             self.state.restart_stream()  # the whole body again: restart the file cleanly
             return start
+        if url == self._location and response.status_code in (401, 403, 404, 410):
+            self._location = None  # the signed URL expired: ask the hub again
         retry_after = parse_retry_after(response.headers.get("Retry-After"))
         raise _RetryableHTTP(response.status_code, retry_after)
 
@@ -258,11 +283,14 @@ def _arrived_blocks(response: requests.Response) -> Iterator[bytes]:
         raise requests.ConnectionError(str(err)) from err
 
 
-def _content_range_start(value: str | None) -> int | None:
+def _content_range(value: str | None) -> tuple[int | None, int | None]:
+    """(first byte, total size) of `bytes a-b/total`; None for what is missing or `*`."""
     try:
-        return int(value.split(" ", 1)[1].split("-", 1)[0]) if value else None
-    except (IndexError, ValueError):
-        return None
+        span, _, total = value.split(" ", 1)[1].partition("/")
+        first = int(span.split("-", 1)[0])
+    except (AttributeError, IndexError, ValueError):
+        return None, None
+    return first, int(total) if total.isdigit() else None
 
 
 def _describe(err: BaseException) -> tuple[str, float | None]:
