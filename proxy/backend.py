@@ -22,6 +22,8 @@ class BackendClient:
         self.timeout_s = timeout_s
         self.connect_timeout_s = connect_timeout_s
         self._session = requests.Session()
+        # The backend is local: HTTP(S)_PROXY and .netrc from the environment must not apply to it.
+        self._session.trust_env = False
 
     def request(self, method: str, path: str, *, body: bytes | None = None, content_type: str | None = None,
                 stream: bool = False, timeout_s: float | None = None) -> requests.Response:

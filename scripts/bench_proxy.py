@@ -67,16 +67,20 @@ def main() -> int:
 
 
 def measure(proxy_url: str, backend_url: str, count: int) -> dict:
+    """Each kind of request in its own loop, so consecutive requests share their prompt (llama.cpp
+    reuses the evaluated prefix) and cost the same; proxy and direct alternate ABBA so neither
+    always goes first."""
     targets = {"proxy": proxy_url + "/v1/generate", "direct": backend_url + "/api/generate"}
-    results = {f"{kind}_{name}": [] for kind in ("latency", "ttft") for name in targets}
+    results = {}
     with requests.Session() as session:
-        for name, url in targets.items():  # warm up: model loaded, connections open
-            timed_generate(session, url)
-            time_to_first_token(session, url)
-        for _ in range(count):
-            for name, url in targets.items():
-                results[f"latency_{name}"].append(timed_generate(session, url))
-                results[f"ttft_{name}"].append(time_to_first_token(session, url))
+        for kind, call in (("latency", timed_generate), ("ttft", time_to_first_token)):
+            for url in targets.values():  # warm up: model loaded, prompt evaluated, connections open
+                call(session, url)
+            results.update({f"{kind}_{name}": [] for name in targets})
+            for i in range(count):
+                order = list(targets.items()) if i % 2 == 0 else list(reversed(targets.items()))
+                for name, url in order:
+                    results[f"{kind}_{name}"].append(call(session, url))
     return results
 
 

@@ -1,7 +1,10 @@
 """Inference requests forwarded to the backend; streams pass through as the backend sends them."""
 from __future__ import annotations
 
+import requests
 from flask import Blueprint, Response, current_app, request
+
+from proxy.errors import ProxyError
 
 bp = Blueprint("forward", __name__)
 ROUTES = {
@@ -17,8 +20,10 @@ def _forward(backend_path: str):
     upstream = backend.request("POST", backend_path, body=request.get_data(cache=False),
                                content_type=request.content_type or "application/json", stream=True)
     headers = {name: upstream.headers[name] for name in PASSED_HEADERS if name in upstream.headers}
-    if upstream.headers.get("Content-Type", "").startswith("text/event-stream"):
-        headers["X-Accel-Buffering"] = "no"
+    if not upstream.headers.get("Content-Type", "").startswith("text/event-stream"):
+        with upstream:  # a plain answer: one read, one write, no chunked relay
+            return Response(_read_body(upstream), status=upstream.status_code, headers=headers)
+    headers["X-Accel-Buffering"] = "no"
 
     def relay():
         try:
@@ -28,6 +33,16 @@ def _forward(backend_path: str):
             upstream.close()
 
     return Response(relay(), status=upstream.status_code, headers=headers)
+
+
+def _read_body(upstream) -> bytes:
+    """Raises: ProxyError backend_timeout, backend_unavailable (the backend failed mid-body)."""
+    try:
+        return upstream.content
+    except requests.Timeout as err:
+        raise ProxyError("backend_timeout", "the backend took too long to answer") from err
+    except requests.RequestException as err:
+        raise ProxyError("backend_unavailable", "the backend closed the connection mid-answer") from err
 
 
 for _path, _backend_path in ROUTES.items():
