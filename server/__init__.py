@@ -1,0 +1,17 @@
+"""The backend inference server: GGUF models from MODELS_DIR served through llama-cpp-python.
+
+Shimmy-compatible (`/api/generate`, `/api/models`) and OpenAI-compatible (`/v1/...`) endpoints
+as shared/API.md describes; `python -m server` runs it under gunicorn, `create_app(settings)`
+builds the Flask app.
+
+Beyond the contract:
+- Errors: `model_load_failed` (422) when a listed file is not a GGUF model llama.cpp can load,
+  naming the file; `invalid_request` (400) also when the prompt does not fit the context window
+  or the messages do not fit the model's chat template; `body_too_large` (413) over 8 MiB;
+  `not_found` (404) and `method_not_allowed` (405) for unknown routes. An error after a stream
+  began is its last event: `data: {"status":"error","error":...,"code":...}`.
+- Settings (environment): N_BATCH (512), FLASH_ATTN (true), SWA_FULL (false), HTTP_THREADS (32),
+  GRACEFUL_TIMEOUT_S (30), LOG_LEVEL (info); see server.settings.
+- `/health` also counts the models in memory: `"models": {"total": N, "loaded": M}`.
+- `/api/models` entries also list `files` (every part of a split set); `source` is "discovered".
+"""

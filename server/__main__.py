@@ -1,0 +1,66 @@
+"""`python -m server`: the backend under gunicorn, one worker holding the models, threads for clients."""
+from __future__ import annotations
+
+import logging
+import os
+
+from gunicorn.app.base import BaseApplication
+
+from .settings import Settings
+
+# Never write query strings into the access log.
+ACCESS_LOG_FORMAT = '%(h)s "%(m)s %(U)s %(H)s" %(s)s %(B)s %(M)sms'
+
+
+class BackendApplication(BaseApplication):
+    """Gunicorn configured in code, so `python -m server` needs no config file."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        super().__init__()
+
+    def load_config(self) -> None:
+        for key, value in gunicorn_options(self.settings).items():
+            self.cfg.set(key, value)
+
+    def load(self):
+        # Runs in the worker: llama.cpp and the models never live in the master.
+        from .app import create_app
+
+        return create_app(self.settings)
+
+
+def gunicorn_options(settings: Settings) -> dict:
+    host = f"[{settings.host}]" if ":" in settings.host else settings.host
+    return {
+        "bind": [f"{host}:{settings.port}"],
+        # One worker: models are loaded once, in one process; a second would double the memory.
+        "workers": 1,
+        "worker_class": "gthread",
+        "threads": settings.http_threads,
+        # gthread's timeout is the worker's heartbeat, sent by its main loop while requests run in
+        # other threads, so a generation of any length is never killed by it.
+        "timeout": 120,
+        "graceful_timeout": settings.graceful_timeout_s,
+        "keepalive": 75,
+        # Read-only root filesystems: the heartbeat file goes to memory, no control socket.
+        "worker_tmp_dir": "/dev/shm" if os.path.isdir("/dev/shm") else None,
+        "control_socket_disable": True,
+        "accesslog": "-",
+        "errorlog": "-",
+        "loglevel": settings.log_level,
+        "access_log_format": ACCESS_LOG_FORMAT,
+    }
+
+
+def main() -> None:
+    settings = Settings.from_env()
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    BackendApplication(settings).run()
+
+
+if __name__ == "__main__":
+    main()

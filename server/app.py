@@ -1,0 +1,31 @@
+"""The backend inference server's Flask app."""
+from __future__ import annotations
+
+import logging
+
+from flask import Flask
+
+from .errors import register_error_handlers
+from .loading import gpu_offload_supported
+from .models import ModelRegistry
+from .routes import Backend, bp
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings | None = None, registry: ModelRegistry | None = None) -> Flask:
+    """Build the app; settings come from the environment unless given (tests give them)."""
+    settings = settings or Settings.from_env()
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app.json.sort_keys = False
+    app.extensions["backend"] = Backend(
+        settings=settings,
+        registry=registry or ModelRegistry(settings),
+        gpu_offload=gpu_offload_supported(),
+    )
+    register_error_handlers(app)
+    app.register_blueprint(bp)
+    log.info("backend serving models from %s", settings.models_dir)
+    return app

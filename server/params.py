@@ -1,0 +1,161 @@
+"""Request bodies of the generation endpoints, parsed and type-checked into one value."""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from .errors import InvalidRequest
+
+# Shimmy's defaults for /api/generate; the OpenAI endpoints keep llama-cpp-python's.
+SHIMMY_DEFAULTS: Mapping[str, Any] = {"max_tokens": 256, "temperature": 0.7, "top_p": 0.9, "top_k": 40}
+
+_NUMBER = (int, float)
+_TYPE_NAMES = {(str,): "a string", (bool,): "true or false"}
+# Optional sampling fields: name -> (accepted types, lowest allowed value).
+_SAMPLING_FIELDS: Mapping[str, tuple[tuple[type, ...], float | None]] = {
+    "max_tokens": ((int,), 0),
+    "temperature": (_NUMBER, 0),
+    "top_p": (_NUMBER, 0),
+    "top_k": ((int,), 0),
+    "min_p": (_NUMBER, 0),
+    "seed": ((int,), None),
+    "presence_penalty": (_NUMBER, None),
+    "frequency_penalty": (_NUMBER, None),
+    "repeat_penalty": (_NUMBER, 0),
+}
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """What to generate: a raw `prompt` or chat `messages`, and the sampling settings."""
+
+    model: str
+    prompt: str | None = None
+    messages: list[dict] | None = None
+    system: str | None = None
+    stream: bool = False
+    sampling: Mapping[str, Any] = field(default_factory=dict)  # keyword arguments for llama-cpp-python
+
+
+def parse_json_body(raw: bytes) -> dict:
+    """The request body as a JSON object, whatever the Content-Type says.
+
+    Raises:
+        InvalidRequest: the body is not a JSON object.
+    """
+    try:
+        body = json.loads(raw or b"null")
+    except (ValueError, UnicodeDecodeError) as err:
+        raise InvalidRequest("the request body is not valid JSON") from err
+    if not isinstance(body, dict):
+        raise InvalidRequest("the request body must be a JSON object")
+    return body
+
+
+def parse_generate(body: dict) -> GenerationRequest:
+    """Shimmy's `{model, prompt | messages, system?, max_tokens?, ...}`.
+
+    Raises:
+        InvalidRequest: a missing field or a field of the wrong type.
+    """
+    prompt = _optional(body, "prompt", (str,))
+    messages = _messages(body) if body.get("messages") is not None else None
+    if prompt is None and messages is None:
+        raise InvalidRequest("give `prompt` (a string) or `messages` (a list of {role, content})")
+    return GenerationRequest(
+        model=_model(body),
+        prompt=prompt,
+        messages=messages,
+        system=_optional(body, "system", (str,)),
+        stream=_stream(body),
+        sampling={**SHIMMY_DEFAULTS, **_sampling(body)},
+    )
+
+
+def parse_completion(body: dict) -> GenerationRequest:
+    """OpenAI's `/v1/completions` body; `prompt` may be a string or a list of one string.
+
+    Raises:
+        InvalidRequest: a missing field or a field of the wrong type.
+    """
+    prompt = body.get("prompt", "")
+    if isinstance(prompt, list) and len(prompt) == 1:
+        prompt = prompt[0]
+    if not isinstance(prompt, str):
+        raise InvalidRequest("`prompt` must be a string (one prompt a request)")
+    return GenerationRequest(
+        model=_model(body), prompt=prompt, stream=_stream(body), sampling=_sampling(body)
+    )
+
+
+def parse_chat(body: dict) -> GenerationRequest:
+    """OpenAI's `/v1/chat/completions` body.
+
+    Raises:
+        InvalidRequest: a missing field or a field of the wrong type.
+    """
+    sampling = _sampling(body)
+    if "max_tokens" not in sampling and body.get("max_completion_tokens") is not None:
+        sampling["max_tokens"] = _number(body, "max_completion_tokens", (int,), 0)
+    return GenerationRequest(
+        model=_model(body), messages=_messages(body), stream=_stream(body), sampling=sampling
+    )
+
+
+def _model(body: dict) -> str:
+    model = body.get("model")
+    if not isinstance(model, str) or not model.strip():
+        raise InvalidRequest("`model` must be a model id; GET /v1/models lists them")
+    return model
+
+
+def _stream(body: dict) -> bool:
+    return bool(_optional(body, "stream", (bool,)) or False)
+
+
+def _messages(body: dict) -> list[dict]:
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise InvalidRequest("`messages` must be a non-empty list of {role, content}")
+    for message in messages:
+        if not isinstance(message, dict) or not isinstance(message.get("role"), str):
+            raise InvalidRequest("each message must be an object with a string `role`")
+        if not isinstance(message.get("content"), (str, list, type(None))):
+            raise InvalidRequest("a message's `content` must be a string or a list of parts")
+    return messages
+
+
+def _sampling(body: dict) -> dict[str, Any]:
+    values = {}
+    for name, (types, lowest) in _SAMPLING_FIELDS.items():
+        if body.get(name) is not None:
+            values[name] = _number(body, name, types, lowest)
+    stop = body.get("stop")
+    if stop is not None:
+        if isinstance(stop, str):
+            stop = [stop]
+        if not isinstance(stop, list) or not all(isinstance(item, str) for item in stop):
+            raise InvalidRequest("`stop` must be a string or a list of strings")
+        values["stop"] = stop
+    return values
+
+
+def _number(body: dict, name: str, types: tuple[type, ...], lowest: float | None) -> Any:
+    value = body[name]
+    if isinstance(value, bool) or not isinstance(value, types):
+        kind = "an integer" if types == (int,) else "a number"
+        raise InvalidRequest(f"`{name}` must be {kind}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise InvalidRequest(f"`{name}` must be a finite number")
+    if lowest is not None and value < lowest:
+        raise InvalidRequest(f"`{name}` must be at least {lowest}")
+    return value
+
+
+def _optional(body: dict, name: str, types: tuple[type, ...]) -> Any:
+    value = body.get(name)
+    if value is not None and not isinstance(value, types):
+        raise InvalidRequest(f"`{name}` must be {_TYPE_NAMES.get(types, 'of another type')}")
+    return value
