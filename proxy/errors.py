@@ -55,8 +55,8 @@ def error_body(code: str, message: str) -> dict:
     return {"status": "error", "error": message, "code": code}
 
 
-def register_error_handlers(app: Flask) -> None:
-    """Every error, ours, werkzeug's or unexpected, answers as API.md's JSON error."""
+def register_error_handlers(app: Flask, service: str = "proxy") -> None:
+    """Every error, ours, werkzeug's or unexpected, answers as API.md's JSON error (the backend too)."""
 
     @app.errorhandler(ProxyError)
     def _proxy_error(err: ProxyError):
@@ -73,4 +73,4 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(Exception)
     def _unexpected(err: Exception):
         log.exception("unhandled error")
-        return jsonify(error_body("internal_error", "internal error; see the proxy's log")), 500
+        return jsonify(error_body("internal_error", f"internal error; see the {service}'s log")), 500

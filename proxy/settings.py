@@ -47,12 +47,12 @@ class Settings:
             "hf_endpoint": env.get("HF_ENDPOINT") or None,
             "hf_token": env.get("HF_TOKEN") or None,
             "api_key": env.get("PROXY_API_KEY") or None,
-            "pull_concurrency": _int(env, "PULL_CONCURRENCY"),
-            "pull_queue_max": _int(env, "PULL_QUEUE_MAX"),
-            "pull_connections": _int(env, "PULL_CONNECTIONS"),
-            "pull_stall_timeout_s": _float(env, "PULL_STALL_TIMEOUT_S"),
-            "pull_max_retries": _int(env, "PULL_MAX_RETRIES"),
-            "pull_chunk_bytes": _int(env, "PULL_CHUNK_BYTES"),  # not in the contract: tuning and process tests
+            "pull_concurrency": env_int(env, "PULL_CONCURRENCY"),
+            "pull_queue_max": env_int(env, "PULL_QUEUE_MAX"),
+            "pull_connections": env_int(env, "PULL_CONNECTIONS"),
+            "pull_stall_timeout_s": env_float(env, "PULL_STALL_TIMEOUT_S"),
+            "pull_max_retries": env_int(env, "PULL_MAX_RETRIES"),
+            "pull_chunk_bytes": env_int(env, "PULL_CHUNK_BYTES"),  # not in the contract: tuning and process tests
         }
         values = {key: value for key, value in known.items() if value is not None}
         if "ALLOWED_REPOS" in env:
@@ -65,7 +65,7 @@ class Settings:
         return dataclasses.replace(self, **changes)
 
 
-def _int(env: Mapping[str, str], name: str) -> int | None:
+def env_int(env: Mapping[str, str], name: str) -> int | None:
     raw = env.get(name)
     if raw in (None, ""):
         return None
@@ -75,7 +75,7 @@ def _int(env: Mapping[str, str], name: str) -> int | None:
         raise ValueError(f"{name} must be an integer, got {raw!r}") from err
 
 
-def _float(env: Mapping[str, str], name: str) -> float | None:
+def env_float(env: Mapping[str, str], name: str) -> float | None:
     raw = env.get(name)
     if raw in (None, ""):
         return None
@@ -83,3 +83,15 @@ def _float(env: Mapping[str, str], name: str) -> float | None:
         return float(raw)
     except ValueError as err:
         raise ValueError(f"{name} must be a number, got {raw!r}") from err
+
+
+def env_bool(env: Mapping[str, str], name: str) -> bool | None:
+    raw = env.get(name)
+    if raw in (None, ""):
+        return None
+    lowered = raw.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{name} must be true or false, got {raw!r}")

@@ -25,7 +25,7 @@ def create_app(settings: Settings | None = None, registry: ModelRegistry | None 
         registry=registry or ModelRegistry(settings),
         gpu_offload=gpu_offload_supported(),
     )
-    register_error_handlers(app)
+    register_error_handlers(app, service="backend")
     app.register_blueprint(bp)
     log.info("backend serving models from %s", settings.models_dir)
     return app

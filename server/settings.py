@@ -6,6 +6,8 @@ import os
 from dataclasses import dataclass
 from typing import Mapping
 
+from proxy.settings import env_bool, env_int
+
 # The cap on the default context: a model's own training context can be 128k tokens, whose KV
 # cache would not fit a small pod. N_CTX overrides it either way.
 DEFAULT_CTX_CAP = 4096
@@ -53,41 +55,19 @@ class Settings:
         known = {
             "models_dir": env.get("MODELS_DIR") or None,
             "host": env.get("HOST") or None,
-            "port": _int(env, "BACKEND_PORT"),
-            "n_ctx": _int(env, "N_CTX"),
-            "n_gpu_layers": _int(env, "N_GPU_LAYERS"),
-            "n_threads": _int(env, "N_THREADS"),
-            "max_loaded_models": _int(env, "MAX_LOADED_MODELS"),
-            "n_batch": _int(env, "N_BATCH"),
-            "flash_attn": _bool(env, "FLASH_ATTN"),
-            "swa_full": _bool(env, "SWA_FULL"),
-            "http_threads": _int(env, "HTTP_THREADS"),
-            "graceful_timeout_s": _int(env, "GRACEFUL_TIMEOUT_S"),
+            "port": env_int(env, "BACKEND_PORT"),
+            "n_ctx": env_int(env, "N_CTX"),
+            "n_gpu_layers": env_int(env, "N_GPU_LAYERS"),
+            "n_threads": env_int(env, "N_THREADS"),
+            "max_loaded_models": env_int(env, "MAX_LOADED_MODELS"),
+            "n_batch": env_int(env, "N_BATCH"),
+            "flash_attn": env_bool(env, "FLASH_ATTN"),
+            "swa_full": env_bool(env, "SWA_FULL"),
+            "http_threads": env_int(env, "HTTP_THREADS"),
+            "graceful_timeout_s": env_int(env, "GRACEFUL_TIMEOUT_S"),
             "log_level": env.get("LOG_LEVEL") or None,
         }
         return cls(**{key: value for key, value in known.items() if value is not None})
 
     def replace(self, **changes) -> "Settings":
         return dataclasses.replace(self, **changes)
-
-
-def _int(env: Mapping[str, str], name: str) -> int | None:
-    raw = env.get(name)
-    if raw in (None, ""):
-        return None
-    try:
-        return int(raw)
-    except ValueError as err:
-        raise ValueError(f"{name} must be an integer, got {raw!r}") from err
-
-
-def _bool(env: Mapping[str, str], name: str) -> bool | None:
-    raw = env.get(name)
-    if raw in (None, ""):
-        return None
-    lowered = raw.strip().lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off"):
-        return False
-    raise ValueError(f"{name} must be true or false, got {raw!r}")
