@@ -33,3 +33,13 @@ def test_an_expired_cdn_url_sends_the_next_request_back_to_the_hub(make_app, hub
     assert pull(client, model=REPO)[-1]["status"] == "complete"
     assert len(hub.requests_to(f"/{REPO}/resolve/", method="GET")) == 3  # first, then after each 403
     assert same_bytes(models_dir / FILE, source)
+
+
+def test_a_mirror_without_siblings_in_model_info_is_listed_from_its_tree(make_app, hub, make_gguf, models_dir):
+    source = make_gguf(FILE, SIZE)
+    hub.add_repo(REPO, files={FILE: source})
+    hub.repo(REPO).lists_siblings = False
+    events = pull(make_app().test_client(), model=REPO)
+    assert events[-1]["status"] == "complete" and events[-1]["sha256"] == hub.blob(REPO, FILE).sha256
+    assert any(record.path.startswith(f"/api/models/{REPO}/tree/") for record in hub.requests())
+    assert same_bytes(models_dir / FILE, source)

@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 
 import httpx2
 from huggingface_hub import HfApi, constants, get_hf_file_metadata, hf_hub_url
+from huggingface_hub.hf_api import RepoFile
 from huggingface_hub.errors import (
     GatedRepoError,
     HfHubHTTPError,
@@ -43,14 +44,14 @@ class HuggingFaceHub:
         info = self._call(lambda: self._api.model_info(
             repo, revision=revision, files_metadata=True, timeout=self._timeout_s))
         commit = info.sha or revision
+        entries = [(s.rfilename, s.size, s.lfs) for s in info.siblings or ()]
+        if not entries:  # a mirror that answers model info without siblings: ask for the tree
+            tree = self._call(lambda: list(self._api.list_repo_tree(repo, revision=commit, recursive=True)))
+            entries = [(f.path, f.size, f.lfs) for f in tree if isinstance(f, RepoFile)]
         files = tuple(
-            RemoteFile(
-                filename=sibling.rfilename,
-                size=sibling.lfs.size if sibling.lfs else sibling.size,
-                sha256=sibling.lfs.sha256 if sibling.lfs else None,
-                url=self.file_url(repo, sibling.rfilename, commit),
-            )
-            for sibling in info.siblings or ()
+            RemoteFile(filename=name, size=lfs.size if lfs else size, sha256=lfs.sha256 if lfs else None,
+                       url=self.file_url(repo, name, commit))
+            for name, size, lfs in entries
         )
         return RepoFiles(repo=repo, revision=revision, commit=commit, files=files)
 

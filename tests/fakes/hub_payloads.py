@@ -50,7 +50,7 @@ def model_info_json(repo: Repo, commit: Commit, blobs: bool) -> dict:
         "likes": 0,
         "library_name": "gguf" if any(n.endswith(".gguf") for n in commit.files) else None,
         "tags": list(repo.tags_meta),
-        "siblings": siblings,
+        "siblings": siblings if repo.lists_siblings else None,
         "spaces": [],
         "usedStorage": sum(b.size for b in commit.files.values()),
     }

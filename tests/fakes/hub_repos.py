@@ -56,6 +56,7 @@ class Repo:
     git_tags: dict[str, str] = field(default_factory=dict)  # name -> commit sha
     commits: dict[str, Commit] = field(default_factory=dict)
     created: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    lists_siblings: bool = True  # False: model info without `siblings`, as some mirrors answer
 
     def resolve(self, revision: str) -> Commit | None:
         """The commit a branch, tag, `refs/heads/x`, `refs/tags/x` or full commit id names, or None."""
