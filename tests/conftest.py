@@ -16,3 +16,7 @@ def gemma_gguf(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("gemma") / GEMMA_FILENAME
     assemble(str(path))
     return path
+
+
+# The proxy's pull fixtures (fake Hub, app factory, GGUF maker) for every module that asks for them.
+from tests.pull_fixtures import client, hub, make_app, make_gguf, models_dir  # noqa: E402,F401

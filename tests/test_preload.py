@@ -10,7 +10,7 @@ from proxy.errors import ProxyError
 from proxy.preload import parse_preload_entry
 from tests.fakes.hub import Fault
 from tests.helpers import free_port
-from tests.pull_fixtures import hub, make_app, make_gguf, models_dir, wait_until  # noqa: F401 - fixtures
+from tests.pull_fixtures import wait_until
 
 GOOD = "acme/good-GGUF"
 FILE = "good.Q4_K_M.gguf"

@@ -20,9 +20,8 @@ from typing import Iterator
 import requests
 
 from tests.helpers import free_port, running_process
-from tests.pull_fixtures import (  # noqa: F401 - fixtures
-    REPO, TOKEN, KiB, MiB, content_gets, hub, make_gguf, models_dir, range_start, same_bytes, staging_files,
-    top_level_ggufs, wait_until,
+from tests.pull_fixtures import (
+    REPO, TOKEN, KiB, MiB, content_gets, range_start, same_bytes, staging_files, top_level_ggufs, wait_until,
 )
 
 FILE = "tiny.Q4_K_M.gguf"

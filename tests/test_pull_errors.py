@@ -12,9 +12,9 @@ import pytest
 from tests.fakes.gguf_files import html_page_bytes, lfs_pointer_bytes, truncate_file, write_gguf
 from tests.fakes.hub import Fault
 from tests.helpers import free_port
-from tests.pull_fixtures import (  # noqa: F401 - fixtures
-    REPO, TOKEN, KiB, bearer, client, content_gets, declare_huge_file, hub, make_app, make_gguf, models_dir,
-    open_stream, pull, pull_error, slow_backend, snapshot_tree, staging_files, top_level_ggufs,
+from tests.pull_fixtures import (
+    REPO, TOKEN, KiB, bearer, content_gets, declare_huge_file, open_stream, pull, pull_error, slow_backend,
+    snapshot_tree, staging_files, top_level_ggufs,
 )
 
 FILE = "tiny.Q4_K_M.gguf"

@@ -10,9 +10,9 @@ import pytest
 
 from tests.fakes.gguf_files import truncate_file, write_gguf
 from tests.fakes.hub import Fault
-from tests.pull_fixtures import (  # noqa: F401 - fixtures
-    REPO, TOKEN, KiB, MiB, client, content_gets, hub, make_app, make_gguf, models_dir, open_stream, pull,
-    pull_error, same_bytes, staging_files, statuses, top_level_ggufs,
+from tests.pull_fixtures import (
+    REPO, TOKEN, KiB, MiB, content_gets, open_stream, pull, pull_error, same_bytes, staging_files, statuses,
+    top_level_ggufs,
 )
 
 FILE = "tiny.Q4_K_M.gguf"

@@ -5,9 +5,9 @@ import hashlib
 import time
 
 from tests.fakes.hub import Fault
-from tests.pull_fixtures import (  # noqa: F401 - fixtures
-    REPO, KiB, MiB, client, content_gets, hub, make_app, make_gguf, models_dir, open_stream, pull,
-    range_start, same_bytes, staging_files, statuses, top_level_ggufs, wait_until,
+from tests.pull_fixtures import (
+    REPO, KiB, MiB, content_gets, open_stream, pull, range_start, same_bytes, staging_files, statuses,
+    top_level_ggufs, wait_until,
 )
 
 FILE = "tiny.Q4_K_M.gguf"

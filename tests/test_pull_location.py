@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 from tests.fakes.hub import Fault
-from tests.pull_fixtures import (  # noqa: F401 - fixtures
-    REPO, KiB, hub, make_app, make_gguf, models_dir, pull, same_bytes, top_level_ggufs,
+from tests.pull_fixtures import (
+    REPO, KiB, pull, same_bytes,
 )
 
 FILE = "tiny.Q4_K_M.gguf"

@@ -11,9 +11,8 @@ import hashlib
 import pytest
 
 from tests.fakes.hub import Fault
-from tests.pull_fixtures import (  # noqa: F401 - fixtures
-    REPO, KiB, MiB, content_gets, hub, make_app, make_gguf, models_dir, pull, range_end,
-    range_start, same_bytes, staging_files, top_level_ggufs,
+from tests.pull_fixtures import (
+    REPO, KiB, MiB, content_gets, pull, range_end, range_start, same_bytes, staging_files, top_level_ggufs,
 )
 
 FILE = "tiny.Q4_K_M.gguf"
