@@ -1,8 +1,11 @@
-"""PRELOAD_MODELS: pulls started in the background when the proxy starts, never blocking readiness."""
+"""Pulls started in the background when the proxy starts (interrupted ones, then PRELOAD_MODELS), never
+blocking readiness."""
 from __future__ import annotations
 
 import logging
 import threading
+from functools import partial
+from typing import Callable
 
 from proxy import naming
 from proxy.errors import ProxyError
@@ -14,21 +17,25 @@ log = logging.getLogger(__name__)
 
 
 def start_preload(services: dict) -> threading.Thread | None:
-    """Pull every PRELOAD_MODELS entry, one after another, in a daemon thread; None when there are none."""
-    entries = services["settings"].preload_models
-    if not entries:
+    """In a daemon thread, one after another: resume the pulls a previous run left unfinished, then pull
+    every PRELOAD_MODELS entry. None when there is nothing to do."""
+    work = [(f"{body.get('model')}/{body.get('filename')}", partial(parse_pull_request, body))
+            for body in services["store"].intents()]
+    work += [(entry, partial(parse_preload_entry, entry)) for entry in services["settings"].preload_models]
+    if not work:
         return None
-    thread = threading.Thread(target=preload, args=(entries, services["pull_service"], services["pulls"]),
+    thread = threading.Thread(target=preload, args=(work, services["pull_service"], services["pulls"]),
                               name="preload", daemon=True)
     thread.start()
     return thread
 
 
-def preload(entries: tuple[str, ...], service: PullService, registry: PullRegistry) -> None:
-    """Pull each entry to its end; a failure is logged and recorded, and the next entry goes on."""
-    for entry in entries:
+def preload(work: list[tuple[str, Callable[[], PullRequest]]], service: PullService,
+            registry: PullRegistry) -> None:
+    """Pull each (label, request) to its end; a failure is logged and recorded, and the next goes on."""
+    for entry, parse in work:
         try:
-            final = _pull(entry, service, registry)
+            final = _pull(entry, parse, service, registry)
         except Exception:  # noqa: BLE001 - a preload must never take the proxy down
             log.exception("preload of %s failed", entry)
             error = ProxyError("internal_error", "internal error; see the proxy's log")
@@ -51,10 +58,10 @@ def parse_preload_entry(entry: str) -> PullRequest:
     return parse_pull_request({"model": entry})
 
 
-def _pull(entry: str, service: PullService, registry: PullRegistry) -> dict:
+def _pull(entry: str, parse: Callable[[], PullRequest], service: PullService, registry: PullRegistry) -> dict:
     """One entry: a job in the registry either way, so GET /v1/api/pulls shows how it went."""
     try:
-        plan = service.plan(parse_preload_entry(entry))
+        plan = service.plan(parse())
         cached = service.cached(plan)
         if cached is None:
             job, _ = service.submit(plan)

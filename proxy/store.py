@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
 import shutil
 from dataclasses import asdict
@@ -18,6 +19,7 @@ STAGING = ".staging"
 QUARANTINE = ".quarantine"
 LOCKS = ".locks"
 META = ".proxy"
+PENDING = "pending"
 
 
 class ModelStore:
@@ -64,6 +66,29 @@ class ModelStore:
         fsync_dir(self.root)
         self.provenance.put(record)
         return final
+
+    def save_intent(self, key: str, body: dict) -> None:
+        """Remember a pull while it runs, so that a restarted proxy resumes it (see proxy/preload.py)."""
+        path = _child(self.root / META / PENDING, naming.basename(key) + ".json")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(body))
+        os.replace(tmp, path)
+
+    def drop_intent(self, key: str) -> None:
+        _child(self.root / META / PENDING, naming.basename(key) + ".json").unlink(missing_ok=True)
+
+    def intents(self) -> list[dict]:
+        """Pull bodies of pulls a previous run did not finish."""
+        bodies = []
+        for path in sorted((self.root / META / PENDING).glob("*.json")):
+            try:
+                body = json.loads(path.read_text())
+            except (OSError, ValueError):
+                continue
+            if isinstance(body, dict):
+                bodies.append(body)
+        return bodies
 
     def quarantine(self, filenames: list[str]) -> None:
         """Take installed files out of the served set (kept for a person to inspect)."""

@@ -80,7 +80,7 @@ class PullService:
             self._check_space(plan)
 
         def make() -> PullJob:
-            job = PullJob(plan.key, plan.request.repo, plan.key, lambda job: self._run(job, plan))
+            job = PullJob(plan.key, plan.request.repo, plan.key, lambda job: self._run_remembered(job, plan))
             job.publish(job.starting_event())
             return job
 
@@ -93,7 +93,23 @@ class PullService:
         if needed > free:
             raise ProxyError("insufficient_storage", f"{needed} bytes needed in MODELS_DIR, {free} free")
 
-    def _run(self, job: PullJob, plan: Plan) -> None:
+    def _run_remembered(self, job: PullJob, plan: Plan) -> None:
+        """Run the pull with a note in MODELS_DIR that outlives the process until the pull has ended;
+        a pull stopped by a shutdown keeps its note, and the next start resumes it."""
+        request = plan.request
+        self.store.save_intent(plan.key, {"model": request.repo, "filename": plan.files[0].filename,
+                                          "revision": request.revision, "verify": request.verify})
+        try:
+            complete = self._run(job, plan)
+        except BaseException:
+            if not job.stop.is_set():
+                self.store.drop_intent(plan.key)
+            raise
+        self.store.drop_intent(plan.key)  # before the last line: a client that saw it sees no note left
+        job.publish(complete)
+
+    def _run(self, job: PullJob, plan: Plan) -> dict:
+        """Fetch, check and install every file; returns the `complete` line."""
         started = time.monotonic()
         progress = ProgressReporter(job, plan.total_bytes, self.progress_interval_s)
         with contextlib.ExitStack() as locks:
@@ -110,7 +126,7 @@ class PullService:
                  time.monotonic() - started)
         if plan.request.verify == "load":
             self._smoke_test(job, plan)
-        job.publish(self._complete_event(plan))
+        return self._complete_event(plan)
 
     def _fetch(self, job: PullJob, remote: RemoteFile, progress: ProgressReporter) -> Path:
         """Download one file into staging and check it; a failed check deletes it.
