@@ -9,6 +9,9 @@ OBJ = {"type": "object"}
 STR = {"type": "string"}
 INT = {"type": "integer"}
 NULLABLE_STR = {"type": ["string", "null"]}
+# The bearer key is needed only when PROXY_API_KEY is set, hence the empty alternative.
+GUARDED = {"security": [{"bearer": []}, {}]}
+REPO_ID = r"^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?/[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?(:[A-Za-z0-9_]+)?$"
 
 
 def _ref(name: str) -> dict:
@@ -45,8 +48,9 @@ def _schemas() -> dict:
         "Error": {"type": "object", "required": ["status", "error", "code"], "properties": {
             "status": {"const": "error"}, "error": STR, "code": {"enum": codes}}},
         "PullRequest": {"type": "object", "required": ["model"], "properties": {
-            "model": {**STR, "description": "owner/name or owner/name:QUANT"},
-            "filename": STR, "quant": STR, "revision": STR, "stream": {"type": "boolean"},
+            "model": {**STR, "pattern": REPO_ID, "maxLength": 230, "description": "owner/name or owner/name:QUANT"},
+            "filename": {**STR, "pattern": r"\.(gguf|GGUF)$"}, "quant": {**STR, "pattern": "^[A-Za-z0-9_]{1,32}$"},
+            "revision": STR, "stream": {"type": "boolean"},
             "verify": {"enum": ["checksum", "load"]}, "async": {"type": "boolean"}}},
         "PullEvent": {"type": "object", "required": ["status"], "properties": {
             "status": {"enum": ["starting", "queued", "downloading", "verifying", "smoke_test", "complete",
@@ -93,9 +97,9 @@ def _paths() -> dict:
         "/v1/generate": _forwarded("Generate (backend /api/generate)"),
         "/v1/completions": _forwarded("OpenAI completions"),
         "/v1/chat/completions": _forwarded("OpenAI chat completions"),
-        "/v1/api/pull": {"post": _op("Pull a GGUF model from the Hub", {
+        "/v1/api/pull": {"post": {**_op("Pull a GGUF model from the Hub", {
             "200": pull_ok, "202": _json(_ref("PullAccepted"), "async pull accepted"),
-            **_errors(400, 401, 403, 404, 409, 422, 502, 504, 507)}, body=_ref("PullRequest"))},
+            **_errors(400, 401, 403, 404, 409, 422, 502, 504, 507)}, body=_ref("PullRequest")), **GUARDED}},
         "/v1/api/pulls": {"get": _op("Every pull this process knows", {"200": _json({
             "type": "object", "required": ["pulls"], "properties": {
                 "pulls": {"type": "array", "items": _ref("PullSummary")}}})})},
@@ -105,8 +109,8 @@ def _paths() -> dict:
         "/v1/api/files": {"get": _op("GGUF files of a repo", {"200": _json(_ref("Files")),
                                                                **_errors(400, 403, 404, 502)},
                                      params=[query("model", True), query("revision", False)])},
-        "/v1/api/delete": {"delete": _op("Delete an installed model", {
-            "200": _json(_ref("Deleted")), **_errors(400, 401, 404, 409)}, body=_ref("DeleteRequest"))},
+        "/v1/api/delete": {"delete": {**_op("Delete an installed model", {
+            "200": _json(_ref("Deleted")), **_errors(400, 401, 404, 409)}, body=_ref("DeleteRequest")), **GUARDED}},
         "/v1/api/models": {"get": _op("Installed models with provenance", {"200": _json({
             "type": "object", "required": ["models"], "properties": {
                 "models": {"type": "array", "items": _ref("InstalledModel")}}})})},
