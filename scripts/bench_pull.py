@@ -67,27 +67,28 @@ def compare(hub_url: str, proxy_url: str, filename: str, tmp: Path, runs: int) -
     return {name: statistics.median(values) for name, values in times.items()}
 
 
-def health_latency_during_pull(proxy_url: str, filename: str) -> tuple[float, float, float]:
-    """p50 and p99 of /v1/health while a pull runs, and the pull's time."""
-    requests.delete(proxy_url + "/v1/api/delete", json={"filename": filename}, timeout=60)
-    latencies, done = [], threading.Event()
-    result = {}
-
-    def pull():
-        result["s"] = time_proxy_pull(proxy_url, filename)
-        done.set()
-
-    thread = threading.Thread(target=pull)
-    thread.start()
+def health_latency_during_pull(proxy_url: str, filename: str, pulls: int) -> tuple[float, float, float]:
+    """p50 and p99 of /v1/health while pulls run (samples of `pulls` pulls together), and the median pull time."""
+    latencies, pull_times = [], []
     with requests.Session() as session:
-        while not done.is_set():
-            started = time.perf_counter()
-            session.get(proxy_url + "/v1/health", timeout=10)
-            latencies.append(time.perf_counter() - started)
-            time.sleep(0.02)
-    thread.join()
+        for _ in range(pulls):
+            requests.delete(proxy_url + "/v1/api/delete", json={"filename": filename}, timeout=60)
+            done = threading.Event()
+
+            def pull():
+                pull_times.append(time_proxy_pull(proxy_url, filename))
+                done.set()
+
+            thread = threading.Thread(target=pull)
+            thread.start()
+            while not done.is_set():
+                started = time.perf_counter()
+                session.get(proxy_url + "/v1/health", timeout=10)
+                latencies.append(time.perf_counter() - started)
+                time.sleep(0.02)
+            thread.join()
     latencies.sort()
-    return _quantile(latencies, 0.5), _quantile(latencies, 0.99), result["s"]
+    return _quantile(latencies, 0.5), _quantile(latencies, 0.99), statistics.median(pull_times)
 
 
 def _quantile(values: list[float], q: float) -> float:
@@ -125,7 +126,7 @@ def run(tmp: Path, args) -> dict:
         with fake_hub({REPO: repo}, logs) as hub_url:
             with proxy(models, logs, hub_url, backend_url) as (proxy_url, _):
                 rows["unthrottled"] = compare(hub_url, proxy_url, big, tmp, args.runs)
-                rows["health"] = health_latency_during_pull(proxy_url, big)
+                rows["health"] = health_latency_during_pull(proxy_url, big, args.runs)
             rows["rss_big"] = peak_rss_of_pull(models, logs, hub_url, backend_url, big)
             rows["rss_small"] = peak_rss_of_pull(models, logs, hub_url, backend_url, small)
         with fake_hub({REPO: repo}, logs, throttle_bps=THROTTLE_BPS) as hub_url:
