@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import shutil
 
 import pytest
 
@@ -258,3 +259,25 @@ def test_hf_token_never_reaches_logs_responses_or_the_cdn(make_app, hub, make_gg
     assert cdn and not any(r.authorization for r in cdn), "the CDN never sees the Authorization header"
     resolve = [r for r in hub.requests() if r.place == "resolve"]
     assert resolve and all(r.authorization for r in resolve), "the Hub itself gets the token"
+
+
+def test_a_file_copied_in_by_hand_is_hashed_and_adopted_instead_of_downloaded(client, hub, make_gguf, models_dir):
+    source = make_gguf(FILE, 512 * KiB)
+    hub.add_repo(REPO, files={FILE: source})
+    models_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(source, models_dir / FILE)
+    events = pull(client, model=REPO)
+    assert "verifying" in statuses(events) and events[-1]["status"] == "complete", events[-2:]
+    assert content_gets(hub, REPO, FILE) == []  # not one byte fetched
+    record = next(m for m in client.get("/v1/api/models").get_json()["models"] if m["filename"] == FILE)
+    assert record["repo"] == REPO and record["sha256"] == hub.blob(REPO, FILE).sha256 and record["intact"]
+
+
+def test_a_different_file_under_the_same_name_is_replaced_by_the_hubs(client, hub, make_gguf, models_dir):
+    source = make_gguf(FILE, 512 * KiB)
+    hub.add_repo(REPO, files={FILE: source})
+    models_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(make_gguf("other.gguf", 512 * KiB), models_dir / FILE)  # same size, other bytes
+    assert pull(client, model=REPO)[-1]["status"] == "complete"
+    assert content_gets(hub, REPO, FILE) != []
+    assert same_bytes(models_dir / FILE, source)
