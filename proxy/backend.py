@@ -1,6 +1,7 @@
 """The inference server the proxy fronts: forwarding with streaming, timeouts and error mapping."""
 from __future__ import annotations
 
+import json
 import logging
 import time
 from typing import Callable
@@ -70,11 +71,10 @@ class BackendClient:
         Raises:
             ProxyError: smoke_test_failed.
         """
-        body = {"model": model_id, "prompt": SMOKE_PROMPT, "max_tokens": 1, "stream": False}
+        body = json.dumps({"model": model_id, "prompt": SMOKE_PROMPT, "max_tokens": 1, "stream": False})
         try:
-            response = self._session.post(self.base_url + "/api/generate", json=body,
-                                          timeout=(self.connect_timeout_s, self.timeout_s))
-        except requests.RequestException as err:
+            response = self.request("POST", "/api/generate", body=body.encode(), content_type="application/json")
+        except ProxyError as err:
             raise ProxyError("smoke_test_failed", "the backend did not answer the smoke test") from err
         if response.status_code != 200:
             raise ProxyError("smoke_test_failed", f"the backend could not load {model_id} "

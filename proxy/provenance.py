@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from proxy.fsutil import write_json_atomically
 
 log = logging.getLogger(__name__)
 
@@ -66,21 +67,4 @@ class ProvenanceStore:
         return records
 
     def _write(self, records: dict[str, Provenance]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        payload = json.dumps({"models": [asdict(r) for r in records.values()]}, indent=1)
-        with open(tmp, "w") as handle:
-            handle.write(payload)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, self.path)
-        fsync_dir(self.path.parent)
-
-
-def fsync_dir(path: Path) -> None:
-    """Make a rename inside `path` durable."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        write_json_atomically(self.path, {"models": [asdict(r) for r in records.values()]}, durable=True, indent=1)

@@ -12,7 +12,8 @@ from typing import Iterator
 
 from proxy import naming
 from proxy.errors import ProxyError
-from proxy.provenance import Provenance, ProvenanceStore, fsync_dir
+from proxy.fsutil import fsync_dir, write_json_atomically
+from proxy.provenance import Provenance, ProvenanceStore
 from proxy.pulls.transfer_state import state_path_for
 
 STAGING = ".staging"
@@ -69,11 +70,7 @@ class ModelStore:
 
     def save_intent(self, key: str, body: dict) -> None:
         """Remember a pull while it runs, so that a restarted proxy resumes it (see proxy/preload.py)."""
-        path = _child(self.root / META / PENDING, naming.basename(key) + ".json")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(body))
-        os.replace(tmp, path)
+        write_json_atomically(_child(self.root / META / PENDING, naming.basename(key) + ".json"), body)
 
     def drop_intent(self, key: str) -> None:
         _child(self.root / META / PENDING, naming.basename(key) + ".json").unlink(missing_ok=True)

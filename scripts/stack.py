@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -66,7 +65,3 @@ def _children(pid: int) -> list[int]:
     with contextlib.suppress(OSError):
         return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
     return []
-
-
-def environ_without_proxy_vars() -> dict:
-    return {k: v for k, v in os.environ.items() if k not in ("HF_ENDPOINT", "HF_TOKEN", "PROXY_API_KEY")}

@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 
 from proxy.errors import ProxyError
+from proxy.fsutil import write_json_atomically
 
 log = logging.getLogger(__name__)
 
@@ -89,11 +90,8 @@ class PartsState:
 
     def save(self) -> None:
         """Write the progress atomically; a crash mid-write leaves the previous copy."""
-        path = self.state_path
-        tmp = path.with_name(path.name + ".tmp")
         data = {"size": self.size, "sha256": self.sha256, "chunk_bytes": self.chunk_bytes, "done": list(self.done)}
-        tmp.write_text(json.dumps(data))
-        os.replace(tmp, path)
+        write_json_atomically(self.state_path, data)
 
     def fsync_and_forget(self) -> None:
         """The bytes are all there: flush them to disk and drop the progress record."""

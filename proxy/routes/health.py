@@ -18,9 +18,10 @@ ENDPOINTS = {
 def info():
     registry = current_app.extensions["pulls"]
     running, waiting = registry.counts()
-    current = next((job for job in registry.jobs() if not job.done), None)
+    jobs = registry.jobs()
+    current = next((job for job in jobs if not job.done), None)
     latest = current.latest if current else {}
-    finished = [job for job in registry.jobs() if job.done]
+    finished = [job for job in jobs if job.done]
     return jsonify(
         service="gguf-proxy-sidecar", status="running", version=VERSION, endpoints=ENDPOINTS,
         download_status={
