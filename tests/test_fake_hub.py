@@ -48,6 +48,15 @@ def cdn_location(hub: FakeHub, path: str = GGUF, token: str | None = None) -> st
     return answer.headers["Location"]
 
 
+def wait_for_responses_to_end(hub: FakeHub, prefix: str, timeout_s: float = 5.0) -> list:
+    """The log's records for `prefix` once each response is finished: the client can hold the last byte
+    a moment before the server thread has counted it."""
+    deadline = time.monotonic() + timeout_s
+    while not all(r.done for r in hub.requests_to(prefix)) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return hub.requests_to(prefix)
+
+
 def read_body(url: str, **kwargs) -> tuple[bytes, Exception | None]:
     """The body bytes that arrived, and the error that ended the read early (or None)."""
     got = bytearray()
@@ -271,7 +280,8 @@ def test_drop_closes_the_connection_mid_body(hub):
     assert got == GGUF_BYTES[:5000]
     assert again == GGUF_BYTES and again_err is None  # times=1: consumed
     assert fault.fired == 1
-    assert [r.body_bytes for r in hub.requests_to("/cdn-lfs/")] == [5000, len(GGUF_BYTES)]
+    records = wait_for_responses_to_end(hub, "/cdn-lfs/")
+    assert [r.body_bytes for r in records] == [5000, len(GGUF_BYTES)]
 
 
 def test_a_dropped_download_resumes_with_range(hub):
