@@ -24,6 +24,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--max-examples", type=int, default=40)
     args = parser.parse_args()
+    status, output = fuzz_live_stack(args.max_examples)
+    print(output)
+    return status
+
+
+def fuzz_live_stack(max_examples: int = 40) -> tuple[int, str]:
+    """Start the stack, run schemathesis against it; the exit status and what it printed (with the
+    services' last log lines when it failed). tests/test_api_fuzz.py runs this inside pytest."""
     with tempfile.TemporaryDirectory(prefix="fuzz-") as tmp:
         tmp_path = Path(tmp)
         repo_dir, models, logs = tmp_path / "repo", tmp_path / "models", tmp_path / "logs"
@@ -32,11 +40,11 @@ def main() -> int:
         random_gguf(repo_dir / "tiny.Q4_K_M.gguf", 200_000, seed=7)
         with fake_hub({"fuzz/tiny": repo_dir}, logs) as hub_url, backend(models, logs) as backend_url, \
                 proxy(models, logs, hub_url, backend_url) as (proxy_url, _):
-            status, output = run_schemathesis(proxy_url, args.max_examples)
+            status, output = run_schemathesis(proxy_url, max_examples)
         if status != 0:
             for log in sorted(logs.iterdir()):
-                print(f"--- {log.name} (last lines)\n" + "\n".join(log.read_text().splitlines()[-30:]))
-    return status
+                output += f"\n--- {log.name} (last lines)\n" + "\n".join(log.read_text().splitlines()[-30:])
+    return status, output
 
 
 def run_schemathesis(proxy_url: str, max_examples: int) -> tuple[int, str]:
@@ -47,10 +55,9 @@ def run_schemathesis(proxy_url: str, max_examples: int) -> tuple[int, str]:
     ]
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
     output = result.stdout + result.stderr
-    print(output)
     counts = re.findall(r"(\d+) generated", output)
-    print(f"schemathesis generated {sum(map(int, counts)) if counts else 'an unknown number of'} "
-          f"test cases; exit status {result.returncode}")
+    output += (f"\nschemathesis generated {sum(map(int, counts)) if counts else 'an unknown number of'} "
+               f"test cases; exit status {result.returncode}")
     return result.returncode, output
 
 
