@@ -15,6 +15,8 @@ export PORT="${PORT:-8080}"
 export BACKEND_PORT="${BACKEND_PORT:-8081}"
 export BACKEND_URL="${BACKEND_URL:-http://127.0.0.1:${BACKEND_PORT}}"
 export HOME="${HOME:-/tmp}"
+# Why the backend died, for the proxy's backend_unavailable answers (docker/backend_exit.sh).
+export BACKEND_EXIT_FILE="${BACKEND_EXIT_FILE:-${TMPDIR:-/tmp}/gguf-backend-${BACKEND_PORT}.exit}"
 # Longer than this and the proxy starts anyway; it answers 503 on /v1/health until the backend is up.
 BACKEND_START_TIMEOUT_S="${BACKEND_START_TIMEOUT_S:-120}"
 
@@ -56,7 +58,10 @@ wait_for_backend() {
   until backend_healthy; do
     if [ "$stopping" = 1 ]; then return 1; fi
     if ! kill -0 "$backend_pid" 2>/dev/null; then
+      local status=0
+      wait "$backend_pid" || status=$?
       log "backend exited during start"
+      record_backend_exit "$status"
       return 1
     fi
     if [ "$SECONDS" -ge "$deadline" ]; then
@@ -77,7 +82,10 @@ reap_children() {
 }
 
 cd "$APP_DIR" || { log "APP_DIR $APP_DIR not found"; exit 1; }
+# shellcheck source=docker/backend_exit.sh
+source docker/backend_exit.sh
 mkdir -p "$MODELS_DIR" 2>/dev/null || true
+rm -f "$BACKEND_EXIT_FILE"
 
 "$PYTHON" -m server &
 backend_pid=$!
@@ -109,7 +117,12 @@ if [ "$stopping" = 1 ]; then
   exit 0
 fi
 
-if [ "${exited_pid:-}" = "$backend_pid" ]; then name=backend; else name=proxy; fi
+if [ "${exited_pid:-}" = "$backend_pid" ]; then
+  name=backend
+  record_backend_exit "$status"
+else
+  name=proxy
+fi
 log "$name exited with status $status; stopping the other process"
 stop_children
 reap_children

@@ -43,7 +43,8 @@ def build_services(settings: Settings, hub=None) -> dict:
     store = ModelStore(settings.models_dir)
     store.ensure_dirs()
     backend = BackendClient(settings.backend_url, settings.backend_timeout_s, settings.backend_connect_timeout_s,
-                            observe=lambda path, s: metrics.backend_latency.labels(path=path).observe(s))
+                            observe=lambda path, s: metrics.backend_latency.labels(path=path).observe(s),
+                            exit_file=settings.backend_exit_file)
     hub = hub or HuggingFaceHub(settings.hf_endpoint, settings.hf_token, settings.hub_timeout_s,
                                 settings.pull_max_retries, backoff)
     registry = PullRegistry(settings.pull_concurrency, settings.pull_queue_max, on_finish=metrics.count_job)

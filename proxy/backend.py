@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from pathlib import Path
 from typing import Callable
 
 import requests
@@ -13,12 +14,15 @@ from proxy.errors import ProxyError
 log = logging.getLogger(__name__)
 HEALTH_TIMEOUT_S = 2.0
 SMOKE_PROMPT = "Hello"
+EXIT_FILE_WAIT_S = 0.3
 
 
 class BackendClient:
     def __init__(self, base_url: str, timeout_s: float = 300.0, connect_timeout_s: float = 5.0,
-                 observe: Callable[[str, float], None] = lambda path, seconds: None):
+                 observe: Callable[[str, float], None] = lambda path, seconds: None,
+                 exit_file: str | None = None):
         self.base_url = base_url.rstrip("/")
+        self.exit_file = exit_file  # where the start script leaves why the backend process died
         self._observe = observe
         self.timeout_s = timeout_s
         self.connect_timeout_s = connect_timeout_s
@@ -42,11 +46,31 @@ class BackendClient:
             self._observe(path, time.monotonic() - started)
             return response
         except requests.ConnectTimeout as err:
-            raise ProxyError("backend_unavailable", "the backend did not accept a connection") from err
+            raise self.unavailable("the backend did not accept a connection") from err
         except requests.Timeout as err:
             raise ProxyError("backend_timeout", "the backend took too long to answer") from err
         except requests.RequestException as err:
-            raise ProxyError("backend_unavailable", "the backend is not reachable") from err
+            raise self.unavailable("the backend is not reachable") from err
+
+    def unavailable(self, message: str, wait: bool = True) -> ProxyError:
+        """A backend_unavailable error, saying why the backend process died when its start script told us.
+
+        The script writes the reason the moment it reaps the process, which can be just after the request
+        that found the connection reset: with `wait`, a missing reason is looked for once more.
+        """
+        reason = self._exit_reason()
+        if reason is None and wait and self.exit_file:
+            time.sleep(EXIT_FILE_WAIT_S)
+            reason = self._exit_reason()
+        return ProxyError("backend_unavailable", f"{message}: {reason}" if reason else message)
+
+    def _exit_reason(self) -> str | None:
+        if not self.exit_file:
+            return None
+        try:
+            return Path(self.exit_file).read_text().strip()[:500] or None
+        except OSError:
+            return None
 
     def health(self) -> dict | None:
         """The backend's /health JSON, or None when it does not answer 200."""

@@ -36,6 +36,7 @@ class Settings:
     backend_timeout_s: float = 300.0
     backend_connect_timeout_s: float = 5.0
     max_body_bytes: int = 1024 * 1024
+    backend_exit_file: str | None = None  # written by scripts/start.sh and docker/start.sh when the backend dies
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -53,6 +54,7 @@ class Settings:
             "pull_stall_timeout_s": env_float(env, "PULL_STALL_TIMEOUT_S"),
             "pull_max_retries": env_int(env, "PULL_MAX_RETRIES"),
             "pull_chunk_bytes": env_int(env, "PULL_CHUNK_BYTES"),  # not in the contract: tuning and process tests
+            "backend_exit_file": env.get("BACKEND_EXIT_FILE") or None,
         }
         values = {key: value for key, value in known.items() if value is not None}
         if "ALLOWED_REPOS" in env:

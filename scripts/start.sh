@@ -1,22 +1,45 @@
 #!/usr/bin/env bash
-# Set up .venv and start the stack for a person trying it: the backend, then the proxy in the
-# foreground. Ctrl-C stops both.
+# Set up .venv and start the stack for a person trying it: the backend, then the proxy. Ctrl-C stops both.
+# When the backend dies, this says why (signal and what to do) and the proxy stays up, answering
+# backend_unavailable with the same sentence, until Ctrl-C.
 source "$(dirname "${BASH_SOURCE[0]}")/_setup.sh" requirements.txt
+source docker/backend_exit.sh
 export HOST="${HOST:-127.0.0.1}"
 export PORT="${PORT:-8080}"
 export BACKEND_PORT="${BACKEND_PORT:-8081}"
 export MODELS_DIR="${MODELS_DIR:-$ROOT/models}"
 export BACKEND_URL="${BACKEND_URL:-http://127.0.0.1:$BACKEND_PORT}"
+export BACKEND_EXIT_FILE="${BACKEND_EXIT_FILE:-${TMPDIR:-/tmp}/gguf-backend-${BACKEND_PORT}.exit}"
 mkdir -p "$MODELS_DIR"
+rm -f "$BACKEND_EXIT_FILE"
 
 python -m server &
 backend_pid=$!
-trap 'kill "$backend_pid" 2>/dev/null; wait "$backend_pid" 2>/dev/null' EXIT INT TERM
+proxy_pid=""
+trap 'kill $backend_pid $proxy_pid 2>/dev/null; wait 2>/dev/null; exit 0' INT TERM
 
 for _ in $(seq 1 100); do
   if curl -fsS "http://127.0.0.1:$BACKEND_PORT/health" >/dev/null 2>&1; then break; fi
-  if ! kill -0 "$backend_pid" 2>/dev/null; then echo "backend exited during start" >&2; exit 1; fi
+  if ! kill -0 "$backend_pid" 2>/dev/null; then
+    status=0
+    wait "$backend_pid" || status=$?
+    record_backend_exit "$status"
+    exit 1
+  fi
   sleep 0.2
 done
 echo "backend on :$BACKEND_PORT, proxy on http://$HOST:$PORT (models in $MODELS_DIR)"
-gunicorn -c proxy/gunicorn.conf.py "proxy.app:create_app()"
+gunicorn -c proxy/gunicorn.conf.py "proxy.app:create_app()" &
+proxy_pid=$!
+
+set +e
+wait -n -p exited_pid "$backend_pid" "$proxy_pid"
+status=$?
+if [ "$exited_pid" = "$backend_pid" ]; then
+  record_backend_exit "$status"
+  wait "$proxy_pid"
+else
+  kill "$backend_pid" 2>/dev/null
+  wait "$backend_pid" 2>/dev/null
+fi
+exit "$status"

@@ -6,6 +6,7 @@ import os
 
 from gunicorn.app.base import BaseApplication
 
+from . import crash
 from .settings import Settings
 
 # Never write query strings into the access log.
@@ -50,6 +51,8 @@ def gunicorn_options(settings: Settings) -> dict:
         "errorlog": "-",
         "loglevel": settings.log_level,
         "access_log_format": ACCESS_LOG_FORMAT,
+        "post_fork": crash.post_fork,
+        "child_exit": crash.child_exit,
     }
 
 

@@ -19,6 +19,7 @@ from typing import Iterator
 import pytest
 import requests
 
+from tests.fakes.gguf_files import random_gguf
 from tests.helpers import REPO_ROOT, free_port, stop_process
 
 START = REPO_ROOT / "docker" / "start.sh"
@@ -77,7 +78,7 @@ def wait_until(condition, timeout_s: float) -> bool:
 class Stack:
     """start.sh running in its own session, with the ports it was given and its log."""
 
-    def __init__(self, script: Path, tmp_path: Path):
+    def __init__(self, script: Path, tmp_path: Path, extra_env: dict | None = None):
         self.port, self.backend_port = free_port(), free_port()
         self.models_dir = tmp_path / "models"
         self.models_dir.mkdir()
@@ -86,7 +87,8 @@ class Stack:
                "PORT": str(self.port), "BACKEND_PORT": str(self.backend_port),
                "BACKEND_URL": f"http://127.0.0.1:{self.backend_port}", "PYTHON": sys.executable,
                "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
-               "HOME": str(tmp_path), "PROXY_GRACEFUL_TIMEOUT_S": "5", "BACKEND_START_TIMEOUT_S": "60"}
+               "HOME": str(tmp_path), "PROXY_GRACEFUL_TIMEOUT_S": "5", "BACKEND_START_TIMEOUT_S": "60",
+               **(extra_env or {})}
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen([str(script)], cwd=tmp_path, env=env, stdout=log,
                                          stderr=subprocess.STDOUT, start_new_session=True)
@@ -109,6 +111,11 @@ class Stack:
         return next((pid for pid in descendants(self.proc.pid) if "-m server" in cmdline(pid)
                      and running(pid) and "-m server" not in cmdline(self._ppid(pid))), None)
 
+    def backend_worker_pid(self) -> int | None:
+        """The gunicorn worker of `python -m server`, where llama.cpp runs."""
+        master = self.backend_pid()
+        return next((pid for pid in descendants(master) if running(pid)), None) if master else None
+
     @staticmethod
     def _ppid(pid: int) -> int:
         with contextlib.suppress(OSError, IndexError, ValueError):
@@ -117,9 +124,9 @@ class Stack:
 
 
 @contextlib.contextmanager
-def stack(script: Path, tmp_path: Path) -> Iterator[Stack]:
+def stack(script: Path, tmp_path: Path, extra_env: dict | None = None) -> Iterator[Stack]:
     """Run `script`; afterwards kill whatever of its process group is left, even processes it orphaned."""
-    running_stack = Stack(script, tmp_path)
+    running_stack = Stack(script, tmp_path, extra_env)
     try:
         yield running_stack
     finally:
@@ -232,3 +239,36 @@ def test_start_script_takes_paths_from_the_environment_with_container_defaults(v
     defaults = {"APP_DIR": "/app", "MODELS_DIR": "/models", "PORT": "8080", "BACKEND_PORT": "8081",
                 "PYTHON": "python"}
     assert f'{variable}="${{{variable}:-{defaults[variable]}}}"' in START.read_text()
+
+
+# ---- a backend killed by a signal is explained, in the log and in the proxy's answers ---------------------------
+
+SIGILL_WORDS = ("SIGILL", "instructions this machine does not allow", "Troubleshooting")
+
+
+def test_backend_killed_by_sigill_is_explained_in_the_log(tmp_path):
+    with stack(START, tmp_path) as s:
+        assert s.wait_healthy(), s.log()
+        os.kill(s.backend_worker_pid(), signal.SIGILL)  # where llama.cpp runs
+        assert s.proc.wait(GRACE_S) != 0
+        log = s.log()
+    assert all(words in log for words in SIGILL_WORDS), log
+
+
+def test_scripts_start_keeps_the_proxy_up_and_says_why_the_backend_died(tmp_path):
+    """scripts/start.sh, as a person runs it: after SIGILL the proxy answers backend_unavailable saying why."""
+    # The llama-cpp-python wheel _setup.sh built is under the real HOME's cache, not the test's HOME.
+    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    with stack(REPO_ROOT / "scripts" / "start.sh", tmp_path, {"XDG_CACHE_HOME": cache}) as s:
+        assert s.wait_healthy(), s.log()
+        os.kill(s.backend_worker_pid(), signal.SIGILL)
+        assert wait_until(lambda: all(words in s.log() for words in SIGILL_WORDS), GRACE_S), s.log()
+        random_gguf(s.models_dir / "tiny.gguf", 10_000, seed=1)  # a model the proxy knows, so it asks the backend
+        answer = requests.post(s.url("/v1/generate"), json={"model": "tiny", "prompt": "hi"}, timeout=10)
+        health = requests.get(s.url("/v1/health"), timeout=5)
+        log = s.log()
+        os.kill(s.proc.pid, signal.SIGINT)
+        assert s.proc.wait(GRACE_S) == 0
+    assert answer.status_code == 502 and answer.json()["code"] == "backend_unavailable", answer.text + log
+    assert "SIGILL" in answer.json()["error"] and "Troubleshooting" in answer.json()["error"]
+    assert health.status_code == 503 and "SIGILL" in health.json()["error"]

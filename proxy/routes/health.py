@@ -35,10 +35,11 @@ def info():
 
 @bp.get("/v1/health")
 def health():
-    backend = current_app.extensions["backend"].health()
+    client = current_app.extensions["backend"]
+    backend = client.health()
     if backend is None:
-        return jsonify(status="error", code="backend_unavailable", proxy="ok", backend="down",
-                       error="the backend does not answer its /health"), 503
+        down = client.unavailable("the backend does not answer its /health", wait=False)
+        return jsonify(status="error", code=down.code, proxy="ok", backend="down", error=down.message), 503
     return jsonify(status="ok", proxy="ok", backend=backend)
 
 @bp.get("/livez")
