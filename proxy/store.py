@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import shutil
@@ -12,7 +11,7 @@ from typing import Iterator
 
 from proxy import naming
 from proxy.errors import ProxyError
-from proxy.fsutil import fsync_dir, write_json_atomically
+from proxy.fsutil import file_lock, fsync_dir, write_json_atomically
 from proxy.provenance import Provenance, ProvenanceStore
 from proxy.pulls.transfer_state import state_path_for
 
@@ -133,18 +132,8 @@ class ModelStore:
     @contextlib.contextmanager
     def lock(self, filename: str, blocking: bool = True) -> Iterator[bool]:
         """An exclusive lock on one file name across processes (workers, replicas on a shared volume)."""
-        path = _child(self.root / LOCKS, naming.basename(filename) + ".lock")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
-            except BlockingIOError:
-                yield False
-                return
-            yield True
-        finally:
-            os.close(fd)
+        with file_lock(_child(self.root / LOCKS, naming.basename(filename) + ".lock"), blocking) as acquired:
+            yield acquired
 
 
 def _child(folder: Path, name: str) -> Path:
