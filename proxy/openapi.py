@@ -51,7 +51,9 @@ def _schemas() -> dict:
             "model": {**STR, "pattern": REPO_ID, "maxLength": 230, "description": "owner/name or owner/name:QUANT"},
             "filename": {**STR, "pattern": r"\.(gguf|GGUF)$"}, "quant": {**STR, "pattern": "^[A-Za-z0-9_]{1,32}$"},
             "revision": STR, "stream": {"type": "boolean"},
-            "verify": {"enum": ["checksum", "load"]}, "async": {"type": "boolean"}}},
+            "verify": {"enum": ["checksum", "load"]}, "async": {"type": "boolean"},
+            "replace": {"type": "boolean", "default": False, "description": "may replace a file of the same "
+                        "name installed from another repo; without it such a pull is 409 name_conflict"}}},
         "PullEvent": {"type": "object", "required": ["status"], "properties": {
             "status": {"enum": ["starting", "queued", "downloading", "verifying", "smoke_test", "complete",
                                 "error"]},

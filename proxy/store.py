@@ -52,10 +52,14 @@ class ModelStore:
     def free_bytes(self) -> int:
         return shutil.disk_usage(self.root).free
 
-    def verified_record(self, filename: str, size: int | None, sha256: str | None) -> Provenance | None:
-        """The record of an installed file that still matches what the hub says it should be."""
+    def verified_record(self, filename: str, size: int | None, sha256: str | None,
+                        repo: str | None = None) -> Provenance | None:
+        """The record of an installed file that still matches what the hub says it should be (and came
+        from `repo`, when given)."""
         record = self.provenance.get(naming.basename(filename))
         if record is None or (sha256 and record.sha256 != sha256) or (size and record.size != size):
+            return None
+        if repo is not None and record.repo.lower() != repo.lower():
             return None
         return record if _size_of(self.final_path(filename)) == record.size else None
 

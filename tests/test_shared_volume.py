@@ -1,5 +1,6 @@
 """Three proxy processes (gunicorn) on one MODELS_DIR, as replicas on a ReadWriteMany volume: pulls of
-different files at once never answer 500 nor lose a provenance record.
+different files at once never answer 500 nor lose a provenance record, and a file name installed from one
+repo is never silently replaced by another repo's file, not even by two replicas racing.
 """
 from __future__ import annotations
 
@@ -13,13 +14,14 @@ import pytest
 import requests
 
 from tests.fakes.hub import FakeHub
-from tests.pull_fixtures import TOKEN, KiB
-from tests.test_proxy_process import Proxy, proxy_process
+from tests.pull_fixtures import TOKEN, KiB, MiB, same_bytes
+from tests.test_proxy_process import HttpStream, Proxy, proxy_process
 
 REPLICAS = 3
 ROUNDS = 5
 PULLS_PER_REPLICA = 4  # each round: 12 pulls at once, all running (PULL_CONCURRENCY), installing together
 SHARED_REPO = "acme/many-GGUF"
+NAME = "x.Q4_K_M.gguf"
 
 
 @dataclass
@@ -71,3 +73,30 @@ def test_replicas_pulling_different_files_at_once_never_answer_500_nor_lose_reco
 
     assert (failed, lost) == ([], []), f"{len(failed)} failed pulls, {len(lost)} lost records"
 
+
+def test_replicas_racing_for_one_name_from_two_repos_install_one_and_refuse_the_other(replicas, make_gguf):
+    hub, models_dir, proxies = replicas.hub, replicas.models_dir, replicas.proxies
+    sources = {"alice/a-GGUF": make_gguf("alice.gguf", 1 * MiB), "mallory/b-GGUF": make_gguf("mallory.gguf", 1 * MiB)}
+    for repo, source in sources.items():
+        hub.add_repo(repo, files={NAME: source})
+    hub.throttle_bps = 512 * KiB  # 2 s a download: both pulls are planned before either installs
+
+    streams = {repo: HttpStream(proxy, model=repo) for repo, proxy in zip(sources, proxies)}
+    finals = {repo: stream.finish()[-1] for repo, stream in streams.items()}
+    hub.throttle_bps = None
+    completed = [repo for repo, final in finals.items() if final["status"] == "complete"]
+    assert len(completed) == 1, f"one of the two installs, the other is refused: {finals}"
+    [winner], [loser] = completed, [repo for repo in sources if repo not in completed]
+    assert finals[loser]["status"] == "error" and finals[loser]["code"] == "name_conflict", finals[loser]
+    assert same_bytes(models_dir / NAME, sources[winner])
+
+    refused = requests.post(f"{proxies[2].url}/v1/api/pull", json={"model": loser}, timeout=30)
+    after_refusal = installed(proxies[2])[NAME]
+    replaced_status, replaced = pull_final(proxies[2], model=loser, replace=True)
+    after_replace = installed(proxies[0])[NAME]
+
+    assert refused.status_code == 409 and refused.json()["code"] == "name_conflict", refused.text
+    assert after_refusal["repo"] == winner and after_refusal["intact"]
+    assert replaced_status == 200 and replaced["status"] == "complete", replaced
+    assert after_replace["repo"] == loser and after_replace["intact"]
+    assert same_bytes(models_dir / NAME, sources[loser])

@@ -58,7 +58,7 @@ class PullService:
 
         Raises:
             ProxyError: repo_not_allowed, repo_not_found, revision_not_found, file_not_found, gated_repo,
-                hub_unavailable, hub_token_rejected.
+                hub_unavailable, hub_token_rejected, name_conflict.
         """
         check_repo_allowed(request.repo, self.allowed_repos)
         listing = self.hub.list_files(request.repo, request.revision)
@@ -66,11 +66,13 @@ class PullService:
         checked = tuple(self.hub.check_file(request.repo, f, listing.commit) for f in files)
         if any(f.size is None for f in checked):
             raise ProxyError("hub_unavailable", "the Hub did not report the file's size")
+        for remote in checked:
+            self._check_name_free(request, remote)
         return Plan(request, listing, checked)
 
     def cached(self, plan: Plan) -> dict | None:
-        """The `complete` answer when every file is installed and still matches the hub."""
-        if all(self.store.verified_record(f.filename, f.size, f.sha256) for f in plan.files):
+        """The `complete` answer when every file is installed from this repo and still matches the hub."""
+        if all(self._installed(plan, f) for f in plan.files):
             return {**self._complete_event(plan), "cached": True}
         return None
 
@@ -117,8 +119,10 @@ class PullService:
             staged = []
             for remote in plan.files:
                 locks.enter_context(self._file_lock(job, remote.filename))
-                if self.store.verified_record(remote.filename, remote.size, remote.sha256) \
-                        or self._adopt(job, plan, remote):
+                # Again under the lock, held until the install: another process may have installed the
+                # name since plan(), and none can from here on.
+                self._check_name_free(plan.request, remote)
+                if self._installed(plan, remote) or self._adopt(job, plan, remote):
                     progress.skip(remote.size)
                     continue
                 staged.append((self._fetch(job, remote, progress), remote))
@@ -129,6 +133,21 @@ class PullService:
         if plan.request.verify == "load":
             self._smoke_test(job, plan)
         return self._complete_event(plan)
+
+    def _installed(self, plan: Plan, remote: RemoteFile) -> bool:
+        """Installed from this pull's repo and still the hub's bytes."""
+        return self.store.verified_record(remote.filename, remote.size, remote.sha256, plan.request.repo) is not None
+
+    def _check_name_free(self, request: PullRequest, remote: RemoteFile) -> None:
+        """Raises: ProxyError name_conflict when the file name is installed from another repo and the
+        request does not say `replace`."""
+        name = naming.basename(remote.filename)
+        record = self.store.provenance.get(name)
+        if request.replace or record is None or record.repo.lower() == request.repo.lower() \
+                or not self.store.final_path(name).is_file():
+            return
+        raise ProxyError("name_conflict", f"{name} is installed from {record.repo}; pull with "
+                         '"replace": true to replace it with the file of ' + request.repo)
 
     def _fetch(self, job: PullJob, remote: RemoteFile, progress: ProgressReporter) -> Path:
         """Download one file into staging and check it; a failed check deletes it.
