@@ -75,7 +75,7 @@ def _schemas() -> dict:
         "InstalledModel": {"type": "object", "required": ["id", "filename", "size", "intact"], "properties": {
             "id": STR, "filename": STR, "size": {"type": ["integer", "null"]}, "sha256": NULLABLE_STR,
             "repo": NULLABLE_STR, "revision": STR, "commit": STR, "source_host": STR, "pulled_at": STR,
-            "intact": {"type": "boolean"}}},
+            "intact": {"type": "boolean"}, "smoke_tested": {"type": "boolean"}}},
         "ModelList": {"type": "object", "required": ["object", "data"], "properties": {
             "object": {"const": "list"}, "data": {"type": "array", "items": {
                 "type": "object", "required": ["id"], "properties": {"id": STR}}}}},

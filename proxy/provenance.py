@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 from dataclasses import asdict, dataclass
@@ -24,6 +25,7 @@ class Provenance:
     sha256: str | None
     source_host: str
     pulled_at: str  # ISO 8601, UTC
+    smoke_tested: bool = False  # loaded and generated in the backend since these bytes were installed
 
 
 class ProvenanceStore:
@@ -48,6 +50,12 @@ class ProvenanceStore:
         with self._editing() as records:
             for name in filenames:
                 records.pop(name, None)
+
+    def mark_smoke_tested(self, filenames: list[str]) -> None:
+        with self._editing() as records:
+            for name in filenames:
+                if name in records:
+                    records[name] = dataclasses.replace(records[name], smoke_tested=True)
 
     @contextlib.contextmanager
     def _editing(self) -> Iterator[dict[str, Provenance]]:

@@ -71,8 +71,9 @@ class PullService:
         return Plan(request, listing, checked)
 
     def cached(self, plan: Plan) -> dict | None:
-        """The `complete` answer when every file is installed from this repo and still matches the hub."""
-        if all(self._installed(plan, f) for f in plan.files):
+        """The `complete` answer when every file is installed from this repo, still matches the hub, and
+        was smoke-tested if the pull asks for it."""
+        if all(self._installed(plan, f) for f in plan.files) and not self._needs_smoke_test(plan):
             return {**self._complete_event(plan), "cached": True}
         return None
 
@@ -128,10 +129,10 @@ class PullService:
                 staged.append((self._fetch(job, remote, progress), remote))
             for path, remote in staged:
                 self.store.install(path, self._provenance(plan, remote))
-        log.info("pulled %s/%s: %d bytes in %.1fs", plan.request.repo, plan.key, plan.total_bytes,
-                 time.monotonic() - started)
-        if plan.request.verify == "load":
-            self._smoke_test(job, plan)
+            log.info("pulled %s/%s: %d bytes in %.1fs", plan.request.repo, plan.key, plan.total_bytes,
+                     time.monotonic() - started)
+            if self._needs_smoke_test(plan):
+                self._smoke_test(job, plan)
         return self._complete_event(plan)
 
     def _installed(self, plan: Plan, remote: RemoteFile) -> bool:
@@ -205,16 +206,34 @@ class PullService:
             if job.stop.wait(LOCK_POLL_S):
                 raise ProxyError("hub_unavailable", "the pull was stopped while waiting for another process")
 
+    def _needs_smoke_test(self, plan: Plan) -> bool:
+        if plan.request.verify != "load":
+            return False
+        records = self.store.provenance.all()
+        return not all((r := records.get(naming.basename(f.filename))) and r.smoke_tested for f in plan.files)
+
     def _smoke_test(self, job: PullJob, plan: Plan) -> None:
+        """Load the installed files in the backend and generate a token.
+
+        Raises:
+            ProxyError: smoke_test_failed (the backend could not load them: they are quarantined);
+                backend_unavailable, backend_timeout (they stay installed, not smoke-tested, for a later
+                `verify: "load"` pull to test without downloading them).
+        """
         model = naming.model_id(plan.key)
+        names = [naming.basename(f.filename) for f in plan.files]
         job.publish({"status": "smoke_test", "model": model})
         if self.smoke_test is None:
             return
         try:
             self.smoke_test(model)
-        except ProxyError:
-            self.store.quarantine([naming.basename(f.filename) for f in plan.files])
-            raise
+        except ProxyError as err:
+            if err.code == "smoke_test_failed":
+                self.store.quarantine(names)
+                raise
+            raise ProxyError(err.code, f"{err.message}: {plan.key} is installed but not smoke-tested; pull it "
+                             'again with "verify": "load" when the backend answers') from err
+        self.store.provenance.mark_smoke_tested(names)
 
     def _provenance(self, plan: Plan, remote: RemoteFile) -> Provenance:
         return Provenance(
