@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -71,12 +72,17 @@ class ModelStore:
         self.provenance.put(record)
         return final
 
-    def save_intent(self, key: str, body: dict) -> None:
-        """Remember a pull while it runs, so that a restarted proxy resumes it (see proxy/preload.py)."""
-        write_json_atomically(_child(self.root / META / PENDING, naming.basename(key) + ".json"), body)
+    def save_intent(self, repo: str, key: str, body: dict) -> None:
+        """Remember a pull until it ends, so that a restarted proxy resumes it (see proxy/preload.py)."""
+        write_json_atomically(self._intent_path(repo, key), body)
 
-    def drop_intent(self, key: str) -> None:
-        _child(self.root / META / PENDING, naming.basename(key) + ".json").unlink(missing_ok=True)
+    def drop_intent(self, repo: str, key: str) -> None:
+        self._intent_path(repo, key).unlink(missing_ok=True)
+
+    def _intent_path(self, repo: str, key: str) -> Path:
+        """One note per repo and file name: processes pulling one name from two repos keep apart notes."""
+        repo_tag = hashlib.sha256(repo.lower().encode()).hexdigest()[:8]
+        return _child(self.root / META / PENDING, f"{naming.basename(key)}.{repo_tag}.json")
 
     def intents(self) -> list[dict]:
         """Pull bodies of pulls a previous run did not finish."""

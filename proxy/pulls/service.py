@@ -85,6 +85,7 @@ class PullService:
 
         def make() -> PullJob:
             job = PullJob(plan.key, plan.request.repo, plan.key, lambda job: self._run_remembered(job, plan))
+            self._save_note(plan)  # on acceptance: a queued pull survives a restart as a running one does
             job.publish(job.starting_event())
             return job
 
@@ -97,19 +98,23 @@ class PullService:
         if needed > free:
             raise ProxyError("insufficient_storage", f"{needed} bytes needed in MODELS_DIR, {free} free")
 
-    def _run_remembered(self, job: PullJob, plan: Plan) -> None:
-        """Run the pull with a note in MODELS_DIR that outlives the process until the pull has ended;
-        a pull stopped by a shutdown keeps its note, and the next start resumes it."""
+    def _save_note(self, plan: Plan) -> None:
+        """A note in MODELS_DIR that outlives the process until the pull has ended (see proxy/preload.py)."""
         request = plan.request
-        self.store.save_intent(plan.key, {"model": request.repo, "filename": plan.files[0].filename,
-                                          "revision": request.revision, "verify": request.verify})
+        self.store.save_intent(request.repo, plan.key, {
+            "model": request.repo, "filename": plan.files[0].filename, "revision": request.revision,
+            "verify": request.verify, "replace": request.replace})
+
+    def _run_remembered(self, job: PullJob, plan: Plan) -> None:
+        """Run the pull submit() wrote a note for, and drop the note when it has ended; a pull stopped by
+        a shutdown keeps its note, and the next start resumes it."""
         try:
             complete = self._run(job, plan)
         except BaseException:
             if not job.stop.is_set():
-                self.store.drop_intent(plan.key)
+                self.store.drop_intent(plan.request.repo, plan.key)
             raise
-        self.store.drop_intent(plan.key)  # before the last line: a client that saw it sees no note left
+        self.store.drop_intent(plan.request.repo, plan.key)  # before the last line: who saw it sees no note
         job.publish(complete)
 
     def _run(self, job: PullJob, plan: Plan) -> dict:
@@ -164,7 +169,7 @@ class PullService:
         try:
             digest = transfer.run()
         except TransferCancelled as err:  # shutdown: the transfer saved its progress for the next start
-            raise ProxyError("hub_unavailable", "the proxy stopped while pulling; pull again to resume") from err
+            raise ProxyError("pull_stopped", "the proxy stopped while pulling; its next start resumes it") from err
         progress.file_done(name, remote.size)
         job.publish({"status": "verifying", "filename": name})
         try:
@@ -204,7 +209,7 @@ class PullService:
                 job.publish({"status": "queued", "position": 1, "reason": "another process is pulling this file"})
                 announced = True
             if job.stop.wait(LOCK_POLL_S):
-                raise ProxyError("hub_unavailable", "the pull was stopped while waiting for another process")
+                raise ProxyError("pull_stopped", "the proxy stopped while another process was pulling this file")
 
     def _needs_smoke_test(self, plan: Plan) -> bool:
         if plan.request.verify != "load":
