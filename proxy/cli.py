@@ -71,6 +71,8 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     pull.add_argument("--revision", default=None, help="branch, tag or commit (default: main)")
     pull.add_argument("--verify", choices=("checksum", "load"), default="checksum",
                       help="load: also load it in the backend and generate one token")
+    pull.add_argument("--replace", action="store_true",
+                      help="replace a file of the same name installed from another repo")
     pull.set_defaults(run=run_pull)
     ls = commands.add_parser("ls", parents=[common], help="list installed models", epilog=EPILOG,
                              formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -86,7 +88,8 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
 # --- pull -------------------------------------------------------------------------------------------
 
 def run_pull(args: argparse.Namespace) -> int:
-    body = {"model": args.model, "filename": args.filename, "revision": args.revision, "verify": args.verify}
+    body = {"model": args.model, "filename": args.filename, "revision": args.revision, "verify": args.verify,
+            "replace": args.replace or None}
     try:
         request = parse_pull_request(body)
     except ProxyError as err:

@@ -23,6 +23,8 @@ STATUS_BY_CODE: dict[str, int] = {
     "revision_not_found": 404,
     "pull_queue_full": 409,
     "model_busy": 409,
+    "name_conflict": 409,
+    "pull_stopped": 503,
     "model_not_found": 404,
     "insufficient_storage": 507,
     "checksum_mismatch": 502,

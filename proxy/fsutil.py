@@ -1,25 +1,42 @@
-"""Small JSON files in MODELS_DIR written so that a crash mid-write leaves the previous copy."""
+"""Small files in MODELS_DIR, shared by every process on the volume: atomic JSON writes and file locks."""
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
+import secrets
 from pathlib import Path
+from typing import Iterator
+
+# Temporary names keep this much of the final name (for a person reading the folder), so they stay short
+# however long the final name is.
+_TMP_PREFIX_BYTES = 32
 
 
 def write_json_atomically(path: Path, data, durable: bool = False, indent: int | None = None) -> None:
-    """Write `data` to a temporary name, then rename it over `path`.
+    """Write `data` to a temporary name of its own, then rename it over `path`.
 
-    `durable` also fsyncs the file and the rename, for records that must survive a power cut, not
-    only a killed process (progress notes, rewritten every second, skip it).
+    The temporary name is unique, so processes writing the same file at once never take each other's
+    temporary file away; the last rename wins. `durable` also fsyncs the file and the rename, for records
+    that must survive a power cut, not only a killed process (progress notes, rewritten every second, skip it).
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as handle:
-        handle.write(json.dumps(data, indent=indent))
-        if durable:
-            handle.flush()
-            os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    short_name = path.name.encode()[:_TMP_PREFIX_BYTES].decode(errors="ignore")
+    tmp = path.with_name(f".{short_name}.{secrets.token_hex(6)}.tmp")
+    # O_EXCL: never another writer's file; the mode is what open() gives, less the umask.
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(json.dumps(data, indent=indent))
+            if durable:
+                handle.flush()
+                os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
     if durable:
         fsync_dir(path.parent)
 
@@ -29,5 +46,23 @@ def fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def file_lock(path: Path, blocking: bool = True) -> Iterator[bool]:
+    """An exclusive flock on `path` (created if missing) for the block: yields False, holding nothing,
+    when `blocking` is off and another holder has it. Threads and processes exclude each other alike, since
+    each call opens the file anew."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        yield True
     finally:
         os.close(fd)

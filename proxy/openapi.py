@@ -51,7 +51,9 @@ def _schemas() -> dict:
             "model": {**STR, "pattern": REPO_ID, "maxLength": 230, "description": "owner/name or owner/name:QUANT"},
             "filename": {**STR, "pattern": r"\.(gguf|GGUF)$"}, "quant": {**STR, "pattern": "^[A-Za-z0-9_]{1,32}$"},
             "revision": STR, "stream": {"type": "boolean"},
-            "verify": {"enum": ["checksum", "load"]}, "async": {"type": "boolean"}}},
+            "verify": {"enum": ["checksum", "load"]}, "async": {"type": "boolean"},
+            "replace": {"type": "boolean", "default": False, "description": "may replace a file of the same "
+                        "name installed from another repo; without it such a pull is 409 name_conflict"}}},
         "PullEvent": {"type": "object", "required": ["status"], "properties": {
             "status": {"enum": ["starting", "queued", "downloading", "verifying", "smoke_test", "complete",
                                 "error"]},
@@ -73,7 +75,7 @@ def _schemas() -> dict:
         "InstalledModel": {"type": "object", "required": ["id", "filename", "size", "intact"], "properties": {
             "id": STR, "filename": STR, "size": {"type": ["integer", "null"]}, "sha256": NULLABLE_STR,
             "repo": NULLABLE_STR, "revision": STR, "commit": STR, "source_host": STR, "pulled_at": STR,
-            "intact": {"type": "boolean"}}},
+            "intact": {"type": "boolean"}, "smoke_tested": {"type": "boolean"}}},
         "ModelList": {"type": "object", "required": ["object", "data"], "properties": {
             "object": {"const": "list"}, "data": {"type": "array", "items": {
                 "type": "object", "required": ["id"], "properties": {"id": STR}}}}},

@@ -1,13 +1,15 @@
 """Where every installed file came from, in one JSON file inside MODELS_DIR, written atomically."""
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import json
 import logging
-import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Iterator
 
-from proxy.fsutil import write_json_atomically
+from proxy.fsutil import file_lock, write_json_atomically
 
 log = logging.getLogger(__name__)
 
@@ -23,14 +25,16 @@ class Provenance:
     sha256: str | None
     source_host: str
     pulled_at: str  # ISO 8601, UTC
+    smoke_tested: bool = False  # loaded and generated in the backend since these bytes were installed
 
 
 class ProvenanceStore:
-    """Records keyed by installed filename. A crash mid-write leaves the previous file intact."""
+    """Records keyed by installed filename. A crash mid-write leaves the previous file intact; every
+    change is a read-modify-write under a lock that all processes sharing MODELS_DIR take."""
 
     def __init__(self, path: Path):
         self.path = path
-        self._lock = threading.Lock()
+        self._lock_path = path.with_name(path.name + ".lock")
 
     def get(self, filename: str) -> Provenance | None:
         return self._read().get(filename)
@@ -39,15 +43,29 @@ class ProvenanceStore:
         return self._read()
 
     def put(self, record: Provenance) -> None:
-        with self._lock:
-            records = self._read()
+        with self._editing() as records:
             records[record.filename] = record
-            self._write(records)
 
     def remove(self, filenames: list[str]) -> None:
-        with self._lock:
+        with self._editing() as records:
+            for name in filenames:
+                records.pop(name, None)
+
+    def mark_smoke_tested(self, filenames: list[str]) -> None:
+        with self._editing() as records:
+            for name in filenames:
+                if name in records:
+                    records[name] = dataclasses.replace(records[name], smoke_tested=True)
+
+    @contextlib.contextmanager
+    def _editing(self) -> Iterator[dict[str, Provenance]]:
+        """The records, to change in place; written back when the block changed them. No other thread or
+        process reads for a change of its own in between, so no change is lost."""
+        with file_lock(self._lock_path):
             records = self._read()
-            if any(records.pop(name, None) for name in filenames):
+            before = dict(records)
+            yield records
+            if records != before:
                 self._write(records)
 
     def _read(self) -> dict[str, Provenance]:

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import contextlib
-import fcntl
+import hashlib
 import json
 import os
 import shutil
@@ -12,7 +12,7 @@ from typing import Iterator
 
 from proxy import naming
 from proxy.errors import ProxyError
-from proxy.fsutil import fsync_dir, write_json_atomically
+from proxy.fsutil import file_lock, fsync_dir, write_json_atomically
 from proxy.provenance import Provenance, ProvenanceStore
 from proxy.pulls.transfer_state import state_path_for
 
@@ -53,10 +53,14 @@ class ModelStore:
     def free_bytes(self) -> int:
         return shutil.disk_usage(self.root).free
 
-    def verified_record(self, filename: str, size: int | None, sha256: str | None) -> Provenance | None:
-        """The record of an installed file that still matches what the hub says it should be."""
+    def verified_record(self, filename: str, size: int | None, sha256: str | None,
+                        repo: str | None = None) -> Provenance | None:
+        """The record of an installed file that still matches what the hub says it should be (and came
+        from `repo`, when given)."""
         record = self.provenance.get(naming.basename(filename))
         if record is None or (sha256 and record.sha256 != sha256) or (size and record.size != size):
+            return None
+        if repo is not None and record.repo.lower() != repo.lower():
             return None
         return record if _size_of(self.final_path(filename)) == record.size else None
 
@@ -68,12 +72,17 @@ class ModelStore:
         self.provenance.put(record)
         return final
 
-    def save_intent(self, key: str, body: dict) -> None:
-        """Remember a pull while it runs, so that a restarted proxy resumes it (see proxy/preload.py)."""
-        write_json_atomically(_child(self.root / META / PENDING, naming.basename(key) + ".json"), body)
+    def save_intent(self, repo: str, key: str, body: dict) -> None:
+        """Remember a pull until it ends, so that a restarted proxy resumes it (see proxy/preload.py)."""
+        write_json_atomically(self._intent_path(repo, key), body)
 
-    def drop_intent(self, key: str) -> None:
-        _child(self.root / META / PENDING, naming.basename(key) + ".json").unlink(missing_ok=True)
+    def drop_intent(self, repo: str, key: str) -> None:
+        self._intent_path(repo, key).unlink(missing_ok=True)
+
+    def _intent_path(self, repo: str, key: str) -> Path:
+        """One note per repo and file name: processes pulling one name from two repos keep apart notes."""
+        repo_tag = hashlib.sha256(repo.lower().encode()).hexdigest()[:8]
+        return _child(self.root / META / PENDING, f"{naming.basename(key)}.{repo_tag}.json")
 
     def intents(self) -> list[dict]:
         """Pull bodies of pulls a previous run did not finish."""
@@ -133,18 +142,8 @@ class ModelStore:
     @contextlib.contextmanager
     def lock(self, filename: str, blocking: bool = True) -> Iterator[bool]:
         """An exclusive lock on one file name across processes (workers, replicas on a shared volume)."""
-        path = _child(self.root / LOCKS, naming.basename(filename) + ".lock")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
-            except BlockingIOError:
-                yield False
-                return
-            yield True
-        finally:
-            os.close(fd)
+        with file_lock(_child(self.root / LOCKS, naming.basename(filename) + ".lock"), blocking) as acquired:
+            yield acquired
 
 
 def _child(folder: Path, name: str) -> Path:

@@ -93,8 +93,8 @@ def client(make_app):
 
 
 @contextlib.contextmanager
-def slow_backend(delay_s: float) -> Iterator[str]:
-    """A backend that answers every request after `delay_s`; yields its base URL."""
+def slow_backend(delay_s: float, status: int = 200) -> Iterator[str]:
+    """A backend that answers every request after `delay_s`, with `status`; yields its base URL."""
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self):
@@ -106,8 +106,8 @@ def slow_backend(delay_s: float) -> Iterator[str]:
 
         def _answer(self):
             time.sleep(delay_s)
-            body = b'{"response": "late"}'
-            self.send_response(200)
+            body = b'{"response": "late"}' if status == 200 else b'{"status": "error", "code": "load_failed"}'
+            self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()

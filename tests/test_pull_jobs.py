@@ -147,11 +147,35 @@ def test_shutdown_ends_a_stalled_pull_at_once_and_the_next_app_resumes_it(make_a
     events, queued_events = stream.rest(), queued.rest()
 
     assert time.monotonic() - started < 2, "a stalled socket does not hold the shutdown for the stall timeout"
-    assert events[-1]["status"] == "error" and events[-1]["code"] == "hub_unavailable"
-    assert queued_events[-1]["status"] == "error" and queued_events[-1]["code"] == "hub_unavailable"
+    assert events[-1]["status"] == "error" and events[-1]["code"] == "pull_stopped"
+    assert queued_events[-1]["status"] == "error" and queued_events[-1]["code"] == "pull_stopped"
     assert top_level_ggufs(models_dir) == []
     assert staging_files(models_dir) == [FILE + ".partial", FILE + ".partial.json"]
     events = pull(make_app().test_client(), model=REPO)
     assert events[-1]["status"] == "complete"
     assert [range_start(r) for r in content_gets(hub, REPO, FILE)] == [0, 300 * KiB]
     assert same_bytes(models_dir / FILE, source)
+
+
+def test_a_queued_async_pull_survives_a_shutdown_and_the_next_start_resumes_it(make_app, hub, make_gguf, models_dir):
+    hub.add_repo(REPO, files={FILE: make_gguf(FILE, 1 * MiB)})
+    other, source = "other.Q4_K_M.gguf", make_gguf("other.gguf", 256 * KiB)
+    hub.add_repo("acme/other-GGUF", files={other: source})
+    hub.faults.add(Fault.stall(after_bytes=100 * KiB), file=FILE)  # holds the only slot until the shutdown
+    app = make_app(pull_connections=1, pull_stall_timeout_s=30, pull_concurrency=1)
+    client = app.test_client()
+    running = open_stream(client, model=REPO)
+    running.until(lambda event: event["status"] == "downloading")
+    accepted = client.post("/v1/api/pull", json={"model": "acme/other-GGUF", "async": True})
+    assert accepted.status_code == 202 and accepted.get_json()["status"] == "queued"
+
+    app.extensions["pulls"].shutdown(wait_s=5)
+    stopped = client.get(accepted.get_json()["status_url"]).get_json()
+    restarted = make_app().test_client()  # nobody asks again: the new start resumes both pulls by itself
+    resumed = wait_until(lambda: (p := pulls_by_filename(restarted)).get(other, {}).get("status") == "complete" and p,
+                         what="the queued pull to be resumed and complete")
+
+    assert stopped["status"] == "error" and stopped["code"] == "pull_stopped", stopped
+    assert running.rest()[-1]["code"] == "pull_stopped"
+    assert resumed[other]["model"] == "acme/other-GGUF"
+    assert same_bytes(models_dir / other, source)

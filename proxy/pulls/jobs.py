@@ -87,7 +87,8 @@ class PullJob:
             log.exception("pull %s of %s/%s failed", self.id, self.repo, self.filename)
             self.publish({"status": "error", "error": "internal error; see the proxy's log", "code": "internal_error"})
         if not self.done:
-            self.publish({"status": "error", "error": "the pull was interrupted", "code": "hub_unavailable"})
+            code = "pull_stopped" if self.stop.is_set() else "hub_unavailable"
+            self.publish({"status": "error", "error": "the pull was interrupted", "code": code})
 
 
 class PullRegistry:
@@ -153,7 +154,7 @@ class PullRegistry:
 
     def shutdown(self, wait_s: float = 0.0) -> None:
         """Stop every job: running transfers save their progress (waited for up to `wait_s`), waiting
-        ones end, so every stream gets its last line."""
+        ones end, so every stream gets its last line. Both keep their notes: the next start resumes them."""
         with self._lock:
             self._stopping = True
             jobs = list(self._active.values())
@@ -161,8 +162,8 @@ class PullRegistry:
             for job in waiting:
                 self._active.pop(job.key, None)
         for job in waiting:
-            job.publish({"status": "error", "error": "the proxy stopped before this pull started; pull again",
-                         "code": "hub_unavailable"})
+            job.publish({"status": "error", "error": "the proxy stopped before this pull started; its next "
+                         "start resumes it", "code": "pull_stopped"})
         for job in jobs:
             job.stop.set()
         deadline = time.monotonic() + wait_s

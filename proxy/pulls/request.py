@@ -25,6 +25,7 @@ class PullRequest:
     stream: bool = True
     verify: str = "checksum"
     run_async: bool = False
+    replace: bool = False  # may replace a file of the same name installed from another repo
 
 
 def parse_pull_request(body: Any) -> PullRequest:
@@ -46,9 +47,10 @@ def parse_pull_request(body: Any) -> PullRequest:
         raise ProxyError("invalid_request", 'verify must be "checksum" or "load"')
     stream = _field(body, "stream", bool)
     run_async = _field(body, "async", bool)
+    replace = _field(body, "replace", bool)
     return PullRequest(repo=repo, filename=filename, quant=quant.upper() if quant else None,
                        revision=revision, stream=True if stream is None else stream,
-                       verify=verify, run_async=bool(run_async))
+                       verify=verify, run_async=bool(run_async), replace=bool(replace))
 
 
 def parse_repo_id(repo: str) -> str:

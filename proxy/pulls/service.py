@@ -58,7 +58,7 @@ class PullService:
 
         Raises:
             ProxyError: repo_not_allowed, repo_not_found, revision_not_found, file_not_found, gated_repo,
-                hub_unavailable, hub_token_rejected.
+                hub_unavailable, hub_token_rejected, name_conflict.
         """
         check_repo_allowed(request.repo, self.allowed_repos)
         listing = self.hub.list_files(request.repo, request.revision)
@@ -66,11 +66,14 @@ class PullService:
         checked = tuple(self.hub.check_file(request.repo, f, listing.commit) for f in files)
         if any(f.size is None for f in checked):
             raise ProxyError("hub_unavailable", "the Hub did not report the file's size")
+        for remote in checked:
+            self._check_name_free(request, remote)
         return Plan(request, listing, checked)
 
     def cached(self, plan: Plan) -> dict | None:
-        """The `complete` answer when every file is installed and still matches the hub."""
-        if all(self.store.verified_record(f.filename, f.size, f.sha256) for f in plan.files):
+        """The `complete` answer when every file is installed from this repo, still matches the hub, and
+        was smoke-tested if the pull asks for it."""
+        if all(self._installed(plan, f) for f in plan.files) and not self._needs_smoke_test(plan):
             return {**self._complete_event(plan), "cached": True}
         return None
 
@@ -82,6 +85,7 @@ class PullService:
 
         def make() -> PullJob:
             job = PullJob(plan.key, plan.request.repo, plan.key, lambda job: self._run_remembered(job, plan))
+            self._save_note(plan)  # on acceptance: a queued pull survives a restart as a running one does
             job.publish(job.starting_event())
             return job
 
@@ -94,19 +98,23 @@ class PullService:
         if needed > free:
             raise ProxyError("insufficient_storage", f"{needed} bytes needed in MODELS_DIR, {free} free")
 
-    def _run_remembered(self, job: PullJob, plan: Plan) -> None:
-        """Run the pull with a note in MODELS_DIR that outlives the process until the pull has ended;
-        a pull stopped by a shutdown keeps its note, and the next start resumes it."""
+    def _save_note(self, plan: Plan) -> None:
+        """A note in MODELS_DIR that outlives the process until the pull has ended (see proxy/preload.py)."""
         request = plan.request
-        self.store.save_intent(plan.key, {"model": request.repo, "filename": plan.files[0].filename,
-                                          "revision": request.revision, "verify": request.verify})
+        self.store.save_intent(request.repo, plan.key, {
+            "model": request.repo, "filename": plan.files[0].filename, "revision": request.revision,
+            "verify": request.verify, "replace": request.replace})
+
+    def _run_remembered(self, job: PullJob, plan: Plan) -> None:
+        """Run the pull submit() wrote a note for, and drop the note when it has ended; a pull stopped by
+        a shutdown keeps its note, and the next start resumes it."""
         try:
             complete = self._run(job, plan)
         except BaseException:
             if not job.stop.is_set():
-                self.store.drop_intent(plan.key)
+                self.store.drop_intent(plan.request.repo, plan.key)
             raise
-        self.store.drop_intent(plan.key)  # before the last line: a client that saw it sees no note left
+        self.store.drop_intent(plan.request.repo, plan.key)  # before the last line: who saw it sees no note
         job.publish(complete)
 
     def _run(self, job: PullJob, plan: Plan) -> dict:
@@ -117,18 +125,35 @@ class PullService:
             staged = []
             for remote in plan.files:
                 locks.enter_context(self._file_lock(job, remote.filename))
-                if self.store.verified_record(remote.filename, remote.size, remote.sha256) \
-                        or self._adopt(job, plan, remote):
+                # Again under the lock, held until the install: another process may have installed the
+                # name since plan(), and none can from here on.
+                self._check_name_free(plan.request, remote)
+                if self._installed(plan, remote) or self._adopt(job, plan, remote):
                     progress.skip(remote.size)
                     continue
                 staged.append((self._fetch(job, remote, progress), remote))
             for path, remote in staged:
                 self.store.install(path, self._provenance(plan, remote))
-        log.info("pulled %s/%s: %d bytes in %.1fs", plan.request.repo, plan.key, plan.total_bytes,
-                 time.monotonic() - started)
-        if plan.request.verify == "load":
-            self._smoke_test(job, plan)
+            log.info("pulled %s/%s: %d bytes in %.1fs", plan.request.repo, plan.key, plan.total_bytes,
+                     time.monotonic() - started)
+            if self._needs_smoke_test(plan):
+                self._smoke_test(job, plan)
         return self._complete_event(plan)
+
+    def _installed(self, plan: Plan, remote: RemoteFile) -> bool:
+        """Installed from this pull's repo and still the hub's bytes."""
+        return self.store.verified_record(remote.filename, remote.size, remote.sha256, plan.request.repo) is not None
+
+    def _check_name_free(self, request: PullRequest, remote: RemoteFile) -> None:
+        """Raises: ProxyError name_conflict when the file name is installed from another repo and the
+        request does not say `replace`."""
+        name = naming.basename(remote.filename)
+        record = self.store.provenance.get(name)
+        if request.replace or record is None or record.repo.lower() == request.repo.lower() \
+                or not self.store.final_path(name).is_file():
+            return
+        raise ProxyError("name_conflict", f"{name} is installed from {record.repo}; pull with "
+                         '"replace": true to replace it with the file of ' + request.repo)
 
     def _fetch(self, job: PullJob, remote: RemoteFile, progress: ProgressReporter) -> Path:
         """Download one file into staging and check it; a failed check deletes it.
@@ -144,7 +169,7 @@ class PullService:
         try:
             digest = transfer.run()
         except TransferCancelled as err:  # shutdown: the transfer saved its progress for the next start
-            raise ProxyError("hub_unavailable", "the proxy stopped while pulling; pull again to resume") from err
+            raise ProxyError("pull_stopped", "the proxy stopped while pulling; its next start resumes it") from err
         progress.file_done(name, remote.size)
         job.publish({"status": "verifying", "filename": name})
         try:
@@ -184,18 +209,36 @@ class PullService:
                 job.publish({"status": "queued", "position": 1, "reason": "another process is pulling this file"})
                 announced = True
             if job.stop.wait(LOCK_POLL_S):
-                raise ProxyError("hub_unavailable", "the pull was stopped while waiting for another process")
+                raise ProxyError("pull_stopped", "the proxy stopped while another process was pulling this file")
+
+    def _needs_smoke_test(self, plan: Plan) -> bool:
+        if plan.request.verify != "load":
+            return False
+        records = self.store.provenance.all()
+        return not all((r := records.get(naming.basename(f.filename))) and r.smoke_tested for f in plan.files)
 
     def _smoke_test(self, job: PullJob, plan: Plan) -> None:
+        """Load the installed files in the backend and generate a token.
+
+        Raises:
+            ProxyError: smoke_test_failed (the backend could not load them: they are quarantined);
+                backend_unavailable, backend_timeout (they stay installed, not smoke-tested, for a later
+                `verify: "load"` pull to test without downloading them).
+        """
         model = naming.model_id(plan.key)
+        names = [naming.basename(f.filename) for f in plan.files]
         job.publish({"status": "smoke_test", "model": model})
         if self.smoke_test is None:
             return
         try:
             self.smoke_test(model)
-        except ProxyError:
-            self.store.quarantine([naming.basename(f.filename) for f in plan.files])
-            raise
+        except ProxyError as err:
+            if err.code == "smoke_test_failed":
+                self.store.quarantine(names)
+                raise
+            raise ProxyError(err.code, f"{err.message}: {plan.key} is installed but not smoke-tested; pull it "
+                             'again with "verify": "load" when the backend answers') from err
+        self.store.provenance.mark_smoke_tested(names)
 
     def _provenance(self, plan: Plan, remote: RemoteFile) -> Provenance:
         return Provenance(
