@@ -5,6 +5,8 @@ import json
 import os
 from pathlib import Path
 
+TMP_SUFFIX = ".tmp"  # what the temporary copy appends to a name (store.MAX_FILENAME_BYTES counts it)
+
 
 def write_json_atomically(path: Path, data, durable: bool = False, indent: int | None = None) -> None:
     """Write `data` to a temporary name, then rename it over `path`.
@@ -13,7 +15,7 @@ def write_json_atomically(path: Path, data, durable: bool = False, indent: int |
     only a killed process (progress notes, rewritten every second, skip it).
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = path.with_name(path.name + TMP_SUFFIX)
     with open(tmp, "w") as handle:
         handle.write(json.dumps(data, indent=indent))
         if durable:

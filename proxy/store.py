@@ -12,15 +12,19 @@ from typing import Iterator
 
 from proxy import naming
 from proxy.errors import ProxyError
-from proxy.fsutil import fsync_dir, write_json_atomically
+from proxy.fsutil import TMP_SUFFIX, fsync_dir, write_json_atomically
 from proxy.provenance import Provenance, ProvenanceStore
-from proxy.pulls.transfer_state import state_path_for
+from proxy.pulls.transfer_state import PROGRESS_SUFFIX, state_path_for
 
 STAGING = ".staging"
 QUARANTINE = ".quarantine"
 LOCKS = ".locks"
 META = ".proxy"
 PENDING = "pending"
+PARTIAL_SUFFIX = ".partial"
+NAME_MAX_BYTES = 255  # one path component, on every filesystem a volume is likely to have
+# The longest name a file gets in MODELS_DIR is its staging progress note's temporary copy.
+MAX_FILENAME_BYTES = NAME_MAX_BYTES - len(PARTIAL_SUFFIX + PROGRESS_SUFFIX + TMP_SUFFIX)
 
 
 class ModelStore:
@@ -38,7 +42,7 @@ class ModelStore:
         return _child(self.root, naming.basename(filename))
 
     def staging_path(self, filename: str) -> Path:
-        return _child(self.root / STAGING, naming.basename(filename) + ".partial")
+        return _child(self.root / STAGING, naming.basename(filename) + PARTIAL_SUFFIX)
 
     def staged_bytes(self, filename: str) -> int:
         """Bytes an earlier, interrupted download of this file left in staging."""

@@ -17,7 +17,7 @@ from proxy.hubs.base import Hub, RemoteFile, RepoFiles
 from proxy.provenance import Provenance
 from proxy.pulls.jobs import PullJob, PullRegistry
 from proxy.pulls.progress import ProgressReporter
-from proxy.pulls.request import PullRequest, check_repo_allowed
+from proxy.pulls.request import PullRequest, check_filename, check_repo_allowed
 from proxy.pulls.select import select_files
 from proxy.pulls.transfer import Transfer, TransferCancelled, TransferOptions
 from proxy.store import ModelStore
@@ -58,14 +58,16 @@ class PullService:
 
         Raises:
             ProxyError: repo_not_allowed, repo_not_found, revision_not_found, file_not_found, gated_repo,
-                hub_unavailable, hub_token_rejected.
+                hub_unavailable, hub_token_rejected, unsafe_filename.
         """
         check_repo_allowed(request.repo, self.allowed_repos)
         listing = self.hub.list_files(request.repo, request.revision)
         files = select_files(listing, request.filename, request.quant)
+        for remote in files:
+            check_filename(remote.filename)  # a name the Hub lists is input too (chosen by quant, say)
         checked = tuple(self.hub.check_file(request.repo, f, listing.commit) for f in files)
-        if any(f.size is None for f in checked):
-            raise ProxyError("hub_unavailable", "the Hub did not report the file's size")
+        for remote in checked:
+            _check_size(remote)
         return Plan(request, listing, checked)
 
     def cached(self, plan: Plan) -> dict | None:
@@ -214,6 +216,13 @@ class PullService:
         if len(plan.files) > 1:
             event["files"] = [naming.basename(f.filename) for f in plan.files]
         return event
+
+
+def _check_size(remote: RemoteFile) -> None:
+    """Raises: ProxyError hub_unavailable when the Hub reports no size, or one no file can have."""
+    if not isinstance(remote.size, int) or remote.size < 0:
+        raise ProxyError("hub_unavailable", f"the Hub reported no valid size for {remote.filename} "
+                         f"({remote.size!r}); try again later")
 
 
 def _verify(path: Path, remote: RemoteFile, digest: str) -> None:

@@ -12,6 +12,7 @@ from proxy.errors import ProxyError
 from proxy.fsutil import write_json_atomically
 
 log = logging.getLogger(__name__)
+PROGRESS_SUFFIX = ".json"  # the progress note beside a staging file
 
 
 class PartsState:
@@ -107,7 +108,7 @@ class PartsState:
 
 
 def state_path_for(dest: Path) -> Path:
-    return dest.with_name(dest.name + ".json")
+    return dest.with_name(dest.name + PROGRESS_SUFFIX)
 
 
 def _part_count(size: int, chunk_bytes: int) -> int:
