@@ -16,12 +16,16 @@ def write_json_atomically(path: Path, data, durable: bool = False, indent: int |
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + TMP_SUFFIX)
-    with open(tmp, "w") as handle:
-        handle.write(json.dumps(data, indent=indent))
-        if durable:
-            handle.flush()
-            os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w") as handle:
+            handle.write(json.dumps(data, indent=indent))
+            if durable:
+                handle.flush()
+                os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a full volume must not leave an empty copy behind
+        raise
     if durable:
         fsync_dir(path.parent)
 

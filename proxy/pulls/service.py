@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Callable
 
 from proxy import naming
-from proxy.errors import ProxyError
+from proxy.errors import ProxyError, disk_full_is_insufficient_storage
 from proxy.gguf_check import InvalidGGUF, scan_gguf_header
 from proxy.hubs.base import Hub, RemoteFile, RepoFiles
 from proxy.provenance import Provenance
@@ -98,18 +98,25 @@ class PullService:
 
     def _run_remembered(self, job: PullJob, plan: Plan) -> None:
         """Run the pull with a note in MODELS_DIR that outlives the process until the pull has ended;
-        a pull stopped by a shutdown keeps its note, and the next start resumes it."""
+        a pull stopped by a shutdown, or by a full volume with bytes staged, keeps its note, and the next
+        start resumes it."""
         request = plan.request
-        self.store.save_intent(plan.key, {"model": request.repo, "filename": plan.files[0].filename,
-                                          "revision": request.revision, "verify": request.verify})
         try:
-            complete = self._run(job, plan)
-        except BaseException:
-            if not job.stop.is_set():
+            with disk_full_is_insufficient_storage():
+                self.store.save_intent(plan.key, {"model": request.repo, "filename": plan.files[0].filename,
+                                                  "revision": request.revision, "verify": request.verify})
+                complete = self._run(job, plan)
+        except BaseException as err:
+            if not (job.stop.is_set() or self._resumable(err, plan)):
                 self.store.drop_intent(plan.key)
             raise
         self.store.drop_intent(plan.key)  # before the last line: a client that saw it sees no note left
         job.publish(complete)
+
+    def _resumable(self, err: BaseException, plan: Plan) -> bool:
+        """A full volume stopped the pull with bytes staged: once there is room, it goes on from there."""
+        return (isinstance(err, ProxyError) and err.code == "insufficient_storage"
+                and any(self.store.staged_bytes(f.filename) for f in plan.files))
 
     def _run(self, job: PullJob, plan: Plan) -> dict:
         """Fetch, check and install every file; returns the `complete` line."""
