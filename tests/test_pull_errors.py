@@ -298,6 +298,17 @@ def test_wrong_bytes_are_checksum_mismatch_and_the_staging_file_is_removed(make_
     assert staging_files(models_dir) == []
 
 
+@pytest.mark.parametrize("lie", [4 * KiB, -4 * KiB], ids=["more", "less"])
+def test_size_lie_is_checksum_mismatch_and_the_staging_file_is_removed(client, hub, repo, models_dir, lie):
+    hub.misreport_size(REPO, FILE, 128 * KiB + lie)
+
+    events = pull(client, model=REPO)
+
+    assert events[-1]["status"] == "error" and events[-1]["code"] == "checksum_mismatch", events[-1]
+    assert_nothing_installed(models_dir)
+    assert staging_files(models_dir) == []
+
+
 def truncated_gguf(path):
     write_gguf(path, tensor_bytes=64 * KiB, random_seed=3)
     truncate_file(path, -100)

@@ -20,6 +20,7 @@ from proxy.pulls.progress import ProgressReporter
 from proxy.pulls.request import PullRequest, check_filename, check_repo_allowed
 from proxy.pulls.select import select_files
 from proxy.pulls.transfer import Transfer, TransferCancelled, TransferOptions
+from proxy.staging import reclaim_staging
 from proxy.store import ModelStore
 
 log = logging.getLogger(__name__)
@@ -90,9 +91,14 @@ class PullService:
         return self.registry.submit(plan.key, plan.request.repo, make)
 
     def _check_space(self, plan: Plan) -> None:
+        """Raises: ProxyError insufficient_storage when even the staging of dead pulls leaves no room."""
         needed = sum(f.size - self.store.staged_bytes(f.filename) for f in plan.files
                      if not self.store.verified_record(f.filename, f.size, f.sha256))
         free = self.store.free_bytes()
+        if needed > free:
+            own = frozenset(naming.basename(f.filename) for f in plan.files)  # resumed below, not reclaimed
+            reclaim_staging(self.store, needed - free, keep=own)
+            free = self.store.free_bytes()
         if needed > free:
             raise ProxyError("insufficient_storage", f"{needed} bytes needed in MODELS_DIR, {free} free")
 
@@ -147,19 +153,18 @@ class PullService:
         """
         name = naming.basename(remote.filename)
         path = self.store.staging_path(name)
-        transfer = Transfer(remote.url, self.hub.download_headers(), remote.size, path, remote.sha256,
-                            self.options, job.stop, on_progress=progress.file_callback(name),
-                            on_bytes=self.count_bytes)
         try:
-            digest = transfer.run()
+            digest = Transfer(remote.url, self.hub.download_headers(), remote.size, path, remote.sha256,
+                              self.options, job.stop, on_progress=progress.file_callback(name),
+                              on_bytes=self.count_bytes).run()
+            progress.file_done(name, remote.size)
+            job.publish({"status": "verifying", "filename": name})
+            _verify(path, remote, digest)
         except TransferCancelled as err:  # shutdown: the transfer saved its progress for the next start
             raise ProxyError("hub_unavailable", "the proxy stopped while pulling; pull again to resume") from err
-        progress.file_done(name, remote.size)
-        job.publish({"status": "verifying", "filename": name})
-        try:
-            _verify(path, remote, digest)
-        except ProxyError:
-            self.store.discard_staging(name)
+        except ProxyError as err:
+            if err.code in ("checksum_mismatch", "invalid_gguf"):  # not the Hub's bytes: nothing to resume
+                self.store.discard_staging(name)
             raise
         return path
 

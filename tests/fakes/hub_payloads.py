@@ -72,7 +72,8 @@ def tree_reply(repo: Repo, commit: Commit, folder: str, params: dict[str, list[s
             file_blob = commit.files[path]
             item = {"type": "file", "oid": file_blob.git_oid, "size": file_blob.listed_size, "path": path}
             if file_blob.lfs:
-                item["lfs"] = {"oid": file_blob.sha256, "size": file_blob.listed_size, "pointerSize": file_blob.pointer_size}
+                item["lfs"] = {"oid": file_blob.sha256, "size": file_blob.listed_size,
+                               "pointerSize": file_blob.pointer_size}
         if expand:
             item["lastCommit"] = last_commit
         items.append(item)
