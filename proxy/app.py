@@ -16,6 +16,7 @@ from proxy.pulls.transfer import TransferOptions
 from proxy.retry import Backoff
 from proxy.routes import forward, health, models, observability, pull
 from proxy.settings import Settings
+from proxy.staging import start_staging_sweeper
 from proxy.store import ModelStore
 
 
@@ -32,6 +33,7 @@ def create_app(settings: Settings | None = None, hub=None) -> Flask:
     install_request_metrics(app, services["metrics"])
     for module in (health, pull, models, forward, observability):
         app.register_blueprint(module.bp)
+    start_staging_sweeper(services["store"], settings.staging_sweep_interval_s)
     start_preload(services)
     return app
 

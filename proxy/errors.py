@@ -1,7 +1,10 @@
 """Typed errors with the stable codes of API.md, and the one handler that turns them into JSON."""
 from __future__ import annotations
 
+import contextlib
+import errno
 import logging
+from typing import Iterator
 
 from flask import Flask, jsonify
 from werkzeug.exceptions import HTTPException
@@ -76,3 +79,19 @@ def register_error_handlers(app: Flask, service: str = "proxy") -> None:
     def _unexpected(err: Exception):
         log.exception("unhandled error")
         return jsonify(error_body("internal_error", f"internal error; see the {service}'s log")), 500
+
+
+@contextlib.contextmanager
+def disk_full_is_insufficient_storage(message: str = "the models volume is full; free some space and pull again"
+                                      ) -> Iterator[None]:
+    """A full volume or quota met in the block (ENOSPC, EDQUOT) is a client-facing insufficient_storage.
+
+    Raises:
+        ProxyError: insufficient_storage.
+    """
+    try:
+        yield
+    except OSError as err:
+        if err.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        raise ProxyError("insufficient_storage", message) from err

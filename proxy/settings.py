@@ -33,6 +33,7 @@ class Settings:
     pull_backoff_max_s: float = 30.0
     hub_timeout_s: float = 20.0
     progress_interval_s: float = 0.5
+    staging_sweep_interval_s: float = 3600.0  # the contract's "hourly" removal of day-old dead staging
     backend_timeout_s: float = 300.0
     backend_connect_timeout_s: float = 5.0
     max_body_bytes: int = 1024 * 1024

@@ -14,13 +14,21 @@ from proxy import naming
 from proxy.errors import ProxyError
 from proxy.fsutil import file_lock, fsync_dir, write_json_atomically
 from proxy.provenance import Provenance, ProvenanceStore
-from proxy.pulls.transfer_state import state_path_for
+from proxy.pulls.transfer_state import PROGRESS_SUFFIX, state_path_for
 
 STAGING = ".staging"
 QUARANTINE = ".quarantine"
 LOCKS = ".locks"
 META = ".proxy"
 PENDING = "pending"
+PARTIAL_SUFFIX = ".partial"
+NAME_MAX_BYTES = 255  # one path component, on every filesystem a volume is likely to have
+REPO_TAG_HEX = 8  # resume notes are <name>.<repo tag>.json
+LOCK_SUFFIX = ".lock"
+# What the store appends to a file name at most: the staging progress note or the resume note (temporary
+# copies of JSON files have short names of their own, see fsutil).
+MAX_FILENAME_BYTES = NAME_MAX_BYTES - max(len(PARTIAL_SUFFIX + PROGRESS_SUFFIX), len(f".{'0' * REPO_TAG_HEX}.json"),
+                                          len(LOCK_SUFFIX))
 
 
 class ModelStore:
@@ -38,7 +46,7 @@ class ModelStore:
         return _child(self.root, naming.basename(filename))
 
     def staging_path(self, filename: str) -> Path:
-        return _child(self.root / STAGING, naming.basename(filename) + ".partial")
+        return _child(self.root / STAGING, naming.basename(filename) + PARTIAL_SUFFIX)
 
     def staged_bytes(self, filename: str) -> int:
         """Bytes an earlier, interrupted download of this file left in staging."""
@@ -81,7 +89,7 @@ class ModelStore:
 
     def _intent_path(self, repo: str, key: str) -> Path:
         """One note per repo and file name: processes pulling one name from two repos keep apart notes."""
-        repo_tag = hashlib.sha256(repo.lower().encode()).hexdigest()[:8]
+        repo_tag = hashlib.sha256(repo.lower().encode()).hexdigest()[:REPO_TAG_HEX]
         return _child(self.root / META / PENDING, f"{naming.basename(key)}.{repo_tag}.json")
 
     def intents(self) -> list[dict]:
@@ -142,7 +150,7 @@ class ModelStore:
     @contextlib.contextmanager
     def lock(self, filename: str, blocking: bool = True) -> Iterator[bool]:
         """An exclusive lock on one file name across processes (workers, replicas on a shared volume)."""
-        with file_lock(_child(self.root / LOCKS, naming.basename(filename) + ".lock"), blocking) as acquired:
+        with file_lock(_child(self.root / LOCKS, naming.basename(filename) + LOCK_SUFFIX), blocking) as acquired:
             yield acquired
 
 

@@ -167,3 +167,18 @@ def test_single_stage_dockerfile_is_rejected(tmp_path):
     single = text[text.index("FROM ${PYTHON_IMAGE} AS runtime"):]
     (tmp_path / "Dockerfile").write_text("ARG PYTHON_IMAGE=python:3.11-slim-bookworm\n" + single)
     assert dockerfile_problems(tmp_path / "Dockerfile", cuda=False) == ["not multi-stage"]
+
+
+def test_cpu_image_builds_a_portable_llama_cpp_without_amx():
+    env_text = " ".join(r for w, r in _instructions((DOCKER_DIR / "Dockerfile").read_text()) if w == "ENV")
+    cmake_args = " ".join(re.findall(r'CMAKE_ARGS="([^"]*)"', env_text)).split()
+    assert "-DGGML_NATIVE=OFF" in cmake_args
+    assert {"-DGGML_AMX_TILE=OFF", "-DGGML_AMX_INT8=OFF"} <= set(cmake_args)
+    assert not any("ALL_VARIANTS=ON" in arg or "AMX_TILE=ON" in arg for arg in cmake_args)
+
+
+@pytest.mark.parametrize("path", DOCKERFILES, ids=lambda p: p.name)
+def test_images_carry_every_script_start_sh_sources(path):
+    sourced = re.findall(r"^source (docker/\S+)", (DOCKER_DIR / "start.sh").read_text(), re.MULTILINE)
+    copies = " ".join(r for w, r in _instructions(path.read_text()) if w == "COPY")
+    assert sourced and all(script in copies for script in sourced), (sourced, copies)

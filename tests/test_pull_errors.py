@@ -95,6 +95,45 @@ def test_hostile_filename_is_refused_and_nothing_written_outside(client, hub, re
     assert hub.requests() == [], "refused before asking the Hub"
 
 
+def long_name(length: int) -> str:
+    """A GGUF file name of exactly `length` bytes."""
+    suffix = ".Q4_K_M.gguf"
+    return "m" * (length - len(suffix)) + suffix
+
+
+# 242: one byte over what fits once the longest suffix (a resume note's .<repo tag>.json) is appended.
+@pytest.mark.parametrize("length", [242, 247, 255])
+def test_name_too_long_once_staged_is_unsafe_filename_before_anything_happens(client, hub, make_gguf, models_dir,
+                                                                              length):
+    name = long_name(length)
+    hub.add_repo(REPO, files={name: make_gguf("long.gguf")})
+
+    error = pull_error(client, 400, "unsafe_filename", model=REPO, filename=name)
+
+    assert "too long" in error["error"]
+    assert hub.requests() == [], "refused before asking the Hub"
+    assert staging_files(models_dir) == []
+
+
+def test_listed_name_too_long_once_staged_is_unsafe_filename(client, hub, make_gguf, models_dir):
+    hub.add_repo(REPO, files={long_name(250): make_gguf("long.gguf")})
+
+    pull_error(client, 400, "unsafe_filename", model=REPO)
+
+    assert hub.requests_to("/cdn-lfs") == []
+    assert staging_files(models_dir) == []
+
+
+def test_name_of_the_longest_length_that_fits_once_staged_is_pulled(client, hub, make_gguf, models_dir):
+    from proxy.store import MAX_FILENAME_BYTES
+
+    name = long_name(MAX_FILENAME_BYTES)
+    hub.add_repo(REPO, files={name: make_gguf("long.gguf")})
+
+    assert pull(client, model=REPO, filename=name)[-1]["status"] == "complete"
+    assert top_level_ggufs(models_dir) == [name] and staging_files(models_dir) == []
+
+
 @pytest.mark.parametrize("name", ["../x.gguf", "..", ".staging", ".proxy/models.json", "/etc/passwd",
                                   "a\x00.gguf"])
 def test_hostile_name_to_delete_touches_nothing(client, repo, models_dir, tmp_path, name):
@@ -211,6 +250,16 @@ def test_declared_size_over_free_space_is_insufficient_storage(client, hub, repo
     assert staging_files(models_dir) == []
 
 
+def test_hub_reporting_a_negative_size_is_hub_unavailable_before_streaming(client, hub, repo, models_dir):
+    hub.misreport_size(REPO, FILE, -5)
+
+    error = pull_error(client, 502, "hub_unavailable", model=REPO)
+
+    assert "size" in error["error"]
+    assert hub.requests_to("/cdn-lfs") == []
+    assert staging_files(models_dir) == []
+
+
 def test_unreachable_hub_is_hub_unavailable(make_app, models_dir):
     client = make_app(hf_endpoint=f"http://127.0.0.1:{free_port()}", pull_max_retries=2).test_client()
     pull_error(client, 502, "hub_unavailable", model=REPO)
@@ -246,6 +295,17 @@ def test_wrong_bytes_are_checksum_mismatch_and_the_staging_file_is_removed(make_
 
     assert response.status_code == 502
     assert response.get_json()["code"] == "checksum_mismatch"
+    assert_nothing_installed(models_dir)
+    assert staging_files(models_dir) == []
+
+
+@pytest.mark.parametrize("lie", [4 * KiB, -4 * KiB], ids=["more", "less"])
+def test_size_lie_is_checksum_mismatch_and_the_staging_file_is_removed(client, hub, repo, models_dir, lie):
+    hub.misreport_size(REPO, FILE, 128 * KiB + lie)
+
+    events = pull(client, model=REPO)
+
+    assert events[-1]["status"] == "error" and events[-1]["code"] == "checksum_mismatch", events[-1]
     assert_nothing_installed(models_dir)
     assert staging_files(models_dir) == []
 

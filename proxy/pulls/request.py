@@ -8,12 +8,12 @@ from typing import Any
 
 from proxy import naming
 from proxy.errors import ProxyError
+from proxy.store import MAX_FILENAME_BYTES
 
 _REPO_PART = r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?"
 _REPO_RE = re.compile(rf"^{_REPO_PART}/{_REPO_PART}$")
 _QUANT_RE = re.compile(r"^[A-Za-z0-9_]{1,32}$")
 _REVISION_RE = re.compile(r"^[A-Za-z0-9._/-]{1,255}$")
-_MAX_NAME_BYTES = 255
 
 
 @dataclass(frozen=True)
@@ -81,11 +81,13 @@ def check_filename(filename: str) -> str:
         or "\\" in filename
         or "%" in filename  # encoded separators such as ..%2f
         or any(part in ("", ".", "..") or part.startswith(".") for part in filename.split("/"))
-        or len(naming.basename(filename).encode()) > _MAX_NAME_BYTES
     )
     if unsafe:
         raise ProxyError("unsafe_filename", "filename must be a relative path inside the repo, without "
                          "'..', hidden parts, '%', backslashes or control characters")
+    if len(naming.basename(filename).encode()) > MAX_FILENAME_BYTES:
+        raise ProxyError("unsafe_filename", f"the file name is too long: at most {MAX_FILENAME_BYTES} bytes "
+                         "fit in MODELS_DIR once staged")
     if not naming.is_gguf(filename):
         raise ProxyError("not_gguf", "only .gguf files can be pulled")
     return filename

@@ -11,15 +11,16 @@ from pathlib import Path
 from typing import Callable
 
 from proxy import naming
-from proxy.errors import ProxyError
+from proxy.errors import ProxyError, disk_full_is_insufficient_storage
 from proxy.gguf_check import InvalidGGUF, scan_gguf_header
 from proxy.hubs.base import Hub, RemoteFile, RepoFiles
 from proxy.provenance import Provenance
 from proxy.pulls.jobs import PullJob, PullRegistry
 from proxy.pulls.progress import ProgressReporter
-from proxy.pulls.request import PullRequest, check_repo_allowed
+from proxy.pulls.request import PullRequest, check_filename, check_repo_allowed
 from proxy.pulls.select import select_files
 from proxy.pulls.transfer import Transfer, TransferCancelled, TransferOptions
+from proxy.staging import reclaim_staging
 from proxy.store import ModelStore
 
 log = logging.getLogger(__name__)
@@ -58,15 +59,16 @@ class PullService:
 
         Raises:
             ProxyError: repo_not_allowed, repo_not_found, revision_not_found, file_not_found, gated_repo,
-                hub_unavailable, hub_token_rejected, name_conflict.
+                hub_unavailable, hub_token_rejected, name_conflict, unsafe_filename.
         """
         check_repo_allowed(request.repo, self.allowed_repos)
         listing = self.hub.list_files(request.repo, request.revision)
         files = select_files(listing, request.filename, request.quant)
+        for remote in files:
+            check_filename(remote.filename)  # a name the Hub lists is input too (chosen by quant, say)
         checked = tuple(self.hub.check_file(request.repo, f, listing.commit) for f in files)
-        if any(f.size is None for f in checked):
-            raise ProxyError("hub_unavailable", "the Hub did not report the file's size")
         for remote in checked:
+            _check_size(remote)
             self._check_name_free(request, remote)
         return Plan(request, listing, checked)
 
@@ -92,30 +94,46 @@ class PullService:
         return self.registry.submit(plan.key, plan.request.repo, make)
 
     def _check_space(self, plan: Plan) -> None:
+        """Raises: ProxyError insufficient_storage when even the staging of dead pulls leaves no room."""
         needed = sum(f.size - self.store.staged_bytes(f.filename) for f in plan.files
                      if not self.store.verified_record(f.filename, f.size, f.sha256))
         free = self.store.free_bytes()
         if needed > free:
+            own = frozenset(naming.basename(f.filename) for f in plan.files)  # resumed below, not reclaimed
+            reclaim_staging(self.store, needed - free, keep=own)
+            free = self.store.free_bytes()
+        if needed > free:
             raise ProxyError("insufficient_storage", f"{needed} bytes needed in MODELS_DIR, {free} free")
 
     def _save_note(self, plan: Plan) -> None:
-        """A note in MODELS_DIR that outlives the process until the pull has ended (see proxy/preload.py)."""
+        """A note in MODELS_DIR that outlives the process until the pull has ended (see proxy/preload.py).
+
+        Raises:
+            ProxyError: insufficient_storage (the volume is full).
+        """
         request = plan.request
-        self.store.save_intent(request.repo, plan.key, {
-            "model": request.repo, "filename": plan.files[0].filename, "revision": request.revision,
-            "verify": request.verify, "replace": request.replace})
+        with disk_full_is_insufficient_storage():
+            self.store.save_intent(request.repo, plan.key, {
+                "model": request.repo, "filename": plan.files[0].filename, "revision": request.revision,
+                "verify": request.verify, "replace": request.replace})
 
     def _run_remembered(self, job: PullJob, plan: Plan) -> None:
         """Run the pull submit() wrote a note for, and drop the note when it has ended; a pull stopped by
-        a shutdown keeps its note, and the next start resumes it."""
+        a shutdown, or by a full volume with bytes staged, keeps its note, and the next start resumes it."""
         try:
-            complete = self._run(job, plan)
-        except BaseException:
-            if not job.stop.is_set():
+            with disk_full_is_insufficient_storage():
+                complete = self._run(job, plan)
+        except BaseException as err:
+            if not (job.stop.is_set() or self._resumable(err, plan)):
                 self.store.drop_intent(plan.request.repo, plan.key)
             raise
         self.store.drop_intent(plan.request.repo, plan.key)  # before the last line: who saw it sees no note
         job.publish(complete)
+
+    def _resumable(self, err: BaseException, plan: Plan) -> bool:
+        """A full volume stopped the pull with bytes staged: once there is room, it goes on from there."""
+        return (isinstance(err, ProxyError) and err.code == "insufficient_storage"
+                and any(self.store.staged_bytes(f.filename) for f in plan.files))
 
     def _run(self, job: PullJob, plan: Plan) -> dict:
         """Fetch, check and install every file; returns the `complete` line."""
@@ -163,19 +181,18 @@ class PullService:
         """
         name = naming.basename(remote.filename)
         path = self.store.staging_path(name)
-        transfer = Transfer(remote.url, self.hub.download_headers(), remote.size, path, remote.sha256,
-                            self.options, job.stop, on_progress=progress.file_callback(name),
-                            on_bytes=self.count_bytes)
         try:
-            digest = transfer.run()
+            digest = Transfer(remote.url, self.hub.download_headers(), remote.size, path, remote.sha256,
+                              self.options, job.stop, on_progress=progress.file_callback(name),
+                              on_bytes=self.count_bytes).run()
+            progress.file_done(name, remote.size)
+            job.publish({"status": "verifying", "filename": name})
+            _verify(path, remote, digest)
         except TransferCancelled as err:  # shutdown: the transfer saved its progress for the next start
             raise ProxyError("pull_stopped", "the proxy stopped while pulling; its next start resumes it") from err
-        progress.file_done(name, remote.size)
-        job.publish({"status": "verifying", "filename": name})
-        try:
-            _verify(path, remote, digest)
-        except ProxyError:
-            self.store.discard_staging(name)
+        except ProxyError as err:
+            if err.code in ("checksum_mismatch", "invalid_gguf"):  # not the Hub's bytes: nothing to resume
+                self.store.discard_staging(name)
             raise
         return path
 
@@ -257,6 +274,13 @@ class PullService:
         if len(plan.files) > 1:
             event["files"] = [naming.basename(f.filename) for f in plan.files]
         return event
+
+
+def _check_size(remote: RemoteFile) -> None:
+    """Raises: ProxyError hub_unavailable when the Hub reports no size, or one no file can have."""
+    if not isinstance(remote.size, int) or remote.size < 0:
+        raise ProxyError("hub_unavailable", f"the Hub reported no valid size for {remote.filename} "
+                         f"({remote.size!r}); try again later")
 
 
 def _verify(path: Path, remote: RemoteFile, digest: str) -> None:

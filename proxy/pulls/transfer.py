@@ -8,7 +8,6 @@ complete, so only the last few parts are left to hash when the final byte lands.
 from __future__ import annotations
 
 import contextlib
-import errno
 import hashlib
 import logging
 import os
@@ -22,7 +21,7 @@ from typing import Callable, Iterator
 import requests
 import urllib3
 
-from proxy.errors import ProxyError
+from proxy.errors import ProxyError, disk_full_is_insufficient_storage
 from proxy.pulls.transfer_state import PartsState
 from proxy.retry import Backoff, parse_retry_after
 
@@ -76,20 +75,24 @@ class Transfer:
         self._reset_hash()
 
     def run(self) -> str:
-        """Raises: ProxyError (insufficient_storage, hub_unavailable), TransferCancelled."""
+        """Raises: ProxyError (insufficient_storage, hub_unavailable, checksum_mismatch), TransferCancelled."""
         try:
-            try:
-                self._run_plan()
-            except _NoRangeSupport:
-                log.info("server ignores Range for %s; fetching it as one stream", self.dest.name)
-                self.state.close()
-                self.state = PartsState.create(self.dest, self.size, self.state.sha256, chunk_bytes=self.size)
-                self._reset_hash()
-                self._run_plan()
-            self.state.fsync_and_forget()
-            return self._hasher.hexdigest()
+            with disk_full_is_insufficient_storage():  # writing a block or saving progress
+                return self._run()
         finally:
             self.state.close()
+
+    def _run(self) -> str:
+        try:
+            self._run_plan()
+        except _NoRangeSupport:
+            log.info("server ignores Range for %s; fetching it as one stream", self.dest.name)
+            self.state.close()
+            self.state = PartsState.create(self.dest, self.size, self.state.sha256, chunk_bytes=self.size)
+            self._reset_hash()
+            self._run_plan()
+        self.state.fsync_and_forget()
+        return self._hasher.hexdigest()
 
     def _reset_hash(self) -> None:
         self._hasher, self._hashed_to, self._hash_generation = hashlib.sha256(), 0, self.state.generation
@@ -248,13 +251,8 @@ class Transfer:
         raise _RetryableHTTP(response.status_code, retry_after)
 
     def _write(self, block: bytes, position: int) -> None:
-        try:
-            os.pwrite(self.state.fd, block, position)
-            self.on_bytes(len(block))
-        except OSError as err:
-            if err.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise ProxyError("insufficient_storage", "the models volume is full") from err
-            raise
+        os.pwrite(self.state.fd, block, position)  # a full volume: see run()
+        self.on_bytes(len(block))
 
 
 def _unblock(response: requests.Response) -> None:

@@ -8,10 +8,11 @@ import logging
 import os
 from pathlib import Path
 
-from proxy.errors import ProxyError
+from proxy.errors import disk_full_is_insufficient_storage
 from proxy.fsutil import write_json_atomically
 
 log = logging.getLogger(__name__)
+PROGRESS_SUFFIX = ".json"  # the progress note beside a staging file
 
 
 class PartsState:
@@ -49,14 +50,14 @@ class PartsState:
         chunk_bytes = max(1, min(chunk_bytes, size or 1))
         dest.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(dest, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+        state = cls(dest, size, sha256, chunk_bytes, [0] * _part_count(size, chunk_bytes), fd)
         try:
             _allocate(fd, size)
-        except BaseException:
-            os.close(fd)
+            state.save()
+        except BaseException:  # nothing to resume: leave no allocated file behind
+            state.close()
             dest.unlink(missing_ok=True)
             raise
-        state = cls(dest, size, sha256, chunk_bytes, [0] * _part_count(size, chunk_bytes), fd)
-        state.save()
         return state
 
     def part_range(self, index: int) -> tuple[int, int]:
@@ -107,7 +108,7 @@ class PartsState:
 
 
 def state_path_for(dest: Path) -> Path:
-    return dest.with_name(dest.name + ".json")
+    return dest.with_name(dest.name + PROGRESS_SUFFIX)
 
 
 def _part_count(size: int, chunk_bytes: int) -> int:
@@ -138,10 +139,9 @@ def _read_saved(path: Path) -> dict | None:
 def _allocate(fd: int, size: int) -> None:
     """Reserve the file's blocks now, so a full volume fails before the download, not in its middle."""
     try:
-        os.posix_fallocate(fd, 0, size)
+        with disk_full_is_insufficient_storage("not enough free space in MODELS_DIR for this file"):
+            os.posix_fallocate(fd, 0, size)
     except OSError as err:
-        if err.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise ProxyError("insufficient_storage", "not enough free space in MODELS_DIR for this file") from err
         if err.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
             raise
         os.ftruncate(fd, size)

@@ -14,6 +14,7 @@ http://localhost:PORT/cdn-lfs/... (hub.cdn_url), another host name so clients dr
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import secrets
 import signal
 import sys
@@ -170,6 +171,14 @@ class FakeHub:
         if commit is None:
             raise KeyError(revision)
         return commit.files[path]
+
+    def misreport_size(self, repo_id: str, path: str, size: int, revision: str = "main") -> None:
+        """Make the Hub's metadata (listings, X-Linked-Size) say `size` for a file whose bytes stay as they
+        are: a Hub that lies about a size, or reports an impossible one such as -5."""
+        commit = self.repo(repo_id).resolve(revision)
+        if commit is None:
+            raise KeyError(revision)
+        commit.files[path] = dataclasses.replace(commit.files[path], size_lie=size)
 
     def resolve_url(self, repo_id: str, path: str, revision: str = "main") -> str:
         return f"{self.url}/{repo_id}/resolve/{revision}/{path}"

@@ -31,9 +31,9 @@ def model_info_json(repo: Repo, commit: Commit, blobs: bool) -> dict:
         blob = commit.files[name]
         sibling: dict = {"rfilename": name}
         if blobs:
-            sibling.update(blobId=blob.git_oid, size=blob.size)
+            sibling.update(blobId=blob.git_oid, size=blob.listed_size)
             if blob.lfs:
-                sibling["lfs"] = {"sha256": blob.sha256, "size": blob.size, "pointerSize": blob.pointer_size}
+                sibling["lfs"] = {"sha256": blob.sha256, "size": blob.listed_size, "pointerSize": blob.pointer_size}
         siblings.append(sibling)
     return {
         "_id": hashlib.md5(repo.repo_id.encode()).hexdigest()[:24],
@@ -70,9 +70,10 @@ def tree_reply(repo: Repo, commit: Commit, folder: str, params: dict[str, list[s
             item: dict = {"type": "directory", "oid": tree_oid(path, commit.files), "size": 0, "path": path}
         else:
             file_blob = commit.files[path]
-            item = {"type": "file", "oid": file_blob.git_oid, "size": file_blob.size, "path": path}
+            item = {"type": "file", "oid": file_blob.git_oid, "size": file_blob.listed_size, "path": path}
             if file_blob.lfs:
-                item["lfs"] = {"oid": file_blob.sha256, "size": file_blob.size, "pointerSize": file_blob.pointer_size}
+                item["lfs"] = {"oid": file_blob.sha256, "size": file_blob.listed_size,
+                               "pointerSize": file_blob.pointer_size}
         if expand:
             item["lastCommit"] = last_commit
         items.append(item)

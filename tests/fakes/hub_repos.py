@@ -30,6 +30,12 @@ class Blob:
     lfs: bool
     data: bytes | None = None
     path: Path | None = None
+    size_lie: int | None = None  # the size the Hub's metadata reports instead of `size` (FakeHub.misreport_size)
+
+    @property
+    def listed_size(self) -> int:
+        """The size listings and X-Linked-Size give; the bytes served are still `size`."""
+        return self.size if self.size_lie is None else self.size_lie
 
     @property
     def pointer_size(self) -> int:

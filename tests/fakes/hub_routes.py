@@ -150,7 +150,7 @@ def answer_resolve(
         ("Location", location),
         ("ETag", f'W/"{hashlib.sha1(body).hexdigest()[:27]}"'),
         ("X-Linked-Etag", f'"{blob.sha256}"'),
-        ("X-Linked-Size", str(blob.size)),
+        ("X-Linked-Size", str(blob.listed_size)),
         ("Accept-Ranges", "bytes"),
         *repo_headers,
     ], body)
