@@ -35,6 +35,10 @@ class Settings:
     progress_interval_s: float = 0.5
     backend_timeout_s: float = 300.0
     backend_connect_timeout_s: float = 5.0
+    # Forwarded requests at once; more are answered 503 at once. Each holds a gunicorn thread while the
+    # backend answers, so gunicorn.conf.py adds this many threads to those kept for everything else; it
+    # stays below the backend's own threads (HTTP_THREADS, 32) so that its /health is never queued.
+    forward_max_in_flight: int = 24
     max_body_bytes: int = 1024 * 1024
 
     @classmethod
@@ -53,6 +57,7 @@ class Settings:
             "pull_stall_timeout_s": env_float(env, "PULL_STALL_TIMEOUT_S"),
             "pull_max_retries": env_int(env, "PULL_MAX_RETRIES"),
             "pull_chunk_bytes": env_int(env, "PULL_CHUNK_BYTES"),  # not in the contract: tuning and process tests
+            "forward_max_in_flight": env_int(env, "FORWARD_MAX_IN_FLIGHT"),  # not in the contract either
         }
         values = {key: value for key, value in known.items() if value is not None}
         if "ALLOWED_REPOS" in env:

@@ -13,9 +13,27 @@ ROUTES = {
     "/v1/chat/completions": "/v1/chat/completions",
 }
 PASSED_HEADERS = ("Content-Type", "Cache-Control")
+RETRY_AFTER_S = 1
 
 
-def _forward(backend_path: str):
+def _forward(backend_path: str) -> Response:
+    """Raises: ProxyError server_busy, backend_unavailable, backend_timeout."""
+    slots = current_app.extensions["forward_slots"]
+    # Over the cap, answer at once: a request waiting for a slot would hold a thread just the same.
+    if not slots.acquire(blocking=False):
+        limit = current_app.extensions["settings"].forward_max_in_flight
+        raise ProxyError("server_busy", f"{limit} requests are being forwarded to the backend already "
+                         "(FORWARD_MAX_IN_FLIGHT); try again in a moment", headers={"Retry-After": str(RETRY_AFTER_S)})
+    try:
+        response = _relay(backend_path)
+    except BaseException:
+        slots.release()
+        raise
+    response.call_on_close(slots.release)  # when the last byte went out or the client went away
+    return response
+
+
+def _relay(backend_path: str) -> Response:
     backend = current_app.extensions["backend"]
     upstream = backend.request("POST", backend_path, body=request.get_data(cache=False),
                                content_type=request.content_type or "application/json", stream=True)
