@@ -4,10 +4,14 @@ in front of a slow streaming backend under gunicorn with the real backend's thre
 
 - 64 chat streams held open at once: /livez and /v1/health still answer within a second, because
   forwarded requests can never take the threads that probes need.
+- The backend killed mid-stream: the client's SSE stream ends with an error event saying so.
 """
 from __future__ import annotations
 
 import contextlib
+import json
+import os
+import signal
 import statistics
 import threading
 import time
@@ -130,3 +134,30 @@ def test_probes_answer_within_a_second_while_64_streams_are_held_open(hub, model
     assert all(s.status == 503 and s.body["code"] == "server_busy" and s.answered_s < 1 for s in refused), \
         [(s.status, s.body, s.answered_s, s.error) for s in refused[:3]]
 
+
+def test_backend_killed_mid_stream_ends_the_stream_with_an_error_event(hub, models_dir, tmp_path):
+    with fake_backend(tmp_path / "backend.log", events=100, interval_s=0.1) as backend, \
+            proxy_process(models_dir, hub, tmp_path / "proxy.log", BACKEND_URL=backend.url) as proxy:
+        stream = ChatStream(proxy.url)
+        wait_until(lambda: len(stream.events) >= 3, what="the first events")
+        os.killpg(backend.proc.pid, signal.SIGKILL)
+        stream.finish()
+
+    assert stream.error is None, f"the stream ended cleanly, not cut: {stream.error!r}"
+    assert all(json.loads(data)["object"] == "chat.completion.chunk" for data in stream.events[:-1])
+    last = json.loads(stream.events[-1])
+    assert last["error"]["code"] == "backend_unavailable" and "backend" in last["error"]["message"], last
+
+
+def test_backend_stalled_mid_stream_ends_the_stream_with_a_timeout_event(make_app, tmp_path):
+    with fake_backend(tmp_path / "backend.log", events=3, interval_s=3.0) as backend:
+        client = make_app(backend_url=backend.url, backend_timeout_s=0.5).test_client()
+        started = time.monotonic()
+        response = client.post(CHAT, json=BODY, buffered=False)
+        body = b"".join(response.response).decode()
+        elapsed_s = time.monotonic() - started
+
+    events = [line[len("data: "):] for line in body.splitlines() if line.startswith("data: ")]
+    assert json.loads(events[0])["object"] == "chat.completion.chunk"
+    assert json.loads(events[-1])["error"]["code"] == "backend_timeout" and len(events) == 2, events
+    assert elapsed_s < 2, "the stream ends once the backend timeout passes, not when the backend sends again"
