@@ -10,7 +10,7 @@ from proxy import naming
 from proxy.auth import require_api_key
 from proxy.errors import STATUS_BY_CODE, ProxyError
 from proxy.pulls.jobs import PullJob
-from proxy.pulls.request import parse_pull_request, parse_repo_id, parse_revision
+from proxy.pulls.request import check_repo_allowed, parse_pull_request, parse_repo_id, parse_revision
 from proxy.pulls.select import group_models, recommended
 
 bp = Blueprint("pull", __name__)
@@ -60,6 +60,7 @@ def get_pull(job_id: str):
 def list_files():
     repo = parse_repo_id(request.args.get("model", ""))
     revision = parse_revision(request.args.get("revision"))
+    check_repo_allowed(repo, current_app.extensions["settings"].allowed_repos)
     listing = current_app.extensions["hub"].list_files(repo, revision)
     files = [_describe_file(remote) for group in group_models(listing) for remote in group]
     return jsonify(model=repo, revision=revision, commit=listing.commit, files=files,
