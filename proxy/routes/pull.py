@@ -12,6 +12,7 @@ from proxy.errors import STATUS_BY_CODE, ProxyError
 from proxy.pulls.jobs import PullJob
 from proxy.pulls.request import check_repo_allowed, parse_pull_request, parse_repo_id, parse_revision
 from proxy.pulls.select import group_models, recommended
+from proxy.routes.body import json_body
 
 bp = Blueprint("pull", __name__)
 NDJSON = "application/x-ndjson"
@@ -22,7 +23,7 @@ NDJSON = "application/x-ndjson"
 def pull():
     metrics = current_app.extensions["metrics"]
     try:
-        pull_request = parse_pull_request(request.get_json(force=True, silent=True))
+        pull_request = parse_pull_request(json_body())
         service = current_app.extensions["pull_service"]
         plan = service.plan(pull_request)
         cached = service.cached(plan)
