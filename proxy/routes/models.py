@@ -64,6 +64,7 @@ def _delete_target(body) -> str:
         raise ProxyError("invalid_request", '"filename" or "model" must be a non-empty string')
     if "/" in name and body.get("filename") is None:
         return parse_repo_id(name)  # every installed file pulled from this repo
-    if "/" in name or "\\" in name or name.startswith(".") or any(ord(c) < 32 for c in name):
-        raise ProxyError("unsafe_filename", "give the installed file name or model id, not a path")
+    if not naming.is_plain_name(name) or name.startswith("."):
+        raise ProxyError("unsafe_filename", "give the installed file name or model id: not a path, and without "
+                         "control or invisible characters")
     return name
