@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 
 from flask import Flask
 
@@ -30,6 +31,7 @@ def create_app(settings: Settings | None = None, hub=None) -> Flask:
     register_error_handlers(app)
     services = build_services(settings, hub)
     app.extensions.update(services)
+    app.extensions["forward_slots"] = threading.BoundedSemaphore(settings.forward_max_in_flight)
     install_request_metrics(app, services["metrics"])
     for module in (health, pull, models, forward, observability):
         app.register_blueprint(module.bp)

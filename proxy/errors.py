@@ -37,6 +37,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "hub_token_rejected": 502,
     "backend_unavailable": 502,
     "backend_timeout": 504,
+    "server_busy": 503,  # FORWARD_MAX_IN_FLIGHT requests are being forwarded already
     "not_found": 404,
     "method_not_allowed": 405,
     "internal_error": 500,
@@ -46,11 +47,12 @@ STATUS_BY_CODE: dict[str, int] = {
 class ProxyError(Exception):
     """An error a client can act on: a stable `code`, its HTTP status and a message."""
 
-    def __init__(self, code: str, message: str, status: int | None = None):
+    def __init__(self, code: str, message: str, status: int | None = None, headers: dict[str, str] | None = None):
         super().__init__(message)
         self.code = code
         self.message = message
         self.status = status or STATUS_BY_CODE.get(code, 500)
+        self.headers = headers or {}  # such as Retry-After
 
     def to_dict(self) -> dict:
         return {"status": "error", "error": self.message, "code": self.code}
@@ -65,7 +67,7 @@ def register_error_handlers(app: Flask, service: str = "proxy") -> None:
 
     @app.errorhandler(ProxyError)
     def _proxy_error(err: ProxyError):
-        return jsonify(err.to_dict()), err.status
+        return jsonify(err.to_dict()), err.status, err.headers
 
     @app.errorhandler(HTTPException)
     def _http_error(err: HTTPException):

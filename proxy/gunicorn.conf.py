@@ -7,10 +7,16 @@ import os
 import signal
 import threading
 
+from proxy.settings import Settings
+
 bind = [f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8080')}"]
 workers = 1
 worker_class = "gthread"
-threads = int(os.environ.get("PROXY_THREADS", "32"))
+# Probes must never wait behind forwarded streams, each of which holds a thread for as long as the backend
+# answers. So forwarding may take at most FORWARD_MAX_IN_FLIGHT threads (proxy/routes/forward.py answers
+# the rest 503 at once), and PROXY_THREADS more serve everything else: probes, API calls, pull streams.
+# (A queue of forwarded requests would hold threads just the same; the backend queues them on its model.)
+threads = Settings.from_env().forward_max_in_flight + int(os.environ.get("PROXY_THREADS") or "16")
 # gthread's timeout is the worker heartbeat, not a request limit, so a pull stream of an hour is fine.
 timeout = 120
 keepalive = 75

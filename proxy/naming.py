@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 
 import gguf
@@ -15,6 +16,10 @@ QUANT_NAMES: frozenset[str] = frozenset(
 _QUANTS_BY_LENGTH = sorted(QUANT_NAMES, key=len, reverse=True)
 _SPLIT_RE = re.compile(r"^(?P<base>.+)-(?P<index>\d{5})-of-(?P<count>\d{5})\.gguf$", re.IGNORECASE)
 _SEPARATORS = ".-_"
+# Controls (C0, C1), format characters (bidi overrides and isolates, zero-width ones, soft hyphen, BOM),
+# lone surrogates (no file system can store them) and line or paragraph separators: each hides or
+# rearranges what a name shows a person, or breaks it as a path.
+_UNSAFE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
 
 
 @dataclass(frozen=True)
@@ -34,6 +39,16 @@ def split_part(filename: str) -> SplitPart | None:
 
 def basename(path: str) -> str:
     return path.rsplit("/", 1)[-1]
+
+
+def has_unsafe_characters(name: str) -> bool:
+    """Whether `name` holds a character no file name or model id may have (see _UNSAFE_CATEGORIES)."""
+    return any(unicodedata.category(c) in _UNSAFE_CATEGORIES for c in name)
+
+
+def is_plain_name(name: str) -> bool:
+    """A single path component that stays one, made of characters that show what they are."""
+    return name not in ("", ".", "..") and "/" not in name and "\\" not in name and not has_unsafe_characters(name)
 
 
 def is_gguf(filename: str) -> bool:

@@ -36,6 +36,10 @@ class Settings:
     staging_sweep_interval_s: float = 3600.0  # the contract's "hourly" removal of day-old dead staging
     backend_timeout_s: float = 300.0
     backend_connect_timeout_s: float = 5.0
+    # Forwarded requests at once; more are answered 503 at once. Each holds a gunicorn thread while the
+    # backend answers, so gunicorn.conf.py adds this many threads to those kept for everything else; it
+    # stays below the backend's own threads (HTTP_THREADS, 32) so that its /health is never queued.
+    forward_max_in_flight: int = 24
     max_body_bytes: int = 1024 * 1024
     backend_exit_file: str | None = None  # written by scripts/start.sh and docker/start.sh when the backend dies
 
@@ -56,6 +60,7 @@ class Settings:
             "pull_max_retries": env_int(env, "PULL_MAX_RETRIES"),
             "pull_chunk_bytes": env_int(env, "PULL_CHUNK_BYTES"),  # not in the contract: tuning and process tests
             "backend_exit_file": env.get("BACKEND_EXIT_FILE") or None,
+            "forward_max_in_flight": env_int(env, "FORWARD_MAX_IN_FLIGHT"),  # not in the contract either
         }
         values = {key: value for key, value in known.items() if value is not None}
         if "ALLOWED_REPOS" in env:

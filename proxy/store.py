@@ -156,7 +156,7 @@ class ModelStore:
 
 def _child(folder: Path, name: str) -> Path:
     """folder/name, refusing anything that is not a plain name."""
-    if not name or name in (".", "..") or "/" in name or "\\" in name or "\x00" in name:
+    if not naming.is_plain_name(name):
         raise ProxyError("unsafe_filename", "the file name is not a plain file name")
     return folder / name
 

@@ -109,7 +109,7 @@ def test_pull_stream_longer_than_worker_timeout_completes(tmp_path):
 def test_stream_check_fails_with_a_sync_worker(tmp_path):
     """A broken copy of the config (sync worker) lets the 2 s timeout kill the worker mid-stream."""
     text = CONFIG.read_text()
-    threads = 'threads = int(os.environ.get("PROXY_THREADS", "32"))'
+    threads = 'threads = Settings.from_env().forward_max_in_flight + int(os.environ.get("PROXY_THREADS") or "16")'
     assert 'worker_class = "gthread"' in text and threads in text
     broken = tmp_path / "gunicorn.conf.py"
     # gunicorn turns sync into gthread when threads > 1, so the copy also needs one thread.

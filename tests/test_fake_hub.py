@@ -110,6 +110,19 @@ def test_list_repo_tree_lists_files_and_folders(api):
     assert inside == ["sub/config.json"]
 
 
+def test_a_long_tree_comes_in_pages_of_1000_and_model_info_expands_only_what_is_asked(hub, api):
+    hub.add_repo("acme/long", files={f"f{i:04d}.json": b"{}" for i in range(2500)})
+    hub.clear_log()
+
+    listed = [entry.path for entry in api.list_repo_tree("acme/long", recursive=True)]
+    info = api.model_info("acme/long", expand=["sha"])
+
+    assert listed == [f"f{i:04d}.json" for i in range(2500)]
+    pages = wait_for_responses_to_end(hub, "/api/models/acme/long/tree/")
+    assert [len(p.query.split("cursor=")) for p in pages] == [1, 2, 2], "the first page, then two by cursor"
+    assert info.sha == hub.commit_sha("acme/long") and info.siblings is None
+
+
 def test_file_metadata_of_lfs_file_points_to_the_cdn(hub):
     meta = get_hf_file_metadata(hf_hub_url(REPO, GGUF, endpoint=hub.url), token=False, endpoint=hub.url)
 

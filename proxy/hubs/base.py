@@ -27,7 +27,7 @@ class Hub(Protocol):
     host: str
 
     def list_files(self, repo: str, revision: str) -> RepoFiles:
-        """Every file of `repo` at `revision`, with sizes and sha256 where known.
+        """Every GGUF file of `repo` at `revision`, with sizes and sha256 where known.
 
         Raises:
             ProxyError: repo_not_found, revision_not_found, hub_unavailable, hub_token_rejected.

@@ -3,12 +3,11 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Callable, TypeVar
-from urllib.parse import urlsplit
+from typing import Callable, Iterator, TypeVar
+from urllib.parse import quote, urlsplit
 
 import httpx2
 from huggingface_hub import HfApi, constants, get_hf_file_metadata, hf_hub_url
-from huggingface_hub.hf_api import RepoFile
 from huggingface_hub.errors import (
     GatedRepoError,
     HfHubHTTPError,
@@ -16,7 +15,9 @@ from huggingface_hub.errors import (
     RepositoryNotFoundError,
     RevisionNotFoundError,
 )
+from huggingface_hub.utils import build_hf_headers, paginate
 
+from proxy import naming
 from proxy.errors import ProxyError
 from proxy.hubs.base import RemoteFile, RepoFiles
 from proxy.retry import Backoff, parse_retry_after
@@ -41,19 +42,29 @@ class HuggingFaceHub:
         self._api = HfApi(endpoint=self.endpoint, token=token or False)
 
     def list_files(self, repo: str, revision: str) -> RepoFiles:
-        info = self._call(lambda: self._api.model_info(
-            repo, revision=revision, files_metadata=True, timeout=self._timeout_s))
+        """The GGUF files of `repo` at `revision`.
+
+        The tree is read page by page, keeping only GGUF entries, so memory holds one page however many
+        files the repo has (model info would bring every file of the repo at once).
+        """
+        info = self._call(lambda: self._api.model_info(repo, revision=revision, expand=["sha"],
+                                                       timeout=self._timeout_s))
         commit = info.sha or revision
-        entries = [(s.rfilename, s.size, s.lfs) for s in info.siblings or ()]
-        if not entries:  # a mirror that answers model info without siblings: ask for the tree
-            tree = self._call(lambda: list(self._api.list_repo_tree(repo, revision=commit, recursive=True)))
-            entries = [(f.path, f.size, f.lfs) for f in tree if isinstance(f, RepoFile)]
-        files = tuple(
-            RemoteFile(filename=name, size=lfs.size if lfs else size, sha256=lfs.sha256 if lfs else None,
-                       url=self.file_url(repo, name, commit))
-            for name, size, lfs in entries
-        )
+        entries = self._call(lambda: [entry for entry in self._tree(repo, commit) if _is_gguf_file(entry)])
+        files = tuple(self._remote_file(repo, commit, entry) for entry in entries)
         return RepoFiles(repo=repo, revision=revision, commit=commit, files=files)
+
+    def _tree(self, repo: str, commit: str) -> Iterator[dict]:
+        """Every entry of the repo's tree, as the Hub's JSON, asked one page at a time as the caller reads."""
+        # Not HfApi.list_repo_tree: it takes no timeout, and a Hub that stops answering must not hold us.
+        url = f"{self.endpoint}/api/models/{repo}/tree/{quote(commit, safe='')}"
+        return paginate(url, params={"recursive": True, "expand": False},
+                        headers=build_hf_headers(token=self._token or False), timeout=self._timeout_s)
+
+    def _remote_file(self, repo: str, commit: str, entry: dict) -> RemoteFile:
+        lfs = entry.get("lfs")  # size and sha256 of the bytes; absent for a file kept in git itself
+        return RemoteFile(filename=entry["path"], size=(lfs or entry).get("size"),
+                          sha256=lfs.get("oid") if lfs else None, url=self.file_url(repo, entry["path"], commit))
 
     def check_file(self, repo: str, remote: RemoteFile, commit: str) -> RemoteFile:
         meta = self._call(lambda: get_hf_file_metadata(
@@ -108,6 +119,10 @@ def map_hub_error(err: Exception) -> ProxyError:
             return ProxyError("hub_token_rejected", f"the Hub refused access ({status}); check HF_TOKEN")
         return ProxyError("hub_unavailable", f"the Hub answered HTTP {status}")
     return ProxyError("hub_unavailable", "the Hub could not be reached")
+
+
+def _is_gguf_file(entry: dict) -> bool:
+    return entry.get("type") == "file" and naming.is_gguf(entry.get("path", ""))
 
 
 def _is_retryable(err: Exception) -> bool:

@@ -77,7 +77,7 @@ def check_filename(filename: str) -> str:
     unsafe = (
         not filename
         or filename.startswith(("/", "~"))
-        or any(ord(c) < 32 or ord(c) == 127 for c in filename)
+        or naming.has_unsafe_characters(filename)  # before the length: a lone surrogate cannot be encoded
         or "\\" in filename
         or "%" in filename  # encoded separators such as ..%2f
         or any(part in ("", ".", "..") or part.startswith(".") for part in filename.split("/"))

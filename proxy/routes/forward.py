@@ -1,11 +1,17 @@
 """Inference requests forwarded to the backend; streams pass through as the backend sends them."""
 from __future__ import annotations
 
+import json
+import logging
+from typing import Iterator
+
 import requests
 from flask import Blueprint, Response, current_app, request
+from urllib3.exceptions import ReadTimeoutError
 
 from proxy.errors import ProxyError
 
+log = logging.getLogger(__name__)
 bp = Blueprint("forward", __name__)
 ROUTES = {
     "/v1/generate": "/api/generate",
@@ -13,9 +19,27 @@ ROUTES = {
     "/v1/chat/completions": "/v1/chat/completions",
 }
 PASSED_HEADERS = ("Content-Type", "Cache-Control")
+RETRY_AFTER_S = 1
 
 
-def _forward(backend_path: str):
+def _forward(backend_path: str) -> Response:
+    """Raises: ProxyError server_busy, backend_unavailable, backend_timeout."""
+    slots = current_app.extensions["forward_slots"]
+    # Over the cap, answer at once: a request waiting for a slot would hold a thread just the same.
+    if not slots.acquire(blocking=False):
+        limit = current_app.extensions["settings"].forward_max_in_flight
+        raise ProxyError("server_busy", f"{limit} requests are being forwarded to the backend already "
+                         "(FORWARD_MAX_IN_FLIGHT); try again in a moment", headers={"Retry-After": str(RETRY_AFTER_S)})
+    try:
+        response = _relay(backend_path)
+    except BaseException:
+        slots.release()
+        raise
+    response.call_on_close(slots.release)  # when the last byte went out or the client went away
+    return response
+
+
+def _relay(backend_path: str) -> Response:
     backend = current_app.extensions["backend"]
     upstream = backend.request("POST", backend_path, body=request.get_data(cache=False),
                                content_type=request.content_type or "application/json", stream=True)
@@ -24,25 +48,47 @@ def _forward(backend_path: str):
         with upstream:  # a plain answer: one read, one write, no chunked relay
             return Response(_read_body(upstream), status=upstream.status_code, headers=headers)
     headers["X-Accel-Buffering"] = "no"
-
-    def relay():
-        try:
-            # chunk_size=None hands on each piece as soon as it arrives: no buffering of tokens.
-            yield from upstream.iter_content(chunk_size=None)
-        finally:
-            upstream.close()
-
-    return Response(relay(), status=upstream.status_code, headers=headers)
+    return Response(_relay_events(upstream), status=upstream.status_code, headers=headers)
 
 
-def _read_body(upstream) -> bytes:
+def _relay_events(upstream: requests.Response) -> Iterator[bytes]:
+    """The backend's SSE bytes as they arrive; if the backend fails mid-stream, a last event saying so."""
+    tail = b"\n\n"
+    try:
+        # chunk_size=None hands on each piece as soon as it arrives: no buffering of tokens.
+        for chunk in upstream.iter_content(chunk_size=None):
+            tail = (tail + chunk)[-2:]
+            yield chunk
+    except requests.RequestException as err:
+        error = _broken_answer(err)
+        log.warning("backend stream of %s broke off: %s (%s)", upstream.url, error.code, type(err).__name__)
+        # End a half-sent event first, so that the error is an event of its own.
+        yield (b"" if tail == b"\n\n" else b"\n\n") + _error_event(error)
+    finally:
+        upstream.close()
+
+
+def _error_event(error: ProxyError) -> bytes:
+    """An SSE event in OpenAI's error shape, which SDKs raise with its message."""
+    body = {"error": {"message": error.message, "type": "server_error", "code": error.code}}
+    return f"data: {json.dumps(body)}\n\n".encode()
+
+
+def _read_body(upstream: requests.Response) -> bytes:
     """Raises: ProxyError backend_timeout, backend_unavailable (the backend failed mid-body)."""
     try:
         return upstream.content
-    except requests.Timeout as err:
-        raise ProxyError("backend_timeout", "the backend took too long to answer") from err
     except requests.RequestException as err:
-        raise ProxyError("backend_unavailable", "the backend closed the connection mid-answer") from err
+        raise _broken_answer(err) from err
+
+
+def _broken_answer(err: requests.RequestException) -> ProxyError:
+    """Our error for a backend answer that stopped part way: too slow, or cut off."""
+    # requests reports a read timeout in the body as a ConnectionError wrapping urllib3's error.
+    if isinstance(err, requests.Timeout) or (err.args and isinstance(err.args[0], ReadTimeoutError)):
+        return ProxyError("backend_timeout", "the backend took too long to send the rest of its answer")
+    return ProxyError("backend_unavailable", "the backend closed the connection mid-answer; it may have "
+                      "stopped or been restarted")
 
 
 for _path, _backend_path in ROUTES.items():

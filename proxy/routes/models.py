@@ -1,12 +1,13 @@
 """Installed models: the OpenAI list, the list with provenance, and delete."""
 from __future__ import annotations
 
-from flask import Blueprint, current_app, jsonify, request
+from flask import Blueprint, current_app, jsonify
 
 from proxy import naming
 from proxy.auth import require_api_key
 from proxy.errors import ProxyError
 from proxy.pulls.request import parse_repo_id
+from proxy.routes.body import json_body
 
 bp = Blueprint("models", __name__)
 
@@ -32,7 +33,7 @@ def installed_models():
 @bp.delete("/v1/api/delete")
 @require_api_key
 def delete_model():
-    name = _delete_target(request.get_json(force=True, silent=True))
+    name = _delete_target(json_body())
     store = current_app.extensions["store"]
     files = store.files_of_model(name)
     # Checked before "absent": a model whose first pull is still running is busy, not unknown.
@@ -63,6 +64,7 @@ def _delete_target(body) -> str:
         raise ProxyError("invalid_request", '"filename" or "model" must be a non-empty string')
     if "/" in name and body.get("filename") is None:
         return parse_repo_id(name)  # every installed file pulled from this repo
-    if "/" in name or "\\" in name or name.startswith(".") or any(ord(c) < 32 for c in name):
-        raise ProxyError("unsafe_filename", "give the installed file name or model id, not a path")
+    if not naming.is_plain_name(name) or name.startswith("."):
+        raise ProxyError("unsafe_filename", "give the installed file name or model id: not a path, and without "
+                         "control or invisible characters")
     return name

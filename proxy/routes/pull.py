@@ -10,8 +10,9 @@ from proxy import naming
 from proxy.auth import require_api_key
 from proxy.errors import STATUS_BY_CODE, ProxyError
 from proxy.pulls.jobs import PullJob
-from proxy.pulls.request import parse_pull_request, parse_repo_id, parse_revision
+from proxy.pulls.request import check_repo_allowed, parse_pull_request, parse_repo_id, parse_revision
 from proxy.pulls.select import group_models, recommended
+from proxy.routes.body import json_body
 
 bp = Blueprint("pull", __name__)
 NDJSON = "application/x-ndjson"
@@ -22,7 +23,7 @@ NDJSON = "application/x-ndjson"
 def pull():
     metrics = current_app.extensions["metrics"]
     try:
-        pull_request = parse_pull_request(request.get_json(force=True, silent=True))
+        pull_request = parse_pull_request(json_body())
         service = current_app.extensions["pull_service"]
         plan = service.plan(pull_request)
         cached = service.cached(plan)
@@ -60,6 +61,7 @@ def get_pull(job_id: str):
 def list_files():
     repo = parse_repo_id(request.args.get("model", ""))
     revision = parse_revision(request.args.get("revision"))
+    check_repo_allowed(repo, current_app.extensions["settings"].allowed_repos)
     listing = current_app.extensions["hub"].list_files(repo, revision)
     files = [_describe_file(remote) for group in group_models(listing) for remote in group]
     return jsonify(model=repo, revision=revision, commit=listing.commit, files=files,

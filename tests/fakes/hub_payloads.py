@@ -5,8 +5,12 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from datetime import datetime
+from urllib.parse import urlencode
 
 from tests.fakes.hub_repos import Blob, Commit, Repo, list_tree, tree_oid
+
+TREE_PAGE = 1000  # entries a tree page holds on the Hub; 50 with expand=true
+TREE_PAGE_EXPANDED = 50
 
 
 @dataclass
@@ -25,17 +29,10 @@ class Reply:
         return self.length if self.blob is not None else len(self.body)
 
 
-def model_info_json(repo: Repo, commit: Commit, blobs: bool) -> dict:
-    siblings = []
-    for name in sorted(commit.files):
-        blob = commit.files[name]
-        sibling: dict = {"rfilename": name}
-        if blobs:
-            sibling.update(blobId=blob.git_oid, size=blob.listed_size)
-            if blob.lfs:
-                sibling["lfs"] = {"sha256": blob.sha256, "size": blob.listed_size, "pointerSize": blob.pointer_size}
-        siblings.append(sibling)
-    return {
+def model_info_json(repo: Repo, commit: Commit, blobs: bool, expand: list[str] | None = None) -> dict:
+    """The model info; with `expand`, only those fields and the ids, as the Hub answers `?expand=sha`."""
+    listed = repo.lists_siblings and (not expand or "siblings" in expand)
+    info = {
         "_id": hashlib.md5(repo.repo_id.encode()).hexdigest()[:24],
         "id": repo.repo_id,
         "modelId": repo.repo_id,
@@ -50,22 +47,39 @@ def model_info_json(repo: Repo, commit: Commit, blobs: bool) -> dict:
         "likes": 0,
         "library_name": "gguf" if any(n.endswith(".gguf") for n in commit.files) else None,
         "tags": list(repo.tags_meta),
-        "siblings": siblings if repo.lists_siblings else None,
+        "siblings": siblings_json(commit, blobs) if listed else None,
         "spaces": [],
         "usedStorage": sum(b.size for b in commit.files.values()),
     }
+    return {k: v for k, v in info.items() if k in ("_id", "id") or k in expand} if expand else info
 
 
-def tree_reply(repo: Repo, commit: Commit, folder: str, params: dict[str, list[str]]) -> Reply:
+def siblings_json(commit: Commit, blobs: bool) -> list[dict]:
+    siblings = []
+    for name in sorted(commit.files):
+        blob = commit.files[name]
+        sibling: dict = {"rfilename": name}
+        if blobs:
+            sibling.update(blobId=blob.git_oid, size=blob.listed_size)
+            if blob.lfs:
+                sibling["lfs"] = {"sha256": blob.sha256, "size": blob.listed_size, "pointerSize": blob.pointer_size}
+        siblings.append(sibling)
+    return siblings
+
+
+def tree_reply(repo: Repo, commit: Commit, folder: str, params: dict[str, list[str]], url: str) -> Reply:
+    """One page of a tree listing, with a `Link: <url>; rel="next"` header while more follow (as the Hub)."""
     recursive = params.get("recursive", ["false"])[0].lower() == "true"
     expand = params.get("expand", ["false"])[0].lower() == "true"
     blob = commit.files.get(folder)
-    entries = [("file", folder)] if blob is not None else list_tree(commit.files, folder, recursive)
+    entries = [("file", folder)] if blob is not None else cached_tree(commit, folder, recursive)
     if entries is None:
         return error_reply(404, "EntryNotFound", f"{folder} does not exist on \"{commit.sha}\"")
+    start = int(params.get("cursor", ["0"])[0])
+    end = start + (TREE_PAGE_EXPANDED if expand else TREE_PAGE)
     last_commit = {"id": commit.sha, "title": commit.title, "date": iso(commit.date)}
     items = []
-    for kind, path in entries:
+    for kind, path in entries[start:end]:
         if kind == "directory":
             item: dict = {"type": "directory", "oid": tree_oid(path, commit.files), "size": 0, "path": path}
         else:
@@ -77,7 +91,20 @@ def tree_reply(repo: Repo, commit: Commit, folder: str, params: dict[str, list[s
         if expand:
             item["lastCommit"] = last_commit
         items.append(item)
-    return json_reply(200, items)
+    reply = json_reply(200, items)
+    if end < len(entries):
+        query = urlencode({"recursive": str(recursive).lower(), "expand": str(expand).lower(), "cursor": end})
+        reply.headers.append(("Link", f'<{url}?{query}>; rel="next"'))
+    return reply
+
+
+def cached_tree(commit: Commit, folder: str, recursive: bool) -> list[tuple[str, str]] | None:
+    """list_tree of a commit, computed once per page run rather than once per page. Keyed by the number of
+    files too: tests change a commit's files in place (declare_huge_file)."""
+    key = (folder, recursive, len(commit.files))
+    if key not in commit.listings:
+        commit.listings[key] = list_tree(commit.files, folder, recursive)
+    return commit.listings[key]
 
 
 def refs_json(repo: Repo, include_prs: bool) -> dict:

@@ -48,6 +48,7 @@ class Commit:
     files: dict[str, Blob]
     title: str
     date: datetime
+    listings: dict = field(default_factory=dict, repr=False, compare=False)  # tree listings, for paging
 
 
 @dataclass

@@ -116,10 +116,18 @@ def answer(config: HubConfig, target: Target, query: str, headers: Mapping[str, 
     if commit is None:
         return error_reply(404, "RevisionNotFound", f"Invalid rev id: {target.revision}")
     if target.action == "model_info":
-        return json_reply(200, model_info_json(repo, commit, "blobs=true" in query.lower()))
+        params = parse_qs(query)
+        return json_reply(200, model_info_json(repo, commit, "blobs=true" in query.lower(), params.get("expand")))
     if target.action == "tree":
-        return tree_reply(repo, commit, target.path, parse_qs(query))
+        return tree_reply(repo, commit, target.path, parse_qs(query), tree_url(target, headers))
     return answer_resolve(config, repo, commit, target, token, headers)
+
+
+def tree_url(target: Target, headers: Mapping[str, str]) -> str:
+    """The absolute URL of a tree listing, without its query: the base of the next page's link."""
+    path = f"/{quote(target.path)}" if target.path else ""
+    revision = quote(target.revision or "", safe="")
+    return f"http://{headers.get('Host')}/api/models/{target.repo_id}/tree/{revision}{path}"
 
 
 def answer_resolve(
