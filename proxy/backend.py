@@ -31,8 +31,9 @@ class BackendClient:
         self._session.trust_env = False
 
     def request(self, method: str, path: str, *, body: bytes | None = None, content_type: str | None = None,
-                stream: bool = False, timeout_s: float | None = None) -> requests.Response:
-        """Send one request to the backend; the caller closes a streamed response.
+                stream: bool = False, timeout_s: float | None = None, probe: bool = False) -> requests.Response:
+        """Send one request to the backend; the caller closes a streamed response. A `probe` (health,
+        listing) never waits for the start script's word on why the backend died.
 
         Raises:
             ProxyError: backend_unavailable (refused, reset), backend_timeout (no answer in time).
@@ -46,11 +47,11 @@ class BackendClient:
             self._observe(path, time.monotonic() - started)
             return response
         except requests.ConnectTimeout as err:
-            raise self.unavailable("the backend did not accept a connection") from err
+            raise self.unavailable("the backend did not accept a connection", wait=not probe) from err
         except requests.Timeout as err:
             raise ProxyError("backend_timeout", "the backend took too long to answer") from err
         except requests.RequestException as err:
-            raise self.unavailable("the backend is not reachable") from err
+            raise self.unavailable("the backend is not reachable", wait=not probe) from err
 
     def unavailable(self, message: str, wait: bool = True) -> ProxyError:
         """A backend_unavailable error, saying why the backend process died when its start script told us.
@@ -75,7 +76,7 @@ class BackendClient:
     def health(self) -> dict | None:
         """The backend's /health JSON, or None when it does not answer 200."""
         try:
-            response = self.request("GET", "/health", timeout_s=HEALTH_TIMEOUT_S)
+            response = self.request("GET", "/health", timeout_s=HEALTH_TIMEOUT_S, probe=True)
             return response.json() if response.status_code == 200 else None
         except (ProxyError, ValueError):
             return None
@@ -83,7 +84,7 @@ class BackendClient:
     def model_ids(self) -> list[dict]:
         """The backend's OpenAI model list entries; [] when it does not answer."""
         try:
-            response = self.request("GET", "/v1/models", timeout_s=HEALTH_TIMEOUT_S * 5)
+            response = self.request("GET", "/v1/models", timeout_s=HEALTH_TIMEOUT_S * 5, probe=True)
             data = response.json().get("data", []) if response.status_code == 200 else []
             return [m for m in data if isinstance(m, dict) and isinstance(m.get("id"), str)]
         except (ProxyError, ValueError, AttributeError):
