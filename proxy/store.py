@@ -10,7 +10,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Iterator
 
-from proxy import naming
+from core import naming
 from proxy.errors import ProxyError
 from proxy.fsutil import file_lock, fsync_dir, write_json_atomically
 from proxy.provenance import Provenance, ProvenanceStore

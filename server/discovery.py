@@ -7,7 +7,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Iterable, Mapping
 
-from proxy.naming import is_gguf, model_id, split_part, strip_quant
+from core.naming import is_gguf, model_id, split_part, strip_quant
 
 from .errors import ModelNotFound
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-from proxy.gguf_check import GGUFHeader, InvalidGGUF, scan_gguf_header
+from core.gguf_check import GGUFHeader, InvalidGGUF, scan_gguf_header
 
 from .discovery import ModelFile
 from .errors import ModelLoadFailed

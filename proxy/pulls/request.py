@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from proxy import naming
+from core import naming
 from proxy.errors import ProxyError
 from proxy.store import MAX_FILENAME_BYTES
 

@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from proxy import naming
+from core import naming
 from proxy.errors import ProxyError, disk_full_is_insufficient_storage
-from proxy.gguf_check import InvalidGGUF, scan_gguf_header
+from core.gguf_check import InvalidGGUF, scan_gguf_header
 from proxy.hubs.base import Hub, RemoteFile, RepoFiles
 from proxy.provenance import Provenance
 from proxy.pulls.jobs import PullJob, PullRegistry

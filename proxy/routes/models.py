@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, jsonify
 
-from proxy import naming
+from core import naming
 from proxy.auth import require_api_key
 from proxy.errors import ProxyError
 from proxy.pulls.request import parse_repo_id
