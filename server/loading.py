@@ -118,7 +118,8 @@ def check_header(model: ModelFile) -> GGUFHeader:
     try:
         return scan_gguf_header(model.path)
     except InvalidGGUF as err:
-        raise ModelLoadFailed(f"{model.files[0]} could not be loaded: {err}") from err
+        log.warning("%s is not a valid GGUF file: %s", model.path, err)  # the detail: for the log only
+        raise ModelLoadFailed(f"{model.files[0]} could not be loaded: {err.client_message}") from err
     except OSError as err:
         raise ModelLoadFailed(f"{model.files[0]} could not be read") from err
 

@@ -297,4 +297,5 @@ def _verify(path: Path, remote: RemoteFile, digest: str) -> None:
     try:
         scan_gguf_header(path)
     except InvalidGGUF as err:
-        raise ProxyError("invalid_gguf", f"not a valid GGUF file: {err}") from err
+        log.warning("%s is not a valid GGUF file: %s", remote.filename, err)  # the detail: for the log only
+        raise ProxyError("invalid_gguf", f"not a valid GGUF file: {err.client_message}") from err
