@@ -6,6 +6,7 @@ import threading
 
 from flask import Flask
 
+from core.serving import LOG_FORMAT
 from proxy.backend import BackendClient
 from proxy.errors import register_error_handlers
 from proxy.metrics import Metrics, install_request_metrics
@@ -24,7 +25,7 @@ from proxy.store import ModelStore
 def create_app(settings: Settings | None = None, hub=None) -> Flask:
     """Build the proxy; `settings` defaults to the environment, `hub` to the Hugging Face Hub."""
     settings = settings or Settings.from_env()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False

@@ -7,30 +7,31 @@ import os
 import signal
 import threading
 
+from core.serving import ACCESS_LOG_FORMAT
 from proxy.settings import Settings
 
-bind = [f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8080')}"]
+proxy_settings = Settings.from_env()  # HOST, PORT, PROXY_THREADS, ... (proxy/settings.py describes each)
+bind = [f"{proxy_settings.host}:{proxy_settings.port}"]
 workers = 1
 worker_class = "gthread"
 # Probes must never wait behind forwarded streams, each of which holds a thread for as long as the backend
 # answers. So forwarding may take at most FORWARD_MAX_IN_FLIGHT threads (proxy/routes/forward.py answers
 # the rest 503 at once), and PROXY_THREADS more serve everything else: probes, API calls, pull streams.
 # (A queue of forwarded requests would hold threads just the same; the backend queues them on its model.)
-threads = Settings.from_env().forward_max_in_flight + int(os.environ.get("PROXY_THREADS") or "16")
+threads = proxy_settings.forward_max_in_flight + proxy_settings.proxy_threads
 # gthread's timeout is the worker heartbeat, not a request limit, so a pull stream of an hour is fine.
 timeout = 120
 keepalive = 75
 # Time for running pulls to save their progress after SIGTERM (the pod's grace period is longer).
-graceful_timeout = int(os.environ.get("PROXY_GRACEFUL_TIMEOUT_S", "20"))
+graceful_timeout = proxy_settings.graceful_timeout_s
 SAVE_WAIT_S = 5.0  # at exit, how long stopped pulls get to save their progress
 # Read-only root filesystems: the heartbeat file goes to memory, no control socket is created.
 worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
 control_socket_disable = True
 accesslog = "-"
 errorlog = "-"
-loglevel = os.environ.get("LOG_LEVEL", "info")
-# Never write query strings (signed URLs, tokens) into the access log.
-access_log_format = '%(h)s "%(m)s %(U)s %(H)s" %(s)s %(B)s %(M)sms'
+loglevel = proxy_settings.log_level
+access_log_format = ACCESS_LOG_FORMAT  # no query strings (signed URLs, tokens)
 
 
 def post_worker_init(worker):

@@ -7,7 +7,7 @@ import threading
 from functools import partial
 from typing import Callable
 
-from proxy import naming
+from core import naming
 from proxy.errors import ProxyError
 from proxy.pulls.jobs import PullJob, PullRegistry
 from proxy.pulls.request import PullRequest, parse_pull_request

@@ -1,105 +1,78 @@
-"""Proxy settings: one frozen value built from the environment in one place."""
+"""Proxy settings: one frozen value built from the environment in one place, each field described."""
 from __future__ import annotations
 
 import dataclasses
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Mapping
 
-
-def _split_list(value: str | None) -> tuple[str, ...]:
-    return tuple(part.strip() for part in (value or "").split(",") if part.strip())
+from core.env import setting, values_from_env
 
 
 @dataclass(frozen=True)
 class Settings:
-    """Everything the proxy is configured with. Tests build it directly with small timeouts."""
+    """Everything the proxy is configured with. Tests build it directly with small timeouts.
 
-    models_dir: str = "/models"
-    backend_url: str = "http://127.0.0.1:8081"
-    hf_endpoint: str | None = None  # None: huggingface_hub's own (HF_ENDPOINT or the public Hub)
-    hf_token: str | None = field(default=None, repr=False)
-    api_key: str | None = field(default=None, repr=False)
-    allowed_repos: tuple[str, ...] = ()  # empty: every repo may be pulled
-    pull_concurrency: int = 1
-    pull_queue_max: int = 8
-    pull_connections: int = 8
-    pull_stall_timeout_s: float = 30.0
-    pull_max_retries: int = 6
-    preload_models: tuple[str, ...] = ()
-    # Not in the contract; tests and benchmarks shrink them.
-    pull_chunk_bytes: int = 16 * 1024 * 1024  # ranged part size; smaller parts keep the hash close behind
-    pull_backoff_base_s: float = 1.0
-    pull_backoff_max_s: float = 30.0
-    hub_timeout_s: float = 20.0
-    progress_interval_s: float = 0.5
-    staging_sweep_interval_s: float = 3600.0  # the contract's "hourly" removal of day-old dead staging
-    backend_timeout_s: float = 300.0
-    backend_connect_timeout_s: float = 5.0
-    # Forwarded requests at once; more are answered 503 at once. Each holds a gunicorn thread while the
-    # backend answers, so gunicorn.conf.py adds this many threads to those kept for everything else; it
-    # stays below the backend's own threads (HTTP_THREADS, 32) so that its /health is never queued.
-    forward_max_in_flight: int = 24
-    max_body_bytes: int = 1024 * 1024
-    backend_exit_file: str | None = None  # written by scripts/start.sh and docker/start.sh when the backend dies
+    Fields with a variable are read by `from_env`; shared/API.md's settings table is the contract for
+    those it lists. The others are not in the contract: tests and benchmarks shrink them.
+    """
+
+    models_dir: str = setting("/models", "MODELS_DIR", "where models live; shared by proxy and backend")
+    backend_url: str = setting("http://127.0.0.1:8081", "BACKEND_URL", "the inference server the proxy fronts")
+    hf_endpoint: str | None = setting(
+        None, "HF_ENDPOINT", "a Hub mirror; None: huggingface_hub's own (HF_ENDPOINT or the public Hub)")
+    hf_token: str | None = setting(
+        None, "HF_TOKEN", "token for private and gated repos; never logged, never echoed", repr=False)
+    api_key: str | None = setting(
+        None, "PROXY_API_KEY", "when set, pull and delete need `Authorization: Bearer <key>`", repr=False)
+    allowed_repos: tuple[str, ...] = setting(
+        (), "ALLOWED_REPOS", "comma-separated glob patterns of the repos that may be pulled; empty: all")
+    pull_concurrency: int = setting(1, "PULL_CONCURRENCY", "downloads running at once; more wait in a queue")
+    pull_queue_max: int = setting(8, "PULL_QUEUE_MAX", "pulls allowed to wait; past that a pull gets 409")
+    pull_connections: int = setting(
+        8, "PULL_CONNECTIONS", "ranged connections one file is fetched over (1 = a single stream)")
+    pull_stall_timeout_s: float = setting(
+        30.0, "PULL_STALL_TIMEOUT_S", "a connection that delivers no byte for this long is dropped and retried")
+    pull_max_retries: int = setting(
+        6, "PULL_MAX_RETRIES", "consecutive failed attempts (no byte gained) before hub_unavailable")
+    preload_models: tuple[str, ...] = setting(
+        (), "PRELOAD_MODELS", "comma-separated repo[:QUANT] or repo/file, pulled in the background at start")
+    pull_chunk_bytes: int = setting(
+        16 * 1024 * 1024, "PULL_CHUNK_BYTES", "ranged part size; smaller parts keep the hash close behind")
+    pull_backoff_base_s: float = setting(1.0, None, "first wait before a retry; doubles each time")
+    pull_backoff_max_s: float = setting(30.0, None, "longest wait between retries")
+    hub_timeout_s: float = setting(20.0, None, "timeout of one Hub API call (listing, metadata)")
+    progress_interval_s: float = setting(0.5, None, "at most one downloading line per pull this often")
+    staging_sweep_interval_s: float = setting(
+        3600.0, None, "how often day-old dead staging files are removed (the contract's hourly)")
+    backend_timeout_s: float = setting(
+        300.0, "BACKEND_TIMEOUT_S", "how long the proxy waits for a backend answer or the next streamed chunk")
+    backend_connect_timeout_s: float = setting(5.0, None, "how long connecting to the backend may take")
+    # Each forwarded request holds a gunicorn thread while the backend answers, so gunicorn.conf.py adds this
+    # many threads to PROXY_THREADS; it stays below the backend's own threads (HTTP_THREADS, 32) so that its
+    # /health is never queued.
+    forward_max_in_flight: int = setting(
+        24, "FORWARD_MAX_IN_FLIGHT", "requests forwarded at once; more are answered 503 server_busy at once")
+    max_body_bytes: int = setting(1024 * 1024, None, "largest request body; more is 413 body_too_large")
+    backend_exit_file: str | None = setting(
+        None, "BACKEND_EXIT_FILE", "where scripts/start.sh and docker/start.sh say why the backend died")
+    # Read by proxy/gunicorn.conf.py; gunicorn's own flags (--bind, ...) win over them.
+    host: str = setting("0.0.0.0", "HOST", "address the proxy listens on")
+    port: int = setting(8080, "PORT", "port the proxy listens on")
+    proxy_threads: int = setting(
+        16, "PROXY_THREADS", "gunicorn threads for everything but forwarding: probes, API calls, pull streams")
+    graceful_timeout_s: int = setting(
+        20, "PROXY_GRACEFUL_TIMEOUT_S", "seconds running pulls get to save their progress after SIGTERM")
+    log_level: str = setting("info", "LOG_LEVEL", "gunicorn's log level")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
-        """Build settings from environment variables (API.md, Settings)."""
-        env = os.environ if env is None else env
-        known = {
-            "models_dir": env.get("MODELS_DIR"),
-            "backend_url": env.get("BACKEND_URL"),
-            "hf_endpoint": env.get("HF_ENDPOINT") or None,
-            "hf_token": env.get("HF_TOKEN") or None,
-            "api_key": env.get("PROXY_API_KEY") or None,
-            "pull_concurrency": env_int(env, "PULL_CONCURRENCY"),
-            "pull_queue_max": env_int(env, "PULL_QUEUE_MAX"),
-            "pull_connections": env_int(env, "PULL_CONNECTIONS"),
-            "pull_stall_timeout_s": env_float(env, "PULL_STALL_TIMEOUT_S"),
-            "pull_max_retries": env_int(env, "PULL_MAX_RETRIES"),
-            "pull_chunk_bytes": env_int(env, "PULL_CHUNK_BYTES"),  # not in the contract: tuning and process tests
-            "backend_exit_file": env.get("BACKEND_EXIT_FILE") or None,
-            "forward_max_in_flight": env_int(env, "FORWARD_MAX_IN_FLIGHT"),  # not in the contract either
-        }
-        values = {key: value for key, value in known.items() if value is not None}
-        if "ALLOWED_REPOS" in env:
-            values["allowed_repos"] = _split_list(env["ALLOWED_REPOS"])
-        if "PRELOAD_MODELS" in env:
-            values["preload_models"] = _split_list(env["PRELOAD_MODELS"])
-        return cls(**values)
+        """Build settings from environment variables (API.md, Settings).
+
+        Raises:
+            ValueError: a variable that should be a number or a boolean is not.
+        """
+        return cls(**values_from_env(cls, os.environ if env is None else env))
 
     def replace(self, **changes) -> "Settings":
         return dataclasses.replace(self, **changes)
-
-
-def env_int(env: Mapping[str, str], name: str) -> int | None:
-    raw = env.get(name)
-    if raw in (None, ""):
-        return None
-    try:
-        return int(raw)
-    except ValueError as err:
-        raise ValueError(f"{name} must be an integer, got {raw!r}") from err
-
-
-def env_float(env: Mapping[str, str], name: str) -> float | None:
-    raw = env.get(name)
-    if raw in (None, ""):
-        return None
-    try:
-        return float(raw)
-    except ValueError as err:
-        raise ValueError(f"{name} must be a number, got {raw!r}") from err
-
-
-def env_bool(env: Mapping[str, str], name: str) -> bool | None:
-    raw = env.get(name)
-    if raw in (None, ""):
-        return None
-    lowered = raw.strip().lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off"):
-        return False
-    raise ValueError(f"{name} must be true or false, got {raw!r}")

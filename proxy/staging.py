@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from proxy import naming
+from core import naming
 from proxy.store import PARTIAL_SUFFIX, STAGING, ModelStore
 
 log = logging.getLogger(__name__)

@@ -10,7 +10,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Iterator
 
-from proxy import naming
+from core import naming
 from proxy.errors import ProxyError
 from proxy.fsutil import file_lock, fsync_dir, write_json_atomically
 from proxy.provenance import Provenance, ProvenanceStore
@@ -114,7 +114,7 @@ class ModelStore:
         self.provenance.remove(filenames)
 
     def installed_files(self) -> list[str]:
-        return sorted(p.name for p in self.root.glob("*.gguf") if p.is_file() and not p.name.startswith("."))
+        return sorted(p.name for p in self.root.glob("*.gguf") if p.is_file() and naming.is_safe_name(p.name))
 
     def files_of_model(self, name: str) -> list[str]:
         """The installed files a filename, model id, alias or repo id names (all parts of a split set)."""
@@ -122,12 +122,13 @@ class ModelStore:
         if "/" in name:
             records = self.provenance.all()
             return [f for f in installed if records.get(f) and records[f].repo.lower() == name.lower()]
-        wanted = naming.model_id(name)
-        exact = [f for f in installed if naming.model_id(f) == wanted or f == name]
-        if exact:
-            return exact
-        aliased = [f for f in installed if naming.strip_quant(f) == wanted]
-        return aliased if len({naming.model_id(f) for f in aliased}) == 1 else []
+        by_id: dict[str, list[str]] = {}
+        for filename in installed:
+            by_id.setdefault(naming.model_id(filename), []).append(filename)
+        try:  # the backend's rule too: one function for both processes
+            return by_id.get(naming.resolve_model_id(by_id, name), [])
+        except naming.AmbiguousModelName:
+            return []
 
     def delete(self, filenames: list[str]) -> None:
         for filename in filenames:
@@ -155,8 +156,8 @@ class ModelStore:
 
 
 def _child(folder: Path, name: str) -> Path:
-    """folder/name, refusing anything that is not a plain name."""
-    if not naming.is_plain_name(name):
+    """folder/name, refusing anything that is not a safe name (core.naming.is_safe_name)."""
+    if not naming.is_safe_name(name):
         raise ProxyError("unsafe_filename", "the file name is not a plain file name")
     return folder / name
 

@@ -25,7 +25,7 @@ from typing import Callable
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
-from proxy.gguf_check import scan_gguf_header  # noqa: E402
+from core.gguf_check import scan_gguf_header  # noqa: E402
 from server.loading import available_cores, llama_kwargs  # noqa: E402
 from server.settings import Settings  # noqa: E402
 from tests.helpers import free_port, running_process  # noqa: E402

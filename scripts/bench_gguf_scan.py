@@ -1,4 +1,4 @@
-"""Benchmark: proxy.gguf_check.scan_gguf_header against gguf.GGUFReader on a real GGUF file.
+"""Benchmark: core.gguf_check.scan_gguf_header against gguf.GGUFReader on a real GGUF file.
 
     python scripts/bench_gguf_scan.py                  # assembles Gemma 3 270M Q4_K_M in a temp dir
     python scripts/bench_gguf_scan.py --path m.gguf --scan-runs 50 --reader-runs 2 --json
@@ -19,7 +19,7 @@ from typing import Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # runnable from any directory
 
-from proxy.gguf_check import scan_gguf_header  # noqa: E402
+from core.gguf_check import scan_gguf_header  # noqa: E402
 
 GEMMA_FILENAME = "gemma-3-270m-Q4_K_M.gguf"
 

@@ -6,11 +6,10 @@ import os
 
 from gunicorn.app.base import BaseApplication
 
+from core.serving import ACCESS_LOG_FORMAT, LOG_FORMAT
+
 from . import crash
 from .settings import Settings
-
-# Never write query strings into the access log.
-ACCESS_LOG_FORMAT = '%(h)s "%(m)s %(U)s %(H)s" %(s)s %(B)s %(M)sms'
 
 
 class BackendApplication(BaseApplication):
@@ -58,10 +57,7 @@ def gunicorn_options(settings: Settings) -> dict:
 
 def main() -> None:
     settings = Settings.from_env()
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    logging.basicConfig(level=settings.log_level.upper(), format=LOG_FORMAT)
     BackendApplication(settings).run()
 
 

@@ -7,7 +7,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Iterable, Mapping
 
-from proxy.naming import is_gguf, model_id, split_part, strip_quant
+from core.naming import AmbiguousModelName, is_gguf, is_safe_name, model_id, resolve_model_id, split_part
 
 from .errors import ModelNotFound
 
@@ -44,8 +44,9 @@ class _Found:
 def scan_models(models_dir: str) -> dict[str, ModelFile]:
     """Every servable model in `models_dir` by id, sorted by id.
 
-    Only the folder's own entries count: hidden files and folders (`.staging/`, `.locks/`, ...),
-    sub-folders, files that are not `*.gguf` and split sets missing a part are skipped.
+    Only the folder's own entries count: hidden files and folders (`.staging/`, `.locks/`, ...), names
+    the proxy would refuse (core.naming.is_safe_name), sub-folders, files that are not `*.gguf` and split
+    sets missing a part are skipped.
     """
     singles: list[_Found] = []
     split_sets: dict[tuple[str, int], dict[int, _Found]] = defaultdict(dict)
@@ -76,7 +77,7 @@ def _list_gguf_files(models_dir: str) -> Iterable[_Found]:
         return []
     found = []
     for entry in entries:
-        if entry.name.startswith(".") or not is_gguf(entry.name):
+        if not is_safe_name(entry.name) or not is_gguf(entry.name):
             continue
         try:
             if not entry.is_file():  # follows symlinks; a folder named x.gguf is not a model
@@ -115,25 +116,13 @@ def _split_model(models_dir: str, base: str, parts: list[_Found]) -> ModelFile:
 
 
 def resolve_model(models: Mapping[str, ModelFile], name: str) -> ModelFile | None:
-    """The model `name` stands for, or None when no model matches.
-
-    `name` may be the id, the file name, the id in another case, or the id without its quant
-    suffix when exactly one model has that stem.
+    """The model `name` stands for (core.naming.resolve_model_id, the proxy's rule too), or None.
 
     Raises:
         ModelNotFound: the name without quant suffix matches several models.
     """
-    key = model_id(name.strip())
-    if key in models:
-        return models[key]
-    lowered = key.lower()
-    by_case = [model for model_key, model in models.items() if model_key.lower() == lowered]
-    if len(by_case) == 1:
-        return by_case[0]
-    by_stem = [model for model_key, model in models.items() if strip_quant(model_key).lower() == lowered]
-    if len(by_stem) == 1:
-        return by_stem[0]
-    if len(by_stem) > 1:
-        ids = ", ".join(model.id for model in by_stem)
-        raise ModelNotFound(f"model {name!r} is ambiguous: it matches {ids}; name one of them in full")
-    return None
+    try:
+        key = resolve_model_id(models, name)
+    except AmbiguousModelName as err:
+        raise ModelNotFound(str(err)) from err
+    return models[key] if key is not None else None

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-from proxy.gguf_check import GGUFHeader, InvalidGGUF, scan_gguf_header
+from core.gguf_check import GGUFHeader, InvalidGGUF, scan_gguf_header
 
 from .discovery import ModelFile
 from .errors import ModelLoadFailed
@@ -118,7 +118,8 @@ def check_header(model: ModelFile) -> GGUFHeader:
     try:
         return scan_gguf_header(model.path)
     except InvalidGGUF as err:
-        raise ModelLoadFailed(f"{model.files[0]} could not be loaded: {err}") from err
+        log.warning("%s is not a valid GGUF file: %s", model.path, err)  # the detail: for the log only
+        raise ModelLoadFailed(f"{model.files[0]} could not be loaded: {err.client_message}") from err
     except OSError as err:
         raise ModelLoadFailed(f"{model.files[0]} could not be read") from err
 

@@ -90,7 +90,7 @@ def test_config_sets_gthread_memory_heartbeat_and_no_control_socket():
     ('worker_class = "gthread"', 'worker_class = "sync"'),
     ("control_socket_disable = True", "control_socket_disable = False"),
     ('worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None', "worker_tmp_dir = None"),
-    ('graceful_timeout = int(os.environ.get("PROXY_GRACEFUL_TIMEOUT_S", "20"))', "graceful_timeout = 90"),
+    ("graceful_timeout = proxy_settings.graceful_timeout_s", "graceful_timeout = 90"),
 ], ids=["sync-worker", "control-socket", "tmp-heartbeat", "long-graceful"])
 def test_config_check_rejects_broken_copy(tmp_path, setting, value):
     text = CONFIG.read_text()
@@ -109,7 +109,7 @@ def test_pull_stream_longer_than_worker_timeout_completes(tmp_path):
 def test_stream_check_fails_with_a_sync_worker(tmp_path):
     """A broken copy of the config (sync worker) lets the 2 s timeout kill the worker mid-stream."""
     text = CONFIG.read_text()
-    threads = 'threads = Settings.from_env().forward_max_in_flight + int(os.environ.get("PROXY_THREADS") or "16")'
+    threads = "threads = proxy_settings.forward_max_in_flight + proxy_settings.proxy_threads"
     assert 'worker_class = "gthread"' in text and threads in text
     broken = tmp_path / "gunicorn.conf.py"
     # gunicorn turns sync into gthread when threads > 1, so the copy also needs one thread.

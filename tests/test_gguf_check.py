@@ -11,7 +11,7 @@ import pytest
 from gguf import GGMLQuantizationType as QType
 from gguf import GGUFValueType
 
-from proxy.gguf_check import InvalidGGUF, SkippedValue, scan_gguf_header
+from core.gguf_check import InvalidGGUF, SkippedValue, scan_gguf_header
 from tests.fakes.gguf_files import (
     TensorSpec,
     html_page_bytes,

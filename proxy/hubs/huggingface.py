@@ -17,7 +17,7 @@ from huggingface_hub.errors import (
 )
 from huggingface_hub.utils import build_hf_headers, paginate
 
-from proxy import naming
+from core import naming
 from proxy.errors import ProxyError
 from proxy.hubs.base import RemoteFile, RepoFiles
 from proxy.retry import Backoff, parse_retry_after

@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from proxy import naming
+from core import naming
 from proxy.errors import ProxyError
 from proxy.store import MAX_FILENAME_BYTES
 
@@ -74,15 +74,7 @@ def check_filename(filename: str) -> str:
     Raises:
         ProxyError: unsafe_filename, not_gguf.
     """
-    unsafe = (
-        not filename
-        or filename.startswith(("/", "~"))
-        or naming.has_unsafe_characters(filename)  # before the length: a lone surrogate cannot be encoded
-        or "\\" in filename
-        or "%" in filename  # encoded separators such as ..%2f
-        or any(part in ("", ".", "..") or part.startswith(".") for part in filename.split("/"))
-    )
-    if unsafe:
+    if not naming.is_safe_path(filename):  # before the length: a lone surrogate cannot be encoded
         raise ProxyError("unsafe_filename", "filename must be a relative path inside the repo, without "
                          "'..', hidden parts, '%', backslashes or control characters")
     if len(naming.basename(filename).encode()) > MAX_FILENAME_BYTES:

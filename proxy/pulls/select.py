@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from proxy import naming
+from core import naming
 from proxy.errors import ProxyError
 from proxy.hubs.base import RemoteFile, RepoFiles
 

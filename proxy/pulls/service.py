@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from proxy import naming
+from core import naming
 from proxy.errors import ProxyError, disk_full_is_insufficient_storage
-from proxy.gguf_check import InvalidGGUF, scan_gguf_header
+from core.gguf_check import InvalidGGUF, scan_gguf_header
 from proxy.hubs.base import Hub, RemoteFile, RepoFiles
 from proxy.provenance import Provenance
 from proxy.pulls.jobs import PullJob, PullRegistry
@@ -297,4 +297,5 @@ def _verify(path: Path, remote: RemoteFile, digest: str) -> None:
     try:
         scan_gguf_header(path)
     except InvalidGGUF as err:
-        raise ProxyError("invalid_gguf", f"not a valid GGUF file: {err}") from err
+        log.warning("%s is not a valid GGUF file: %s", remote.filename, err)  # the detail: for the log only
+        raise ProxyError("invalid_gguf", f"not a valid GGUF file: {err.client_message}") from err

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, jsonify
 
-from proxy import naming
+from core import naming
 from proxy.auth import require_api_key
 from proxy.errors import ProxyError
 from proxy.pulls.request import parse_repo_id
@@ -64,7 +64,7 @@ def _delete_target(body) -> str:
         raise ProxyError("invalid_request", '"filename" or "model" must be a non-empty string')
     if "/" in name and body.get("filename") is None:
         return parse_repo_id(name)  # every installed file pulled from this repo
-    if not naming.is_plain_name(name) or name.startswith("."):
+    if not naming.is_safe_name(name):
         raise ProxyError("unsafe_filename", "give the installed file name or model id: not a path, and without "
                          "control or invisible characters")
     return name

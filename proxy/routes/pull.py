@@ -6,7 +6,7 @@ from typing import Iterator
 
 from flask import Blueprint, Response, current_app, jsonify, request, url_for
 
-from proxy import naming
+from core import naming
 from proxy.auth import require_api_key
 from proxy.errors import STATUS_BY_CODE, ProxyError
 from proxy.pulls.jobs import PullJob

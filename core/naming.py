@@ -1,9 +1,13 @@
-"""GGUF file names: quant tags, split sets and model ids, shared by the proxy and the backend."""
+"""GGUF file names: quant tags, split sets, safe names, model ids and which model a name stands for.
+
+One copy of each rule, for the proxy and the backend alike.
+"""
 from __future__ import annotations
 
 import re
 import unicodedata
 from dataclasses import dataclass
+from typing import Iterable
 
 import gguf
 
@@ -46,9 +50,21 @@ def has_unsafe_characters(name: str) -> bool:
     return any(unicodedata.category(c) in _UNSAFE_CATEGORIES for c in name)
 
 
-def is_plain_name(name: str) -> bool:
+def _is_one_component(name: str) -> bool:
     """A single path component that stays one, made of characters that show what they are."""
     return name not in ("", ".", "..") and "/" not in name and "\\" not in name and not has_unsafe_characters(name)
+
+
+def is_safe_name(name: str) -> bool:
+    """The rule for every file name and model id, given by a client or listed by a repo: one path component
+    (_is_one_component) that is not hidden (`.staging`, `.locks` are the store's), does not start with `~`,
+    and has no `%` (an encoded separator such as `..%2f`)."""
+    return _is_one_component(name) and not name.startswith((".", "~")) and "%" not in name
+
+
+def is_safe_path(path: str) -> bool:
+    """A relative path in a repo made of safe names (is_safe_name), which cannot escape a folder."""
+    return all(is_safe_name(part) for part in path.split("/"))
 
 
 def is_gguf(filename: str) -> bool:
@@ -78,3 +94,30 @@ def strip_quant(name: str) -> str:
     stem = model_id(name)
     quant = quant_of(stem)
     return stem[: -len(quant) - 1] if quant else stem
+
+
+class AmbiguousModelName(LookupError):
+    """A name without quant suffix that matches several models; `ids` are theirs, sorted."""
+
+    def __init__(self, name: str, ids: list[str]):
+        super().__init__(f"model {name!r} is ambiguous: it matches {', '.join(ids)}; name one of them in full")
+        self.ids = ids
+
+
+def resolve_model_id(ids: Iterable[str], name: str) -> str | None:
+    """The model id `name` stands for among `ids`, or None when none matches.
+
+    `name` may be the id, its file name (a split set's by any part), or the id without its quant suffix
+    when exactly one model has that stem (shared/API.md, model id). Ids are case-sensitive, as file names are.
+
+    Raises:
+        AmbiguousModelName: the name without quant suffix matches several models.
+    """
+    wanted = model_id(name.strip())
+    ids = set(ids)
+    if wanted in ids:
+        return wanted
+    by_stem = sorted(i for i in ids if strip_quant(i) == wanted)
+    if len(by_stem) > 1:
+        raise AmbiguousModelName(name, by_stem)
+    return by_stem[0] if by_stem else None

@@ -1,0 +1,118 @@
+"""The stable error codes with their HTTP status, the error both processes raise, and the one JSON handler."""
+from __future__ import annotations
+
+import logging
+from enum import StrEnum
+
+from flask import Flask, jsonify
+from werkzeug.exceptions import HTTPException
+
+log = logging.getLogger(__name__)
+
+
+class ErrorCode(StrEnum):
+    """Every code a client may see (shared/API.md's table and the few beyond it), with its HTTP status.
+
+    Stream-only codes carry the status `stream:false` answers with. A member compares equal to its
+    string, so `err.code == "model_busy"` holds.
+    """
+
+    status: int
+
+    def __new__(cls, code: str, status: int) -> "ErrorCode":
+        member = str.__new__(cls, code)
+        member._value_ = code
+        member.status = status
+        return member
+
+    INVALID_REQUEST = "invalid_request", 400
+    BODY_TOO_LARGE = "body_too_large", 413
+    INVALID_REPO_ID = "invalid_repo_id", 400
+    UNSAFE_FILENAME = "unsafe_filename", 400
+    NOT_GGUF = "not_gguf", 400
+    AUTH_REQUIRED = "auth_required", 401
+    REPO_NOT_ALLOWED = "repo_not_allowed", 403
+    REPO_NOT_FOUND = "repo_not_found", 404
+    GATED_REPO = "gated_repo", 403
+    FILE_NOT_FOUND = "file_not_found", 404
+    REVISION_NOT_FOUND = "revision_not_found", 404
+    PULL_QUEUE_FULL = "pull_queue_full", 409
+    MODEL_BUSY = "model_busy", 409
+    NAME_CONFLICT = "name_conflict", 409
+    PULL_STOPPED = "pull_stopped", 503
+    MODEL_NOT_FOUND = "model_not_found", 404
+    INSUFFICIENT_STORAGE = "insufficient_storage", 507
+    CHECKSUM_MISMATCH = "checksum_mismatch", 502
+    INVALID_GGUF = "invalid_gguf", 422
+    SMOKE_TEST_FAILED = "smoke_test_failed", 422
+    HUB_UNAVAILABLE = "hub_unavailable", 502
+    HUB_TOKEN_REJECTED = "hub_token_rejected", 502
+    BACKEND_UNAVAILABLE = "backend_unavailable", 502
+    BACKEND_TIMEOUT = "backend_timeout", 504
+    # Beyond the contract's table.
+    SERVER_BUSY = "server_busy", 503  # FORWARD_MAX_IN_FLIGHT requests are being forwarded already
+    # The backend's: the file is there but llama.cpp cannot load it (not a GGUF, truncated, unknown
+    # architecture): the request was well formed, the named model is not usable.
+    MODEL_LOAD_FAILED = "model_load_failed", 422
+    NOT_FOUND = "not_found", 404
+    METHOD_NOT_ALLOWED = "method_not_allowed", 405
+    INTERNAL_ERROR = "internal_error", 500
+
+
+STATUS_BY_CODE: dict[str, int] = {code.value: code.status for code in ErrorCode}
+
+
+def error_code(code: str) -> ErrorCode:
+    """The member named by `code`.
+
+    Raises:
+        ValueError: `code` is not a member of ErrorCode (a typo would otherwise reach a client).
+    """
+    try:
+        return ErrorCode(code)
+    except ValueError:
+        raise ValueError(f"{code!r} is not an error code; add it to core.errors.ErrorCode") from None
+
+
+class ServiceError(Exception):
+    """An error a client can act on: a stable `code`, its HTTP status and a message.
+
+    Raises:
+        ValueError: from the constructor, when `code` is not an ErrorCode.
+    """
+
+    def __init__(self, code: str, message: str, status: int | None = None, headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.code = error_code(code)
+        self.message = message
+        self.status = status or self.code.status
+        self.headers = headers or {}  # such as Retry-After
+
+    def to_dict(self) -> dict:
+        return error_body(self.code, self.message)
+
+
+def error_body(code: str, message: str) -> dict:
+    """API.md's JSON error. Raises: ValueError when `code` is not an ErrorCode."""
+    return {"status": "error", "error": message, "code": error_code(code)}
+
+
+def register_error_handlers(app: Flask, service: str = "proxy") -> None:
+    """Every error, ours, werkzeug's or unexpected, answers as API.md's JSON error (in both processes)."""
+
+    @app.errorhandler(ServiceError)
+    def _service_error(err: ServiceError):
+        return jsonify(err.to_dict()), err.status, err.headers
+
+    @app.errorhandler(HTTPException)
+    def _http_error(err: HTTPException):
+        status = err.code or 500
+        code = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}.get(
+            status, "invalid_request" if 400 <= status < 500 else "internal_error"
+        )
+        return jsonify(error_body(code, err.description or err.name)), status
+
+    @app.errorhandler(Exception)
+    def _unexpected(err: Exception):
+        log.exception("unhandled error")
+        return jsonify(error_body("internal_error", f"internal error; see the {service}'s log")), 500
