@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 from enum import StrEnum
 
-from flask import Flask, jsonify
+from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger(__name__)
@@ -97,12 +97,29 @@ def error_body(code: str, message: str) -> dict:
     return {"status": "error", "error": message, "code": error_code(code)}
 
 
+# OpenAI-compatible endpoints answer errors in OpenAI's shape, so SDKs show the message (API.md).
+OPENAI_PATHS = frozenset({"/v1/completions", "/v1/chat/completions", "/v1/models"})
+
+
+def openai_error_body(code: str, message: str, status: int) -> dict:
+    """OpenAI's error shape, with our stable code. Raises: ValueError when `code` is not an ErrorCode."""
+    kind = "not_found_error" if status == 404 else "invalid_request_error" if status < 500 else "server_error"
+    return {"error": {"message": message, "type": kind, "code": error_code(code)}}
+
+
+def _error_answer(code: str, message: str, status: int, headers: dict | None = None):
+    """The JSON error for this request's endpoint: OpenAI's shape on OpenAI's paths, API.md's elsewhere."""
+    openai = request.path in OPENAI_PATHS
+    body = openai_error_body(code, message, status) if openai else error_body(code, message)
+    return jsonify(body), status, headers or {}
+
+
 def register_error_handlers(app: Flask, service: str = "proxy") -> None:
     """Every error, ours, werkzeug's or unexpected, answers as API.md's JSON error (in both processes)."""
 
     @app.errorhandler(ServiceError)
     def _service_error(err: ServiceError):
-        return jsonify(err.to_dict()), err.status, err.headers
+        return _error_answer(err.code, err.message, err.status, err.headers)
 
     @app.errorhandler(HTTPException)
     def _http_error(err: HTTPException):
@@ -110,9 +127,9 @@ def register_error_handlers(app: Flask, service: str = "proxy") -> None:
         code = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}.get(
             status, "invalid_request" if 400 <= status < 500 else "internal_error"
         )
-        return jsonify(error_body(code, err.description or err.name)), status
+        return _error_answer(code, err.description or err.name, status)
 
     @app.errorhandler(Exception)
     def _unexpected(err: Exception):
         log.exception("unhandled error")
-        return jsonify(error_body("internal_error", f"internal error; see the {service}'s log")), 500
+        return _error_answer("internal_error", f"internal error; see the {service}'s log", 500)

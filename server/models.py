@@ -59,6 +59,13 @@ class Lease:
 Loader = Callable[[ModelFile], LoadedModel]
 
 
+def not_installed_message(name: str) -> str:
+    """What to do about a model name nothing installed matches: the exact pull to make."""
+    repo = name if "/" in name else "owner/name"
+    return (f"model {name!r} is not installed; pull it first: POST /v1/api/pull "
+            f'{{"model": "{repo}"}} (GET /v1/models lists the installed models)')
+
+
 class ModelRegistry:
     """Finds models in MODELS_DIR, loads them on first use and keeps at most `max_loaded` loaded."""
 
@@ -77,18 +84,16 @@ class ModelRegistry:
         return list(self._rescan().values())
 
     def find(self, name: str) -> ModelFile:
-        """The model `name` stands for; an unknown name, or a file changed since the last scan,
-        rescans MODELS_DIR.
+        """The model `name` stands for, from a fresh scan of MODELS_DIR (one directory listing): a model
+        installed or deleted a moment ago is known or unknown at once, and no stale list makes a name
+        ambiguous.
 
         Raises:
             ModelNotFound: no model (or more than one) matches `name`.
         """
-        with self._catalog_lock:
-            model = resolve_model(self._catalog, name)
-        if model is None or not model.is_current():
-            model = resolve_model(self._rescan(), name)
+        model = resolve_model(self._rescan(), name)
         if model is None:
-            raise ModelNotFound(f"model {name!r} is not in MODELS_DIR; GET /v1/models lists the models")
+            raise ModelNotFound(not_installed_message(name))
         return model
 
     def acquire(self, name: str) -> Lease:

@@ -131,7 +131,7 @@ def test_probes_answer_within_a_second_while_64_streams_are_held_open(hub, model
     refused = [s for s in streams if s.status != 200]
     assert len(streamed) == ProxySettings().forward_max_in_flight
     assert all(s.events[-1] == "[DONE]" and len(s.events) == 17 for s in streamed), "the streams let in run to the end"
-    assert all(s.status == 503 and s.body["code"] == "server_busy" and s.answered_s < 1 for s in refused), \
+    assert all(s.status == 503 and s.body["error"]["code"] == "server_busy" and s.answered_s < 1 for s in refused), \
         [(s.status, s.body, s.answered_s, s.error) for s in refused[:3]]
 
 

@@ -139,16 +139,17 @@ def test_unknown_model_is_404(client):
         "model": "no-such-model", "messages": [{"role": "user", "content": "x"}]})
 
     assert response.status_code == 404
-    assert response.get_json() == {
-        "status": "error", "code": "model_not_found",
-        "error": "model 'no-such-model' is not in MODELS_DIR; GET /v1/models lists the models"}
+    assert response.get_json() == {"error": {
+        "type": "not_found_error", "code": "model_not_found",
+        "message": "model 'no-such-model' is not installed; pull it first: POST /v1/api/pull "
+                   '{"model": "owner/name"} (GET /v1/models lists the installed models)'}}
 
 
 def test_bad_json_is_400(client):
     response = client.post("/v1/completions", data=b'{"model": ', content_type="application/json")
 
     assert response.status_code == 400
-    assert response.get_json()["code"] == "invalid_request"
+    assert response.get_json()["error"]["code"] == "invalid_request"
 
 
 def test_prompt_longer_than_the_context_is_400(client):
@@ -156,8 +157,8 @@ def test_prompt_longer_than_the_context_is_400(client):
         "model": GEMMA_ID, "prompt": "word " * 2000, "max_tokens": 4, "stream": True})
 
     assert response.status_code == 400
-    assert response.get_json()["code"] == "invalid_request"
-    assert "512" in response.get_json()["error"]
+    assert response.get_json()["error"]["code"] == "invalid_request"
+    assert "512" in response.get_json()["error"]["message"]
 
 
 def test_invalid_gguf_fails_alone_and_the_others_keep_serving(client, models_dir):

@@ -152,8 +152,12 @@ def test_bad_json_or_wrong_types_are_400(client, path, body):
     response = client.post(path, data=body, content_type="application/json")
 
     assert response.status_code == 400
-    assert response.get_json()["code"] == "invalid_request"
-    assert response.get_json()["status"] == "error"
+    if path.startswith("/v1/"):  # OpenAI-compatible: OpenAI's error shape, our code
+        assert response.get_json()["error"]["code"] == "invalid_request"
+        assert response.get_json()["error"]["type"] == "invalid_request_error"
+    else:
+        assert response.get_json()["code"] == "invalid_request"
+        assert response.get_json()["status"] == "error"
 
 
 def test_unknown_route_and_method_answer_json(client):
