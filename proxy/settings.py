@@ -59,6 +59,7 @@ class Settings:
             "pull_stall_timeout_s": env_float(env, "PULL_STALL_TIMEOUT_S"),
             "pull_max_retries": env_int(env, "PULL_MAX_RETRIES"),
             "pull_chunk_bytes": env_int(env, "PULL_CHUNK_BYTES"),  # not in the contract: tuning and process tests
+            "backend_timeout_s": env_float(env, "BACKEND_TIMEOUT_S"),
             "backend_exit_file": env.get("BACKEND_EXIT_FILE") or None,
             "forward_max_in_flight": env_int(env, "FORWARD_MAX_IN_FLIGHT"),  # not in the contract either
         }
