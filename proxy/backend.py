@@ -10,6 +10,7 @@ from typing import Callable
 import requests
 
 from proxy.errors import ProxyError
+from proxy.hangup import ClientWatch, WatchedAdapter
 
 log = logging.getLogger(__name__)
 HEALTH_TIMEOUT_S = 2.0
@@ -29,15 +30,19 @@ class BackendClient:
         self._session = requests.Session()
         # The backend is local: HTTP(S)_PROXY and .netrc from the environment must not apply to it.
         self._session.trust_env = False
+        # Forwarding shuts a backend connection down when its client hangs up (proxy.hangup).
+        self._session.mount("http://", WatchedAdapter())
+        self._session.mount("https://", WatchedAdapter())
 
     def request(self, method: str, path: str, *, body: bytes | None = None, content_type: str | None = None,
-                stream: bool = False, timeout_s: float | None = None) -> requests.Response:
+                stream: bool = False, timeout_s: float | None = None,
+                headers: dict[str, str] | None = None) -> requests.Response:
         """Send one request to the backend; the caller closes a streamed response.
 
         Raises:
             ProxyError: backend_unavailable (refused, reset), backend_timeout (no answer in time).
         """
-        headers = {"Content-Type": content_type} if content_type else {}
+        headers = {**({"Content-Type": content_type} if content_type else {}), **(headers or {})}
         timeout = (self.connect_timeout_s, timeout_s or self.timeout_s)
         started = time.monotonic()
         try:
@@ -50,7 +55,8 @@ class BackendClient:
         except requests.Timeout as err:
             raise ProxyError("backend_timeout", "the backend took too long to answer") from err
         except requests.RequestException as err:
-            raise self.unavailable("the backend is not reachable") from err
+            watch = ClientWatch.current()  # a client that hung up has no use for the wait below
+            raise self.unavailable("the backend is not reachable", wait=not (watch and watch.client_left)) from err
 
     def unavailable(self, message: str, wait: bool = True) -> ProxyError:
         """A backend_unavailable error, saying why the backend process died when its start script told us.
