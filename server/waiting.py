@@ -42,7 +42,9 @@ class Waiter:
         self._deadline = None
 
     def check(self) -> None:
-        """Raises:
+        """Return while someone still waits for the answer.
+
+        Raises:
             Abandoned: the client hung up, or its deadline passed.
         """
         if self._deadline is not None and self._clock() >= self._deadline:
