@@ -10,6 +10,7 @@ from typing import Callable
 import requests
 
 from proxy.errors import ProxyError
+from core.hangup import ClientWatch, WatchedAdapter
 
 log = logging.getLogger(__name__)
 HEALTH_TIMEOUT_S = 2.0
@@ -29,16 +30,21 @@ class BackendClient:
         self._session = requests.Session()
         # The backend is local: HTTP(S)_PROXY and .netrc from the environment must not apply to it.
         self._session.trust_env = False
+        # Forwarding shuts a backend connection down when its client hangs up (core.hangup).
+        self._session.mount("http://", WatchedAdapter())
+        self._session.mount("https://", WatchedAdapter())
 
     def request(self, method: str, path: str, *, body: bytes | None = None, content_type: str | None = None,
-                stream: bool = False, timeout_s: float | None = None, probe: bool = False) -> requests.Response:
+                stream: bool = False, timeout_s: float | None = None, probe: bool = False,
+                headers: dict[str, str] | None = None) -> requests.Response:
         """Send one request to the backend; the caller closes a streamed response. A `probe` (health,
-        listing) never waits for the start script's word on why the backend died.
+        listing), or a request whose client hung up, never waits for the start script's word on why the
+        backend died.
 
         Raises:
             ProxyError: backend_unavailable (refused, reset), backend_timeout (no answer in time).
         """
-        headers = {"Content-Type": content_type} if content_type else {}
+        headers = {**({"Content-Type": content_type} if content_type else {}), **(headers or {})}
         timeout = (self.connect_timeout_s, timeout_s or self.timeout_s)
         started = time.monotonic()
         try:
@@ -51,7 +57,7 @@ class BackendClient:
         except requests.Timeout as err:
             raise ProxyError("backend_timeout", "the backend took too long to answer") from err
         except requests.RequestException as err:
-            raise self.unavailable("the backend is not reachable", wait=not probe) from err
+            raise self.unavailable("the backend is not reachable", wait=not (probe or _client_left())) from err
 
     def unavailable(self, message: str, wait: bool = True) -> ProxyError:
         """A backend_unavailable error, saying why the backend process died when its start script told us.
@@ -103,6 +109,11 @@ class BackendClient:
             raise ProxyError("smoke_test_failed", f"the backend could not load {model_id} "
                              f"(HTTP {response.status_code}, {_error_code(response)})")
         log.info("smoke test of %s passed", model_id)
+
+
+def _client_left() -> bool:
+    watch = ClientWatch.current()
+    return bool(watch and watch.client_left)
 
 
 def _error_code(response: requests.Response) -> str:

@@ -15,6 +15,7 @@ from .loading import forget_pruned_prefix
 from .models import Lease
 from .params import GenerationRequest
 from .streaming import DONE_EVENT, json_event, text_event
+from .waiting import Abandoned
 
 log = logging.getLogger(__name__)
 
@@ -25,13 +26,13 @@ def complete(lease: Lease, request: GenerationRequest) -> dict:
     Raises:
         BackendError: llama-cpp-python rejected the request (prompt longer than the context).
     """
-    with _rejections(lease):
+    with _generating(lease):
         return _ready(lease).create_completion(request.prompt, model=lease.model.id, **request.sampling)
 
 
 def stream_completion(lease: Lease, request: GenerationRequest) -> Iterator[str]:
     """OpenAI completion chunks as SSE events, ending `data: [DONE]`."""
-    with _rejections(lease):
+    with _generating(lease):
         chunks = _ready(lease).create_completion(
             request.prompt, model=lease.model.id, stream=True, **request.sampling
         )
@@ -46,7 +47,7 @@ def chat(lease: Lease, request: GenerationRequest) -> dict:
     Raises:
         BackendError: llama-cpp-python rejected the request (context or chat template).
     """
-    with _rejections(lease):
+    with _generating(lease):
         return _ready(lease).create_chat_completion(
             request.messages, model=lease.model.id, **request.sampling
         )
@@ -54,7 +55,7 @@ def chat(lease: Lease, request: GenerationRequest) -> dict:
 
 def stream_chat(lease: Lease, request: GenerationRequest) -> Iterator[str]:
     """OpenAI chat completion chunks as SSE events, ending `data: [DONE]`."""
-    with _rejections(lease):
+    with _generating(lease):
         chunks = _ready(lease).create_chat_completion(
             request.messages, model=lease.model.id, stream=True, **request.sampling
         )
@@ -70,7 +71,7 @@ def generate_text(lease: Lease, request: GenerationRequest) -> str:
         BackendError: llama-cpp-python rejected the request (context or chat template).
     """
     messages = shimmy_messages(lease, request)
-    with _rejections(lease):
+    with _generating(lease):
         if messages is None:
             result = _ready(lease).create_completion(_raw_prompt(request), **request.sampling)
             return result["choices"][0]["text"]
@@ -81,7 +82,7 @@ def generate_text(lease: Lease, request: GenerationRequest) -> str:
 def stream_generate(lease: Lease, request: GenerationRequest) -> Iterator[str]:
     """Shimmy's generate stream: `data: <token text>` events, ending `data: [DONE]`."""
     messages = shimmy_messages(lease, request)
-    with _rejections(lease):
+    with _generating(lease):
         if messages is None:
             chunks = _ready(lease).create_completion(_raw_prompt(request), stream=True, **request.sampling)
             for chunk in chunks:
@@ -128,10 +129,19 @@ def _raw_prompt(request: GenerationRequest) -> str:
 
 
 @contextlib.contextmanager
-def _rejections(lease: Lease) -> Iterator[None]:
-    """llama-cpp-python raises ValueError for requests it cannot serve; turn them into a 400."""
+def _generating(lease: Lease) -> Iterator[None]:
+    """While generating, ask between tokens whether anyone still waits (server.interruptible); turn
+    llama-cpp-python's ValueError for requests it cannot serve into a 400.
+
+    Raises:
+        Abandoned: nobody waits any more (the lease's waiter); generation stopped before the next token.
+    """
+    lease.llama.between_tokens = lease.waiter.check
     try:
         yield
+    except Abandoned as err:
+        log.info("model %s %s", lease.model.id, err.message)
+        raise
     except ValueError as err:
         log.info("model %s rejected a request: %s", lease.model.id, err)
         raise BackendError(
@@ -139,3 +149,5 @@ def _rejections(lease: Lease) -> Iterator[None]:
             f"model {lease.model.id} cannot process this request: the prompt may be longer than its "
             f"context window of {lease.n_ctx} tokens, or the messages may not fit its chat template",
         ) from err
+    finally:
+        lease.llama.between_tokens = None

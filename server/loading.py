@@ -53,13 +53,13 @@ def load_model(settings: Settings, model: ModelFile) -> LoadedModel:
     Raises:
         ModelLoadFailed: the file is not a GGUF model llama.cpp can load.
     """
-    import llama_cpp  # imported on first use, in the worker, never in gunicorn's master before fork
+    from .interruptible import InterruptibleLlama  # llama.cpp in the worker only, never in gunicorn's master
 
     kwargs = llama_kwargs(settings, check_header(model))
     started = time.monotonic()
     runner = ModelRunner(model.id)
     try:
-        llama = runner.call(partial(llama_cpp.Llama, model_path=model.path, **kwargs))
+        llama = runner.call(partial(InterruptibleLlama, model_path=model.path, **kwargs))
     except (ValueError, RuntimeError, OSError) as err:
         runner.shutdown()
         log.warning("loading %s failed: %r", model.path, err)

@@ -11,17 +11,20 @@ from .discovery import ModelFile, resolve_model, scan_models
 from .errors import ModelNotFound
 from .loading import LoadedModel, load_model
 from .settings import Settings
+from .waiting import Waiter
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+LOCK_POLL_S = 0.1  # how often a request waiting for a busy model asks whether its client still waits
 
 
 class Lease:
     """Exclusive use of one loaded model until `release()` (also a context manager)."""
 
-    def __init__(self, loaded: LoadedModel):
+    def __init__(self, loaded: LoadedModel, waiter: Waiter | None = None):
         self._loaded = loaded
         self._released = False
+        self.waiter = waiter or Waiter()  # asked between tokens whether anyone still waits
 
     @property
     def model(self) -> ModelFile:
@@ -96,19 +99,21 @@ class ModelRegistry:
             raise ModelNotFound(not_installed_message(name))
         return model
 
-    def acquire(self, name: str) -> Lease:
-        """Exclusive use of model `name`, loading it first if needed; waits while another request uses it.
+    def acquire(self, name: str, waiter: Waiter | None = None) -> Lease:
+        """Exclusive use of model `name`, loading it first if needed; waits while another request uses it,
+        for as long as `waiter` still waits.
 
         Raises:
             ModelNotFound: no model matches `name`.
             ModelLoadFailed: the file is not a model llama.cpp can load.
+            Abandoned: the waiter's client hung up or its deadline passed while the model was busy.
         """
         model = self.find(name)
         while True:
             loaded = self._get_or_load(model)
-            loaded.lock.acquire()
+            _wait_for(loaded.lock, waiter)
             if not loaded.closed:
-                return Lease(loaded)
+                return Lease(loaded, waiter)
             loaded.lock.release()  # unloaded while we waited for it: load it again
 
     def loaded_ids(self) -> list[str]:
@@ -150,3 +155,17 @@ class ModelRegistry:
         with loaded.lock:  # waits for the request using it, if any
             loaded.close()
         log.info("unloaded model %s", loaded.model.id)
+
+
+def _wait_for(lock: threading.Lock, waiter: Waiter | None) -> None:
+    """Take `lock`; a waiter whose client left gives up instead (it would hold the model for nobody).
+
+    Raises:
+        Abandoned: from `waiter.check()`.
+    """
+    if waiter is None:
+        lock.acquire()
+        return
+    waiter.check()
+    while not lock.acquire(timeout=LOCK_POLL_S):
+        waiter.check()

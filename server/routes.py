@@ -11,6 +11,7 @@ from .models import ModelRegistry
 from .params import GenerationRequest, parse_chat, parse_completion, parse_generate, parse_json_body
 from .settings import Settings
 from .streaming import sse_response
+from .waiting import Waiter
 
 bp = Blueprint("backend", __name__)
 
@@ -77,9 +78,13 @@ def _run(
     answer: Callable[..., dict],
     stream: Callable[..., Iterator[str]],
 ) -> Response:
-    """Lease the model, then answer in one piece or as an SSE stream that holds the lease."""
-    lease = _backend().registry.acquire(parsed.model)
+    """Lease the model, then answer in one piece or as an SSE stream that holds the lease; either
+    stops between tokens once nobody waits for it (server.waiting)."""
+    waiter = Waiter.of_request(request.environ, request.headers)
+    lease = _backend().registry.acquire(parsed.model, waiter)
     if parsed.stream:
-        return sse_response(lease, lease.stream(lambda: stream(lease, parsed)))
+        response = sse_response(lease, lease.stream(lambda: stream(lease, parsed)))
+        waiter.answering()
+        return response
     with lease:
         return jsonify(lease.call(answer, lease))

@@ -10,6 +10,7 @@ from flask import Blueprint, Response, current_app, request
 from urllib3.exceptions import ReadTimeoutError
 
 from proxy.errors import ProxyError
+from core.hangup import ClientWatch
 
 log = logging.getLogger(__name__)
 bp = Blueprint("forward", __name__)
@@ -20,6 +21,10 @@ ROUTES = {
 }
 PASSED_HEADERS = ("Content-Type", "Cache-Control")
 RETRY_AFTER_S = 1
+# How long the proxy waits for the answer (or a stream's first event): the backend stops generating
+# after that, as nobody waits any more (server.waiting).
+TIMEOUT_HEADER = "X-Request-Timeout-S"
+CLIENT_CLOSED = 499  # nginx's status for a client that hung up first; only the access log sees it
 
 
 def _forward(backend_path: str) -> Response:
@@ -40,13 +45,25 @@ def _forward(backend_path: str) -> Response:
 
 
 def _relay(backend_path: str) -> Response:
+    """Until the backend's answer (or a stream's first event) is here, a client that hangs up closes the
+    backend connection: the backend stops generating. A stream's later hang-up is seen on writing."""
     backend = current_app.extensions["backend"]
-    upstream = backend.request("POST", backend_path, body=request.get_data(cache=False),
-                               content_type=request.content_type or "application/json", stream=True)
-    headers = {name: upstream.headers[name] for name in PASSED_HEADERS if name in upstream.headers}
-    if not upstream.headers.get("Content-Type", "").startswith("text/event-stream"):
-        with upstream:  # a plain answer: one read, one write, no chunked relay
-            return Response(_read_body(upstream), status=upstream.status_code, headers=headers)
+    body = request.get_data(cache=False)
+    with ClientWatch(request.environ.get("gunicorn.socket")) as watch:
+        try:
+            upstream = backend.request("POST", backend_path, body=body, stream=True,
+                                       content_type=request.content_type or "application/json",
+                                       # Connection: close, so no other request can reuse a socket the watch holds.
+                                       headers={TIMEOUT_HEADER: f"{backend.timeout_s:g}", "Connection": "close"})
+            headers = {name: upstream.headers[name] for name in PASSED_HEADERS if name in upstream.headers}
+            if not upstream.headers.get("Content-Type", "").startswith("text/event-stream"):
+                with upstream:  # a plain answer: one read, one write, no chunked relay
+                    return Response(_read_body(upstream), status=upstream.status_code, headers=headers)
+        except ProxyError:
+            if watch.client_left:
+                log.info("client left before the backend answered %s; backend request closed", backend_path)
+                return Response(status=CLIENT_CLOSED)
+            raise
     headers["X-Accel-Buffering"] = "no"
     return Response(_relay_events(upstream), status=upstream.status_code, headers=headers)
 

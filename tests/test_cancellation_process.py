@@ -1,0 +1,99 @@
+"""A request nobody waits for never holds the model (API.md, Generating), on the real Gemma 3 270M: the
+backend (`python -m server`) behind the proxy under gunicorn, as deployed.
+
+A long generation (~16 s: counting to the end of a 1024-token context) is abandoned, by a client that hangs
+up or by the proxy's BACKEND_TIMEOUT_S passing, streamed or not; the next request must then be answered
+at once (a 4-token answer takes ~0.2 s) instead of waiting behind the abandoned one.
+"""
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+import pytest
+import requests
+
+from tests.helpers import free_port, running_process
+
+GEMMA_ID = "gemma-3-270m-Q4_K_M"
+GUNICORN = ["-m", "gunicorn", "-c", "proxy/gunicorn.conf.py", "proxy.app:create_app()"]
+BACKEND_TIMEOUT_S = 3
+NEXT_ANSWER_S = 2.0  # the contract's "within a second" for the stop, plus the short answer itself
+LONG = {"model": GEMMA_ID, "prompt": "1, 2, 3, 4, 5,", "max_tokens": 1000, "temperature": 0}
+SHORT = {"model": GEMMA_ID, "prompt": "Hello", "max_tokens": 4, "temperature": 0}
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory, gemma_gguf):
+    """URLs of the backend and of a proxy in front of it whose BACKEND_TIMEOUT_S is short."""
+    tmp = tmp_path_factory.mktemp("cancel")
+    models = tmp / "models"
+    models.mkdir()
+    os.symlink(gemma_gguf, models / gemma_gguf.name)
+    backend_port, proxy_port = free_port(), free_port()
+    backend_url, proxy_url = f"http://127.0.0.1:{backend_port}", f"http://127.0.0.1:{proxy_port}"
+    # One thread: two OpenMP threads on cores shared with other work slow down tenfold at their barriers.
+    backend_env = {"MODELS_DIR": str(models), "HOST": "127.0.0.1", "BACKEND_PORT": str(backend_port),
+                   "N_CTX": "1024", "N_THREADS": "1"}
+    proxy_env = {"MODELS_DIR": str(models), "HOST": "127.0.0.1", "PORT": str(proxy_port),
+                 "BACKEND_URL": backend_url, "BACKEND_TIMEOUT_S": str(BACKEND_TIMEOUT_S),
+                 "HF_ENDPOINT": f"http://127.0.0.1:{free_port()}"}
+    with running_process(["-m", "server"], backend_env, backend_url + "/health", tmp / "backend.log", timeout_s=120), \
+            running_process(GUNICORN, proxy_env, proxy_url + "/livez", tmp / "proxy.log"):
+        requests.post(backend_url + "/v1/completions", json=SHORT, timeout=120).raise_for_status()  # loaded
+        yield {"backend": backend_url, "proxy": proxy_url}
+
+
+@pytest.fixture(autouse=True)
+def idle_backend(stack):
+    """Each case starts with the model free, even where an earlier case left it generating."""
+    requests.post(stack["backend"] + "/v1/completions", json=SHORT, timeout=120).raise_for_status()
+
+
+def hang_up(stack: dict, stream: bool, server: str = "proxy", after_s: float = 1) -> None:
+    """The client gives up: a plain request after `after_s`, a stream after its first event."""
+    url = stack[server] + "/v1/completions"
+    if stream:
+        with requests.post(url, json={**LONG, "stream": True}, stream=True, timeout=10) as answer:
+            assert next(answer.iter_lines()).startswith(b"data: {")
+        return
+    with pytest.raises(requests.ReadTimeout):
+        requests.post(url, json=LONG, timeout=(5, after_s))
+
+
+def time_out(stack: dict, stream: bool) -> None:
+    """The proxy gives up after BACKEND_TIMEOUT_S. A healthy backend streams a token every few ms, so a
+    stream times out waiting for its first event: here, queued behind a long request (sent to the
+    backend directly) whose client hangs up a second after that."""
+    holder = threading.Thread(target=hang_up, args=(stack, False, "backend", BACKEND_TIMEOUT_S + 1))
+    if stream:
+        holder.start()
+        time.sleep(0.3)
+    answer = requests.post(stack["proxy"] + "/v1/completions", json={**LONG, "stream": stream}, timeout=30)
+    if stream:
+        holder.join(30)
+    assert (answer.status_code, answer.json()["error"]["code"]) == (504, "backend_timeout")  # OpenAI shape
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+@pytest.mark.parametrize("abandon", [hang_up, time_out], ids=["client_hangs_up", "backend_timeout"])
+def test_request_after_an_abandoned_generation_is_answered_at_once(stack, abandon, stream):
+    abandon(stack, stream)
+    started = time.monotonic()
+    answer = requests.post(stack["proxy"] + "/v1/generate", json=SHORT, timeout=30)
+    elapsed_s = time.monotonic() - started
+
+    print(f"next request answered {answer.status_code} in {elapsed_s:.2f} s")
+    assert answer.status_code == 200, answer.text
+    assert elapsed_s < NEXT_ANSWER_S
+
+
+def test_backend_stops_at_the_deadline_the_proxy_sends(stack):
+    started = time.monotonic()
+    answer = requests.post(stack["backend"] + "/v1/completions", json=LONG, headers={"X-Request-Timeout-S": "1"},
+                           timeout=30)
+    elapsed_s = time.monotonic() - started
+
+    assert answer.status_code == 504 and answer.json()["error"]["code"] == "backend_timeout", answer.text
+    assert elapsed_s < 1.5
