@@ -51,12 +51,13 @@ def build_services(settings: Settings, hub=None) -> dict:
                             exit_file=settings.backend_exit_file)
     hub = hub or HuggingFaceHub(settings.hf_endpoint, settings.hf_token, settings.hub_timeout_s,
                                 settings.pull_max_retries, backoff)
-    registry = PullRegistry(settings.pull_concurrency, settings.pull_queue_max, on_finish=metrics.count_job)
+    registry = PullRegistry(settings.pull_concurrency, settings.pull_queue_max)
     options = TransferOptions(
         connections=max(1, settings.pull_connections), chunk_bytes=settings.pull_chunk_bytes,
         stall_timeout_s=settings.pull_stall_timeout_s, max_retries=settings.pull_max_retries, backoff=backoff)
     service = PullService(hub, store, registry, options, settings.allowed_repos, settings.progress_interval_s,
-                          smoke_test=backend.smoke_test, count_bytes=metrics.pull_bytes.inc)
+                          smoke_test=backend.smoke_test, count_bytes=metrics.pull_bytes.inc,
+                          on_end=metrics.count_job)
     metrics.watch(registry.counts, lambda: backend.health() is not None)
     return dict(settings=settings, store=store, backend=backend, hub=hub, pulls=registry,
                 pull_service=service, metrics=metrics)

@@ -143,13 +143,13 @@ def _pull_local(args: argparse.Namespace, request: PullRequest) -> Iterable[dict
         plan = service.plan(request)
         cached = service.cached(plan)
         if cached is not None:
-            yield cached
+            yield cached.to_json()
             return
         job, joined = service.submit(plan)
     except ProxyError as err:
         raise CliError(err.message, err.code) from err
     try:
-        yield from job.follow(joined)
+        yield from (event.to_json() for event in job.follow(joined))
     finally:
         if not job.done:  # interrupted: let the transfer save its progress for the next run
             services["pulls"].shutdown()

@@ -36,7 +36,7 @@ class Metrics:
     def count_job(self, job) -> None:
         """Called when a pull job ends."""
         final = job.latest
-        self.count_pull(final.get("status", "error"), final.get("code"), time.time() - job.created_at)
+        self.count_pull(final.status, getattr(final, "code", None), time.time() - job.created_at)
 
     def watch(self, queue_counts: Callable[[], tuple[int, int]], backend_up: Callable[[], bool]) -> None:
         """Gauges read at scrape time, so they are never stale."""

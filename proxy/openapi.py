@@ -1,8 +1,12 @@
 """The OpenAPI 3.1 document of every proxy endpoint, error codes included."""
 from __future__ import annotations
 
+import dataclasses
+import typing
+
 from proxy import VERSION
 from proxy.errors import STATUS_BY_CODE
+from proxy.pulls.events import EVENT_TYPES, PullEvent
 
 JSON = "application/json"
 OBJ = {"type": "object"}
@@ -42,6 +46,21 @@ def _forwarded(summary: str) -> dict:
     return {"post": _op(summary, {"200": ok, **_errors(400, 404, 422, 502, 504)}, body=OBJ)}
 
 
+# JSON Schema of an event field, by its type hint.
+_FIELD_SCHEMAS = {str: STR, str | None: NULLABLE_STR, int: INT, float: {"type": "number"}, bool: {"type": "boolean"},
+                  tuple[str, ...]: {"type": "array", "items": STR}}
+
+
+def _event_schema(kind: type[PullEvent]) -> dict:
+    """One NDJSON line of a pull, from its event class: a field with a default may be left out."""
+    hints = typing.get_type_hints(kind)
+    fields = dataclasses.fields(kind)
+    properties = {"status": {"const": kind.status}}
+    properties.update({f.name: {**_FIELD_SCHEMAS[hints[f.name]], **f.metadata.get("schema", {})} for f in fields})
+    required = ["status"] + [f.name for f in fields if f.default is dataclasses.MISSING]
+    return {"type": "object", "required": required, "properties": properties}
+
+
 def _schemas() -> dict:
     codes = sorted(STATUS_BY_CODE)
     return {
@@ -54,15 +73,10 @@ def _schemas() -> dict:
             "verify": {"enum": ["checksum", "load"]}, "async": {"type": "boolean"},
             "replace": {"type": "boolean", "default": False, "description": "may replace a file of the same "
                         "name installed from another repo; without it such a pull is 409 name_conflict"}}},
-        "PullEvent": {"type": "object", "required": ["status"], "properties": {
-            "status": {"enum": ["starting", "queued", "downloading", "verifying", "smoke_test", "complete",
-                                "error"]},
-            "model": STR, "filename": STR, "completed": INT, "total": INT, "percent": {"type": "number"},
-            "position": INT, "path": STR, "size_mb": {"type": "number"}, "sha256": NULLABLE_STR,
-            "revision": STR, "cached": {"type": "boolean"}, "files": {"type": "array", "items": STR},
-            "error": STR, "code": {"enum": codes}}},
+        "PullEvent": {"oneOf": [_event_schema(kind) for kind in EVENT_TYPES]},
         "PullSummary": {"allOf": [_ref("PullEvent"), {"type": "object", "required": ["id", "model", "filename"],
-                                                      "properties": {"id": STR}}]},
+                                                      "properties": {"id": STR, "model": STR,
+                                                                     "filename": NULLABLE_STR}}]},
         "PullAccepted": {"type": "object", "required": ["id", "status", "status_url"],
                          "properties": {"id": STR, "status": STR, "status_url": STR}},
         "RemoteFile": {"type": "object", "required": ["filename", "size", "sha256", "quant", "split"], "properties": {

@@ -9,7 +9,8 @@ from typing import Callable
 
 from proxy import naming
 from proxy.errors import ProxyError
-from proxy.pulls.jobs import PullJob, PullRegistry
+from proxy.pulls.events import Complete, Failed, PullEvent
+from proxy.pulls.jobs import PullRegistry
 from proxy.pulls.request import PullRequest, parse_pull_request
 from proxy.pulls.service import PullService
 
@@ -40,10 +41,10 @@ def preload(work: list[tuple[str, Callable[[], PullRequest]]], service: PullServ
             log.exception("preload of %s failed", entry)
             error = ProxyError("internal_error", "internal error; see the proxy's log")
             final = _record_failure(entry, registry, error)
-        if final.get("status") == "complete":
-            log.info("preload of %s: %s%s", entry, final.get("filename"), " (cached)" if final.get("cached") else "")
-        else:
-            log.warning("preload of %s failed: %s (%s)", entry, final.get("error"), final.get("code"))
+        if isinstance(final, Complete):
+            log.info("preload of %s: %s%s", entry, final.filename, " (cached)" if final.cached else "")
+        elif isinstance(final, Failed):
+            log.warning("preload of %s failed: %s (%s)", entry, final.error, final.code)
 
 
 def parse_preload_entry(entry: str) -> PullRequest:
@@ -58,7 +59,7 @@ def parse_preload_entry(entry: str) -> PullRequest:
     return parse_pull_request({"model": entry})
 
 
-def _pull(entry: str, parse: Callable[[], PullRequest], service: PullService, registry: PullRegistry) -> dict:
+def _pull(entry: str, parse: Callable[[], PullRequest], service: PullService, registry: PullRegistry) -> PullEvent:
     """One entry: a job in the registry either way, so GET /v1/api/pulls shows how it went."""
     try:
         plan = service.plan(parse())
@@ -68,20 +69,10 @@ def _pull(entry: str, parse: Callable[[], PullRequest], service: PullService, re
             return job.wait()
     except ProxyError as err:
         return _record_failure(entry, registry, err)
-    _record(registry, plan.request.repo, plan.key, cached)
-    return cached
+    return registry.record_ended(plan.request.repo, plan.key, cached).latest
 
 
-def _record_failure(entry: str, registry: PullRegistry, err: ProxyError) -> dict:
+def _record_failure(entry: str, registry: PullRegistry, err: ProxyError) -> PullEvent:
     parts = entry.split("/", 2)
     filename = naming.basename(parts[2]) if len(parts) == 3 else None
-    return _record(registry, "/".join(parts[:2]).partition(":")[0], filename, err.to_dict())
-
-
-def _record(registry: PullRegistry, repo: str, filename: str | None, final: dict) -> dict:
-    """Show a pull that ended before a download job existed (failed to resolve, or already installed)."""
-    job = PullJob(f"preload:{repo}/{filename}", repo, filename, work=lambda job: None)
-    job.publish(job.starting_event())
-    job.publish(final)
-    registry.record(job)
-    return final
+    return registry.record_ended("/".join(parts[:2]).partition(":")[0], filename, Failed.of(err)).latest

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime
 import hashlib
 import logging
@@ -15,6 +16,7 @@ from proxy.errors import ProxyError, disk_full_is_insufficient_storage
 from proxy.gguf_check import InvalidGGUF, scan_gguf_header
 from proxy.hubs.base import Hub, RemoteFile, RepoFiles
 from proxy.provenance import Provenance
+from proxy.pulls.events import Complete, Queued, SmokeTesting, Verifying
 from proxy.pulls.jobs import PullJob, PullRegistry
 from proxy.pulls.progress import ProgressReporter
 from proxy.pulls.request import PullRequest, check_filename, check_repo_allowed
@@ -47,12 +49,14 @@ class Plan:
 class PullService:
     def __init__(self, hub: Hub, store: ModelStore, registry: PullRegistry, options: TransferOptions,
                  allowed_repos: tuple[str, ...] = (), progress_interval_s: float = 0.5, smoke_test=None,
-                 count_bytes: Callable[[int], None] = lambda count: None):
+                 count_bytes: Callable[[int], None] = lambda count: None,
+                 on_end: Callable[[PullJob], None] = lambda job: None):
         self.hub, self.store, self.registry, self.options = hub, store, registry, options
         self.allowed_repos = allowed_repos
         self.progress_interval_s = progress_interval_s
         self.smoke_test = smoke_test  # callable(model_id) raising ProxyError; None: no backend to ask
         self.count_bytes = count_bytes
+        self.on_end = on_end
 
     def plan(self, request: PullRequest) -> Plan:
         """Everything that can fail before a byte moves, so it fails as an HTTP status.
@@ -72,11 +76,11 @@ class PullService:
             self._check_name_free(request, remote)
         return Plan(request, listing, checked)
 
-    def cached(self, plan: Plan) -> dict | None:
+    def cached(self, plan: Plan) -> Complete | None:
         """The `complete` answer when every file is installed from this repo, still matches the hub, and
         was smoke-tested if the pull asks for it."""
         if all(self._installed(plan, f) for f in plan.files) and not self._needs_smoke_test(plan):
-            return {**self._complete_event(plan), "cached": True}
+            return dataclasses.replace(self._complete_event(plan), cached=True)
         return None
 
     def submit(self, plan: Plan) -> tuple[PullJob, bool]:
@@ -86,7 +90,8 @@ class PullService:
             self._check_space(plan)
 
         def make() -> PullJob:
-            job = PullJob(plan.key, plan.request.repo, plan.key, lambda job: self._run_remembered(job, plan))
+            job = PullJob(plan.key, plan.request.repo, plan.key, lambda job: self._run_remembered(job, plan),
+                          on_end=self.on_end)
             self._save_note(plan)  # on acceptance: a queued pull survives a restart as a running one does
             job.publish(job.starting_event())
             return job
@@ -135,7 +140,7 @@ class PullService:
         return (isinstance(err, ProxyError) and err.code == "insufficient_storage"
                 and any(self.store.staged_bytes(f.filename) for f in plan.files))
 
-    def _run(self, job: PullJob, plan: Plan) -> dict:
+    def _run(self, job: PullJob, plan: Plan) -> Complete:
         """Fetch, check and install every file; returns the `complete` line."""
         started = time.monotonic()
         progress = ProgressReporter(job, plan.total_bytes, self.progress_interval_s)
@@ -186,7 +191,7 @@ class PullService:
                               self.options, job.stop, on_progress=progress.file_callback(name),
                               on_bytes=self.count_bytes).run()
             progress.file_done(name, remote.size)
-            job.publish({"status": "verifying", "filename": name})
+            job.publish(Verifying(name))
             _verify(path, remote, digest)
         except TransferCancelled as err:  # shutdown: the transfer saved its progress for the next start
             raise ProxyError("pull_stopped", "the proxy stopped while pulling; its next start resumes it") from err
@@ -202,7 +207,7 @@ class PullService:
         final = self.store.final_path(remote.filename)
         if not remote.sha256 or not final.is_file() or final.stat().st_size != remote.size:
             return False
-        job.publish({"status": "verifying", "filename": final.name})
+        job.publish(Verifying(final.name))
         with open(final, "rb") as handle:
             digest = hashlib.file_digest(handle, "sha256").hexdigest()
         try:
@@ -223,7 +228,7 @@ class PullService:
                     yield
                     return
             if not announced:
-                job.publish({"status": "queued", "position": 1, "reason": "another process is pulling this file"})
+                job.publish(Queued(1, "another process is pulling this file"))
                 announced = True
             if job.stop.wait(LOCK_POLL_S):
                 raise ProxyError("pull_stopped", "the proxy stopped while another process was pulling this file")
@@ -244,7 +249,7 @@ class PullService:
         """
         model = naming.model_id(plan.key)
         names = [naming.basename(f.filename) for f in plan.files]
-        job.publish({"status": "smoke_test", "model": model})
+        job.publish(SmokeTesting(model))
         if self.smoke_test is None:
             return
         try:
@@ -264,16 +269,11 @@ class PullService:
             sha256=remote.sha256, source_host=self.hub.host,
             pulled_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
 
-    def _complete_event(self, plan: Plan) -> dict:
-        event = {
-            "status": "complete", "model": plan.request.repo, "filename": plan.key,
-            "path": str(self.store.final_path(plan.key)), "size_mb": round(plan.total_bytes / 1e6, 1),
-            "sha256": plan.files[0].sha256, "revision": plan.listing.commit,
-            "model_id": naming.model_id(plan.key),
-        }
-        if len(plan.files) > 1:
-            event["files"] = [naming.basename(f.filename) for f in plan.files]
-        return event
+    def _complete_event(self, plan: Plan) -> Complete:
+        files = tuple(naming.basename(f.filename) for f in plan.files) if len(plan.files) > 1 else ()
+        return Complete(model=plan.request.repo, filename=plan.key, path=str(self.store.final_path(plan.key)),
+                        size_mb=round(plan.total_bytes / 1e6, 1), sha256=plan.files[0].sha256,
+                        revision=plan.listing.commit, model_id=naming.model_id(plan.key), files=files)
 
 
 def _check_size(remote: RemoteFile) -> None:

@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import json
-from typing import Iterator
+from typing import Iterable, Iterator
 
 from flask import Blueprint, Response, current_app, jsonify, request, url_for
 
 from proxy import naming
 from proxy.auth import require_api_key
-from proxy.errors import STATUS_BY_CODE, ProxyError
+from proxy.errors import ProxyError
+from proxy.pulls.events import Failed, PullEvent
 from proxy.pulls.jobs import PullJob
 from proxy.pulls.request import check_repo_allowed, parse_pull_request, parse_repo_id, parse_revision
 from proxy.pulls.select import group_models, recommended
@@ -37,7 +38,7 @@ def pull():
         return _answer_final(cached, stream=pull_request.stream and not pull_request.run_async)
     if pull_request.run_async:
         status_url = url_for("pull.get_pull", job_id=job.id)
-        return jsonify(id=job.id, status=job.latest["status"], status_url=status_url), 202
+        return jsonify(id=job.id, status=job.latest.status, status_url=status_url), 202
     if not pull_request.stream:
         return _answer_final(job.wait(), stream=False)
     return Response(_ndjson(job.follow(joined)), mimetype=NDJSON,
@@ -75,13 +76,12 @@ def _describe_file(remote) -> dict:
             "split": {"index": part.index, "count": part.count} if part else None}
 
 
-def _answer_final(event: dict, stream: bool):
+def _answer_final(event: PullEvent, stream: bool):
     if stream:
         return Response(_ndjson([event]), mimetype=NDJSON)
-    status = 200 if event.get("status") == "complete" else STATUS_BY_CODE.get(event.get("code"), 500)
-    return jsonify(event), status
+    return jsonify(event.to_json()), event.http_status if isinstance(event, Failed) else 200
 
 
-def _ndjson(events) -> Iterator[str]:
+def _ndjson(events: Iterable[PullEvent]) -> Iterator[str]:
     for event in events:
-        yield json.dumps(event) + "\n"
+        yield json.dumps(event.to_json()) + "\n"
