@@ -14,13 +14,12 @@ from typing import Callable
 from proxy import naming
 from proxy.errors import ProxyError, disk_full_is_insufficient_storage
 from proxy.gguf_check import InvalidGGUF, scan_gguf_header
-from proxy.hubs.base import Hub, RemoteFile, RepoFiles
+from proxy.sources.base import RemoteFile, RepoFiles, Source, Wanted
 from proxy.provenance import Provenance
 from proxy.pulls.events import Complete, Queued, SmokeTesting, Verifying
 from proxy.pulls.jobs import PullJob, PullRegistry
 from proxy.pulls.progress import ProgressReporter
 from proxy.pulls.request import PullRequest, check_filename, check_repo_allowed
-from proxy.pulls.select import select_files
 from proxy.pulls.transfer import Transfer, TransferCancelled, TransferOptions
 from proxy.staging import reclaim_staging
 from proxy.store import ModelStore
@@ -47,7 +46,7 @@ class Plan:
 
 
 class PullService:
-    def __init__(self, hub: Hub, store: ModelStore, registry: PullRegistry, options: TransferOptions,
+    def __init__(self, hub: Source, store: ModelStore, registry: PullRegistry, options: TransferOptions,
                  allowed_repos: tuple[str, ...] = (), progress_interval_s: float = 0.5, smoke_test=None,
                  count_bytes: Callable[[int], None] = lambda count: None,
                  on_end: Callable[[PullJob], None] = lambda job: None):
@@ -66,15 +65,12 @@ class PullService:
                 hub_unavailable, hub_token_rejected, name_conflict, unsafe_filename.
         """
         check_repo_allowed(request.repo, self.allowed_repos)
-        listing = self.hub.list_files(request.repo, request.revision)
-        files = select_files(listing, request.filename, request.quant)
-        for remote in files:
+        listing = self.hub.resolve(Wanted(request.repo, request.revision, request.filename, request.quant))
+        for remote in listing.files:
             check_filename(remote.filename)  # a name the Hub lists is input too (chosen by quant, say)
-        checked = tuple(self.hub.check_file(request.repo, f, listing.commit) for f in files)
-        for remote in checked:
             _check_size(remote)
             self._check_name_free(request, remote)
-        return Plan(request, listing, checked)
+        return Plan(request, listing, listing.files)
 
     def cached(self, plan: Plan) -> Complete | None:
         """The `complete` answer when every file is installed from this repo, still matches the hub, and
@@ -187,7 +183,7 @@ class PullService:
         name = naming.basename(remote.filename)
         path = self.store.staging_path(name)
         try:
-            digest = Transfer(remote.url, self.hub.download_headers(), remote.size, path, remote.sha256,
+            digest = Transfer(remote.fetch, remote.size, path, remote.sha256,
                               self.options, job.stop, on_progress=progress.file_callback(name),
                               on_bytes=self.count_bytes).run()
             progress.file_done(name, remote.size)

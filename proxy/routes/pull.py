@@ -12,7 +12,7 @@ from proxy.errors import ProxyError
 from proxy.pulls.events import Failed, PullEvent
 from proxy.pulls.jobs import PullJob
 from proxy.pulls.request import check_repo_allowed, parse_pull_request, parse_repo_id, parse_revision
-from proxy.pulls.select import group_models, recommended
+from proxy.sources.select import group_models, recommended
 from proxy.routes.body import json_body
 
 bp = Blueprint("pull", __name__)
@@ -63,7 +63,7 @@ def list_files():
     repo = parse_repo_id(request.args.get("model", ""))
     revision = parse_revision(request.args.get("revision"))
     check_repo_allowed(repo, current_app.extensions["settings"].allowed_repos)
-    listing = current_app.extensions["hub"].list_files(repo, revision)
+    listing = current_app.extensions["source"].list_files(repo, revision)
     files = [_describe_file(remote) for group in group_models(listing) for remote in group]
     return jsonify(model=repo, revision=revision, commit=listing.commit, files=files,
                    recommended=recommended(listing))
