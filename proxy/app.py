@@ -11,7 +11,9 @@ from proxy.errors import register_error_handlers
 from proxy.metrics import Metrics, install_request_metrics
 from proxy.sources.huggingface import HuggingFaceHub
 from proxy.preload import start_preload
+from proxy.pulls.install import Installer
 from proxy.pulls.jobs import PullRegistry
+from proxy.pulls.planning import Planner
 from proxy.pulls.service import PullService
 from proxy.pulls.transfer import TransferOptions
 from proxy.retry import Backoff
@@ -55,9 +57,10 @@ def build_services(settings: Settings, source=None) -> dict:
     options = TransferOptions(
         connections=max(1, settings.pull_connections), chunk_bytes=settings.pull_chunk_bytes,
         stall_timeout_s=settings.pull_stall_timeout_s, max_retries=settings.pull_max_retries, backoff=backoff)
-    service = PullService(source, store, registry, options, settings.allowed_repos, settings.progress_interval_s,
-                          smoke_test=backend.smoke_test, count_bytes=metrics.pull_bytes.inc,
-                          on_end=metrics.count_job)
+    installer = Installer(store, smoke_test=backend.smoke_test)
+    installer.ensure_dirs()
+    planner = Planner(source, store, installer, settings.allowed_repos)
+    service = PullService(planner, installer, registry, options, metrics, settings.progress_interval_s)
     metrics.watch(registry.counts, lambda: backend.health() is not None)
     return dict(settings=settings, store=store, backend=backend, source=source, pulls=registry,
                 pull_service=service, metrics=metrics)

@@ -21,7 +21,7 @@ import requests
 import urllib3
 
 from proxy.errors import ProxyError, disk_full_is_insufficient_storage
-from proxy.pulls.fetch import Fetch
+from proxy.pulls.remote import Fetch
 from proxy.pulls.transfer_state import PartsState
 from proxy.retry import Backoff, parse_retry_after
 
@@ -57,18 +57,19 @@ class _RetryableHTTP(Exception):
 
 
 class Transfer:
-    """Fetch `size` bytes as `fetch` says into `dest`; `run()` returns the sha256 hex digest of what arrived.
+    """Fetch `size` bytes as `fetch` says into `dest` (progress saved at `progress_path`, for a resume);
+    `run()` returns the sha256 hex digest of what arrived.
 
-    Which headers a request carries is the fetch's to say (see proxy/pulls/fetch.py), redirects included.
+    Which headers a request carries is the fetch's to say (see proxy/pulls/remote.py), redirects included.
     """
 
-    def __init__(self, fetch: Fetch, size: int, dest: Path, expected_sha256: str | None,
+    def __init__(self, fetch: Fetch, size: int, dest: Path, progress_path: Path, expected_sha256: str | None,
                  options: TransferOptions, stop: threading.Event,
                  on_progress: Callable[[int], None] = lambda completed: None,
                  on_bytes: Callable[[int], None] = lambda count: None):
         self.fetch, self.size, self.dest = fetch, size, dest
         self.options, self.stop, self.on_progress, self.on_bytes = options, stop, on_progress, on_bytes
-        self.state = PartsState.load_or_create(dest, size, expected_sha256, options.chunk_bytes)
+        self.state = PartsState.load_or_create(dest, progress_path, size, expected_sha256, options.chunk_bytes)
         self._lock = threading.Condition()
         self._pending: list[int] = []
         self._fatal: BaseException | None = None
@@ -91,7 +92,8 @@ class Transfer:
         except _NoRangeSupport:
             log.info("server ignores Range for %s; fetching it as one stream", self.dest.name)
             self.state.close()
-            self.state = PartsState.create(self.dest, self.size, self.state.sha256, chunk_bytes=self.size)
+            self.state = PartsState.create(self.dest, self.state.state_path, self.size, self.state.sha256,
+                                           chunk_bytes=self.size)
             self._reset_hash()
             self._run_plan()
         self.state.fsync_and_forget()

@@ -11,7 +11,7 @@ from proxy.auth import require_api_key
 from proxy.errors import ProxyError
 from proxy.pulls.events import Failed, PullEvent
 from proxy.pulls.jobs import PullJob
-from proxy.pulls.request import check_repo_allowed, parse_pull_request, parse_repo_id, parse_revision
+from proxy.pulls.request import check_repo_allowed, parse_repo_id, parse_revision
 from proxy.sources.select import group_models, recommended
 from proxy.routes.body import json_body
 
@@ -22,26 +22,16 @@ NDJSON = "application/x-ndjson"
 @bp.post("/v1/api/pull")
 @require_api_key
 def pull():
-    metrics = current_app.extensions["metrics"]
-    try:
-        pull_request = parse_pull_request(json_body())
-        service = current_app.extensions["pull_service"]
-        plan = service.plan(pull_request)
-        cached = service.cached(plan)
-        if cached is None:
-            job, joined = service.submit(plan)
-    except ProxyError as err:
-        metrics.count_pull("rejected", err.code)
-        raise
-    if cached is not None:
-        metrics.count_pull("cached", None)
-        return _answer_final(cached, stream=pull_request.stream and not pull_request.run_async)
-    if pull_request.run_async:
-        status_url = url_for("pull.get_pull", job_id=job.id)
-        return jsonify(id=job.id, status=job.latest.status, status_url=status_url), 202
-    if not pull_request.stream:
-        return _answer_final(job.wait(), stream=False)
-    return Response(_ndjson(job.follow(joined)), mimetype=NDJSON,
+    ticket = current_app.extensions["pull_service"].start(json_body())
+    request = ticket.request
+    if ticket.cached is not None:
+        return _answer_final(ticket.cached, stream=request.stream and not request.run_async)
+    if request.run_async:
+        status_url = url_for("pull.get_pull", job_id=ticket.job.id)
+        return jsonify(id=ticket.job.id, status=ticket.job.latest.status, status_url=status_url), 202
+    if not request.stream:
+        return _answer_final(ticket.wait(), stream=False)
+    return Response(_ndjson(ticket.events()), mimetype=NDJSON,
                     headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 

@@ -6,30 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from proxy.pulls.fetch import Fetch
+from proxy.pulls.remote import RemoteFile, RepoFiles
 
-
-@dataclass(frozen=True)
-class RemoteFile:
-    """One file at a resolved revision, with the checks its bytes must pass and how to fetch them."""
-
-    filename: str  # path inside the repo
-    size: int | None
-    digest: str | None  # hex digest of the bytes; None when the source gives none (a Hub file not in LFS)
-    fetch: Fetch
-    digest_algorithm: str = "sha256"
-
-    @property
-    def sha256(self) -> str | None:
-        return self.digest if self.digest_algorithm == "sha256" else None
-
-
-@dataclass(frozen=True)
-class RepoFiles:
-    repo: str
-    revision: str  # as asked: branch, tag or commit
-    commit: str  # what the source resolved it to
-    files: tuple[RemoteFile, ...]
+__all__ = ["RemoteFile", "RepoFiles", "Source", "Wanted"]
 
 
 @dataclass(frozen=True)

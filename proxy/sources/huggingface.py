@@ -19,8 +19,8 @@ from huggingface_hub.utils import build_hf_headers, paginate
 
 from proxy import naming
 from proxy.errors import ProxyError
-from proxy.pulls.fetch import Fetch, host_of
-from proxy.sources.base import RemoteFile, RepoFiles, Wanted
+from proxy.pulls.remote import Fetch, RemoteFile, RepoFiles, host_of
+from proxy.sources.base import Wanted
 from proxy.sources.select import select_files
 from proxy.retry import Backoff, parse_retry_after
 

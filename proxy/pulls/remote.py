@@ -1,4 +1,5 @@
-"""Where a file's bytes are fetched, and the one rule for which request carries which headers.
+"""Remote files as values every stage of a pull shares (sources make them; planning, the transfer and the
+installer read them), and the one rule for which request carries which headers.
 
 A source describes a fetch (URL, and headers such as its credentials scoped to the host they are for); the
 transfer follows it without deciding about credentials: every request, redirects included, carries only
@@ -45,3 +46,26 @@ class Fetch:
             url = urljoin(url, response.headers["Location"])
             response.close()
         raise requests.TooManyRedirects(f"more than {MAX_REDIRECTS} redirects from {host_of(self.url)}")
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    """One file at a resolved revision, with the checks its bytes must pass and how to fetch them."""
+
+    filename: str  # path inside the repo
+    size: int | None
+    digest: str | None  # hex digest of the bytes; None when the source gives none (a Hub file not in LFS)
+    fetch: Fetch
+    digest_algorithm: str = "sha256"
+
+    @property
+    def sha256(self) -> str | None:
+        return self.digest if self.digest_algorithm == "sha256" else None
+
+
+@dataclass(frozen=True)
+class RepoFiles:
+    repo: str
+    revision: str  # as asked: branch, tag or commit
+    commit: str  # what the source resolved it to
+    files: tuple[RemoteFile, ...]
