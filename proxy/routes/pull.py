@@ -23,13 +23,13 @@ NDJSON = "application/x-ndjson"
 @require_api_key
 def pull():
     ticket = current_app.extensions["pull_service"].start(json_body())
-    request = ticket.request
+    asked = ticket.request
     if ticket.cached is not None:
-        return _answer_final(ticket.cached, stream=request.stream and not request.run_async)
-    if request.run_async:
+        return _answer_final(ticket.cached, stream=asked.stream and not asked.run_async)
+    if asked.run_async:
         status_url = url_for("pull.get_pull", job_id=ticket.job.id)
         return jsonify(id=ticket.job.id, status=ticket.job.latest.status, status_url=status_url), 202
-    if not request.stream:
+    if not asked.stream:
         return _answer_final(ticket.wait(), stream=False)
     return Response(_ndjson(ticket.events()), mimetype=NDJSON,
                     headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
