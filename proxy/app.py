@@ -10,9 +10,11 @@ from core.serving import LOG_FORMAT
 from proxy.backend import BackendClient
 from proxy.errors import register_error_handlers
 from proxy.metrics import Metrics, install_request_metrics
-from proxy.hubs.huggingface import HuggingFaceHub
+from proxy.sources.huggingface import HuggingFaceHub
 from proxy.preload import start_preload
+from proxy.pulls.install import Installer
 from proxy.pulls.jobs import PullRegistry
+from proxy.pulls.planning import Planner
 from proxy.pulls.service import PullService
 from proxy.pulls.transfer import TransferOptions
 from proxy.retry import Backoff
@@ -22,15 +24,15 @@ from proxy.staging import start_staging_sweeper
 from proxy.store import ModelStore
 
 
-def create_app(settings: Settings | None = None, hub=None) -> Flask:
-    """Build the proxy; `settings` defaults to the environment, `hub` to the Hugging Face Hub."""
+def create_app(settings: Settings | None = None, source=None) -> Flask:
+    """Build the proxy; `settings` defaults to the environment, `source` to the Hugging Face Hub."""
     settings = settings or Settings.from_env()
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False
     register_error_handlers(app)
-    services = build_services(settings, hub)
+    services = build_services(settings, source)
     app.extensions.update(services)
     app.extensions["forward_slots"] = threading.BoundedSemaphore(settings.forward_max_in_flight)
     install_request_metrics(app, services["metrics"])
@@ -41,7 +43,7 @@ def create_app(settings: Settings | None = None, hub=None) -> Flask:
     return app
 
 
-def build_services(settings: Settings, hub=None) -> dict:
+def build_services(settings: Settings, source=None) -> dict:
     """Everything a pull needs, wired once; the app and `python -m proxy --local` both use it."""
     metrics = Metrics()
     backoff = Backoff(settings.pull_backoff_base_s, settings.pull_backoff_max_s)
@@ -50,14 +52,16 @@ def build_services(settings: Settings, hub=None) -> dict:
     backend = BackendClient(settings.backend_url, settings.backend_timeout_s, settings.backend_connect_timeout_s,
                             observe=lambda path, s: metrics.backend_latency.labels(path=path).observe(s),
                             exit_file=settings.backend_exit_file)
-    hub = hub or HuggingFaceHub(settings.hf_endpoint, settings.hf_token, settings.hub_timeout_s,
-                                settings.pull_max_retries, backoff)
-    registry = PullRegistry(settings.pull_concurrency, settings.pull_queue_max, on_finish=metrics.count_job)
+    source = source or HuggingFaceHub(settings.hf_endpoint, settings.hf_token, settings.hub_timeout_s,
+                                      settings.pull_max_retries, backoff)
+    registry = PullRegistry(settings.pull_concurrency, settings.pull_queue_max)
     options = TransferOptions(
         connections=max(1, settings.pull_connections), chunk_bytes=settings.pull_chunk_bytes,
         stall_timeout_s=settings.pull_stall_timeout_s, max_retries=settings.pull_max_retries, backoff=backoff)
-    service = PullService(hub, store, registry, options, settings.allowed_repos, settings.progress_interval_s,
-                          smoke_test=backend.smoke_test, count_bytes=metrics.pull_bytes.inc)
+    installer = Installer(store, smoke_test=backend.smoke_test)
+    installer.ensure_dirs()
+    planner = Planner(source, store, installer, settings.allowed_repos)
+    service = PullService(planner, installer, registry, options, metrics, settings.progress_interval_s)
     metrics.watch(registry.counts, lambda: backend.health() is not None)
-    return dict(settings=settings, store=store, backend=backend, hub=hub, pulls=registry,
+    return dict(settings=settings, store=store, backend=backend, source=source, pulls=registry,
                 pull_service=service, metrics=metrics)

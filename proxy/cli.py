@@ -138,22 +138,16 @@ def _pull_local(args: argparse.Namespace, request: PullRequest) -> Iterable[dict
     from proxy.app import build_services  # the whole service stack only for --local
 
     services = build_services(_local_settings(args))
-    service = services["pull_service"]
     try:
-        plan = service.plan(request)
-        cached = service.cached(plan)
-        if cached is not None:
-            yield cached
-            return
-        job, joined = service.submit(plan)
+        ticket = services["pull_service"].start(request)
     except ProxyError as err:
         raise CliError(err.message, err.code) from err
     try:
-        yield from job.follow(joined)
+        yield from (event.to_json() for event in ticket.events())
     finally:
-        if not job.done:  # interrupted: let the transfer save its progress for the next run
+        if ticket.job is not None and not ticket.job.done:  # interrupted: let the transfer save its progress
             services["pulls"].shutdown()
-            job.wait(STOP_WAIT_S)
+            ticket.job.wait(STOP_WAIT_S)
 
 
 def _local_settings(args: argparse.Namespace):

@@ -7,6 +7,8 @@ from typing import Callable
 from flask import Flask, Response, request
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from proxy.pulls.events import Failed
+
 PULL_BUCKETS_S = (1, 5, 15, 60, 300, 900, 1800, 3600, 7200, 14400)
 BACKEND_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 
@@ -36,7 +38,8 @@ class Metrics:
     def count_job(self, job) -> None:
         """Called when a pull job ends."""
         final = job.latest
-        self.count_pull(final.get("status", "error"), final.get("code"), time.time() - job.created_at)
+        code = final.code if isinstance(final, Failed) else None
+        self.count_pull(final.status, code, time.time() - job.created_at)
 
     def watch(self, queue_counts: Callable[[], tuple[int, int]], backend_up: Callable[[], bool]) -> None:
         """Gauges read at scrape time, so they are never stale."""

@@ -1,8 +1,12 @@
 """The OpenAPI 3.1 document of every proxy endpoint, error codes included."""
 from __future__ import annotations
 
+import dataclasses
+import typing
+
 from proxy import VERSION
 from proxy.errors import STATUS_BY_CODE
+from proxy.pulls.events import EVENT_TYPES, PullEvent
 
 JSON = "application/json"
 OBJ = {"type": "object"}
@@ -22,9 +26,10 @@ def _json(schema: dict, description: str = "") -> dict:
     return {"description": description or "JSON", "content": {JSON: {"schema": schema}}}
 
 
-def _errors(*statuses: int) -> dict:
-    """Every endpoint may answer these with the error object (405/413 come from routing and size limits)."""
-    return {str(s): _json(_ref("Error"), "error") for s in sorted({*statuses, 404, 405, 413, 500})}
+def _errors(*statuses: int, schema: str = "Error") -> dict:
+    """Every endpoint may answer these with the error object (405/413 come from routing and size limits);
+    the OpenAI-compatible ones with OpenAI's (`schema="OpenAIError"`)."""
+    return {str(s): _json(_ref(schema), "error") for s in sorted({*statuses, 404, 405, 413, 500})}
 
 
 def _op(summary: str, responses: dict, body: dict | None = None, params: list | None = None) -> dict:
@@ -36,10 +41,26 @@ def _op(summary: str, responses: dict, body: dict | None = None, params: list | 
     return op
 
 
-def _forwarded(summary: str) -> dict:
+def _forwarded(summary: str, error_schema: str = "OpenAIError") -> dict:
     ok = {"description": "the backend's answer, or its SSE stream",
           "content": {JSON: {"schema": OBJ}, "text/event-stream": {"schema": STR}}}
-    return {"post": _op(summary, {"200": ok, **_errors(400, 404, 422, 502, 504)}, body=OBJ)}
+    errors = _errors(400, 404, 422, 502, 503, 504, schema=error_schema)
+    return {"post": _op(summary, {"200": ok, **errors}, body=OBJ)}
+
+
+# JSON Schema of an event field, by its type hint.
+_FIELD_SCHEMAS = {str: STR, str | None: NULLABLE_STR, int: INT, float: {"type": "number"}, bool: {"type": "boolean"},
+                  tuple[str, ...]: {"type": "array", "items": STR}}
+
+
+def _event_schema(kind: type[PullEvent]) -> dict:
+    """One NDJSON line of a pull, from its event class: a field with a default may be left out."""
+    hints = typing.get_type_hints(kind)
+    fields = dataclasses.fields(kind)
+    properties = {"status": {"const": kind.status}}
+    properties.update({f.name: {**_FIELD_SCHEMAS[hints[f.name]], **f.metadata.get("schema", {})} for f in fields})
+    required = ["status"] + [f.name for f in fields if f.default is dataclasses.MISSING]
+    return {"type": "object", "required": required, "properties": properties}
 
 
 def _schemas() -> dict:
@@ -47,6 +68,10 @@ def _schemas() -> dict:
     return {
         "Error": {"type": "object", "required": ["status", "error", "code"], "properties": {
             "status": {"const": "error"}, "error": STR, "code": {"enum": codes}}},
+        "OpenAIError": {"type": "object", "required": ["error"], "properties": {"error": {
+            "type": "object", "required": ["message", "type", "code"], "properties": {
+                "message": STR, "code": {"enum": codes},
+                "type": {"enum": ["not_found_error", "invalid_request_error", "server_error"]}}}}},
         "PullRequest": {"type": "object", "required": ["model"], "properties": {
             "model": {**STR, "pattern": REPO_ID, "maxLength": 230, "description": "owner/name or owner/name:QUANT"},
             "filename": {**STR, "pattern": r"\.(gguf|GGUF)$"}, "quant": {**STR, "pattern": "^[A-Za-z0-9_]{1,32}$"},
@@ -54,15 +79,10 @@ def _schemas() -> dict:
             "verify": {"enum": ["checksum", "load"]}, "async": {"type": "boolean"},
             "replace": {"type": "boolean", "default": False, "description": "may replace a file of the same "
                         "name installed from another repo; without it such a pull is 409 name_conflict"}}},
-        "PullEvent": {"type": "object", "required": ["status"], "properties": {
-            "status": {"enum": ["starting", "queued", "downloading", "verifying", "smoke_test", "complete",
-                                "error"]},
-            "model": STR, "filename": STR, "completed": INT, "total": INT, "percent": {"type": "number"},
-            "position": INT, "path": STR, "size_mb": {"type": "number"}, "sha256": NULLABLE_STR,
-            "revision": STR, "cached": {"type": "boolean"}, "files": {"type": "array", "items": STR},
-            "error": STR, "code": {"enum": codes}}},
+        "PullEvent": {"oneOf": [_event_schema(kind) for kind in EVENT_TYPES]},
         "PullSummary": {"allOf": [_ref("PullEvent"), {"type": "object", "required": ["id", "model", "filename"],
-                                                      "properties": {"id": STR}}]},
+                                                      "properties": {"id": STR, "model": STR,
+                                                                     "filename": NULLABLE_STR}}]},
         "PullAccepted": {"type": "object", "required": ["id", "status", "status_url"],
                          "properties": {"id": STR, "status": STR, "status_url": STR}},
         "RemoteFile": {"type": "object", "required": ["filename", "size", "sha256", "quant", "split"], "properties": {
@@ -95,8 +115,9 @@ def _paths() -> dict:
         "/v1/health": {"get": _op("Readiness: proxy and backend", {
             "200": _json(OBJ, "both answer"), "503": _json(_ref("Error"), "the backend is down")})},
         "/livez": {"get": _op("Liveness of the proxy process", {"200": _json(OBJ)})},
-        "/v1/models": {"get": _op("OpenAI-style model list", {"200": _json(_ref("ModelList"))})},
-        "/v1/generate": _forwarded("Generate (backend /api/generate)"),
+        "/v1/models": {"get": _op("OpenAI-style model list", {
+            "200": _json(_ref("ModelList")), **_errors(schema="OpenAIError")})},
+        "/v1/generate": _forwarded("Generate (backend /api/generate)", error_schema="Error"),
         "/v1/completions": _forwarded("OpenAI completions"),
         "/v1/chat/completions": _forwarded("OpenAI chat completions"),
         "/v1/api/pull": {"post": {**_op("Pull a GGUF model from the Hub", {

@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import logging
 import threading
-from functools import partial
-from typing import Callable
+from typing import Any
 
-from core import naming
-from proxy.errors import ProxyError
-from proxy.pulls.jobs import PullJob, PullRegistry
+from proxy.pulls.events import Complete, Failed
 from proxy.pulls.request import PullRequest, parse_pull_request
 from proxy.pulls.service import PullService
 
@@ -19,69 +16,37 @@ log = logging.getLogger(__name__)
 def start_preload(services: dict) -> threading.Thread | None:
     """In a daemon thread, one after another: resume the pulls a previous run left unfinished, then pull
     every PRELOAD_MODELS entry. None when there is nothing to do."""
-    work = [(f"{body.get('model')}/{body.get('filename')}", partial(parse_pull_request, body))
-            for body in services["store"].intents()]
-    work += [(entry, partial(parse_preload_entry, entry)) for entry in services["settings"].preload_models]
+    work = [(f"{body.get('model')}/{body.get('filename')}", body) for body in services["store"].intents()]
+    work += [(entry, preload_body(entry)) for entry in services["settings"].preload_models]
     if not work:
         return None
-    thread = threading.Thread(target=preload, args=(work, services["pull_service"], services["pulls"]),
-                              name="preload", daemon=True)
+    thread = threading.Thread(target=preload, args=(work, services["pull_service"]), name="preload", daemon=True)
     thread.start()
     return thread
 
 
-def preload(work: list[tuple[str, Callable[[], PullRequest]]], service: PullService,
-            registry: PullRegistry) -> None:
-    """Pull each (label, request) to its end; a failure is logged and recorded, and the next goes on."""
-    for entry, parse in work:
-        try:
-            final = _pull(entry, parse, service, registry)
-        except Exception:  # noqa: BLE001 - a preload must never take the proxy down
-            log.exception("preload of %s failed", entry)
-            error = ProxyError("internal_error", "internal error; see the proxy's log")
-            final = _record_failure(entry, registry, error)
-        if final.get("status") == "complete":
-            log.info("preload of %s: %s%s", entry, final.get("filename"), " (cached)" if final.get("cached") else "")
-        else:
-            log.warning("preload of %s failed: %s (%s)", entry, final.get("error"), final.get("code"))
+def preload(work: list[tuple[str, Any]], service: PullService) -> None:
+    """Pull each (label, body) to its end, one after another; every outcome shows in GET /v1/api/pulls."""
+    for entry, body in work:
+        final = service.start(body, remember=True).wait()
+        if isinstance(final, Complete):
+            log.info("preload of %s: %s%s", entry, final.filename, " (cached)" if final.cached else "")
+        elif isinstance(final, Failed):
+            log.warning("preload of %s failed: %s (%s)", entry, final.error, final.code)
+
+
+def preload_body(entry: str) -> dict:
+    """The pull body of a PRELOAD_MODELS entry: `owner/name`, `owner/name:QUANT` or `owner/name/path/to/file.gguf`."""
+    parts = entry.split("/", 2)
+    if len(parts) == 3:
+        return {"model": f"{parts[0]}/{parts[1]}", "filename": parts[2]}
+    return {"model": entry}
 
 
 def parse_preload_entry(entry: str) -> PullRequest:
-    """`owner/name`, `owner/name:QUANT` or `owner/name/path/to/file.gguf`, checked as the pull endpoint does.
+    """A PRELOAD_MODELS entry, checked as the pull endpoint does.
 
     Raises:
         ProxyError: invalid_request, invalid_repo_id, unsafe_filename, not_gguf.
     """
-    parts = entry.split("/", 2)
-    if len(parts) == 3:
-        return parse_pull_request({"model": f"{parts[0]}/{parts[1]}", "filename": parts[2]})
-    return parse_pull_request({"model": entry})
-
-
-def _pull(entry: str, parse: Callable[[], PullRequest], service: PullService, registry: PullRegistry) -> dict:
-    """One entry: a job in the registry either way, so GET /v1/api/pulls shows how it went."""
-    try:
-        plan = service.plan(parse())
-        cached = service.cached(plan)
-        if cached is None:
-            job, _ = service.submit(plan)
-            return job.wait()
-    except ProxyError as err:
-        return _record_failure(entry, registry, err)
-    _record(registry, plan.request.repo, plan.key, cached)
-    return cached
-
-
-def _record_failure(entry: str, registry: PullRegistry, err: ProxyError) -> dict:
-    parts = entry.split("/", 2)
-    filename = naming.basename(parts[2]) if len(parts) == 3 else None
-    return _record(registry, "/".join(parts[:2]).partition(":")[0], filename, err.to_dict())
-
-
-def _record(registry: PullRegistry, repo: str, filename: str | None, final: dict) -> dict:
-    """Show a pull that ended before a download job existed (failed to resolve, or already installed)."""
-    job = PullJob(f"preload:{repo}/{filename}", repo, filename, work=lambda job: None)
-    job.publish(job.starting_event())
-    job.publish(final)
-    registry.record(job)
-    return final
+    return parse_pull_request(preload_body(entry))

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core import naming
-from proxy.store import PARTIAL_SUFFIX, STAGING, ModelStore
+from proxy.pulls.install import PARTIAL_SUFFIX, STAGING
+from proxy.store import ModelStore
 
 log = logging.getLogger(__name__)
 MAX_AGE_S = 24 * 3600.0

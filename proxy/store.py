@@ -1,4 +1,4 @@
-"""MODELS_DIR layout: hidden staging and locks, atomic install, listing, delete, provenance."""
+"""MODELS_DIR layout: installed files, locks, resume notes, atomic install, listing, delete, provenance."""
 from __future__ import annotations
 
 import contextlib
@@ -14,21 +14,17 @@ from core import naming
 from proxy.errors import ProxyError
 from proxy.fsutil import file_lock, fsync_dir, write_json_atomically
 from proxy.provenance import Provenance, ProvenanceStore
-from proxy.pulls.transfer_state import PROGRESS_SUFFIX, state_path_for
 
-STAGING = ".staging"
 QUARANTINE = ".quarantine"
 LOCKS = ".locks"
 META = ".proxy"
 PENDING = "pending"
-PARTIAL_SUFFIX = ".partial"
 NAME_MAX_BYTES = 255  # one path component, on every filesystem a volume is likely to have
 REPO_TAG_HEX = 8  # resume notes are <name>.<repo tag>.json
 LOCK_SUFFIX = ".lock"
-# What the store appends to a file name at most: the staging progress note or the resume note (temporary
-# copies of JSON files have short names of their own, see fsutil).
-MAX_FILENAME_BYTES = NAME_MAX_BYTES - max(len(PARTIAL_SUFFIX + PROGRESS_SUFFIX), len(f".{'0' * REPO_TAG_HEX}.json"),
-                                          len(LOCK_SUFFIX))
+# What the store appends to a file name at most: the resume note or the lock (temporary copies of JSON files
+# have short names of their own, see fsutil). The staging layout adds its own (see pulls/install.py).
+RECORD_SUFFIX_BYTES = max(len(f".{'0' * REPO_TAG_HEX}.json"), len(LOCK_SUFFIX))
 
 
 class ModelStore:
@@ -39,38 +35,26 @@ class ModelStore:
         self.provenance = ProvenanceStore(self.root / META / "models.json")
 
     def ensure_dirs(self) -> None:
-        for sub in (STAGING, LOCKS, META):
+        for sub in (LOCKS, META):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
 
     def final_path(self, filename: str) -> Path:
         return _child(self.root, naming.basename(filename))
 
-    def staging_path(self, filename: str) -> Path:
-        return _child(self.root / STAGING, naming.basename(filename) + PARTIAL_SUFFIX)
+    def child(self, folder: Path, name: str) -> Path:
+        """folder/name, refusing anything that is not a plain name.
 
-    def staged_bytes(self, filename: str) -> int:
-        """Bytes an earlier, interrupted download of this file left in staging."""
-        path = self.staging_path(filename)
-        return path.stat().st_size if state_path_for(path).exists() and path.exists() else 0
+        Raises:
+            ProxyError: unsafe_filename.
+        """
+        return _child(folder, name)
 
-    def discard_staging(self, filename: str) -> None:
-        path = self.staging_path(filename)
-        path.unlink(missing_ok=True)
-        state_path_for(path).unlink(missing_ok=True)
+    def installed_size(self, filename: str) -> int | None:
+        """The size of the file under its final name; None when there is none."""
+        return _size_of(self.final_path(filename))
 
     def free_bytes(self) -> int:
         return shutil.disk_usage(self.root).free
-
-    def verified_record(self, filename: str, size: int | None, sha256: str | None,
-                        repo: str | None = None) -> Provenance | None:
-        """The record of an installed file that still matches what the hub says it should be (and came
-        from `repo`, when given)."""
-        record = self.provenance.get(naming.basename(filename))
-        if record is None or (sha256 and record.sha256 != sha256) or (size and record.size != size):
-            return None
-        if repo is not None and record.repo.lower() != repo.lower():
-            return None
-        return record if _size_of(self.final_path(filename)) == record.size else None
 
     def install(self, staged: Path, record: Provenance) -> Path:
         """Move a checked, fsynced staging file under its final name and record where it came from."""

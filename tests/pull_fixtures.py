@@ -84,7 +84,7 @@ def make_app(hub, models_dir):
         app.extensions["pulls"].shutdown()
     for app in apps:
         for job in app.extensions["pulls"].jobs():
-            assert job.wait(10)["status"] in ("complete", "error"), "every pull ends after a shutdown"
+            assert job.wait(10).status in ("complete", "error"), "every pull ends after a shutdown"
 
 
 @pytest.fixture

@@ -100,3 +100,13 @@ def test_bad_preload_entries_fail_with_the_pull_endpoints_codes(entry, code):
     with pytest.raises(ProxyError) as caught:
         parse_preload_entry(entry)
     assert caught.value.code == code
+
+
+def test_preloaded_and_refused_pulls_are_counted_as_the_endpoints_are(make_app, hub, make_gguf, models_dir):
+    hub.add_repo(GOOD, files={FILE: make_gguf(FILE, 256 * 1024)})
+    client = make_app(preload_models=(GOOD, "acme/missing")).test_client()
+    finished_pulls(client, 2)
+    counted = ('proxy_pulls_total{code="",outcome="complete"} 1.0',
+               'proxy_pulls_total{code="repo_not_found",outcome="rejected"} 1.0')
+    wait_until(lambda: all(line in client.get("/metrics").get_data(as_text=True) for line in counted),
+               what="both preloads counted")

@@ -125,7 +125,7 @@ def test_listed_name_too_long_once_staged_is_unsafe_filename(client, hub, make_g
 
 
 def test_name_of_the_longest_length_that_fits_once_staged_is_pulled(client, hub, make_gguf, models_dir):
-    from proxy.store import MAX_FILENAME_BYTES
+    from proxy.pulls.install import MAX_FILENAME_BYTES
 
     name = long_name(MAX_FILENAME_BYTES)
     hub.add_repo(REPO, files={name: make_gguf("long.gguf")})
@@ -398,8 +398,12 @@ def test_closed_backend_port_is_backend_unavailable(client, path):
     response = client.post(path, json={"model": "m", "prompt": "hi", "messages": [], "max_tokens": 1})
 
     assert response.status_code == 502
-    assert response.get_json() == {"status": "error", "error": response.get_json()["error"],
-                                   "code": "backend_unavailable"}
+    body = response.get_json()
+    if path == "/v1/generate":
+        assert body == {"status": "error", "error": body["error"], "code": "backend_unavailable"}
+    else:  # OpenAI-compatible endpoints answer in OpenAI's error shape
+        assert body == {"error": {"message": body["error"]["message"], "type": "server_error",
+                                  "code": "backend_unavailable"}}
 
 
 def test_slow_backend_is_backend_timeout(make_app):

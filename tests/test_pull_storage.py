@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from proxy.pulls.install import Installer
 from proxy.store import ModelStore
 from tests.fakes.hub import Fault
 from tests.pull_fixtures import (
@@ -91,9 +92,11 @@ def leftovers(models_dir):
     """Staging as crashed, failed and running pulls leave it, two days old unless named `young`."""
     store = ModelStore(models_dir)
     store.ensure_dirs()
+    staging = Installer(store)
+    staging.ensure_dirs()
     names = ["dead.gguf", "young.gguf", "noted.gguf", "set-00002-of-00002.gguf", "locked.gguf"]
     for name in names:
-        for path in (store.staging_path(name), store.staging_path(name).with_name(name + ".partial.json")):
+        for path in (staging.staging_path(name), staging.staging_path(name).with_name(name + ".partial.json")):
             path.write_bytes(b"x" * 1000)
             age(path, 0 if name == "young.gguf" else 2 * DAY_S)
     stray = models_dir / ".staging" / "crashed.gguf.partial.json.tmp"

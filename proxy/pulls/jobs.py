@@ -8,59 +8,69 @@ import uuid
 from typing import Callable, Iterator
 
 from proxy.errors import ProxyError
+from proxy.pulls.events import Downloading, Failed, PullEvent, Queued, Starting
 
 log = logging.getLogger(__name__)
-FINAL = ("complete", "error")
 
 
 class PullJob:
     """A download that runs detached from the requests that follow it, with its event log."""
 
-    def __init__(self, key: str, repo: str, filename: str, work: Callable[["PullJob"], None]):
+    def __init__(self, key: str, repo: str, filename: str | None, work: Callable[["PullJob"], None] | None,
+                 on_end: Callable[["PullJob"], None] = lambda job: None):
         self.id = uuid.uuid4().hex[:12]
         self.key, self.repo, self.filename = key, repo, filename
         self.created_at = time.time()
         self.stop = threading.Event()
         self._work = work
+        self._on_end = on_end
         self._cond = threading.Condition()
-        self._log: list[tuple[int, dict]] = []  # progress lines replace the previous progress line
+        self._log: list[tuple[int, PullEvent]] = []  # progress lines replace the previous progress line
         self._seq = 0
 
-    def starting_event(self) -> dict:
-        return {"status": "starting", "model": self.repo, "filename": self.filename}
+    @classmethod
+    def ended(cls, repo: str, filename: str | None, final: PullEvent) -> "PullJob":
+        """A job that ended before any work ran (a pull refused, or answered from what is installed)."""
+        job = cls(f"ended:{repo}/{filename}", repo, filename, work=None)
+        job.publish(job.starting_event())
+        job.publish(final)
+        return job
 
-    def publish(self, event: dict) -> None:
+    def starting_event(self) -> Starting:
+        return Starting(self.repo, self.filename)
+
+    def publish(self, event: PullEvent) -> None:
         with self._cond:
             self._seq += 1
-            if event.get("status") == "downloading" and self._log and self._log[-1][1]["status"] == "downloading":
+            if isinstance(event, Downloading) and self._log and isinstance(self._log[-1][1], Downloading):
                 self._log[-1] = (self._seq, event)
             else:
                 self._log.append((self._seq, event))
             self._cond.notify_all()
 
     @property
-    def latest(self) -> dict:
+    def latest(self) -> PullEvent:
         with self._cond:
             return self._log[-1][1] if self._log else self.starting_event()
 
     @property
     def done(self) -> bool:
-        return self.latest["status"] in FINAL
+        return self.latest.ends
 
     def summary(self) -> dict:
         """What GET /v1/api/pulls shows: who, what, and the latest event's fields."""
         # The job's own repo and file name win over an event's (smoke_test names the model id).
-        latest = {k: v for k, v in self.latest.items() if k not in ("model", "filename")}
+        latest = {k: v for k, v in self.latest.to_json().items() if k not in ("model", "filename")}
         return {"id": self.id, "model": self.repo, "filename": self.filename, **latest}
 
-    def follow(self, joined: bool) -> Iterator[dict]:
+    def follow(self, joined: bool) -> Iterator[PullEvent]:
         """The lines a request streams: all of them for the first caller; for one that joins later,
         `starting`, the latest line, then everything from there on."""
         with self._cond:
             last_seq, last = self._log[-1] if self._log else (0, self.starting_event())
         seq = 0
         if joined:
-            seq = last_seq if last["status"] == "starting" else last_seq - 1
+            seq = last_seq if isinstance(last, Starting) else last_seq - 1
             yield self.starting_event()
         while True:
             with self._cond:
@@ -70,32 +80,33 @@ class PullJob:
                     continue
             for seq, event in fresh:
                 yield event
-                if event["status"] in FINAL:
+                if event.ends:
                     return
 
-    def wait(self, timeout_s: float | None = None) -> dict:
+    def wait(self, timeout_s: float | None = None) -> PullEvent:
         with self._cond:
             self._cond.wait_for(lambda: self.done, timeout_s)
         return self.latest
 
     def run(self) -> None:
+        """Do the work; the job ends with a final line whatever happens, then `on_end` is told."""
         try:
             self._work(self)
         except ProxyError as err:
-            self.publish(err.to_dict())
+            self.publish(Failed.of(err))
         except Exception:  # noqa: BLE001 - a job must always end with a final line
             log.exception("pull %s of %s/%s failed", self.id, self.repo, self.filename)
-            self.publish({"status": "error", "error": "internal error; see the proxy's log", "code": "internal_error"})
+            self.publish(Failed("internal error; see the proxy's log", "internal_error"))
         if not self.done:
             code = "pull_stopped" if self.stop.is_set() else "hub_unavailable"
-            self.publish({"status": "error", "error": "the pull was interrupted", "code": code})
+            self.publish(Failed("the pull was interrupted", code))
+        self._on_end(self)
 
 
 class PullRegistry:
     """Running and waiting jobs keyed by installed filename, at most `concurrency` running at once."""
 
-    def __init__(self, concurrency: int, queue_max: int, history_max: int = 200,
-                 on_finish: Callable[[PullJob], None] = lambda job: None):
+    def __init__(self, concurrency: int, queue_max: int, history_max: int = 200):
         self.concurrency = max(1, concurrency)
         self.queue_max = max(0, queue_max)
         self._lock = threading.Lock()
@@ -105,7 +116,6 @@ class PullRegistry:
         self._history: dict[str, PullJob] = {}  # jobs this process knows, by id, oldest first
         self._history_max = history_max
         self._stopping = False
-        self._on_finish = on_finish
 
     def active(self, key: str) -> PullJob | None:
         with self._lock:
@@ -144,13 +154,15 @@ class PullRegistry:
                 self._start(job)
             else:
                 self._waiting.append(job)
-                job.publish({"status": "queued", "position": len(self._waiting)})
+                job.publish(Queued(len(self._waiting)))
             return job, False
 
-    def record(self, job: PullJob) -> None:
-        """Remember a job that ended without running (a preload that failed to resolve), for GET /v1/api/pulls."""
+    def record_ended(self, repo: str, filename: str | None, final: PullEvent) -> PullJob:
+        """Show a pull that ended before a job ran (refused, or already installed) in GET /v1/api/pulls."""
+        job = PullJob.ended(repo, filename, final)
         with self._lock:
             self._remember(job)
+        return job
 
     def shutdown(self, wait_s: float = 0.0) -> None:
         """Stop every job: running transfers save their progress (waited for up to `wait_s`), waiting
@@ -162,8 +174,8 @@ class PullRegistry:
             for job in waiting:
                 self._active.pop(job.key, None)
         for job in waiting:
-            job.publish({"status": "error", "error": "the proxy stopped before this pull started; its next "
-                         "start resumes it", "code": "pull_stopped"})
+            job.publish(Failed("the proxy stopped before this pull started; its next start resumes it",
+                               "pull_stopped"))
         for job in jobs:
             job.stop.set()
         deadline = time.monotonic() + wait_s
@@ -185,7 +197,6 @@ class PullRegistry:
             job.run()
         finally:
             self._finish(job)
-            self._on_finish(job)
 
     def _finish(self, job: PullJob) -> None:
         with self._lock:
@@ -194,4 +205,4 @@ class PullRegistry:
             if self._waiting and not self._stopping:
                 self._start(self._waiting.pop(0))
             for position, waiting in enumerate(self._waiting, start=1):
-                waiting.publish({"status": "queued", "position": position})
+                waiting.publish(Queued(position))

@@ -4,6 +4,7 @@ from __future__ import annotations
 import time
 from typing import Callable
 
+from proxy.pulls.events import Downloading
 from proxy.pulls.jobs import PullJob
 
 
@@ -30,5 +31,4 @@ class ProgressReporter:
 
     def _publish(self, filename: str, completed: int) -> None:
         percent = round(100.0 * completed / self.total_bytes, 2) if self.total_bytes else 100.0
-        self.job.publish({"status": "downloading", "filename": filename, "completed": completed,
-                          "total": self.total_bytes, "percent": percent})
+        self.job.publish(Downloading(filename, completed, self.total_bytes, percent))

@@ -8,7 +8,7 @@ from typing import Any
 
 from core import naming
 from proxy.errors import ProxyError
-from proxy.store import MAX_FILENAME_BYTES
+from proxy.pulls.install import MAX_FILENAME_BYTES
 
 _REPO_PART = r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?"
 _REPO_RE = re.compile(rf"^{_REPO_PART}/{_REPO_PART}$")

@@ -15,13 +15,13 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit
 from typing import Callable, Iterator
 
 import requests
 import urllib3
 
 from proxy.errors import ProxyError, disk_full_is_insufficient_storage
+from proxy.pulls.remote import Fetch
 from proxy.pulls.transfer_state import PartsState
 from proxy.retry import Backoff, parse_retry_after
 
@@ -57,21 +57,25 @@ class _RetryableHTTP(Exception):
 
 
 class Transfer:
-    """Fetch `url` (`size` bytes) into `dest`; `run()` returns the sha256 hex digest of what arrived."""
+    """Fetch `size` bytes as `fetch` says into `dest` (progress saved at `progress_path`, for a resume);
+    `run()` returns the sha256 hex digest of what arrived.
 
-    def __init__(self, url: str, headers: dict[str, str], size: int, dest: Path, expected_sha256: str | None,
+    Which headers a request carries is the fetch's to say (see proxy/pulls/remote.py), redirects included.
+    """
+
+    def __init__(self, fetch: Fetch, size: int, dest: Path, progress_path: Path, expected_sha256: str | None,
                  options: TransferOptions, stop: threading.Event,
                  on_progress: Callable[[int], None] = lambda completed: None,
                  on_bytes: Callable[[int], None] = lambda count: None):
-        self.url, self.headers, self.size, self.dest = url, headers, size, dest
+        self.fetch, self.size, self.dest = fetch, size, dest
         self.options, self.stop, self.on_progress, self.on_bytes = options, stop, on_progress, on_bytes
-        self.state = PartsState.load_or_create(dest, size, expected_sha256, options.chunk_bytes)
+        self.state = PartsState.load_or_create(dest, progress_path, size, expected_sha256, options.chunk_bytes)
         self._lock = threading.Condition()
         self._pending: list[int] = []
         self._fatal: BaseException | None = None
         self._abort = threading.Event()  # stop or a fatal error: workers leave at once
         self._responses: set[requests.Response] = set()
-        self._location: str | None = None  # where the hub redirected to (a signed CDN URL), reused by parts
+        self._location: str | None = None  # where the source redirected to (a signed CDN URL), reused by parts
         self._reset_hash()
 
     def run(self) -> str:
@@ -88,7 +92,8 @@ class Transfer:
         except _NoRangeSupport:
             log.info("server ignores Range for %s; fetching it as one stream", self.dest.name)
             self.state.close()
-            self.state = PartsState.create(self.dest, self.size, self.state.sha256, chunk_bytes=self.size)
+            self.state = PartsState.create(self.dest, self.state.state_path, self.size, self.state.sha256,
+                                           chunk_bytes=self.size)
             self._reset_hash()
             self._run_plan()
         self.state.fsync_and_forget()
@@ -191,10 +196,10 @@ class Transfer:
     def _stream_part(self, session: requests.Session, index: int) -> None:
         start, end = self.state.part_range(index)
         position = start + self.state.done[index]
-        url, headers = self._target()
-        headers = {**headers, "Range": f"bytes={position}-{end - 1}", "Accept-Encoding": "identity"}
+        url = self._location or self.fetch.url  # once redirected, parts go straight to the signed URL
+        headers = {"Range": f"bytes={position}-{end - 1}", "Accept-Encoding": "identity"}
         timeout = (self.options.connect_timeout_s, self.options.stall_timeout_s)
-        with session.get(url, headers=headers, stream=True, timeout=timeout) as response:
+        with self.fetch.get(session, url, headers, timeout) as response:
             self._responses.add(response)
             try:
                 position = self._check_response(response, index, position, url)
@@ -212,15 +217,6 @@ class Transfer:
         if position < end and not self._abort.is_set():
             raise requests.ConnectionError("connection closed before the part was complete")
 
-    def _target(self) -> tuple[str, dict[str, str]]:
-        """The URL a part is fetched from: the hub's, or the location it redirected to before."""
-        location = self._location
-        if location is None:
-            return self.url, self.headers
-        # A signed URL on another host needs no token, and must not get one.
-        same_host = urlsplit(location).netloc == urlsplit(self.url).netloc
-        return location, self.headers if same_host else {}
-
     def _check_response(self, response: requests.Response, index: int, position: int, url: str) -> int:
         """The position the body starts at; raises for statuses worth a retry.
 
@@ -228,7 +224,7 @@ class Transfer:
             ProxyError: checksum_mismatch when the server offers another file than the hub listed.
         """
         start, end = self.state.part_range(index)
-        if response.ok and response.history and self._location is None:
+        if response.ok and response.url != url and self._location is None:
             self._location = response.url
         if response.status_code == 206:
             first, total = _content_range(response.headers.get("Content-Range"))

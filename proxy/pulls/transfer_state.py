@@ -12,45 +12,44 @@ from proxy.errors import disk_full_is_insufficient_storage
 from proxy.fsutil import write_json_atomically
 
 log = logging.getLogger(__name__)
-PROGRESS_SUFFIX = ".json"  # the progress note beside a staging file
 
 
 class PartsState:
     """Open staging file plus per-part progress. `done[i]` only ever counts bytes already written."""
 
-    def __init__(self, dest: Path, size: int, sha256: str | None, chunk_bytes: int, done: list[int], fd: int):
-        self.dest, self.size, self.sha256, self.chunk_bytes = dest, size, sha256, chunk_bytes
+    def __init__(self, dest: Path, state_path: Path, size: int, sha256: str | None, chunk_bytes: int,
+                 done: list[int], fd: int):
+        self.dest, self.state_path = dest, state_path
+        self.size, self.sha256, self.chunk_bytes = size, sha256, chunk_bytes
         self.done = done
         self.fd = fd
         self.generation = 0  # bumped when a single stream restarts from byte 0
 
-    @property
-    def state_path(self) -> Path:
-        return state_path_for(self.dest)
-
     @classmethod
-    def load_or_create(cls, dest: Path, size: int, sha256: str | None, chunk_bytes: int) -> "PartsState":
-        """Resume what an earlier run left for the same bytes, or start a fresh staging file.
+    def load_or_create(cls, dest: Path, state_path: Path, size: int, sha256: str | None,
+                       chunk_bytes: int) -> "PartsState":
+        """Resume what an earlier run left for the same bytes (progress saved at `state_path`), or start a
+        fresh staging file.
 
         Raises:
             ProxyError: insufficient_storage when the file cannot be allocated.
         """
-        saved = _read_saved(state_path_for(dest))
+        saved = _read_saved(state_path)
         if saved and saved.get("size") == size and saved.get("sha256") == sha256 and _fits(dest, size):
             chunk, done = saved["chunk_bytes"], saved["done"]
             if len(done) == _part_count(size, chunk) and all(0 <= d <= chunk for d in done):
                 fd = os.open(dest, os.O_RDWR)
                 log.info("resuming %s at %d of %d bytes", dest.name, sum(done), size)
-                return cls(dest, size, sha256, chunk, list(done), fd)
-        return cls.create(dest, size, sha256, chunk_bytes)
+                return cls(dest, state_path, size, sha256, chunk, list(done), fd)
+        return cls.create(dest, state_path, size, sha256, chunk_bytes)
 
     @classmethod
-    def create(cls, dest: Path, size: int, sha256: str | None, chunk_bytes: int) -> "PartsState":
+    def create(cls, dest: Path, state_path: Path, size: int, sha256: str | None, chunk_bytes: int) -> "PartsState":
         """Raises: ProxyError insufficient_storage."""
         chunk_bytes = max(1, min(chunk_bytes, size or 1))
         dest.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(dest, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
-        state = cls(dest, size, sha256, chunk_bytes, [0] * _part_count(size, chunk_bytes), fd)
+        state = cls(dest, state_path, size, sha256, chunk_bytes, [0] * _part_count(size, chunk_bytes), fd)
         try:
             _allocate(fd, size)
             state.save()
@@ -105,10 +104,6 @@ class PartsState:
             with contextlib.suppress(OSError):
                 os.close(self.fd)
             self.fd = -1
-
-
-def state_path_for(dest: Path) -> Path:
-    return dest.with_name(dest.name + PROGRESS_SUFFIX)
 
 
 def _part_count(size: int, chunk_bytes: int) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 from flask import Blueprint, current_app, jsonify
 
 from proxy import VERSION
+from proxy.pulls.events import Downloading
 
 bp = Blueprint("health", __name__)
 ENDPOINTS = {
@@ -20,7 +21,8 @@ def info():
     running, waiting = registry.counts()
     jobs = registry.jobs()
     current = next((job for job in jobs if not job.done), None)
-    latest = current.latest if current else {}
+    latest = current.latest if current else None
+    progress = latest if isinstance(latest, Downloading) else None
     finished = [job for job in jobs if job.done]
     return jsonify(
         service="gguf-proxy-sidecar", status="running", version=VERSION, endpoints=ENDPOINTS,
@@ -28,7 +30,7 @@ def info():
             "in_progress": current is not None,
             "current_model": current.repo if current else None,
             "current_filename": current.filename if current else None,
-            "completed": latest.get("completed", 0), "total": latest.get("total", 0),
+            "completed": progress.completed if progress else 0, "total": progress.total if progress else 0,
         },
         queue={"running": running, "waiting": waiting, "max": registry.queue_max, "finished": len(finished)},
     )

@@ -2,16 +2,17 @@
 from __future__ import annotations
 
 import json
-from typing import Iterator
+from typing import Iterable, Iterator
 
 from flask import Blueprint, Response, current_app, jsonify, request, url_for
 
 from core import naming
 from proxy.auth import require_api_key
-from proxy.errors import STATUS_BY_CODE, ProxyError
+from proxy.errors import ProxyError
+from proxy.pulls.events import Failed, PullEvent
 from proxy.pulls.jobs import PullJob
-from proxy.pulls.request import check_repo_allowed, parse_pull_request, parse_repo_id, parse_revision
-from proxy.pulls.select import group_models, recommended
+from proxy.pulls.request import check_repo_allowed, parse_repo_id, parse_revision
+from proxy.sources.select import group_models, recommended
 from proxy.routes.body import json_body
 
 bp = Blueprint("pull", __name__)
@@ -21,26 +22,16 @@ NDJSON = "application/x-ndjson"
 @bp.post("/v1/api/pull")
 @require_api_key
 def pull():
-    metrics = current_app.extensions["metrics"]
-    try:
-        pull_request = parse_pull_request(json_body())
-        service = current_app.extensions["pull_service"]
-        plan = service.plan(pull_request)
-        cached = service.cached(plan)
-        if cached is None:
-            job, joined = service.submit(plan)
-    except ProxyError as err:
-        metrics.count_pull("rejected", err.code)
-        raise
-    if cached is not None:
-        metrics.count_pull("cached", None)
-        return _answer_final(cached, stream=pull_request.stream and not pull_request.run_async)
-    if pull_request.run_async:
-        status_url = url_for("pull.get_pull", job_id=job.id)
-        return jsonify(id=job.id, status=job.latest["status"], status_url=status_url), 202
-    if not pull_request.stream:
-        return _answer_final(job.wait(), stream=False)
-    return Response(_ndjson(job.follow(joined)), mimetype=NDJSON,
+    ticket = current_app.extensions["pull_service"].start(json_body())
+    asked = ticket.request
+    if ticket.cached is not None:
+        return _answer_final(ticket.cached, stream=asked.stream and not asked.run_async)
+    if asked.run_async:
+        status_url = url_for("pull.get_pull", job_id=ticket.job.id)
+        return jsonify(id=ticket.job.id, status=ticket.job.latest.status, status_url=status_url), 202
+    if not asked.stream:
+        return _answer_final(ticket.wait(), stream=False)
+    return Response(_ndjson(ticket.events()), mimetype=NDJSON,
                     headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
@@ -62,7 +53,7 @@ def list_files():
     repo = parse_repo_id(request.args.get("model", ""))
     revision = parse_revision(request.args.get("revision"))
     check_repo_allowed(repo, current_app.extensions["settings"].allowed_repos)
-    listing = current_app.extensions["hub"].list_files(repo, revision)
+    listing = current_app.extensions["source"].list_files(repo, revision)
     files = [_describe_file(remote) for group in group_models(listing) for remote in group]
     return jsonify(model=repo, revision=revision, commit=listing.commit, files=files,
                    recommended=recommended(listing))
@@ -75,13 +66,12 @@ def _describe_file(remote) -> dict:
             "split": {"index": part.index, "count": part.count} if part else None}
 
 
-def _answer_final(event: dict, stream: bool):
+def _answer_final(event: PullEvent, stream: bool):
     if stream:
         return Response(_ndjson([event]), mimetype=NDJSON)
-    status = 200 if event.get("status") == "complete" else STATUS_BY_CODE.get(event.get("code"), 500)
-    return jsonify(event), status
+    return jsonify(event.to_json()), event.http_status if isinstance(event, Failed) else 200
 
 
-def _ndjson(events) -> Iterator[str]:
+def _ndjson(events: Iterable[PullEvent]) -> Iterator[str]:
     for event in events:
-        yield json.dumps(event) + "\n"
+        yield json.dumps(event.to_json()) + "\n"

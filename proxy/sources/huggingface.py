@@ -1,4 +1,4 @@
-"""The Hugging Face Hub (or a mirror at HF_ENDPOINT) through huggingface_hub, with our error codes."""
+"""The Hugging Face Hub (or a mirror at HF_ENDPOINT) as a source, through huggingface_hub, with our error codes."""
 from __future__ import annotations
 
 import logging
@@ -19,7 +19,9 @@ from huggingface_hub.utils import build_hf_headers, paginate
 
 from core import naming
 from proxy.errors import ProxyError
-from proxy.hubs.base import RemoteFile, RepoFiles
+from proxy.pulls.remote import Fetch, RemoteFile, RepoFiles, host_of
+from proxy.sources.base import Wanted
+from proxy.sources.select import select_files
 from proxy.retry import Backoff, parse_retry_after
 
 log = logging.getLogger(__name__)
@@ -28,7 +30,8 @@ _INVALID_TOKEN_MESSAGE = "Invalid credentials in Authorization header"
 
 
 class HuggingFaceHub:
-    """Listing, metadata and auth through the real client; the bytes go through our transfer code."""
+    """Listing, metadata and auth through the real client; the bytes go through our transfer code, with a
+    fetch that scopes the token to the Hub's own host."""
 
     def __init__(self, endpoint: str | None, token: str | None, timeout_s: float = 20.0,
                  max_retries: int = 6, backoff: Backoff | None = None):
@@ -64,21 +67,31 @@ class HuggingFaceHub:
     def _remote_file(self, repo: str, commit: str, entry: dict) -> RemoteFile:
         lfs = entry.get("lfs")  # size and sha256 of the bytes; absent for a file kept in git itself
         return RemoteFile(filename=entry["path"], size=(lfs or entry).get("size"),
-                          sha256=lfs.get("oid") if lfs else None, url=self.file_url(repo, entry["path"], commit))
+                          digest=lfs.get("oid") if lfs else None, fetch=self._fetch(repo, entry["path"], commit))
 
-    def check_file(self, repo: str, remote: RemoteFile, commit: str) -> RemoteFile:
+    def resolve(self, wanted: Wanted) -> RepoFiles:
+        """The listing, the selection by file name or quant, then each chosen file's metadata."""
+        listing = self.list_files(wanted.repo, wanted.revision)
+        files = select_files(listing, wanted.filename, wanted.quant)
+        return RepoFiles(listing.repo, listing.revision, listing.commit, tuple(self._check(f) for f in files))
+
+    def _check(self, remote: RemoteFile) -> RemoteFile:
+        """Ask for one file's metadata, so gating and missing files surface as an HTTP status.
+
+        Raises:
+            ProxyError: gated_repo, file_not_found, repo_not_found, hub_unavailable, hub_token_rejected.
+        """
         meta = self._call(lambda: get_hf_file_metadata(
-            remote.url, token=self._token or False, timeout=self._timeout_s, endpoint=self.endpoint))
+            remote.fetch.url, token=self._token or False, timeout=self._timeout_s, endpoint=self.endpoint))
         etag = (meta.etag or "").lower()
-        sha256 = remote.sha256 or (etag if _is_sha256(etag) else None)
-        return RemoteFile(remote.filename, remote.size or meta.size, sha256, remote.url)
+        digest = remote.digest or (etag if _is_sha256(etag) else None)
+        return RemoteFile(remote.filename, remote.size or meta.size, digest, remote.fetch)
 
-    def file_url(self, repo: str, filename: str, commit: str) -> str:
-        return hf_hub_url(repo, filename, revision=commit, endpoint=self.endpoint)
-
-    def download_headers(self) -> dict[str, str]:
-        # requests drops Authorization when a redirect leaves this host, so the CDN never sees it.
-        return {"Authorization": f"Bearer {self._token}"} if self._token else {}
+    def _fetch(self, repo: str, filename: str, commit: str) -> Fetch:
+        """The file's resolve URL; the token goes to the Hub's own host only, never where it redirects."""
+        url = hf_hub_url(repo, filename, revision=commit, endpoint=self.endpoint)
+        auth = {host_of(self.endpoint): {"Authorization": f"Bearer {self._token}"}} if self._token else {}
+        return Fetch(url, auth)
 
     def _call(self, fn: Callable[[], T]) -> T:
         """Run one hub call, retrying what a flaky network or a busy hub explains.

@@ -5,7 +5,7 @@ from collections import defaultdict
 
 from core import naming
 from proxy.errors import ProxyError
-from proxy.hubs.base import RemoteFile, RepoFiles
+from proxy.pulls.remote import RemoteFile, RepoFiles
 
 DEFAULT_QUANTS = ("Q4_K_M", "Q8_0")
 

@@ -1,0 +1,155 @@
+"""Installing a pull's files: the one owner of the staging layout (MODELS_DIR/.staging), the checks a staged
+file passes, adopting a file put in place by hand, the atomic install with its provenance, and what a smoke
+test's outcome does to installed files."""
+from __future__ import annotations
+
+import datetime
+import hashlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from core import naming
+from proxy.errors import ProxyError
+from core.gguf_check import InvalidGGUF, scan_gguf_header
+from proxy.provenance import Provenance
+from proxy.pulls.remote import RemoteFile
+from proxy.store import NAME_MAX_BYTES, RECORD_SUFFIX_BYTES, ModelStore
+
+log = logging.getLogger(__name__)
+STAGING = ".staging"
+PARTIAL_SUFFIX = ".partial"  # <name>.partial: the bytes of a download
+PROGRESS_SUFFIX = ".json"  # <name>.partial.json beside it: what a resume needs (see transfer_state.py)
+# The longest file name a pull takes: what fits once the store or the staging adds its suffix.
+MAX_FILENAME_BYTES = NAME_MAX_BYTES - max(len(PARTIAL_SUFFIX + PROGRESS_SUFFIX), RECORD_SUFFIX_BYTES)
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where a pull's files come from, as their provenance records it."""
+
+    repo: str
+    revision: str  # as asked
+    commit: str  # as the source resolved it
+    source_host: str
+
+
+def progress_path(staged: Path) -> Path:
+    """The progress note of a staging file."""
+    return staged.with_name(staged.name + PROGRESS_SUFFIX)
+
+
+class Installer:
+    def __init__(self, store: ModelStore, smoke_test: Callable[[str], None] | None = None):
+        self.store = store
+        self.staging = store.root / STAGING
+        self.smoke_test = smoke_test  # callable(model_id) raising ProxyError; None: no backend to ask
+
+    def ensure_dirs(self) -> None:
+        self.staging.mkdir(parents=True, exist_ok=True)
+
+    def staging_path(self, filename: str) -> Path:
+        return self.store.child(self.staging, naming.basename(filename) + PARTIAL_SUFFIX)
+
+    def staged_bytes(self, filename: str) -> int:
+        """Bytes an earlier, interrupted download of this file left in staging."""
+        path = self.staging_path(filename)
+        return path.stat().st_size if progress_path(path).exists() and path.exists() else 0
+
+    def discard_staging(self, filename: str) -> None:
+        path = self.staging_path(filename)
+        path.unlink(missing_ok=True)
+        progress_path(path).unlink(missing_ok=True)
+
+    def matches(self, record: Provenance | None, remote: RemoteFile, repo: str | None = None) -> bool:
+        """Whether an installed file's record (read by the caller) still is the source's file, lies on disk
+        whole, and came from `repo` when given."""
+        if record is None or (remote.sha256 and record.sha256 != remote.sha256) or \
+                (remote.size and record.size != remote.size):
+            return False
+        if repo is not None and record.repo.lower() != repo.lower():
+            return False
+        return self.store.installed_size(record.filename) == record.size
+
+    @staticmethod
+    def verify(path: Path, remote: RemoteFile, digest: str) -> None:
+        """The checks a staged file must pass: size, then the digest, then the GGUF header.
+
+        Raises:
+            ProxyError: checksum_mismatch, invalid_gguf.
+        """
+        _verify(path, remote, digest)
+
+    def adoptable(self, remote: RemoteFile) -> bool:
+        """A file lies under the final name with the source's size, and its digest can tell whether it is
+        the source's file: hashing it beats downloading it again."""
+        final = self.store.final_path(remote.filename)
+        return bool(remote.sha256) and self.store.installed_size(final.name) == remote.size
+
+    def adopt(self, remote: RemoteFile, origin: Origin) -> Provenance | None:
+        """Take an adoptable file as installed when it is exactly the source's; its record, or None."""
+        final = self.store.final_path(remote.filename)
+        with open(final, "rb") as handle:
+            digest = hashlib.file_digest(handle, "sha256").hexdigest()
+        try:
+            _verify(final, remote, digest)
+        except ProxyError:
+            return None  # not the source's file: download it and replace this one
+        record = _record(remote, origin)
+        self.store.provenance.put(record)
+        log.info("adopted %s, already in MODELS_DIR with the source's sha256", final.name)
+        return record
+
+    def install(self, staged: Path, remote: RemoteFile, origin: Origin) -> Provenance:
+        """Move a checked, fsynced staging file under its final name, with its provenance."""
+        record = _record(remote, origin)
+        self.store.install(staged, record)
+        return record
+
+    def run_smoke_test(self, key: str, names: list[str]) -> None:
+        """Load the installed files `names` (the model `key` names) in the backend and generate a token.
+
+        Raises:
+            ProxyError: smoke_test_failed (the backend could not load them: they are quarantined);
+                backend_unavailable, backend_timeout (they stay installed, not smoke-tested, for a later
+                `verify: "load"` pull to test without downloading them).
+        """
+        if self.smoke_test is None:
+            return
+        try:
+            self.smoke_test(naming.model_id(key))
+        except ProxyError as err:
+            if err.code == "smoke_test_failed":
+                self.store.quarantine(names)
+                raise
+            raise ProxyError(err.code, f"{err.message}: {key} is installed but not smoke-tested; pull it "
+                             'again with "verify": "load" when the backend answers') from err
+        self.store.provenance.mark_smoke_tested(names)
+
+
+def _record(remote: RemoteFile, origin: Origin) -> Provenance:
+    return Provenance(
+        filename=naming.basename(remote.filename), repo=origin.repo, repo_path=remote.filename,
+        revision=origin.revision, commit=origin.commit, size=remote.size, sha256=remote.sha256,
+        source_host=origin.source_host,
+        pulled_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
+
+
+def _verify(path: Path, remote: RemoteFile, digest: str) -> None:
+    """Size, then the digest, then the GGUF header, in that order.
+
+    Raises:
+        ProxyError: checksum_mismatch, invalid_gguf.
+    """
+    size = path.stat().st_size
+    if size != remote.size:
+        raise ProxyError("checksum_mismatch", f"received {size} bytes, the Hub lists {remote.size}")
+    if remote.sha256 and digest != remote.sha256.lower():
+        raise ProxyError("checksum_mismatch", "sha256 of the received bytes differs from the Hub's")
+    try:
+        scan_gguf_header(path)
+    except InvalidGGUF as err:
+        log.warning("%s is not a valid GGUF file: %s", path.name, err)  # the detail: for the log only
+        raise ProxyError("invalid_gguf", f"not a valid GGUF file: {err.client_message}") from err
+

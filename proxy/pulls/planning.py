@@ -1,0 +1,104 @@
+"""Planning a pull: what the source resolves it to, and whether it may go ahead (allowed, safe names, sizes,
+no name of another repo's, room on the volume) — everything that can fail before a byte moves, so it fails
+as an HTTP status."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping
+
+from core import naming
+from proxy.errors import ProxyError
+from proxy.provenance import Provenance
+from proxy.pulls.install import Installer, Origin
+from proxy.pulls.request import PullRequest, check_filename, check_repo_allowed
+from proxy.pulls.remote import RemoteFile, RepoFiles
+from proxy.sources.base import Source, Wanted
+from proxy.staging import reclaim_staging
+from proxy.store import ModelStore
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a pull will fetch, as the source resolved it, and the provenance records as planning read them."""
+
+    request: PullRequest
+    resolved: RepoFiles
+    origin: Origin
+    records: Mapping[str, Provenance]
+
+    @property
+    def files(self) -> tuple[RemoteFile, ...]:
+        return self.resolved.files
+
+    @property
+    def key(self) -> str:
+        return naming.basename(self.files[0].filename)
+
+    @property
+    def names(self) -> list[str]:
+        return [naming.basename(f.filename) for f in self.files]
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(f.size or 0 for f in self.files)
+
+    def needs_smoke_test(self, records: Mapping[str, Provenance]) -> bool:
+        """The pull asks for a smoke test and not every file has passed one since it was installed."""
+        return self.request.verify == "load" and not all(
+            (record := records.get(name)) and record.smoke_tested for name in self.names)
+
+
+class Planner:
+    def __init__(self, source: Source, store: ModelStore, installer: Installer, allowed_repos: tuple[str, ...] = ()):
+        self.source, self.store, self.installer = source, store, installer
+        self.allowed_repos = allowed_repos
+
+    def plan(self, request: PullRequest) -> Plan:
+        """Raises:
+            ProxyError: repo_not_allowed, repo_not_found, revision_not_found, file_not_found, gated_repo,
+                hub_unavailable, hub_token_rejected, name_conflict, unsafe_filename, not_gguf.
+        """
+        check_repo_allowed(request.repo, self.allowed_repos)
+        resolved = self.source.resolve(Wanted(request.repo, request.revision, request.filename, request.quant))
+        records = self.store.provenance.all()
+        for remote in resolved.files:
+            check_filename(remote.filename)  # a name the source lists is input too (chosen by quant, say)
+            _check_size(remote)
+            check_name_free(request, remote, records, self.store)
+        origin = Origin(request.repo, request.revision, resolved.commit, self.source.host)
+        return Plan(request, resolved, origin, records)
+
+    def installed(self, plan: Plan, records: Mapping[str, Provenance], remote: RemoteFile) -> bool:
+        """Installed from this pull's repo and still the source's bytes."""
+        return self.installer.matches(records.get(naming.basename(remote.filename)), remote, plan.request.repo)
+
+    def check_space(self, plan: Plan) -> None:
+        """Raises: ProxyError insufficient_storage when even the staging of dead pulls leaves no room."""
+        needed = sum(f.size - self.installer.staged_bytes(f.filename) for f in plan.files
+                     if not self.installer.matches(plan.records.get(naming.basename(f.filename)), f))
+        free = self.store.free_bytes()
+        if needed > free:
+            reclaim_staging(self.store, needed - free, keep=frozenset(plan.names))  # its own: resumed, not reclaimed
+            free = self.store.free_bytes()
+        if needed > free:
+            raise ProxyError("insufficient_storage", f"{needed} bytes needed in MODELS_DIR, {free} free")
+
+
+def check_name_free(request: PullRequest, remote: RemoteFile, records: Mapping[str, Provenance],
+                    store: ModelStore) -> None:
+    """Raises: ProxyError name_conflict when the file name is installed from another repo and the request
+    does not say `replace`."""
+    name = naming.basename(remote.filename)
+    record = records.get(name)
+    if request.replace or record is None or record.repo.lower() == request.repo.lower() \
+            or not store.final_path(name).is_file():
+        return
+    raise ProxyError("name_conflict", f"{name} is installed from {record.repo}; pull with "
+                     '"replace": true to replace it with the file of ' + request.repo)
+
+
+def _check_size(remote: RemoteFile) -> None:
+    """Raises: ProxyError hub_unavailable when the source reports no size, or one no file can have."""
+    if not isinstance(remote.size, int) or remote.size < 0:
+        raise ProxyError("hub_unavailable", f"the Hub reported no valid size for {remote.filename} "
+                         f"({remote.size!r}); try again later")
