@@ -12,7 +12,7 @@ import struct
 from dataclasses import dataclass, field
 
 from gguf.constants import GGML_QUANT_SIZES, GGUF_DEFAULT_ALIGNMENT, GGUF_MAGIC, GGUF_VERSION
-from gguf.constants import GGMLQuantizationType, GGUFValueType, Keys
+from gguf.constants import GGMLQuantizationType, GGUFValueType, Keys, LlamaFileType
 
 from core.gguf_reader import (
     NOT_GGUF, SCALARS, TRUNCATED, U32, U64, UNSUPPORTED, InvalidGGUF, Reader, SkippedValue, quoted,
@@ -42,6 +42,10 @@ class TensorInfo:
     offset: int
     nbytes: int
 
+    @property
+    def n_elements(self) -> int:
+        return math.prod(self.shape)
+
 
 @dataclass(frozen=True)
 class GGUFHeader:
@@ -54,6 +58,7 @@ class GGUFHeader:
     data_offset: int  # start of tensor data: header end aligned up to `alignment`
     data_end: int  # end of the last tensor's data (the header end when there are no tensors)
     file_size: int
+    parameter_count: int  # elements of every tensor in this file (a split part holds only its share)
     architecture: str | None
     metadata: dict[str, object]  # scalars as values; arrays and long strings as SkippedValue
     tensors: tuple[TensorInfo, ...] = field(default=(), repr=False)  # only with list_tensors
@@ -63,6 +68,18 @@ class GGUFHeader:
         """The model's trained context length (`<arch>.context_length`), if the header has it."""
         value = self.metadata.get(f"{self.architecture}.context_length")
         return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+    @property
+    def quantization(self) -> str | None:
+        """The file type as llama.cpp names it (`Q4_K_M`, `F16`) from `general.file_type`, if known."""
+        value = self.metadata.get(Keys.General.FILE_TYPE)
+        if not isinstance(value, int) or isinstance(value, bool):
+            return None
+        try:  # llama.cpp ORs in GUESSED when it inferred the type from the tensors
+            name = LlamaFileType(value & ~LlamaFileType.GUESSED).name
+        except ValueError:  # a type newer than this gguf package
+            return None
+        return name.removeprefix("MOSTLY_").removeprefix("ALL_")
 
 
 def scan_gguf_header(path: str | os.PathLike[str], *, list_tensors: bool = False) -> GGUFHeader:
@@ -80,7 +97,7 @@ def scan_gguf_header(path: str | os.PathLike[str], *, list_tensors: bool = False
         alignment = metadata.get(Keys.General.ALIGNMENT, GGUF_DEFAULT_ALIGNMENT)
         if not isinstance(alignment, int) or alignment <= 0 or alignment & (alignment - 1):
             raise InvalidGGUF(f"general.alignment {alignment} is not a power of two")
-        tensors_end, tensors = _read_tensor_table(reader, tensor_count, alignment, list_tensors)
+        tensors_end, parameter_count, tensors = _read_tensor_table(reader, tensor_count, alignment, list_tensors)
     size, header_end = reader.size, reader.pos
     data_offset = _pad(header_end, alignment)
     data_end = data_offset + tensors_end if tensor_count else header_end
@@ -91,7 +108,7 @@ def scan_gguf_header(path: str | os.PathLike[str], *, list_tensors: bool = False
     architecture = metadata.get(Keys.General.ARCHITECTURE)
     return GGUFHeader(
         version=version, tensor_count=tensor_count, kv_count=kv_count, alignment=alignment,
-        data_offset=data_offset, data_end=data_end, file_size=size,
+        data_offset=data_offset, data_end=data_end, file_size=size, parameter_count=parameter_count,
         architecture=architecture if isinstance(architecture, str) else None,
         metadata=metadata, tensors=tuple(tensors))
 
@@ -194,15 +211,16 @@ def _skip_array(r: Reader, key: str) -> SkippedValue:
     return SkippedValue(f"ARRAY[{GGUFValueType(item_type).name}]", count)
 
 
-def _read_tensor_table(r: Reader, count: int, alignment: int, keep: bool) -> tuple[int, list[TensorInfo]]:
-    """Check every tensor's info; return where the last tensor's data ends, relative to the data start.
+def _read_tensor_table(r: Reader, count: int, alignment: int, keep: bool) -> tuple[int, int, list[TensorInfo]]:
+    """Check every tensor's info; return where the last tensor's data ends, relative to the data start,
+    and the elements of all tensors (the parameter count).
 
     Raises:
         InvalidGGUF: a duplicate name, an offset out of range or out of sequence.
     """
     names: set[str] = set()
     tensors: list[TensorInfo] = []
-    expected = end = 0
+    expected = end = elements = 0
     for index in range(count):
         info = _read_tensor_info(r, index)
         if info.name in names:
@@ -212,9 +230,10 @@ def _read_tensor_table(r: Reader, count: int, alignment: int, keep: bool) -> tup
             raise InvalidGGUF(f"tensor {quoted(info.name)} has data offset {info.offset}, not {expected}: {why}")
         names.add(info.name)
         expected, end = _pad(info.offset + info.nbytes, alignment), info.offset + info.nbytes
+        elements += info.n_elements
         if keep:
             tensors.append(info)
-    return end, tensors
+    return end, elements, tensors
 
 
 def _read_tensor_info(r: Reader, index: int) -> TensorInfo:

@@ -97,14 +97,16 @@ class BackendClient:
             return []
 
     def smoke_test(self, model_id: str) -> None:
-        """Load the model and generate one token.
+        """Load the model and generate one token, leaving the models the backend had loaded in memory.
 
         Raises:
             ProxyError: smoke_test_failed when the backend answered but could not load or generate;
                 backend_unavailable or backend_timeout when it did not answer, which says nothing of the file.
         """
         body = json.dumps({"model": model_id, "prompt": SMOKE_PROMPT, "max_tokens": 1, "stream": False})
-        response = self.request("POST", "/api/generate", body=body.encode(), content_type="application/json")
+        # The header asks our backend to leave its loaded models as they were (server.routes says how).
+        response = self.request("POST", "/api/generate", body=body.encode(), content_type="application/json",
+                                headers={"X-Smoke-Test": "1"})
         if response.status_code != 200:
             raise ProxyError("smoke_test_failed", f"the backend could not load {model_id} "
                              f"(HTTP {response.status_code}, {_error_code(response)})")

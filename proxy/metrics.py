@@ -5,7 +5,7 @@ import time
 from typing import Callable
 
 from flask import Flask, Response, request
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from proxy.pulls.events import Failed
 
@@ -48,7 +48,10 @@ class Metrics:
         self.backend_up.set_function(lambda: 1.0 if backend_up() else 0.0)
 
     def render(self) -> Response:
-        return Response(generate_latest(self.registry), mimetype=CONTENT_TYPE_LATEST)
+        # generate_latest writes the classic text format (names escaped to underscores), which every
+        # Prometheus parses: say so, as prometheus_client's own handler does for a scraper that asks for
+        # nothing else. `content_type`, not `mimetype`: Flask appends a second charset to a mimetype.
+        return Response(generate_latest(self.registry), content_type=CONTENT_TYPE_PLAIN_0_0_4)
 
 
 def install_request_metrics(app: Flask, metrics: Metrics) -> None:

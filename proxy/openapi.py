@@ -13,6 +13,14 @@ OBJ = {"type": "object"}
 STR = {"type": "string"}
 INT = {"type": "integer"}
 NULLABLE_STR = {"type": ["string", "null"]}
+NULLABLE_INT = {"type": ["integer", "null"]}
+INSTALLED_REQUIRED = ["id", "filename", "size", "intact", "last_used", "details"]
+# What the GGUF header says (proxy.model_details), as Ollama's `details`; null where the header does not say.
+MODEL_DETAILS = {"type": "object", "required": ["architecture", "parameters", "quantization", "context_length"],
+                 "properties": {"architecture": {**NULLABLE_STR, "description": "general.architecture"},
+                                "parameters": {**NULLABLE_INT, "description": "elements of all tensors in the file"},
+                                "quantization": {**NULLABLE_STR, "description": "general.file_type by name: Q4_K_M"},
+                                "context_length": {**NULLABLE_INT, "description": "<architecture>.context_length"}}}
 # The bearer key is needed only when PROXY_API_KEY is set, hence the empty alternative.
 GUARDED = {"security": [{"bearer": []}, {}]}
 REPO_ID = r"^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?/[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?(:[A-Za-z0-9_]+)?$"
@@ -92,10 +100,13 @@ def _schemas() -> dict:
         "Files": {"type": "object", "required": ["model", "revision", "files", "recommended"], "properties": {
             "model": STR, "revision": STR, "commit": STR, "recommended": NULLABLE_STR,
             "files": {"type": "array", "items": _ref("RemoteFile")}}},
-        "InstalledModel": {"type": "object", "required": ["id", "filename", "size", "intact"], "properties": {
+        "InstalledModel": {"type": "object", "required": INSTALLED_REQUIRED, "properties": {
             "id": STR, "filename": STR, "size": {"type": ["integer", "null"]}, "sha256": NULLABLE_STR,
             "repo": NULLABLE_STR, "revision": STR, "commit": STR, "source_host": STR, "pulled_at": STR,
-            "intact": {"type": "boolean"}, "smoke_tested": {"type": "boolean"}}},
+            "intact": {"type": "boolean"}, "smoke_tested": {"type": "boolean"},
+            "last_used": {**NULLABLE_STR, "description": "ISO 8601, UTC; null until recorded"},
+            "details": _ref("ModelDetails")}},
+        "ModelDetails": MODEL_DETAILS,
         "ModelList": {"type": "object", "required": ["object", "data"], "properties": {
             "object": {"const": "list"}, "data": {"type": "array", "items": {
                 "type": "object", "required": ["id"], "properties": {"id": STR}}}}},

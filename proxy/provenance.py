@@ -26,6 +26,7 @@ class Provenance:
     source_host: str
     pulled_at: str  # ISO 8601, UTC
     smoke_tested: bool = False  # loaded and generated in the backend since these bytes were installed
+    details: dict | None = None  # what the GGUF header says (proxy.model_details), read at install
 
 
 class ProvenanceStore:
@@ -76,10 +77,10 @@ class ProvenanceStore:
         except (OSError, ValueError):
             log.warning("provenance file %s is unreadable; treating it as empty", self.path)
             return {}
-        records = {}
+        records, known = {}, {f.name for f in dataclasses.fields(Provenance)}
         for item in raw.get("models", []) if isinstance(raw, dict) else []:
-            try:
-                records[item["filename"]] = Provenance(**item)
+            try:  # fields a newer version added are left out, not the record: replicas may run both
+                records[item["filename"]] = Provenance(**{k: v for k, v in item.items() if k in known})
             except (TypeError, KeyError):
                 log.warning("skipping a malformed provenance record")
         return records

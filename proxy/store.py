@@ -13,6 +13,7 @@ from typing import Iterator
 from core import naming
 from proxy.errors import ProxyError
 from proxy.fsutil import file_lock, fsync_dir, write_json_atomically
+from proxy.model_details import DetailsCache
 from proxy.provenance import Provenance, ProvenanceStore
 
 QUARANTINE = ".quarantine"
@@ -33,6 +34,7 @@ class ModelStore:
     def __init__(self, models_dir: str | Path):
         self.root = Path(models_dir).resolve()
         self.provenance = ProvenanceStore(self.root / META / "models.json")
+        self.details = DetailsCache()  # for files whose record has no details
 
     def ensure_dirs(self) -> None:
         for sub in (LOCKS, META):
@@ -120,16 +122,21 @@ class ModelStore:
         self.provenance.remove(filenames)
 
     def describe_installed(self) -> list[dict]:
-        """Installed files with their provenance, flagging those that no longer match their record."""
+        """Installed files with their provenance and GGUF details, flagging those that no longer match their
+        record. `last_used` stays None until something records it."""
         records = self.provenance.all()
-        models = []
+        models, paths = [], set()
         for filename in self.installed_files():
-            record = records.get(filename)
-            size = _size_of(self.final_path(filename))
+            record, path = records.get(filename), self.final_path(filename)
+            size = _size_of(path)
+            intact = record is not None and record.size == size
             entry = asdict(record) if record else {"filename": filename, "repo": None, "sha256": None}
-            entry.update(id=naming.model_id(filename), size=size,
-                         intact=record is not None and record.size == size)
+            recorded = entry.pop("details", None)
+            entry.update(id=naming.model_id(filename), size=size, intact=intact, last_used=None,
+                         details=recorded if intact and recorded else self.details.details(path))
             models.append(entry)
+            paths.add(path)
+        self.details.keep_only(paths)
         return models
 
     @contextlib.contextmanager

@@ -2,13 +2,14 @@
 one lock a model, since a llama.cpp context serves one request at a time."""
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections import OrderedDict
 from typing import Any, Callable, Iterator, TypeVar
 
 from .discovery import ModelFile, resolve_model, scan_models
-from .errors import ModelNotFound
+from .errors import ModelLoadFailed, ModelNotFound
 from .loading import LoadedModel, load_model
 from .settings import Settings
 from .waiting import Waiter
@@ -116,6 +117,26 @@ class ModelRegistry:
                 return Lease(loaded, waiter)
             loaded.lock.release()  # unloaded while we waited for it: load it again
 
+    @contextlib.contextmanager
+    def trying(self, name: str) -> Iterator[None]:
+        """A trial of model `name` (a pull's smoke test) that leaves the models in memory as it found them.
+
+        Why here and not in the proxy: only the registry knows what a load evicted, and a reload must happen
+        before the pull says `complete`. The model tried becomes the least recently used, so with room for it
+        it evicts nobody now and is the first to go later; the models evicted to make room for it are loaded
+        back, in their old order, once the block ends (the tried model going first), even when it failed.
+
+        Raises:
+            ModelNotFound: no model matches `name`.
+        """
+        tried = self.find(name).id
+        with self._load_lock:
+            before = [loaded.model for loaded in self._loaded.values()]  # least recently used first
+        try:
+            yield
+        finally:
+            self._restore(before, tried)
+
     def loaded_ids(self) -> list[str]:
         """Ids of the models in memory, least recently used first."""
         return list(self._loaded_ids)
@@ -125,6 +146,23 @@ class ModelRegistry:
         with self._load_lock:
             while self._loaded:
                 self._unload_least_recent()
+
+    def _restore(self, before: list[ModelFile], tried: str) -> None:
+        """Make `tried` the least recently used, load back what `before` had and lost, in `before`'s order."""
+        with self._load_lock:
+            if tried in self._loaded:
+                self._loaded.move_to_end(tried, last=False)
+                self._loaded_ids = tuple(self._loaded)
+        catalog = self._rescan()
+        for model in before:
+            current = catalog.get(model.id)
+            if current is None:  # deleted since: nothing to load back
+                continue
+            try:
+                self._get_or_load(current)  # evicts the least recently used: the tried model first
+            except ModelLoadFailed:
+                log.warning("could not load %s back after trying %s", model.id, tried)
+        log.info("tried model %s; loaded now: %s", tried, ", ".join(self._loaded_ids))
 
     def _rescan(self) -> dict[str, ModelFile]:
         catalog = scan_models(self._models_dir)

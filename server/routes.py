@@ -1,6 +1,7 @@
 """The backend's endpoints: Shimmy-compatible (/api/...) and OpenAI-compatible (/v1/...)."""
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
@@ -14,6 +15,9 @@ from .streaming import sse_response
 from .waiting import Waiter
 
 bp = Blueprint("backend", __name__)
+# On /api/generate: a smoke test (the proxy's `verify: "load"`), which leaves the loaded models as they were
+# (ModelRegistry.trying). A header, not a body field, so a Shimmy backend ignores it and just generates.
+SMOKE_TEST_HEADER = "X-Smoke-Test"
 
 
 @dataclass(frozen=True)
@@ -32,7 +36,8 @@ def _backend() -> Backend:
 @bp.get("/health")
 def health():
     backend = _backend()
-    models = {"total": len(backend.registry.list_models()), "loaded": len(backend.registry.loaded_ids())}
+    loaded = backend.registry.loaded_ids()  # least recently used first
+    models = {"total": len(backend.registry.list_models()), "loaded": len(loaded), "loaded_ids": loaded}
     return jsonify(status="ok", gpu_offload=backend.gpu_offload, models=models)
 
 
@@ -57,8 +62,10 @@ def shimmy_models():
 @bp.post("/api/generate")
 def generate():
     parsed = parse_generate(parse_json_body(request.get_data()))
-    return _run(parsed, lambda lease: {"response": generation.generate_text(lease, parsed)},
-                generation.stream_generate)
+    smoke_test = request.headers.get(SMOKE_TEST_HEADER) == "1" and not parsed.stream
+    with _backend().registry.trying(parsed.model) if smoke_test else contextlib.nullcontext():
+        return _run(parsed, lambda lease: {"response": generation.generate_text(lease, parsed)},
+                    generation.stream_generate)
 
 
 @bp.post("/v1/completions")

@@ -112,6 +112,7 @@ def test_scan_agrees_with_gguf_reader(tmp_path, shape):
     assert header.tensor_count == len(reader.tensors)
     assert header.kv_count == len(reader.fields) - 3  # the reader adds version and both counts
     assert list(header.metadata) == list(reader.fields)[3:]
+    assert header.parameter_count == sum(int(t.n_elements) for t in reader.tensors)
     if reader.tensors:
         assert header.data_offset == reader.data_offset
         assert header.data_end == max(t.data_offset + t.n_bytes for t in reader.tensors)
@@ -140,6 +141,24 @@ def test_scan_reports_scalars_and_skips_arrays_by_length(small_gguf):
     assert header.context_length == 2048
     assert header.tensor_count == len(MIXED_TENSORS)
     assert header.tensors == ()  # only listed when asked
+
+
+def test_scan_counts_parameters_as_the_elements_of_every_tensor(small_gguf, tmp_path):
+    assert scan_gguf_header(small_gguf).parameter_count == 8 * 512 + 4 * 64 + 3 * 5 * 7 + 2 * 2 * 2 * 32 + 64 + 1
+    assert scan_gguf_header(write_gguf(tmp_path / "empty.gguf", tensors=[])).parameter_count == 0
+
+
+@pytest.mark.parametrize("file_type, expected", [
+    ((GGUFValueType.UINT32, 15), "Q4_K_M"), ((GGUFValueType.UINT32, 0), "F32"), ((GGUFValueType.UINT32, 1), "F16"),
+    ((GGUFValueType.UINT32, 30), "IQ4_XS"), ((GGUFValueType.UINT32, 1024 | 7), "Q8_0"),  # GUESSED flag
+    ((GGUFValueType.UINT32, 999), None), ("Q4_K_M", None), (None, None),
+])
+def test_scan_names_the_quantization_from_general_file_type(tmp_path, file_type, expected):
+    metadata = {} if file_type is None else {"general.file_type": file_type}
+
+    header = scan_gguf_header(write_gguf(tmp_path / "m.gguf", metadata=metadata))
+
+    assert header.quantization == expected
 
 
 def test_scan_walks_a_large_string_array_across_buffer_refills(tmp_path):
@@ -383,6 +402,10 @@ def test_scan_of_the_real_gemma_model(gemma_gguf):
     assert header.architecture == "gemma3"
     assert header.data_end == header.file_size == os.path.getsize(gemma_gguf)
     assert header.tensor_count == len(header.tensors) == 236
+    # 32768, 268098176 and file type 15 as gguf.GGUFReader(path).fields read them once (20 s, too slow to repeat);
+    # the model card says 268M parameters (tied embeddings: token_embd doubles as the output layer).
     assert header.context_length == 32768
+    assert header.parameter_count == 268_098_176
+    assert header.quantization == "Q4_K_M"
     assert header.metadata["tokenizer.ggml.tokens"] == SkippedValue("ARRAY[STRING]", 262144)
     assert {QType(t.ggml_type).name for t in header.tensors} >= {"Q4_K", "Q6_K"}

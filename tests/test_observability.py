@@ -69,6 +69,10 @@ def test_metrics_count_a_pull_its_bytes_and_a_failed_pull(client, hub):
     assert value(after, "proxy_pulls_running") == 0
 
 
+def test_metrics_content_type_names_the_text_format_and_one_charset(client):
+    assert client.get("/metrics").headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
+
+
 def test_metric_labels_carry_no_raw_paths_or_queries(client):
     client.get("/v1/api/pulls/some-unbounded-id?token=secret")
     client.get("/no/such/path?sig=abc")

@@ -1,6 +1,7 @@
 """Backend units without a real model: discovery, naming, the LRU of loaded models, streams, settings."""
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -224,6 +225,43 @@ def test_unloading_waits_for_the_request_using_the_model(models_dir):
     assert registry.loaded_ids() == ["b-Q4_0"]
 
 
+def test_trying_a_model_with_room_keeps_the_serving_one_and_goes_first_later(models_dir):
+    for name in ("a-Q4_0.gguf", "b-Q4_0.gguf", "c-Q4_0.gguf"):
+        _touch(models_dir, name)
+    registry, loads = _fake_registry(models_dir, max_loaded=2)
+    with registry.acquire("a"):
+        pass
+
+    with registry.trying("b"), registry.acquire("b"):
+        pass
+    assert registry.loaded_ids() == ["b-Q4_0", "a-Q4_0"]  # b is the least recently used
+    with registry.acquire("c"):
+        pass
+
+    assert registry.loaded_ids() == ["a-Q4_0", "c-Q4_0"]
+    assert [(llama.name, llama.closed) for llama in loads] == [
+        ("a-Q4_0", False), ("b-Q4_0", True), ("c-Q4_0", False)]
+
+
+@pytest.mark.parametrize("loadable", [True, False])
+def test_trying_a_model_without_room_loads_the_evicted_ones_back_in_their_order(models_dir, loadable):
+    for name in ("a-Q4_0.gguf", "b-Q4_0.gguf", "c-Q4_0.gguf"):
+        _touch(models_dir, name)
+    registry, loads = _fake_registry(models_dir, max_loaded=2)
+    for name in ("a", "b"):
+        with registry.acquire(name):
+            pass
+
+    with pytest.raises(RuntimeError) if not loadable else contextlib.nullcontext():
+        with registry.trying("c"), registry.acquire("c"):  # evicts a
+            assert registry.loaded_ids() == ["b-Q4_0", "c-Q4_0"]
+            if not loadable:
+                raise RuntimeError("the smoke test failed")
+
+    assert registry.loaded_ids() == ["a-Q4_0", "b-Q4_0"]
+    assert [llama.name for llama in loads if not llama.closed] == ["b-Q4_0", "a-Q4_0"]
+
+
 def test_settings_from_env_reads_the_contract_variables():
     settings = Settings.from_env({
         "MODELS_DIR": "/m", "HOST": "127.0.0.1", "BACKEND_PORT": "9000", "N_CTX": "2048",
@@ -275,7 +313,7 @@ def test_health_answers_while_a_model_is_loading(models_dir):
         finish.set()
         loader_thread.join(5)
 
-    assert health["status"] == "ok" and health["models"] == {"total": 1, "loaded": 0}
+    assert health["status"] == "ok" and health["models"] == {"total": 1, "loaded": 0, "loaded_ids": []}
 
 
 def test_body_over_the_limit_is_413(models_dir):

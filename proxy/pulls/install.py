@@ -12,7 +12,8 @@ from typing import Callable
 
 from core import naming
 from proxy.errors import ProxyError
-from core.gguf_check import InvalidGGUF, scan_gguf_header
+from core.gguf_check import GGUFHeader, InvalidGGUF, scan_gguf_header
+from proxy.model_details import details_of
 from proxy.provenance import Provenance
 from proxy.pulls.remote import RemoteFile
 from proxy.store import NAME_MAX_BYTES, RECORD_SUFFIX_BYTES, ModelStore
@@ -73,13 +74,13 @@ class Installer:
         return self.store.installed_size(record.filename) == record.size
 
     @staticmethod
-    def verify(path: Path, remote: RemoteFile, digest: str) -> None:
-        """The checks a staged file must pass: size, then the digest, then the GGUF header.
+    def verify(path: Path, remote: RemoteFile, digest: str) -> GGUFHeader:
+        """The checks a staged file must pass: size, then the digest, then the GGUF header; the header.
 
         Raises:
             ProxyError: checksum_mismatch, invalid_gguf.
         """
-        _verify(path, remote, digest)
+        return _verify(path, remote, digest)
 
     def adoptable(self, remote: RemoteFile) -> bool:
         """A file lies under the final name with the source's size, and its digest can tell whether it is
@@ -93,17 +94,18 @@ class Installer:
         with open(final, "rb") as handle:
             digest = hashlib.file_digest(handle, "sha256").hexdigest()
         try:
-            _verify(final, remote, digest)
+            header = _verify(final, remote, digest)
         except ProxyError:
             return None  # not the source's file: download it and replace this one
-        record = _record(remote, origin)
+        record = _record(remote, origin, header)
         self.store.provenance.put(record)
         log.info("adopted %s, already in MODELS_DIR with the source's sha256", final.name)
         return record
 
-    def install(self, staged: Path, remote: RemoteFile, origin: Origin) -> Provenance:
-        """Move a checked, fsynced staging file under its final name, with its provenance."""
-        record = _record(remote, origin)
+    def install(self, staged: Path, remote: RemoteFile, origin: Origin, header: GGUFHeader) -> Provenance:
+        """Move a checked, fsynced staging file under its final name, with its provenance and the details of
+        `header`, its header as `verify` read it."""
+        record = _record(remote, origin, header)
         self.store.install(staged, record)
         return record
 
@@ -128,16 +130,16 @@ class Installer:
         self.store.provenance.mark_smoke_tested(names)
 
 
-def _record(remote: RemoteFile, origin: Origin) -> Provenance:
-    return Provenance(
+def _record(remote: RemoteFile, origin: Origin, header: GGUFHeader) -> Provenance:
+    return Provenance(details=details_of(header),
         filename=naming.basename(remote.filename), repo=origin.repo, repo_path=remote.filename,
         revision=origin.revision, commit=origin.commit, size=remote.size, sha256=remote.sha256,
         source_host=origin.source_host,
         pulled_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
 
 
-def _verify(path: Path, remote: RemoteFile, digest: str) -> None:
-    """Size, then the digest, then the GGUF header, in that order.
+def _verify(path: Path, remote: RemoteFile, digest: str) -> GGUFHeader:
+    """Size, then the digest, then the GGUF header, in that order; the header.
 
     Raises:
         ProxyError: checksum_mismatch, invalid_gguf.
@@ -148,7 +150,7 @@ def _verify(path: Path, remote: RemoteFile, digest: str) -> None:
     if remote.sha256 and digest != remote.sha256.lower():
         raise ProxyError("checksum_mismatch", "sha256 of the received bytes differs from the Hub's")
     try:
-        scan_gguf_header(path)
+        return scan_gguf_header(path)
     except InvalidGGUF as err:
         log.warning("%s is not a valid GGUF file: %s", path.name, err)  # the detail: for the log only
         raise ProxyError("invalid_gguf", f"not a valid GGUF file: {err.client_message}") from err

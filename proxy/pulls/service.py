@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 from core import naming
+from core.gguf_check import GGUFHeader
 from proxy.errors import ProxyError, disk_full_is_insufficient_storage
 from proxy.metrics import Metrics
 from proxy.provenance import Provenance
@@ -173,9 +174,9 @@ class PullService:
             if self.planner.installed(plan, records, remote) or self._adopt(job, plan, remote, records):
                 progress.skip(remote.size)
                 continue
-            staged.append((self._fetch(job, remote, progress), remote))
-        for path, remote in staged:
-            record = self.installer.install(path, remote, plan.origin)
+            staged.append((*self._fetch(job, remote, progress), remote))
+        for path, header, remote in staged:
+            record = self.installer.install(path, remote, plan.origin, header)
             records[record.filename] = record
 
     def _adopt(self, job: PullJob, plan: Plan, remote: RemoteFile, records: dict[str, Provenance]) -> bool:
@@ -187,8 +188,8 @@ class PullService:
             records[record.filename] = record
         return record is not None
 
-    def _fetch(self, job: PullJob, remote: RemoteFile, progress: ProgressReporter) -> Path:
-        """Download one file into staging and check it.
+    def _fetch(self, job: PullJob, remote: RemoteFile, progress: ProgressReporter) -> tuple[Path, GGUFHeader]:
+        """Download one file into staging and check it; the staged file and its GGUF header.
 
         Raises:
             ProxyError: checksum_mismatch, invalid_gguf, insufficient_storage, hub_unavailable, pull_stopped.
@@ -201,14 +202,14 @@ class PullService:
                               on_bytes=self.metrics.pull_bytes.inc).run()
             progress.file_done(name, remote.size)
             job.publish(Verifying(name))
-            self.installer.verify(path, remote, digest)
+            header = self.installer.verify(path, remote, digest)
         except TransferCancelled as err:  # shutdown: the transfer saved its progress for the next start
             raise ProxyError("pull_stopped", "the proxy stopped while pulling; its next start resumes it") from err
         except ProxyError as err:
             if err.code in ("checksum_mismatch", "invalid_gguf"):  # not the source's bytes: nothing to resume
                 self.installer.discard_staging(name)
             raise
-        return path
+        return path, header
 
     @contextlib.contextmanager
     def _file_lock(self, job: PullJob, filename: str):
