@@ -14,6 +14,7 @@ from core import naming
 from proxy.errors import ProxyError
 from proxy.fsutil import file_lock, fsync_dir, write_json_atomically
 from proxy.provenance import Provenance, ProvenanceStore
+from proxy.pulled_names import resolve_pulled_name
 
 QUARANTINE = ".quarantine"
 LOCKS = ".locks"
@@ -131,6 +132,14 @@ class ModelStore:
                          intact=record is not None and record.size == size)
             models.append(entry)
         return models
+
+    def model_id_pulled_as(self, name: str) -> str:
+        """The id of the installed model a name as pulled stands for (proxy.pulled_names).
+
+        Raises:
+            ProxyError: model_not_found (none, or several).
+        """
+        return resolve_pulled_name(self.describe_installed(), name)
 
     @contextlib.contextmanager
     def lock(self, filename: str, blocking: bool = True) -> Iterator[bool]:
