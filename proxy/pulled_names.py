@@ -21,7 +21,8 @@ def is_pulled_name(name: str) -> bool:
 
 
 def resolve_pulled_name(installed: Iterable[dict], name: str) -> str:
-    """The model id of the one installed model `name` names; `installed` as ModelStore.describe_installed.
+    """The model id of the one installed model `name` names; `installed` as ModelStore.describe_installed
+    lists them (`id`, `filename` and the provenance record's fields).
 
     A registry reference matches the record's `source`; a Hub name its `repo` (case-insensitive, as the Hub's
     ids are) and, with `:QUANT`, the quant of the file name.

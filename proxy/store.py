@@ -139,7 +139,11 @@ class ModelStore:
         Raises:
             ProxyError: model_not_found (none, or several).
         """
-        return resolve_pulled_name(self.describe_installed(), name)
+        # The records alone, not describe_installed: no stat or header scan on every forwarded request.
+        records = self.provenance.all()
+        installed = [{**(asdict(records[f]) if f in records else {}), "id": naming.model_id(f), "filename": f}
+                     for f in self.installed_files()]
+        return resolve_pulled_name(installed, name)
 
     @contextlib.contextmanager
     def lock(self, filename: str, blocking: bool = True) -> Iterator[bool]:
