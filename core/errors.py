@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 from enum import StrEnum
 
-from flask import Flask, jsonify, request
+from flask import Flask, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger(__name__)
@@ -114,6 +114,15 @@ def _error_answer(code: str, message: str, status: int, headers: dict | None = N
     return jsonify(body), status, headers or {}
 
 
+def _body_limit_message() -> str:
+    """Werkzeug's 413 says "exceeds the capacity limit" without the limit: this says it."""
+    limit = current_app.config.get("MAX_CONTENT_LENGTH")
+    if not limit:
+        return "the request body is too large"
+    size = f"{limit // 1048576} MiB" if limit % 1048576 == 0 else f"{limit} bytes"
+    return f"the request body is over the {size} limit ({limit} bytes)"
+
+
 def register_error_handlers(app: Flask, service: str = "proxy") -> None:
     """Every error, ours, werkzeug's or unexpected, answers as API.md's JSON error (in both processes)."""
 
@@ -127,7 +136,8 @@ def register_error_handlers(app: Flask, service: str = "proxy") -> None:
         code = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}.get(
             status, "invalid_request" if 400 <= status < 500 else "internal_error"
         )
-        return _error_answer(code, err.description or err.name, status)
+        message = _body_limit_message() if code == "body_too_large" else err.description or err.name
+        return _error_answer(code, message, status)
 
     @app.errorhandler(Exception)
     def _unexpected(err: Exception):

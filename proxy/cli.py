@@ -25,7 +25,7 @@ exit status:
   1    the pull, ls or rm failed; the error's message and code are printed
   2    usage: bad arguments, or a repo id, file name or revision the proxy would refuse
   3    cannot reach the proxy, or the connection was lost mid-pull (the pull goes on: GET /v1/api/pulls)
-  130  interrupted (a --local pull keeps what it downloaded and resumes next time)
+  130  interrupted: a proxy keeps downloading; a --local pull stops, keeps what it downloaded and resumes next time
 
 environment: PROXY_URL, PROXY_API_KEY; with --local: MODELS_DIR, HF_ENDPOINT, HF_TOKEN, ALLOWED_REPOS, PULL_*"""
 
@@ -48,8 +48,19 @@ def main(argv: list[str] | None = None, env: Mapping[str, str] | None = None) ->
         print(f"error: {err.message}" + (f" [{err.code}]" if err.code else ""), file=sys.stderr)
         return err.exit_status
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        print(interrupted_message(args), file=sys.stderr)
         return EXIT_INTERRUPTED
+
+
+def interrupted_message(args: argparse.Namespace) -> str:
+    """What Ctrl-C leaves behind: a proxy's pull goes on without us; a --local pull stops and resumes next time."""
+    if args.command != "pull":
+        return "interrupted"
+    if args.local:
+        return ("interrupted: the pull stopped; what it downloaded stays in MODELS_DIR and the same command "
+                "resumes it")
+    return (f"interrupted: the proxy at {args.url} keeps downloading {args.model}; see GET {args.url}/v1/api/pulls, "
+            "or run the same command again to follow it")
 
 
 def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:

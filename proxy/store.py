@@ -15,6 +15,7 @@ from proxy.errors import ProxyError
 from proxy.fsutil import file_lock, fsync_dir, write_json_atomically
 from proxy.model_details import DetailsCache
 from proxy.provenance import Provenance, ProvenanceStore
+from proxy.pulled_names import resolve_pulled_name
 
 QUARANTINE = ".quarantine"
 LOCKS = ".locks"
@@ -138,6 +139,18 @@ class ModelStore:
             paths.add(path)
         self.details.keep_only(paths)
         return models
+
+    def model_id_pulled_as(self, name: str) -> str:
+        """The id of the installed model a name as pulled stands for (proxy.pulled_names).
+
+        Raises:
+            ProxyError: model_not_found (none, or several).
+        """
+        # The records alone, not describe_installed: no stat or header scan on every forwarded request.
+        records = self.provenance.all()
+        installed = [{**(asdict(records[f]) if f in records else {}), "id": naming.model_id(f), "filename": f}
+                     for f in self.installed_files()]
+        return resolve_pulled_name(installed, name)
 
     @contextlib.contextmanager
     def lock(self, filename: str, blocking: bool = True) -> Iterator[bool]:

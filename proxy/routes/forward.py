@@ -10,6 +10,7 @@ from flask import Blueprint, Response, current_app, request
 from urllib3.exceptions import ReadTimeoutError
 
 from proxy.errors import ProxyError
+from proxy.pulled_names import is_pulled_name
 from core.hangup import ClientWatch
 
 log = logging.getLogger(__name__)
@@ -48,7 +49,7 @@ def _relay(backend_path: str) -> Response:
     """Until the backend's answer (or a stream's first event) is here, a client that hangs up closes the
     backend connection: the backend stops generating. A stream's later hang-up is seen on writing."""
     backend = current_app.extensions["backend"]
-    body = request.get_data(cache=False)
+    body = _with_model_id(request.get_data(cache=False))
     with ClientWatch(request.environ.get("gunicorn.socket")) as watch:
         try:
             upstream = backend.request("POST", backend_path, body=body, stream=True,
@@ -66,6 +67,23 @@ def _relay(backend_path: str) -> Response:
             raise
     headers["X-Accel-Buffering"] = "no"
     return Response(_relay_events(upstream), status=upstream.status_code, headers=headers)
+
+
+def _with_model_id(body: bytes) -> bytes:
+    """The body with a `model` named as pulled (`owner/name:QUANT`, ...) replaced by the model id the backend
+    knows; any other body as it came, byte for byte (the backend judges what it cannot parse).
+
+    Raises: ProxyError model_not_found.
+    """
+    try:
+        parsed = json.loads(body)
+    except (ValueError, RecursionError):  # RecursionError: nested too deep to be a request
+        return body
+    name = parsed.get("model") if isinstance(parsed, dict) else None
+    if not isinstance(name, str) or not is_pulled_name(name):
+        return body
+    parsed["model"] = current_app.extensions["store"].model_id_pulled_as(name)
+    return json.dumps(parsed, ensure_ascii=False).encode()
 
 
 def _relay_events(upstream: requests.Response) -> Iterator[bytes]:

@@ -1,8 +1,10 @@
 """The Hugging Face Hub (or a mirror at HF_ENDPOINT) as a source, through huggingface_hub, with our error codes."""
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
+from dataclasses import dataclass
 from typing import Callable, Iterator, TypeVar
 from urllib.parse import quote, urlsplit
 
@@ -50,10 +52,11 @@ class HuggingFaceHub:
         The tree is read page by page, keeping only GGUF entries, so memory holds one page however many
         files the repo has (model info would bring every file of the repo at once).
         """
+        asked = Asked(self.endpoint, repo, revision)
         info = self._call(lambda: self._api.model_info(repo, revision=revision, expand=["sha"],
-                                                       timeout=self._timeout_s))
+                                                       timeout=self._timeout_s), asked)
         commit = info.sha or revision
-        entries = self._call(lambda: [entry for entry in self._tree(repo, commit) if _is_gguf_file(entry)])
+        entries = self._call(lambda: [entry for entry in self._tree(repo, commit) if _is_gguf_file(entry)], asked)
         files = tuple(self._remote_file(repo, commit, entry) for entry in entries)
         return RepoFiles(repo=repo, revision=revision, commit=commit, files=files)
 
@@ -73,16 +76,18 @@ class HuggingFaceHub:
         """The listing, the selection by file name or quant, then each chosen file's metadata."""
         listing = self.list_files(wanted.repo, wanted.revision)
         files = select_files(listing, wanted.filename, wanted.quant)
-        return RepoFiles(listing.repo, listing.revision, listing.commit, tuple(self._check(f) for f in files))
+        asked = Asked(self.endpoint, wanted.repo, wanted.revision)
+        return RepoFiles(listing.repo, listing.revision, listing.commit, tuple(self._check(f, asked) for f in files))
 
-    def _check(self, remote: RemoteFile) -> RemoteFile:
+    def _check(self, remote: RemoteFile, asked: "Asked") -> RemoteFile:
         """Ask for one file's metadata, so gating and missing files surface as an HTTP status.
 
         Raises:
             ProxyError: gated_repo, file_not_found, repo_not_found, hub_unavailable, hub_token_rejected.
         """
         meta = self._call(lambda: get_hf_file_metadata(
-            remote.fetch.url, token=self._token or False, timeout=self._timeout_s, endpoint=self.endpoint))
+            remote.fetch.url, token=self._token or False, timeout=self._timeout_s, endpoint=self.endpoint),
+            dataclasses.replace(asked, filename=remote.filename))
         etag = (meta.etag or "").lower()
         digest = remote.digest or (etag if _is_sha256(etag) else None)
         return RemoteFile(remote.filename, remote.size or meta.size, digest, remote.fetch)
@@ -93,8 +98,8 @@ class HuggingFaceHub:
         auth = {host_of(self.endpoint): {"Authorization": f"Bearer {self._token}"}} if self._token else {}
         return Fetch(url, auth)
 
-    def _call(self, fn: Callable[[], T]) -> T:
-        """Run one hub call, retrying what a flaky network or a busy hub explains.
+    def _call(self, fn: Callable[[], T], asked: "Asked") -> T:
+        """Run one hub call, retrying what a flaky network or a busy hub explains, saying what and where.
 
         Raises:
             ProxyError: mapped from the hub's typed errors (see `map_hub_error`).
@@ -105,33 +110,59 @@ class HuggingFaceHub:
                 return fn()
             except (httpx2.TransportError, HfHubHTTPError) as err:
                 if not _is_retryable(err) or attempt == self._max_retries:
-                    raise map_hub_error(err) from err
-                log.warning("hub call failed (attempt %d/%d): %s", attempt, self._max_retries,
-                            type(err).__name__)
-                self._backoff.sleep(attempt, stop, _retry_after(err))
-        raise ProxyError("hub_unavailable", "the Hub could not be reached")  # max_retries < 1
+                    raise map_hub_error(err, asked, attempt) from err
+                delay_s = self._backoff.delay_s(attempt, _retry_after(err))
+                log.warning("asking %s for %s failed (%s); retrying in %.1f s, attempt %d of %d", asked.endpoint,
+                            asked.what(), _reason(err), delay_s, attempt + 1, self._max_retries)
+                stop.wait(delay_s)
+        raise ProxyError("hub_unavailable", f"{asked.endpoint} was not asked: PULL_MAX_RETRIES is below 1")
 
 
-def map_hub_error(err: Exception) -> ProxyError:
-    """Our stable code for an error of huggingface_hub, from its type and status, never its text."""
+@dataclass(frozen=True)
+class Asked:
+    """What a hub call asked for and where, for the messages of its errors."""
+
+    endpoint: str
+    repo: str
+    revision: str
+    filename: str | None = None
+
+    def what(self) -> str:
+        return f"{self.filename + ' in ' if self.filename else ''}{self.repo} at revision {self.revision}"
+
+
+def map_hub_error(err: Exception, asked: Asked, attempts: int = 1) -> ProxyError:
+    """Our stable code for an error of huggingface_hub, from its type and status, never its text; the message
+    says what was asked of which endpoint."""
+    where = f"asked {asked.endpoint} for {asked.what()}"
     if isinstance(err, GatedRepoError):
-        return ProxyError("gated_repo", "this repo is gated: accept its terms on the Hub and set an "
-                          "HF_TOKEN of an approved account")
+        return ProxyError("gated_repo", "this repo is gated: accept its terms on the Hub and set an HF_TOKEN of "
+                          f"an approved account; {where}")
     if isinstance(err, RepositoryNotFoundError):
-        return ProxyError("repo_not_found", "no such repo on the Hub, or it is private and HF_TOKEN "
-                          "has no access")
+        return ProxyError("repo_not_found", f"no such repo, or it is private and HF_TOKEN has no access; {where}")
     if isinstance(err, RevisionNotFoundError):
-        return ProxyError("revision_not_found", "no such branch, tag or commit in this repo")
+        return ProxyError("revision_not_found", f"no such branch, tag or commit in this repo; {where}")
     if isinstance(err, RemoteEntryNotFoundError):
-        return ProxyError("file_not_found", "no such file in this repo at this revision")
+        return ProxyError("file_not_found", f"no such file in this repo at this revision; {where}")
     if isinstance(err, HfHubHTTPError) and err.response is not None:
         status = err.response.status_code
         if status == 401 and err.response.headers.get("X-Error-Message") == _INVALID_TOKEN_MESSAGE:
-            return ProxyError("hub_token_rejected", "the Hub rejected the configured HF_TOKEN")
+            return ProxyError("hub_token_rejected", f"the Hub rejected the configured HF_TOKEN; {where}")
         if status in (401, 403):
-            return ProxyError("hub_token_rejected", f"the Hub refused access ({status}); check HF_TOKEN")
-        return ProxyError("hub_unavailable", f"the Hub answered HTTP {status}")
-    return ProxyError("hub_unavailable", "the Hub could not be reached")
+            return ProxyError("hub_token_rejected", f"the Hub refused access ({status}); check HF_TOKEN; {where}")
+        return ProxyError("hub_unavailable", f"the Hub answered HTTP {status} ({_tries(attempts)}); {where}")
+    return ProxyError("hub_unavailable", f"the Hub could not be reached ({_reason(err)}, {_tries(attempts)}); "
+                      f"{where}; check HF_ENDPOINT and the network")
+
+
+def _tries(attempts: int) -> str:
+    return "1 attempt" if attempts == 1 else f"{attempts} attempts"
+
+
+def _reason(err: Exception) -> str:
+    """The kind of failure, never the error's text (it may carry a URL with a signed query)."""
+    response = getattr(err, "response", None)
+    return f"HTTP {response.status_code}" if response is not None else type(err).__name__
 
 
 def _is_gguf_file(entry: dict) -> bool:

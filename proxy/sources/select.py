@@ -8,6 +8,7 @@ from proxy.errors import ProxyError
 from proxy.pulls.remote import RemoteFile, RepoFiles
 
 DEFAULT_QUANTS = ("Q4_K_M", "Q8_0")
+LISTED_FILES_MAX = 20  # a message names at most this many of a repo's files
 
 
 def group_models(listing: RepoFiles) -> list[tuple[RemoteFile, ...]]:
@@ -34,7 +35,8 @@ def select_files(listing: RepoFiles, filename: str | None, quant: str | None) ->
         for files in models:
             if any(f.filename == filename for f in files):
                 return _complete_set(files)
-        raise ProxyError("file_not_found", f"{filename} is not in {listing.repo} at {listing.revision}")
+        raise ProxyError("file_not_found", f"{filename} is not in {listing.repo} at {listing.revision}"
+                         f"{what_exists(models)}")
     candidates = [files for files in models if not _is_projector(files[0].filename)]
     wanted = (quant,) if quant else DEFAULT_QUANTS
     for tag in wanted:
@@ -43,8 +45,19 @@ def select_files(listing: RepoFiles, filename: str | None, quant: str | None) ->
             return _complete_set(min(matching, key=_total_size))
     if quant or not candidates:
         what = f"no GGUF file with quant {quant}" if quant else "no GGUF file"
-        raise ProxyError("file_not_found", f"{what} in {listing.repo} at {listing.revision}")
+        raise ProxyError("file_not_found", f"{what} in {listing.repo} at {listing.revision}{what_exists(models)}")
     return _complete_set(min(candidates, key=_total_size))
+
+
+def what_exists(models: list[tuple[RemoteFile, ...]]) -> str:
+    """`; it has quants Q4_K_M, Q8_0 and GGUF files a.gguf, b.gguf`: what a person can ask for instead."""
+    names = sorted(f.filename for files in models for f in files)
+    if not names:
+        return "; it has no GGUF files"
+    quants = sorted({q for files in models if (q := naming.quant_of(files[0].filename))})
+    more = f" and {len(names) - LISTED_FILES_MAX} more" if len(names) > LISTED_FILES_MAX else ""
+    has_quants = f"quants {', '.join(quants)} and " if quants else ""
+    return f"; it has {has_quants}GGUF files {', '.join(names[:LISTED_FILES_MAX])}{more}"
 
 
 def recommended(listing: RepoFiles) -> str | None:

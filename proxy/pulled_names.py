@@ -1,0 +1,72 @@
+"""Which installed model a name as pulled stands for: `owner/name[:QUANT]`, `hf.co/...`, `hf://...`, or a
+registry reference, looked up in the installed models' provenance (shared/API.md, Generating).
+
+Model ids and file names never hold a `/` (core.naming.is_safe_name), so a name with one is a pulled name;
+anything else is left to the backend's rule for ids (core.naming.resolve_model_id).
+"""
+from __future__ import annotations
+
+import json
+from typing import Iterable
+
+from core import naming
+from proxy.errors import ProxyError
+
+HUB_PREFIXES = ("hf.co/", "hf://")
+REGISTRY_SCHEMES = ("ollama://", "oci://")
+
+
+def is_pulled_name(name: str) -> bool:
+    return "/" in name
+
+
+def resolve_pulled_name(installed: Iterable[dict], name: str) -> str:
+    """The model id of the one installed model `name` names; `installed` as ModelStore.describe_installed
+    lists them (`id`, `filename` and the provenance record's fields).
+
+    A registry reference matches the record's `source`; a Hub name its `repo` (case-insensitive, as the Hub's
+    ids are) and, with `:QUANT`, the quant of the file name.
+
+    Raises:
+        ProxyError: model_not_found when nothing installed matches (saying the pull to make, and what the
+            repo has installed), or several models do (listing them).
+    """
+    name = name.strip()
+    if name.startswith(REGISTRY_SCHEMES):
+        return _only_one(name, name, None, _by_id(e for e in installed if e.get("source") == name), {})
+    repo, _, quant = _hub_name(name).partition(":")
+    from_repo = _by_id(e for e in installed if (e.get("repo") or "").lower() == repo.lower())
+    matching = {i: f for i, f in from_repo.items() if not quant or naming.quant_of(f) == quant.upper()}
+    return _only_one(name, f"{repo}:{quant.upper()}" if quant else repo, repo, matching, from_repo)
+
+
+def _only_one(name: str, pull_as: str, repo: str | None, matching: dict[str, str], from_repo: dict[str, str]) -> str:
+    """Raises: ProxyError model_not_found (none or several)."""
+    if len(matching) == 1:
+        return next(iter(matching))
+    if matching:
+        raise ProxyError("model_not_found", f"model {name!r} is ambiguous: it matches {_listing(matching, repo)}; "
+                         "name one of them")
+    installed = f" (installed from {repo}: {_listing(from_repo, repo)})" if from_repo else ""
+    # The backend's message for an unknown model (server.models.not_installed_message), with the exact pull.
+    raise ProxyError("model_not_found", f"model {name!r} is not installed{installed}; pull it first: "
+                     f"POST /v1/api/pull {json.dumps({'model': pull_as})} (GET /v1/models lists the installed "
+                     "models)")
+
+
+def _hub_name(name: str) -> str:
+    for prefix in HUB_PREFIXES:
+        if name.startswith(prefix):
+            return name[len(prefix):]
+    return name
+
+
+def _by_id(entries: Iterable[dict]) -> dict[str, str]:
+    """Model id -> one of its file names (the parts of a split set share the id and the quant)."""
+    return {entry["id"]: entry["filename"] for entry in entries}
+
+
+def _listing(models: dict[str, str], repo: str | None) -> str:
+    """`id (repo:QUANT)`, ...: each model with the pulled name that picks it, where there is one."""
+    return ", ".join(f"{i} ({repo}:{naming.quant_of(f)})" if repo and naming.quant_of(f) else i
+                     for i, f in sorted(models.items()))
