@@ -8,8 +8,11 @@ from typing import Any, Mapping
 
 from .errors import InvalidRequest
 
-# Shimmy's defaults for /api/generate; the OpenAI endpoints keep llama-cpp-python's.
-SHIMMY_DEFAULTS: Mapping[str, Any] = {"max_tokens": 256, "temperature": 0.7, "top_p": 0.9, "top_k": 40}
+# Without max_tokens, every endpoint generates to the end of sequence or of the context (API.md,
+# "Generating"): llama-cpp-python's own default for completions is 16 tokens, Shimmy's 256.
+UNTIL_DONE: Mapping[str, Any] = {"max_tokens": None}
+# Shimmy's sampling defaults for /api/generate; the OpenAI endpoints keep llama-cpp-python's.
+SHIMMY_DEFAULTS: Mapping[str, Any] = {**UNTIL_DONE, "temperature": 0.7, "top_p": 0.9, "top_k": 40}
 
 _NUMBER = (int, float)
 _TYPE_NAMES = {(str,): "a string", (bool,): "true or false"}
@@ -86,7 +89,7 @@ def parse_completion(body: dict) -> GenerationRequest:
     if not isinstance(prompt, str):
         raise InvalidRequest("`prompt` must be a string (one prompt a request)")
     return GenerationRequest(
-        model=_model(body), prompt=prompt, stream=_stream(body), sampling=_sampling(body)
+        model=_model(body), prompt=prompt, stream=_stream(body), sampling={**UNTIL_DONE, **_sampling(body)}
     )
 
 
@@ -96,8 +99,8 @@ def parse_chat(body: dict) -> GenerationRequest:
     Raises:
         InvalidRequest: a missing field or a field of the wrong type.
     """
-    sampling = _sampling(body)
-    if "max_tokens" not in sampling and body.get("max_completion_tokens") is not None:
+    sampling = {**UNTIL_DONE, **_sampling(body)}
+    if sampling["max_tokens"] is None and body.get("max_completion_tokens") is not None:
         sampling["max_tokens"] = _number(body, "max_completion_tokens", (int,), 0)
     return GenerationRequest(
         model=_model(body), messages=_messages(body), stream=_stream(body), sampling=sampling

@@ -364,3 +364,23 @@ def test_closing_a_stream_stops_its_generation(models_dir):
 
     assert len(produced) == count  # the producer stopped when close returned
     registry.acquire("a").release()
+
+
+@pytest.mark.parametrize("parse, body", [
+    ("parse_generate", {"model": "m", "prompt": "x"}),
+    ("parse_completion", {"model": "m", "prompt": "x"}),
+    ("parse_chat", {"model": "m", "messages": [{"role": "user", "content": "x"}]}),
+])
+def test_without_max_tokens_generation_runs_to_the_end_of_sequence_or_context(parse, body):
+    """API.md "Generating": no max_tokens means no cap of ours (llama-cpp-python's default is 16 tokens)."""
+    from server import params
+
+    assert getattr(params, parse)(body).sampling["max_tokens"] is None
+    assert getattr(params, parse)({**body, "max_tokens": 5}).sampling["max_tokens"] == 5
+
+
+def test_chat_takes_max_completion_tokens_when_max_tokens_is_absent():
+    from server.params import parse_chat
+
+    body = {"model": "m", "messages": [{"role": "user", "content": "x"}], "max_completion_tokens": 7}
+    assert parse_chat(body).sampling["max_tokens"] == 7
