@@ -99,3 +99,96 @@ def running_registry(tmp: Path, htpasswd: tuple[str, str] | None = None) -> Iter
 def _file_sha256(path: Path) -> str:
     with open(path, "rb") as handle:
         return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+class BearerFront:
+    """A registry front that demands Bearer tokens from its own token endpoint and forwards to a real
+    registry (which cannot issue tokens without a certificate setup); blobs are redirected to a second
+    server, the "blob store", which records the Authorization headers it was sent.
+
+    `users`: user -> password the token endpoint accepts; `anonymous`: tokens without credentials too.
+    """
+
+    def __init__(self, registry: Registry, users: dict[str, str] | None = None, anonymous: bool = False,
+                 token_ttl_s: int = 300):
+        self.registry, self.users, self.anonymous, self.token_ttl_s = registry, users or {}, anonymous, token_ttl_s
+        self.issued: list[str] = []
+        self.store_auth_headers: list[str | None] = []
+        self._servers = []
+
+    def __enter__(self) -> "BearerFront":
+        import threading
+        from http.server import ThreadingHTTPServer
+
+        front, store = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self, "front")), \
+            ThreadingHTTPServer(("127.0.0.1", 0), _handler(self, "store"))
+        for server in (front, store):
+            server.daemon_threads = True
+            threading.Thread(target=server.serve_forever, daemon=True).start()
+        self._servers = [front, store]
+        self.host = f"127.0.0.1:{front.server_address[1]}"
+        self.url, self.store_url = f"http://{self.host}", f"http://127.0.0.1:{store.server_address[1]}"
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for server in self._servers:
+            server.shutdown()
+            server.server_close()
+
+
+def _handler(front: BearerFront, role: str):
+    import base64
+    import secrets
+    from http.server import BaseHTTPRequestHandler
+    from urllib.parse import parse_qs, urlsplit
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self):
+            path = urlsplit(self.path).path
+            if role == "store":
+                front.store_auth_headers.append(self.headers.get("Authorization"))
+                return self._forward(path)
+            if path == "/token":
+                return self._token()
+            if self.headers.get("Authorization", "").removeprefix("Bearer ") not in front.issued:
+                repo = path.removeprefix("/v2/").rsplit("/", 2)[0]
+                challenge = (f'Bearer realm="{front.url}/token",service="front",'
+                             f'scope="repository:{repo}:pull"')
+                return self._answer(401, b'{"errors":[{"code":"UNAUTHORIZED"}]}', {"WWW-Authenticate": challenge})
+            if "/blobs/" in path:
+                return self._answer(307, b"", {"Location": front.store_url + path})
+            self._forward(path)
+
+        def _token(self):
+            user, _, password = base64.b64decode(self.headers.get("Authorization", "Basic ")[6:] or b"") \
+                .decode().partition(":")
+            scope = parse_qs(urlsplit(self.path).query).get("scope", [""])[0]
+            if not ((user and front.users.get(user) == password) or (not user and front.anonymous)) \
+                    or not scope.endswith(":pull"):
+                return self._answer(401, b'{"details":"bad credentials"}', {})
+            token = secrets.token_hex(8)
+            front.issued.append(token)
+            body = json.dumps({"token": token, "expires_in": front.token_ttl_s}).encode()
+            self._answer(200, body, {"Content-Type": "application/json"})
+
+        def _forward(self, path: str):
+            headers = {k: v for k, v in self.headers.items() if k.lower() in ("accept", "range")}
+            upstream = requests.get(front.registry.url + path, headers=headers, timeout=30)
+            keep = {k: v for k, v in upstream.headers.items()
+                    if k.lower() in ("content-type", "docker-content-digest", "content-range")}
+            self._answer(upstream.status_code, upstream.content, keep)
+
+        def _answer(self, status: int, body: bytes, headers: dict):
+            self.send_response(status)
+            for key, value in headers.items():
+                self.send_header(key, value)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    return Handler
