@@ -1,10 +1,16 @@
 """Pulls from ollama:// and oci:// references against a real distribution registry (tests/registry.py)."""
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 
+from proxy.preload import parse_preload_entry
 from tests.fakes.gguf_files import sha256_file
-from tests.pull_fixtures import KiB, pull, pull_error
+from tests.helpers import REPO_ROOT
+from tests.pull_fixtures import KiB, pull, pull_error, wait_until
 from tests.registry import DMR_GGUF, DOCKER_MANIFEST, OLLAMA_MODEL, TITLE, running_registry
 
 
@@ -106,3 +112,20 @@ def test_allowed_repos_patterns_with_schemes_match_the_canonical_reference(regis
 ])
 def test_malformed_references_are_refused(client, model, code):
     pull_error(client, 400, code, model=model)
+
+
+def test_preload_and_the_cli_take_registry_references(registry, registry_app, make_gguf, models_dir, tmp_path):
+    model = make_gguf("pre.gguf")
+    registry.publish("ai/preloaded", "v1", [(model, DMR_GGUF, {TITLE: "preloaded.gguf"})])
+    reference = f"oci://{registry.host}/ai/preloaded:v1"
+    assert parse_preload_entry(reference).repo == reference
+    app = registry_app(preload_models=(reference,))
+    wait_until(lambda: (models_dir / "preloaded.gguf").exists(), what="the preload to install")
+    registry.publish("ai/cli", "v1", [(make_gguf("cli.gguf"), DMR_GGUF, {TITLE: "cli.gguf"})])
+    env = {"MODELS_DIR": str(tmp_path / "cli-models"), "INSECURE_REGISTRIES": registry.host,
+           "DOCKER_CONFIG": str(tmp_path / "no-docker")}
+    result = subprocess.run([sys.executable, "-m", "proxy", "pull", "--local", f"oci://{registry.host}/ai/cli:v1"],
+                            cwd=REPO_ROOT, env={**os.environ, **env}, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "cli-models" / "cli.gguf").is_file()
+    assert app.extensions["pulls"].jobs()
