@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 
 import pytest
 
@@ -113,3 +114,16 @@ def test_a_set_but_malformed_auth_file_stops_the_proxy_at_start(hub, models_dir,
     bad.write_text("{not json")
     with pytest.raises(ValueError, match="REGISTRY_AUTH_FILE"):
         create_app(proxy_settings(models_dir, hub.url, registry_auth_file=str(bad)))
+
+
+def test_an_expired_token_is_renewed_and_a_live_one_reused(open_registry, app_for, make_gguf):
+    open_registry.publish("ai/expiring", "v1", [(make_gguf("e.gguf"), DMR_GGUF, {TITLE: "expiring.gguf"})])
+    with BearerFront(open_registry, anonymous=True, token_ttl_s=1) as front:
+        client = app_for(front.host, None)
+        ref = f"oci://{front.host}/ai/expiring:v1"
+        assert client.get(f"/v1/api/files?model={ref}").get_json()["files"][0]["filename"] == "expiring.gguf"
+        assert client.get(f"/v1/api/files?model={ref}").status_code == 200
+        assert len(front.issued) == 1
+        time.sleep(1.2)
+        assert pull(client, model=ref)[-1]["status"] == "complete"
+        assert len(front.issued) == 2

@@ -240,5 +240,5 @@ def _who(request: PullRequest | Mapping | Any) -> tuple[str, str | None]:
         return request.repo, naming.basename(request.filename) if request.filename else None
     body = request if isinstance(request, Mapping) else {}
     model, filename = body.get("model"), body.get("filename")
-    repo = model.partition(":")[0] if isinstance(model, str) else str(model)
+    repo = str(model) if not isinstance(model, str) or "://" in model else model.partition(":")[0]
     return repo, naming.basename(filename) if isinstance(filename, str) and filename else None

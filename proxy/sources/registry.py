@@ -116,8 +116,9 @@ class RegistrySource:
             try:
                 response = self._authorized_get(ref, url, headers)
             except requests.exceptions.SSLError as err:
-                raise ProxyError("hub_unavailable", f"registry {ref.host} does not speak TLS (HTTPS); list it in "
-                                 "INSECURE_REGISTRIES to reach it over plain HTTP") from err
+                raise ProxyError("hub_unavailable", f"registry {ref.host} could not be reached over HTTPS (TLS "
+                                 "failed); a registry that serves plain HTTP must be listed in INSECURE_REGISTRIES"
+                                 ) from err
             except requests.RequestException as err:
                 failure: ProxyError | None = ProxyError(
                     "hub_unavailable", f"registry {ref.host} could not be reached ({type(err).__name__}, "
