@@ -49,6 +49,8 @@ class ErrorCode(StrEnum):
     HUB_TOKEN_REJECTED = "hub_token_rejected", 502
     BACKEND_UNAVAILABLE = "backend_unavailable", 502
     BACKEND_TIMEOUT = "backend_timeout", 504
+    UNSUPPORTED_SOURCE = "unsupported_source", 400
+    SOURCE_AUTH_FAILED = "source_auth_failed", 502
     # Beyond the contract's table.
     SERVER_BUSY = "server_busy", 503  # FORWARD_MAX_IN_FLIGHT requests are being forwarded already
     # The backend's: the file is there but llama.cpp cannot load it (not a GGUF, truncated, unknown

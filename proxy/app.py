@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from pathlib import Path
 
 from flask import Flask
 
@@ -11,6 +12,9 @@ from proxy.backend import BackendClient
 from proxy.errors import register_error_handlers
 from proxy.metrics import Metrics, install_request_metrics
 from proxy.sources.huggingface import HuggingFaceHub
+from proxy.sources.registry import RegistrySource
+from proxy.sources.registry_auth import default_auth_file, load_auth_file
+from proxy.sources.router import SourceRouter
 from proxy.preload import start_preload
 from proxy.pulls.install import Installer
 from proxy.pulls.jobs import PullRegistry
@@ -52,8 +56,11 @@ def build_services(settings: Settings, source=None) -> dict:
     backend = BackendClient(settings.backend_url, settings.backend_timeout_s, settings.backend_connect_timeout_s,
                             observe=lambda path, s: metrics.backend_latency.labels(path=path).observe(s),
                             exit_file=settings.backend_exit_file)
-    source = source or HuggingFaceHub(settings.hf_endpoint, settings.hf_token, settings.hub_timeout_s,
-                                      settings.pull_max_retries, backoff)
+    source = SourceRouter(
+        source or HuggingFaceHub(settings.hf_endpoint, settings.hf_token, settings.hub_timeout_s,
+                                 settings.pull_max_retries, backoff),
+        RegistrySource(_registry_credentials(settings), settings.insecure_registries, settings.hub_timeout_s,
+                       settings.pull_max_retries, backoff))
     registry = PullRegistry(settings.pull_concurrency, settings.pull_queue_max)
     options = TransferOptions(
         connections=max(1, settings.pull_connections), chunk_bytes=settings.pull_chunk_bytes,
@@ -65,3 +72,10 @@ def build_services(settings: Settings, source=None) -> dict:
     metrics.watch(registry.counts, lambda: backend.health() is not None)
     return dict(settings=settings, store=store, backend=backend, source=source, pulls=registry,
                 pull_service=service, metrics=metrics)
+
+
+def _registry_credentials(settings: Settings) -> dict:
+    """Raises: ValueError when REGISTRY_AUTH_FILE is set and unreadable or malformed (the proxy does not start)."""
+    if settings.registry_auth_file:
+        return load_auth_file(Path(settings.registry_auth_file), required=True)
+    return load_auth_file(default_auth_file(settings.docker_config), required=False)

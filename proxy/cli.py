@@ -75,9 +75,10 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m proxy", description=__doc__, epilog=EPILOG,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    pull = commands.add_parser("pull", parents=[common], help="download a GGUF model from the Hub",
+    pull = commands.add_parser("pull", parents=[common], help="download a GGUF model from the Hub or a registry",
                                epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    pull.add_argument("model", metavar="REPO[:QUANT]", help="Hub repo id, e.g. owner/name or owner/name:Q8_0")
+    pull.add_argument("model", metavar="REPO[:QUANT]", help="Hub repo id, e.g. owner/name or owner/name:Q8_0, or "
+                      "a registry reference: ollama://gemma3:270m, oci://host/repository:tag")
     pull.add_argument("filename", metavar="FILE", nargs="?", help="the GGUF file in the repo (default: by quant)")
     pull.add_argument("--revision", default=None, help="branch, tag or commit (default: main)")
     pull.add_argument("--verify", choices=("checksum", "load"), default="checksum",

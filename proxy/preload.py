@@ -6,6 +6,7 @@ import logging
 import threading
 from typing import Any
 
+from proxy.sources.reference import is_registry_reference
 from proxy.pulls.events import Complete, Failed
 from proxy.pulls.request import PullRequest, parse_pull_request
 from proxy.pulls.service import PullService
@@ -36,7 +37,10 @@ def preload(work: list[tuple[str, Any]], service: PullService) -> None:
 
 
 def preload_body(entry: str) -> dict:
-    """The pull body of a PRELOAD_MODELS entry: `owner/name`, `owner/name:QUANT` or `owner/name/path/to/file.gguf`."""
+    """The pull body of a PRELOAD_MODELS entry: `owner/name`, `owner/name:QUANT`, `owner/name/path/to/file.gguf`,
+    or a registry reference (`ollama://...`, `oci://...`, taken whole)."""
+    if is_registry_reference(entry):
+        return {"model": entry}
     parts = entry.split("/", 2)
     if len(parts) == 3:
         return {"model": f"{parts[0]}/{parts[1]}", "filename": parts[2]}
@@ -47,6 +51,6 @@ def parse_preload_entry(entry: str) -> PullRequest:
     """A PRELOAD_MODELS entry, checked as the pull endpoint does.
 
     Raises:
-        ProxyError: invalid_request, invalid_repo_id, unsafe_filename, not_gguf.
+        ProxyError: invalid_request, invalid_repo_id, unsafe_filename, not_gguf, unsupported_source.
     """
     return parse_pull_request(preload_body(entry))

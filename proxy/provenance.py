@@ -27,6 +27,8 @@ class Provenance:
     pulled_at: str  # ISO 8601, UTC
     smoke_tested: bool = False  # loaded and generated in the backend since these bytes were installed
     details: dict | None = None  # what the GGUF header says (proxy.model_details), read at install
+    source: str | None = None  # a registry source's canonical reference (ollama://..., oci://...)
+    digest: str | None = None  # its manifest digest, sha256:<hex>
 
 
 class ProvenanceStore:

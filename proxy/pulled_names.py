@@ -33,7 +33,8 @@ def resolve_pulled_name(installed: Iterable[dict], name: str) -> str:
     """
     name = name.strip()
     if name.startswith(REGISTRY_SCHEMES):
-        return _only_one(name, name, None, _by_id(e for e in installed if e.get("source") == name), {})
+        source = _canonical(name)
+        return _only_one(name, source, None, _by_id(e for e in installed if e.get("source") == source), {})
     repo, _, quant = _hub_name(name).partition(":")
     from_repo = _by_id(e for e in installed if (e.get("repo") or "").lower() == repo.lower())
     matching = {i: f for i, f in from_repo.items() if not quant or naming.quant_of(f) == quant.upper()}
@@ -70,3 +71,13 @@ def _listing(models: dict[str, str], repo: str | None) -> str:
     """`id (repo:QUANT)`, ...: each model with the pulled name that picks it, where there is one."""
     return ", ".join(f"{i} ({repo}:{naming.quant_of(f)})" if repo and naming.quant_of(f) else i
                      for i, f in sorted(models.items()))
+
+
+def _canonical(reference: str) -> str:
+    """The canonical form provenance records (`ollama://gemma3:270m` is `ollama://registry.ollama.ai/...`)."""
+    from proxy.sources.reference import parse_reference
+
+    try:
+        return parse_reference(reference).canonical
+    except ProxyError:
+        return reference

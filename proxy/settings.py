@@ -27,6 +27,12 @@ class Settings:
         None, "PROXY_API_KEY", "when set, pull and delete need `Authorization: Bearer <key>`", repr=False)
     allowed_repos: tuple[str, ...] = setting(
         (), "ALLOWED_REPOS", "comma-separated glob patterns of the repos that may be pulled; empty: all")
+    registry_auth_file: str | None = setting(
+        None, "REGISTRY_AUTH_FILE", "registry credentials in Docker's config.json format; unset: "
+        "$DOCKER_CONFIG/config.json, else ~/.docker/config.json")
+    docker_config: str | None = setting(None, "DOCKER_CONFIG", "Docker's config folder (REGISTRY_AUTH_FILE's default)")
+    insecure_registries: tuple[str, ...] = setting(
+        (), "INSECURE_REGISTRIES", "comma-separated host[:port] of registries that may be reached over plain HTTP")
     pull_concurrency: int = setting(1, "PULL_CONCURRENCY", "downloads running at once; more wait in a queue")
     pull_queue_max: int = setting(8, "PULL_QUEUE_MAX", "pulls allowed to wait; past that a pull gets 409")
     pull_connections: int = setting(

@@ -3,5 +3,14 @@
 # included (tests/test_api_fuzz.py), so pytest's summary is the last line and counts everything that ran.
 # Extra arguments go to pytest, e.g. scripts/test.sh -k pull -x
 source "$(dirname "${BASH_SOURCE[0]}")/_setup.sh" requirements-dev.txt
+# The registry tests (tests/registry.py) run a real OCI distribution registry and make htpasswd files.
+if ! command -v docker-registry >/dev/null || ! command -v htpasswd >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    apt-get install -y -qq docker-registry apache2-utils >/dev/null 2>&1 \
+      || { apt-get update -qq && apt-get install -y -qq docker-registry apache2-utils >/dev/null; }
+  else
+    echo "docker-registry or htpasswd missing (apt-get install docker-registry apache2-utils): registry tests skip" >&2
+  fi
+fi
 # pytest exits 5 when nothing was collected: non-zero, so that is a failure here too.
 exec python -m pytest -ra "$@" tests

@@ -80,6 +80,8 @@ class Complete(PullEvent):
     model_id: str
     files: tuple[str, ...] = field(default=(), metadata=OPTIONAL)  # every part of a split set
     cached: bool = field(default=False, metadata=OPTIONAL)
+    source: str | None = field(default=None, metadata=OPTIONAL)  # a registry source's canonical reference
+    digest: str | None = field(default=None, metadata=OPTIONAL)  # and its manifest digest
 
 
 @dataclass(frozen=True)

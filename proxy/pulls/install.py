@@ -34,6 +34,7 @@ class Origin:
     revision: str  # as asked
     commit: str  # as the source resolved it
     source_host: str
+    source: str | None = None  # a registry source's canonical reference (its digest: `commit`)
 
 
 def progress_path(staged: Path) -> Path:
@@ -134,7 +135,7 @@ def _record(remote: RemoteFile, origin: Origin, header: GGUFHeader) -> Provenanc
     return Provenance(details=details_of(header),
         filename=naming.basename(remote.filename), repo=origin.repo, repo_path=remote.filename,
         revision=origin.revision, commit=origin.commit, size=remote.size, sha256=remote.sha256,
-        source_host=origin.source_host,
+        source_host=origin.source_host, source=origin.source, digest=origin.commit if origin.source else None,
         pulled_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
 
 

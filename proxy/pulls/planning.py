@@ -65,7 +65,8 @@ class Planner:
             check_filename(remote.filename)  # a name the source lists is input too (chosen by quant, say)
             _check_size(remote)
             check_name_free(request, remote, records, self.store)
-        origin = Origin(request.repo, request.revision, resolved.commit, self.source.host)
+        origin = Origin(request.repo, resolved.revision, resolved.commit, resolved.source_host or self.source.host,
+                        resolved.source)
         return Plan(request, resolved, origin, records)
 
     def installed(self, plan: Plan, records: Mapping[str, Provenance], remote: RemoteFile) -> bool:

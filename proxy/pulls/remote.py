@@ -67,5 +67,7 @@ class RemoteFile:
 class RepoFiles:
     repo: str
     revision: str  # as asked: branch, tag or commit
-    commit: str  # what the source resolved it to
+    commit: str  # what the source resolved it to (a registry's: the manifest digest)
     files: tuple[RemoteFile, ...]
+    source: str | None = None  # a registry source's canonical reference; None for the Hub
+    source_host: str | None = None  # where the files come from, when not the source's own `host`

@@ -9,6 +9,7 @@ from typing import Any
 from core import naming
 from proxy.errors import ProxyError
 from proxy.pulls.install import MAX_FILENAME_BYTES
+from proxy.sources.reference import HUB_PREFIXES, is_registry_reference, parse_reference, scheme_of
 
 _REPO_PART = r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?"
 _REPO_RE = re.compile(rf"^{_REPO_PART}/{_REPO_PART}$")
@@ -33,8 +34,7 @@ def parse_pull_request(body: Any) -> PullRequest:
     if not isinstance(body, dict):
         raise ProxyError("invalid_request", "the body must be a JSON object")
     model = _field(body, "model", str, required=True)
-    repo, _, model_quant = model.partition(":")
-    repo = parse_repo_id(repo)
+    repo, model_quant = parse_model(model)
     quant = _field(body, "quant", str) or model_quant or None
     if quant is not None and not _QUANT_RE.match(quant):
         raise ProxyError("invalid_request", "quant must be a quant tag such as Q4_K_M")
@@ -51,6 +51,22 @@ def parse_pull_request(body: Any) -> PullRequest:
     return PullRequest(repo=repo, filename=filename, quant=quant.upper() if quant else None,
                        revision=revision, stream=True if stream is None else stream,
                        verify=verify, run_async=bool(run_async), replace=bool(replace))
+
+
+def parse_model(model: str) -> tuple[str, str | None]:
+    """What `model` names: a Hub repo id with the quant it may carry, or a registry source's canonical
+    reference (its tag is no quant).
+
+    Raises:
+        ProxyError: invalid_repo_id, unsupported_source.
+    """
+    if is_registry_reference(model):
+        return parse_reference(model).canonical, None
+    hub = next((model[len(p):] for p in HUB_PREFIXES if model.lower().startswith(p)), model)
+    if scheme_of(hub) is not None:
+        parse_reference(hub)  # raises unsupported_source, naming the schemes there are
+    repo, _, quant = hub.partition(":")
+    return parse_repo_id(repo), quant or None
 
 
 def parse_repo_id(repo: str) -> str:
@@ -86,9 +102,13 @@ def check_filename(filename: str) -> str:
 
 
 def check_repo_allowed(repo: str, patterns: tuple[str, ...]) -> None:
-    """Raises: ProxyError repo_not_allowed when ALLOWED_REPOS is set and matches nothing."""
+    """Raises: ProxyError repo_not_allowed when ALLOWED_REPOS is set and matches nothing.
+
+    A pattern with a scheme matches registry references (canonical), one without matches Hub repo ids."""
     # Hub repo ids are case-insensitive, so the patterns are too.
-    if patterns and not any(fnmatch.fnmatchcase(repo.lower(), p.lower()) for p in patterns):
+    registry = is_registry_reference(repo)
+    if patterns and not any(fnmatch.fnmatchcase(repo.lower(), p.lower()) for p in patterns
+                            if (scheme_of(p) is not None) == registry):
         raise ProxyError("repo_not_allowed", "this repo is not in ALLOWED_REPOS")
 
 

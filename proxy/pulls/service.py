@@ -230,7 +230,8 @@ class PullService:
         return Complete(model=plan.request.repo, filename=plan.key, path=str(self.store.final_path(plan.key)),
                         size_mb=round(plan.total_bytes / 1e6, 1), sha256=plan.files[0].sha256,
                         revision=plan.resolved.commit, model_id=naming.model_id(plan.key),
-                        files=tuple(plan.names) if len(plan.files) > 1 else ())
+                        files=tuple(plan.names) if len(plan.files) > 1 else (), source=plan.resolved.source,
+                        digest=plan.resolved.commit if plan.resolved.source else None)
 
 
 def _who(request: PullRequest | Mapping | Any) -> tuple[str, str | None]:
@@ -239,5 +240,5 @@ def _who(request: PullRequest | Mapping | Any) -> tuple[str, str | None]:
         return request.repo, naming.basename(request.filename) if request.filename else None
     body = request if isinstance(request, Mapping) else {}
     model, filename = body.get("model"), body.get("filename")
-    repo = model.partition(":")[0] if isinstance(model, str) else str(model)
+    repo = str(model) if not isinstance(model, str) or "://" in model else model.partition(":")[0]
     return repo, naming.basename(filename) if isinstance(filename, str) and filename else None

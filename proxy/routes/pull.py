@@ -11,7 +11,7 @@ from proxy.auth import require_api_key
 from proxy.errors import ProxyError
 from proxy.pulls.events import Failed, PullEvent
 from proxy.pulls.jobs import PullJob
-from proxy.pulls.request import check_repo_allowed, parse_repo_id, parse_revision
+from proxy.pulls.request import check_repo_allowed, parse_model, parse_revision
 from proxy.sources.select import group_models, recommended
 from proxy.routes.body import json_body
 
@@ -50,7 +50,7 @@ def get_pull(job_id: str):
 
 @bp.get("/v1/api/files")
 def list_files():
-    repo = parse_repo_id(request.args.get("model", ""))
+    repo = parse_model(request.args.get("model", ""))[0]
     revision = parse_revision(request.args.get("revision"))
     check_repo_allowed(repo, current_app.extensions["settings"].allowed_repos)
     listing = current_app.extensions["source"].list_files(repo, revision)

@@ -1,0 +1,100 @@
+"""What `model` may name: a Hub repo id, or an `ollama://` / `oci://` registry reference, parsed to the one
+canonical form that pulls, provenance and ALLOWED_REPOS all use (shared/API.md, Sources)."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from proxy.errors import ProxyError
+
+OLLAMA_HOST = "registry.ollama.ai"
+REGISTRY_SCHEMES = ("ollama", "oci")
+HUB_PREFIXES = ("hf://", "hf.co/")
+_SCHEME_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+_HOST_RE = re.compile(r"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}"
+                      r"[A-Za-z0-9])?)*(?::[0-9]{1,5})?$")
+# The distribution spec's repository path component, tag and digest grammar.
+_COMPONENT_RE = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$")
+_TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+_DIGEST_RE = re.compile(r"^sha256:[a-f0-9]{64}$")
+_REFERENCE_MAX = 512
+
+
+@dataclass(frozen=True)
+class RegistryRef:
+    """A parsed `ollama://` or `oci://` reference, fully qualified."""
+
+    scheme: str
+    host: str  # host[:port]
+    repository: str  # path in the registry: `library/gemma3`
+    tag: str | None  # None when pinned by digest
+    digest: str | None = None  # sha256:<hex>
+
+    @property
+    def reference(self) -> str:
+        """What the manifest is asked for by: the tag or the digest."""
+        return self.digest or self.tag
+
+    @property
+    def canonical(self) -> str:
+        pin = f"@{self.digest}" if self.digest else f":{self.tag}"
+        return f"{self.scheme}://{self.host}/{self.repository}{pin}"
+
+    @property
+    def name_tag(self) -> str:
+        """`<name>-<tag>`: the installed name's stem when the layer names no file."""
+        tag = self.digest.partition(":")[2][:12] if self.digest else self.tag
+        return f"{self.repository.rpartition('/')[2]}-{tag}"
+
+
+def scheme_of(model: str) -> str | None:
+    match = _SCHEME_RE.match(model)
+    return match.group(1).lower() if match else None
+
+
+def is_registry_reference(model: str) -> bool:
+    return scheme_of(model) in REGISTRY_SCHEMES
+
+
+def parse_reference(model: str) -> RegistryRef:
+    """Parse an `ollama://` or `oci://` reference.
+
+    Raises:
+        ProxyError: unsupported_source (another scheme), invalid_repo_id (a known scheme, a bad reference).
+    """
+    scheme = scheme_of(model)
+    if scheme not in REGISTRY_SCHEMES:
+        raise ProxyError("unsupported_source", f"unknown source scheme {scheme!r}: model must be a Hub repo id "
+                         "owner/name, ollama://[host/][namespace/]name[:tag] or oci://host/repository[:tag]")
+    rest = model[len(scheme) + 3:]
+    if len(model) > _REFERENCE_MAX or not rest:
+        raise _bad(scheme)
+    rest, _, digest = rest.partition("@")
+    parts = rest.split("/")
+    host = parts.pop(0) if len(parts) > 1 and _looks_like_host(parts[0]) else None
+    if host is None:
+        if scheme == "oci":
+            raise _bad(scheme, "an oci:// reference names its registry host")
+        host = OLLAMA_HOST
+    last, _, tag = parts[-1].partition(":")
+    parts[-1] = last
+    if scheme == "ollama":
+        if len(parts) > 2:
+            raise _bad(scheme)
+        parts = ["library", *parts] if len(parts) == 1 else parts
+    if not _HOST_RE.match(host) or not all(_COMPONENT_RE.match(p) for p in parts) \
+            or (tag and not _TAG_RE.match(tag)) or (digest and not _DIGEST_RE.match(digest)):
+        raise _bad(scheme)
+    return RegistryRef(scheme, host.lower(), "/".join(parts), None if digest else (tag or "latest"), digest or None)
+
+
+def _looks_like_host(part: str) -> bool:
+    """Docker's rule: a first component with a dot or a port, or `localhost`, is a registry host."""
+    return "." in part or ":" in part or part == "localhost"
+
+
+def _bad(scheme: str, why: str = "") -> ProxyError:
+    forms = {"ollama": "ollama://[host[:port]/][namespace/]name[:tag]",
+             "oci": "oci://host[:port]/repository[:tag] or oci://host[:port]/repository@sha256:<hex>"}
+    return ProxyError("invalid_repo_id", f"{why + '; ' if why else ''}an {scheme}:// reference must be "
+                      f"{forms[scheme]}, in lowercase letters, digits and . _ -")

@@ -1,0 +1,209 @@
+"""Ollama and OCI distribution registries as a source: a reference resolves to its manifest's GGUF layers,
+each a blob fetched by the shared transfer and checked against its sha256 digest (shared/API.md, Sources)."""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import threading
+from typing import Mapping
+
+import requests
+
+from core import naming
+from proxy.errors import ProxyError
+from proxy.pulls.remote import Fetch, RemoteFile, RepoFiles
+from proxy.retry import Backoff
+from proxy.sources.base import Wanted
+from proxy.sources.reference import RegistryRef, parse_reference
+from proxy.sources.registry_auth import Credentials, LiveHeaders, RegistryAuth, parse_challenge
+from proxy.sources.select import select_files
+
+log = logging.getLogger(__name__)
+MANIFEST_TYPES = ("application/vnd.oci.image.manifest.v1+json",
+                  "application/vnd.docker.distribution.manifest.v2+json")
+GGUF_LAYER_TYPES = ("application/vnd.ollama.image.model", "application/vnd.docker.ai.gguf.v3",
+                    "application/vnd.cncf.model.weight.v1.gguf")
+NAME_ANNOTATIONS = ("org.opencontainers.image.title", "org.cncf.model.filepath")
+MANIFEST_MAX_BYTES = 4 * 1024 * 1024
+
+
+class RegistrySource:
+    """`ollama://` and `oci://` references (their canonical form is the repo a pull names)."""
+
+    host = ""  # per pull: RepoFiles carry the registry; see resolve()
+
+    def __init__(self, credentials: Mapping[str, Credentials] | None = None, insecure: tuple[str, ...] = (),
+                 timeout_s: float = 20.0, max_retries: int = 6, backoff: Backoff | None = None):
+        self._insecure = frozenset(h.lower() for h in insecure)
+        self._timeout_s, self._max_retries = timeout_s, max(1, max_retries)
+        self._backoff = backoff or Backoff()
+        self._session = requests.Session()
+        self.auth = RegistryAuth(credentials or {}, self._session, timeout_s)
+
+    def list_files(self, repo: str, revision: str) -> RepoFiles:
+        """The GGUF layers of the manifest `repo` (a reference) names; `revision` is unused (the tag is in it).
+
+        Raises:
+            ProxyError: invalid_repo_id, repo_not_found, revision_not_found, source_auth_failed, hub_unavailable.
+        """
+        ref = parse_reference(repo)
+        body, digest = self._manifest(ref)
+        return RepoFiles(ref.canonical, ref.reference, digest, self._layers(ref, body), ref.canonical, ref.host)
+
+    def resolve(self, wanted: Wanted) -> RepoFiles:
+        """Every GGUF layer of the manifest (several: a split set), or the one named.
+
+        Raises:
+            ProxyError: what list_files raises, and file_not_found.
+        """
+        listing = self.list_files(wanted.repo, wanted.revision)
+        if not listing.files:
+            raise ProxyError("file_not_found", f"{listing.repo} has no GGUF layer (media types "
+                             f"{', '.join(GGUF_LAYER_TYPES)})")
+        if wanted.filename is None and wanted.quant is None:
+            return listing
+        return dataclasses.replace(listing, files=select_files(listing, wanted.filename, wanted.quant))
+
+    def base_url(self, ref: RegistryRef) -> str:
+        scheme = "http" if ref.host in self._insecure else "https"
+        return f"{scheme}://{ref.host}/v2/{ref.repository}"
+
+    def _manifest(self, ref: RegistryRef) -> tuple[dict, str]:
+        """The manifest as JSON and its digest (of the bytes received).
+
+        Raises:
+            ProxyError: repo_not_found, revision_not_found, source_auth_failed, hub_unavailable.
+        """
+        url = f"{self.base_url(ref)}/manifests/{ref.reference}"
+        response = self._get(ref, url, {"Accept": ", ".join(MANIFEST_TYPES)})
+        content = response.content[:MANIFEST_MAX_BYTES + 1]
+        digest = "sha256:" + hashlib.sha256(content).hexdigest()
+        if ref.digest and digest != ref.digest:
+            raise ProxyError("checksum_mismatch", f"the manifest of {ref.canonical} does not match its digest")
+        try:
+            body = json.loads(content)
+            assert isinstance(body, dict) and isinstance(body.get("layers", []), list)
+        except (ValueError, AssertionError):
+            raise ProxyError("file_not_found", f"{ref.canonical} is not an image manifest (media type "
+                             f"{response.headers.get('Content-Type', 'unknown')})") from None
+        return body, digest
+
+    def _layers(self, ref: RegistryRef, manifest: dict) -> tuple[RemoteFile, ...]:
+        layers = [layer for layer in manifest.get("layers", [])
+                  if isinstance(layer, dict) and layer.get("mediaType") in GGUF_LAYER_TYPES]
+        names = installed_names(ref, layers)
+        auth = LiveHeaders(self.auth, ref.host, ref.repository)
+        files = []
+        for layer, name in zip(layers, names):
+            algorithm, _, hexdigest = str(layer.get("digest", "")).partition(":")
+            if algorithm != "sha256" or len(hexdigest) != 64:
+                raise ProxyError("hub_unavailable", f"{ref.canonical} has a layer without a sha256 digest")
+            size = layer.get("size")
+            files.append(RemoteFile(name, size if isinstance(size, int) else None, hexdigest.lower(),
+                                    Fetch(f"{self.base_url(ref)}/blobs/sha256:{hexdigest}", auth)))
+        return tuple(files)
+
+    def _get(self, ref: RegistryRef, url: str, headers: dict[str, str]) -> requests.Response:
+        """GET with the registry's auth (answering one challenge), retrying what is worth retrying.
+
+        Raises:
+            ProxyError: repo_not_found, revision_not_found, source_auth_failed, hub_unavailable.
+        """
+        stop = threading.Event()
+        for attempt in range(1, self._max_retries + 1):
+            try:
+                response = self._authorized_get(ref, url, headers)
+            except requests.exceptions.SSLError as err:
+                raise ProxyError("hub_unavailable", f"registry {ref.host} could not be reached over HTTPS (TLS "
+                                 "failed); a registry that serves plain HTTP must be listed in INSECURE_REGISTRIES"
+                                 ) from err
+            except requests.RequestException as err:
+                failure: ProxyError | None = ProxyError(
+                    "hub_unavailable", f"registry {ref.host} could not be reached ({type(err).__name__}, "
+                    f"{attempt} attempts) for {ref.canonical}; check the host, INSECURE_REGISTRIES and the network")
+            else:
+                if response.ok:
+                    return response
+                failure = self._error(ref, response, attempt)
+                if failure.code == "revision_not_found" and not self._has_repository(ref):
+                    failure = _no_repository(ref)
+                if response.status_code < 500 and response.status_code != 429:
+                    raise failure
+            if attempt == self._max_retries:
+                raise failure
+            log.warning("asking %s for %s failed; retrying, attempt %d of %d", ref.host, ref.canonical,
+                        attempt + 1, self._max_retries)
+            stop.wait(self._backoff.delay_s(attempt, None))
+        raise AssertionError("unreachable")
+
+    def _authorized_get(self, ref: RegistryRef, url: str, headers: dict[str, str]) -> requests.Response:
+        """Raises: ProxyError source_auth_failed; requests.RequestException."""
+        auth = self.auth.header(ref.host, ref.repository)
+        response = self._session.get(url, headers={**headers, **({"Authorization": auth} if auth else {})},
+                                     timeout=self._timeout_s)
+        if response.status_code == 401 and "WWW-Authenticate" in response.headers:
+            scheme, params = parse_challenge(response.headers["WWW-Authenticate"])
+            auth = self.auth.answer(ref.host, ref.repository, scheme, params)
+            response = self._session.get(url, headers={**headers, "Authorization": auth}, timeout=self._timeout_s)
+        if response.status_code in (401, 403):
+            raise self.auth.refused(ref.host, ref.repository, response.status_code)
+        return response
+
+    def _has_repository(self, ref: RegistryRef) -> bool:
+        """Whether the registry knows the repository: distribution answers MANIFEST_UNKNOWN for a manifest of
+        an unknown repository too, and NAME_UNKNOWN only for its tag list."""
+        try:
+            response = self._authorized_get(ref, f"{self.base_url(ref)}/tags/list?n=1", {})
+        except (requests.RequestException, ProxyError):
+            return True  # cannot tell: keep what the manifest said
+        return response.status_code != 404 or _error_codes(response) != {"NAME_UNKNOWN"}
+
+    @staticmethod
+    def _error(ref: RegistryRef, response: requests.Response, attempt: int) -> ProxyError:
+        """Our code from the registry's status and its error codes (the distribution spec's), not its text."""
+        codes = _error_codes(response)
+        if "NAME_UNKNOWN" in codes or (response.status_code == 404 and "MANIFEST_UNKNOWN" not in codes):
+            return _no_repository(ref)
+        if "MANIFEST_UNKNOWN" in codes:
+            return ProxyError("revision_not_found", f"registry {ref.host} has no tag or digest {ref.reference} "
+                              f"in {ref.repository}")
+        return ProxyError("hub_unavailable", f"registry {ref.host} answered HTTP {response.status_code} for "
+                          f"{ref.canonical} ({attempt} attempts)")
+
+
+def installed_names(ref: RegistryRef, layers: list[dict]) -> list[str]:
+    """Each GGUF layer's installed file name: its title annotation when a safe .gguf base name, else
+    `<name>-<tag>.gguf` (a split set's parts `<stem>-0000i-of-0000n.gguf`)."""
+    annotated = [_annotated_name(layer) for layer in layers]
+    if all(annotated) and len(set(annotated)) == len(annotated):
+        return annotated
+    if len(layers) == 1:
+        return [f"{ref.name_tag}.gguf"]
+    count = len(layers)
+    return [f"{ref.name_tag}-{i:05d}-of-{count:05d}.gguf" for i in range(1, count + 1)]
+
+
+def _annotated_name(layer: dict) -> str | None:
+    annotations = layer.get("annotations")
+    if not isinstance(annotations, dict):
+        return None
+    for key in NAME_ANNOTATIONS:
+        name = annotations.get(key)
+        if isinstance(name, str) and naming.is_safe_name(name) and naming.is_gguf(name):
+            return name
+    return None
+
+
+def _error_codes(response: requests.Response) -> set:
+    """The distribution spec's error codes of an answer (`{"errors": [{"code": ...}]}`)."""
+    try:
+        return {e.get("code") for e in response.json().get("errors", [])}
+    except (ValueError, AttributeError, TypeError):
+        return set()
+
+
+def _no_repository(ref: RegistryRef) -> ProxyError:
+    return ProxyError("repo_not_found", f"registry {ref.host} has no repository {ref.repository} "
+                      f"(asked for {ref.canonical})")

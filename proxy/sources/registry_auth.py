@@ -1,0 +1,215 @@
+"""Registry credentials as Docker keeps them (config.json), and the answers to a registry's challenges:
+Basic, and the Bearer token flow (anonymous tokens too), each token reused until it expires.
+
+Credentials and tokens never reach a log line, a message, or a host other than the one they are for.
+"""
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator, Mapping
+
+import requests
+
+from proxy.errors import ProxyError
+
+log = logging.getLogger(__name__)
+DOCKER_HUB_KEY = "https://index.docker.io/v1/"
+DOCKER_HUB_HOSTS = ("registry-1.docker.io", "docker.io", "index.docker.io")
+TOKEN_TTL_DEFAULT_S = 60  # the token spec's default when a token endpoint names no expiry
+EXPIRY_MARGIN_S = 10
+_CHALLENGE_PARAM_RE = re.compile(r'(\w+)="([^"]*)"')
+
+
+@dataclass(frozen=True)
+class Credentials:
+    username: str | None = field(default=None, repr=False)
+    password: str | None = field(default=None, repr=False)
+    identity_token: str | None = field(default=None, repr=False)
+
+    def basic(self) -> str | None:
+        if self.username is None or self.password is None:
+            return None
+        return "Basic " + base64.b64encode(f"{self.username}:{self.password}".encode()).decode()
+
+
+def default_auth_file(docker_config: str | None) -> Path:
+    """`$DOCKER_CONFIG/config.json`, else `~/.docker/config.json`."""
+    return Path(docker_config or Path.home() / ".docker") / "config.json"
+
+
+def load_auth_file(path: Path, required: bool) -> dict[str, Credentials]:
+    """host[:port] -> credentials from a Docker config.json. A missing default file means no credentials.
+
+    Raises:
+        ValueError: the file is `required` (REGISTRY_AUTH_FILE was set) and unreadable, or it is malformed.
+    """
+    try:
+        raw = json.loads(path.read_text())
+    except FileNotFoundError:
+        if required:
+            raise ValueError(f"REGISTRY_AUTH_FILE {path} does not exist") from None
+        return {}
+    except (OSError, ValueError) as err:
+        if not required:
+            log.warning("ignoring %s: not a readable JSON file (%s)", path, type(err).__name__)
+            return {}
+        raise ValueError(f"REGISTRY_AUTH_FILE {path} is not a readable JSON file ({type(err).__name__})") from None
+    auths = raw.get("auths", {}) if isinstance(raw, dict) else None
+    if not isinstance(auths, dict):
+        raise ValueError(f"registry auth file {path}: 'auths' must be an object of registry -> credentials")
+    return {_host_of_key(key): _credentials(path, key, entry) for key, entry in auths.items()}
+
+
+def _credentials(path: Path, key: str, entry: object) -> Credentials:
+    """Raises: ValueError naming the entry (never its content)."""
+    if not isinstance(entry, dict):
+        raise ValueError(f"registry auth file {path}: the entry for {key} must be an object")
+    username, password = entry.get("username"), entry.get("password")
+    if entry.get("auth"):
+        try:
+            username, _, password = base64.b64decode(entry["auth"], validate=True).decode().partition(":")
+        except (ValueError, TypeError):
+            raise ValueError(f"registry auth file {path}: the 'auth' of {key} is not base64 of user:password") \
+                from None
+    token = entry.get("identitytoken")
+    if not all(v is None or isinstance(v, str) for v in (username, password, token)):
+        raise ValueError(f"registry auth file {path}: the credentials of {key} must be strings")
+    return Credentials(username, password, token or None)
+
+
+def _host_of_key(key: str) -> str:
+    """`host[:port]`, `https://host[:port]/...` or Docker Hub's index URL, as the host it is for."""
+    if key == DOCKER_HUB_KEY:
+        return DOCKER_HUB_HOSTS[0]
+    return re.sub(r"^[a-z]+://", "", key).split("/")[0].lower()
+
+
+def parse_challenge(header: str) -> tuple[str, dict[str, str]]:
+    """`Bearer realm="...",service="...",scope="..."` -> ("bearer", {realm, service, scope})."""
+    scheme, _, params = header.strip().partition(" ")
+    return scheme.lower(), dict(_CHALLENGE_PARAM_RE.findall(params))
+
+
+class RegistryAuth:
+    """The Authorization header for each (registry host, repository), learned from its challenges."""
+
+    def __init__(self, credentials: Mapping[str, Credentials], session: requests.Session, timeout_s: float):
+        self._credentials = dict(credentials)
+        self._session, self._timeout_s = session, timeout_s
+        self._lock = threading.Lock()
+        self._headers: dict[tuple[str, str], tuple[str, float]] = {}  # (host, repo) -> (header, expires at)
+        self._challenges: dict[tuple[str, str], tuple[str, dict[str, str]]] = {}
+
+    def credentials_for(self, host: str) -> Credentials | None:
+        found = self._credentials.get(host)
+        if found is None and host in DOCKER_HUB_HOSTS:
+            found = next((self._credentials[h] for h in DOCKER_HUB_HOSTS if h in self._credentials), None)
+        return found
+
+    def header(self, host: str, repository: str) -> str | None:
+        """The Authorization value to send now, renewing an expired token; None before any challenge.
+
+        Raises:
+            ProxyError: source_auth_failed, hub_unavailable (from a token endpoint).
+        """
+        key = (host, repository)
+        with self._lock:
+            cached = self._headers.get(key)
+            if cached and cached[1] > time.monotonic():
+                return cached[0]
+            challenge = self._challenges.get(key)
+        return self.answer(host, repository, *challenge) if challenge else None
+
+    def answer(self, host: str, repository: str, scheme: str, params: dict[str, str]) -> str:
+        """Answer a `WWW-Authenticate` challenge; the header to retry with (remembered for later requests).
+
+        Raises:
+            ProxyError: source_auth_failed (no credentials where they are needed, or refused),
+                hub_unavailable (a token endpoint that cannot be reached).
+        """
+        creds = self.credentials_for(host)
+        if scheme == "basic":
+            value = creds.basic() if creds else None
+            if value is None:
+                raise _refused(host, repository, "asks for credentials and none are configured")
+            expires = float("inf")
+        elif scheme == "bearer" and params.get("realm"):
+            value, expires = self._token(host, repository, params, creds)
+        else:
+            raise _refused(host, repository, f"asks for {scheme or 'an unknown'} authentication")
+        with self._lock:
+            self._challenges[(host, repository)] = (scheme, params)
+            self._headers[(host, repository)] = (value, expires)
+        return value
+
+    def _token(self, host: str, repository: str, params: dict[str, str],
+               creds: Credentials | None) -> tuple[str, float]:
+        """A Bearer token from the challenge's realm: with Basic credentials, an identity token (OAuth2
+        refresh grant), or anonymous."""
+        query = {"service": params.get("service", host), "scope": params.get("scope") or f"repository:{repository}:pull"}
+        try:
+            if creds and creds.identity_token:
+                response = self._session.post(params["realm"], timeout=self._timeout_s, data={
+                    **query, "grant_type": "refresh_token", "refresh_token": creds.identity_token,
+                    "client_id": "gguf-proxy"})
+            else:
+                basic = creds.basic() if creds else None
+                response = self._session.get(params["realm"], params=query, timeout=self._timeout_s,
+                                             headers={"Authorization": basic} if basic else {})
+        except requests.RequestException as err:
+            raise ProxyError("hub_unavailable", f"the token endpoint of {host} could not be reached "
+                             f"({type(err).__name__})") from err
+        if response.status_code in (401, 403):
+            raise _refused(host, repository, f"refused the credentials at its token endpoint (HTTP {response.status_code})")
+        try:
+            body = response.json() if response.ok else None
+            token = body.get("token") or body.get("access_token")
+            ttl_s = int(body.get("expires_in") or TOKEN_TTL_DEFAULT_S)
+        except (ValueError, AttributeError, TypeError):
+            token = None
+        if not isinstance(token, str) or not token:
+            raise ProxyError("hub_unavailable", f"the token endpoint of {host} answered HTTP {response.status_code} "
+                             "without a token")
+        return f"Bearer {token}", time.monotonic() + max(ttl_s - EXPIRY_MARGIN_S, 1)
+
+    def refused(self, host: str, repository: str, status: int) -> ProxyError:
+        """The error of a registry that still answers 401/403 with the header a challenge gave."""
+        configured = self.credentials_for(host) is not None
+        why = f"refused the configured credentials (HTTP {status})" if configured else \
+            f"asks for credentials (HTTP {status}) and REGISTRY_AUTH_FILE has none for it"
+        return _refused(host, repository, why)
+
+
+class LiveHeaders(Mapping[str, Mapping[str, str]]):
+    """host -> headers for a Fetch, read when each request goes out, so a long transfer gets a fresh token
+    once the first expires. Only the registry's own host gets any."""
+
+    def __init__(self, auth: RegistryAuth, host: str, repository: str):
+        self._auth, self._host, self._repository = auth, host, repository
+
+    def __getitem__(self, host: str) -> Mapping[str, str]:
+        if host != self._host:
+            raise KeyError(host)
+        value = self._auth.header(self._host, self._repository)
+        return {"Authorization": value} if value else {}
+
+    def __iter__(self) -> Iterator[str]:
+        return iter((self._host,))
+
+    def __len__(self) -> int:
+        return 1
+
+    def __repr__(self) -> str:
+        return f"LiveHeaders({self._host})"
+
+
+def _refused(host: str, repository: str, why: str) -> ProxyError:
+    return ProxyError("source_auth_failed", f"registry {host} {why} (repository {repository}); "
+                      "check REGISTRY_AUTH_FILE")

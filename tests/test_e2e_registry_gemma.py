@@ -1,0 +1,55 @@
+"""End to end on the real Gemma 3 270M model from a real registry: published Ollama-style and in Docker
+Model Runner's layout, pulled through the proxy (gunicorn) with ollama:// and oci://, then served by the
+backend."""
+from __future__ import annotations
+
+import pytest
+import requests
+
+from tests.fakes.gguf_files import sha256_file
+from tests.helpers import free_port, running_process
+from tests.registry import DMR_GGUF, DOCKER_MANIFEST, OLLAMA_MODEL, TITLE, running_registry
+from tests.test_e2e_gemma import GUNICORN, pull_lines
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory, gemma_gguf):
+    tmp = tmp_path_factory.mktemp("e2e-registry")
+    models, logs = tmp / "models", tmp / "logs"
+    models.mkdir()
+    logs.mkdir()
+    with running_registry(tmp / "registry") as registry:
+        registry.publish("library/gemma3", "270m", [(gemma_gguf, OLLAMA_MODEL, None)], DOCKER_MANIFEST,
+                         "application/vnd.docker.container.image.v1+json")
+        registry.publish("ai/gemma3", "270M-Q4_K_M", [(gemma_gguf, DMR_GGUF, {TITLE: "gemma3-dmr.gguf"})])
+        backend_port, port = free_port(), free_port()
+        backend_url, url = f"http://127.0.0.1:{backend_port}", f"http://127.0.0.1:{port}"
+        with running_process(["-m", "server"], {"MODELS_DIR": str(models), "BACKEND_PORT": str(backend_port),
+                                                "HOST": "127.0.0.1"}, backend_url + "/health",
+                             logs / "backend.log", timeout_s=120):
+            env = {"MODELS_DIR": str(models), "HOST": "127.0.0.1", "PORT": str(port), "BACKEND_URL": backend_url,
+                   "INSECURE_REGISTRIES": registry.host, "DOCKER_CONFIG": str(tmp / "no-docker")}
+            with running_process(GUNICORN, env, url + "/livez", logs / "proxy.log"):
+                yield {"url": url, "registry": registry, "gemma": gemma_gguf, "models": models}
+
+
+def generates(url: str, model: str) -> None:
+    answer = requests.post(url + "/v1/generate", json={"model": model, "prompt": "The sky is", "max_tokens": 8,
+                                                       "temperature": 0}, timeout=120)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["response"].strip()
+
+
+@pytest.mark.parametrize("reference, filename", [
+    ("ollama://{host}/library/gemma3:270m", "gemma3-270m.gguf"),
+    ("oci://{host}/ai/gemma3:270M-Q4_K_M", "gemma3-dmr.gguf"),
+])
+def test_gemma_from_a_registry_pulls_and_generates_through_the_proxy(stack, reference, filename):
+    reference = reference.format(host=stack["registry"].host)
+    lines = pull_lines(stack["url"], {"model": reference})
+    complete = lines[-1]
+    assert complete["status"] == "complete", lines[-3:]
+    assert (complete["filename"], complete["source"]) == (filename, reference)
+    assert complete["sha256"] == sha256_file(stack["gemma"]) and complete["digest"].startswith("sha256:")
+    generates(stack["url"], filename.removesuffix(".gguf"))
+    generates(stack["url"], reference)  # the reference as pulled names the model too
