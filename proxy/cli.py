@@ -169,6 +169,7 @@ def _local_settings(args: argparse.Namespace):
         settings = Settings.from_env(args.env)
     except ValueError as err:
         raise CliError(str(err), "invalid_request", EXIT_USAGE) from err
+    settings = settings.replace(models_manifest=None)  # a local pull is one model, not the declared set
     return settings.replace(models_dir=args.models_dir) if args.models_dir else settings
 
 
