@@ -15,21 +15,26 @@ from proxy.sources.huggingface import HuggingFaceHub
 from proxy.sources.registry import RegistrySource
 from proxy.sources.registry_auth import default_auth_file, load_auth_file
 from proxy.sources.router import SourceRouter
-from proxy.preload import start_preload
+from proxy.preload import preload_body, start_preload
 from proxy.pulls.install import Installer
 from proxy.pulls.jobs import PullRegistry
 from proxy.pulls.planning import Planner
 from proxy.pulls.service import PullService
 from proxy.pulls.transfer import TransferOptions
+from proxy.reconcile import Reconciler
 from proxy.retry import Backoff
-from proxy.routes import forward, health, models, observability, pull
+from proxy.routes import forward, health, manifest, models, observability, pull
 from proxy.settings import Settings
 from proxy.staging import start_staging_sweeper
 from proxy.store import ModelStore
 
 
 def create_app(settings: Settings | None = None, source=None) -> Flask:
-    """Build the proxy; `settings` defaults to the environment, `source` to the Hugging Face Hub."""
+    """Build the proxy; `settings` defaults to the environment, `source` to the Hugging Face Hub.
+
+    Raises:
+        ManifestError: MODELS_MANIFEST cannot be read or is malformed; the proxy must not start half-configured.
+    """
     settings = settings or Settings.from_env()
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
     app = Flask(__name__)
@@ -40,7 +45,7 @@ def create_app(settings: Settings | None = None, source=None) -> Flask:
     app.extensions.update(services)
     app.extensions["forward_slots"] = threading.BoundedSemaphore(settings.forward_max_in_flight)
     install_request_metrics(app, services["metrics"])
-    for module in (health, pull, models, forward, observability):
+    for module in (health, pull, models, forward, observability, manifest):
         app.register_blueprint(module.bp)
     start_staging_sweeper(services["store"], settings.staging_sweep_interval_s)
     start_preload(services)
@@ -70,8 +75,12 @@ def build_services(settings: Settings, source=None) -> dict:
     planner = Planner(source, store, installer, settings.allowed_repos)
     service = PullService(planner, installer, registry, options, metrics, settings.progress_interval_s)
     metrics.watch(registry.counts, lambda: backend.health() is not None)
+    reconciler = Reconciler(service, store, settings.models_manifest,
+                            tuple(preload_body(entry) for entry in settings.preload_models),
+                            settings.manifest_poll_interval_s)
+    reconciler.load()  # before anything runs: a malformed manifest stops the start here
     return dict(settings=settings, store=store, backend=backend, source=source, pulls=registry,
-                pull_service=service, metrics=metrics)
+                pull_service=service, metrics=metrics, reconciler=reconciler)
 
 
 def _registry_credentials(settings: Settings) -> dict:

@@ -94,7 +94,34 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
                              formatter_class=argparse.RawDescriptionHelpFormatter)
     rm.add_argument("name", metavar="NAME", help="model id, file name, or repo id (every file from it)")
     rm.set_defaults(run=run_rm)
+    lock = commands.add_parser("lock", help="resolve every model of a manifest and write its pins into it",
+                               epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    lock.add_argument("file", metavar="FILE", help="a MODELS_MANIFEST file, YAML or JSON; rewritten in place")
+    lock.set_defaults(run=run_lock, local=False, models_dir=None)
     return parser
+
+
+def run_lock(args: argparse.Namespace) -> int:
+    """Resolve at the sources (HF_ENDPOINT, HF_TOKEN); MODELS_DIR is not touched."""
+    from pathlib import Path
+
+    from proxy.lock import LockError, describe, lock_manifest
+    from proxy.manifest import ManifestError
+    from proxy.sources.huggingface import HuggingFaceHub
+
+    settings = _local_settings(args)
+    source = HuggingFaceHub(settings.hf_endpoint, settings.hf_token, settings.hub_timeout_s, settings.pull_max_retries)
+    try:
+        pins = lock_manifest(Path(args.file), source)
+    except ManifestError as err:
+        raise CliError(str(err), "invalid_request", EXIT_USAGE) from err
+    except OSError as err:
+        raise CliError(f"{args.file}: {err.strerror or err}", None, EXIT_USAGE) from err
+    except LockError as err:
+        raise CliError(f"could not resolve, nothing written: {err}", None, EXIT_FAILED) from err
+    for index, pin in enumerate(pins):
+        print(f"models[{index}]: {describe(pin)}")
+    return EXIT_OK
 
 
 # --- pull -------------------------------------------------------------------------------------------
@@ -170,6 +197,7 @@ def _local_settings(args: argparse.Namespace):
         settings = Settings.from_env(args.env)
     except ValueError as err:
         raise CliError(str(err), "invalid_request", EXIT_USAGE) from err
+    settings = settings.replace(models_manifest=None)  # a local pull is one model, not the declared set
     return settings.replace(models_dir=args.models_dir) if args.models_dir else settings
 
 

@@ -23,6 +23,7 @@ MODEL_DETAILS = {"type": "object", "required": ["architecture", "parameters", "q
                                 "context_length": {**NULLABLE_INT, "description": "<architecture>.context_length"}}}
 # The bearer key is needed only when PROXY_API_KEY is set, hence the empty alternative.
 GUARDED = {"security": [{"bearer": []}, {}]}
+DECLARED = ("model", "filename", "state", "sha256", "revision", "error", "code")
 REPO_ID = r"^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?/[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?(:[A-Za-z0-9_]+)?$"
 
 
@@ -110,6 +111,17 @@ def _schemas() -> dict:
         "ModelList": {"type": "object", "required": ["object", "data"], "properties": {
             "object": {"const": "list"}, "data": {"type": "array", "items": {
                 "type": "object", "required": ["id"], "properties": {"id": STR}}}}},
+        "DeclaredModel": {"type": "object", "required": list(DECLARED), "properties": {
+            "model": STR, "filename": NULLABLE_STR, "state": {"enum": ["ready", "queued", "pulling", "failed"]},
+            "sha256": NULLABLE_STR, "revision": NULLABLE_STR, "error": NULLABLE_STR,
+            "code": {"oneOf": [{"type": "null"}, {"enum": codes}]}}},
+        "Manifest": {"type": "object", "required": ["ready", "models"], "properties": {
+            "ready": {"type": "boolean"}, "models": {"type": "array", "items": _ref("DeclaredModel")}}},
+        "NotReady": {"type": "object", "required": ["status", "backend", "not_ready"], "properties": {
+            "status": {"const": "not_ready"}, "backend": {"type": "boolean"}, "not_ready": {"type": "array", "items": {
+                "type": "object", "required": ["model", "filename", "state", "code"], "properties": {
+                    "model": STR, "filename": NULLABLE_STR, "state": STR,
+                    "code": {"oneOf": [{"type": "null"}, {"enum": codes}]}}}}}},
         "DeleteRequest": {"type": "object", "properties": {"filename": STR, "model": STR}},
         "Deleted": {"type": "object", "required": ["status", "files"], "properties": {
             "status": {"const": "deleted"}, "files": {"type": "array", "items": STR}}},
@@ -148,6 +160,14 @@ def _paths() -> dict:
         "/v1/api/models": {"get": _op("Installed models with provenance", {"200": _json({
             "type": "object", "required": ["models"], "properties": {
                 "models": {"type": "array", "items": _ref("InstalledModel")}}})})},
+        "/v1/api/manifest": {"get": _op("The declared models (MODELS_MANIFEST) and the state of each", {
+            "200": _json(_ref("Manifest"))})},
+        "/v1/api/manifest/sync": {"post": {**_op("Reconcile with MODELS_MANIFEST now (the file is read again)", {
+            "202": _json({"type": "object", "required": ["status"], "properties": {"status": {"const": "syncing"}}},
+                         "reconciliation started"), **_errors(401)}), **GUARDED}},
+        "/readyz": {"get": _op("Readiness: the backend answers and every declared model is ready", {
+            "200": _json({"type": "object", "required": ["status"], "properties": {"status": {"const": "ready"}}}),
+            "503": _json(_ref("NotReady"), "what is not ready")})},
         "/metrics": {"get": _op("Prometheus metrics", {"200": {
             "description": "Prometheus text", "content": {"text/plain": {"schema": STR}}}})},
         "/openapi.json": {"get": _op("This document", {"200": _json(OBJ)})},

@@ -1,5 +1,5 @@
-"""Pulls started in the background when the proxy starts (interrupted ones, then PRELOAD_MODELS), never
-blocking readiness."""
+"""Pulls started in the background when the proxy starts: interrupted ones, then the reconciler's (the
+manifest's declared models, then PRELOAD_MODELS, an unpinned shorthand that never blocks readiness)."""
 from __future__ import annotations
 
 import logging
@@ -15,13 +15,20 @@ log = logging.getLogger(__name__)
 
 
 def start_preload(services: dict) -> threading.Thread | None:
-    """In a daemon thread, one after another: resume the pulls a previous run left unfinished, then pull
-    every PRELOAD_MODELS entry. None when there is nothing to do."""
+    """In a daemon thread: resume the pulls a previous run left unfinished, then run the reconciler (every
+    declared model, then every PRELOAD_MODELS entry, and again on sync or a change of the manifest). None
+    when there is nothing to do."""
     work = [(f"{body.get('model')}/{body.get('filename')}", body) for body in services["store"].intents()]
-    work += [(entry, preload_body(entry)) for entry in services["settings"].preload_models]
-    if not work:
+    reconciler = services["reconciler"]
+    if not work and not reconciler.active:
         return None
-    thread = threading.Thread(target=preload, args=(work, services["pull_service"]), name="preload", daemon=True)
+
+    def run() -> None:
+        preload(work, services["pull_service"])
+        if reconciler.active:
+            reconciler.run()
+
+    thread = threading.Thread(target=run, name="preload", daemon=True)
     thread.start()
     return thread
 

@@ -43,6 +43,11 @@ class Settings:
         6, "PULL_MAX_RETRIES", "consecutive failed attempts (no byte gained) before hub_unavailable")
     preload_models: tuple[str, ...] = setting(
         (), "PRELOAD_MODELS", "comma-separated repo[:QUANT] or repo/file, pulled in the background at start")
+    models_manifest: str | None = setting(
+        None, "MODELS_MANIFEST", "YAML or JSON file declaring the models this instance must hold, with pins")
+    manifest_poll_interval_s: float = setting(
+        30.0, "MODELS_MANIFEST_POLL_S", "how often the manifest's content is compared with the last one read "
+        "(the contract's within 60 s); a change reconciles")
     pull_chunk_bytes: int = setting(
         16 * 1024 * 1024, "PULL_CHUNK_BYTES", "ranged part size; smaller parts keep the hash close behind")
     pull_backoff_base_s: float = setting(1.0, None, "first wait before a retry; doubles each time")

@@ -81,6 +81,7 @@ def make_app(hub, models_dir):
 
     yield make
     for app in apps:
+        app.extensions["reconciler"].stop()
         app.extensions["pulls"].shutdown()
     for app in apps:
         for job in app.extensions["pulls"].jobs():

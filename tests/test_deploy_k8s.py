@@ -74,8 +74,8 @@ def proxy_probe_problems(pod: dict) -> list[str]:
              for kind in ("startupProbe", "readinessProbe", "livenessProbe")}
     if paths["startupProbe"] is None:
         problems.append("proxy has no HTTP startupProbe")
-    if paths["readinessProbe"] != "/v1/health":
-        problems.append("proxy readiness is not /v1/health")
+    if paths["readinessProbe"] != "/readyz":
+        problems.append("proxy readiness is not /readyz")
     if paths["livenessProbe"] != "/livez":
         problems.append("proxy liveness is not /livez (it must not depend on the backend)")
     mounts = {m.get("mountPath"): m["name"] for m in proxy.get("volumeMounts", [])}
@@ -237,3 +237,21 @@ def test_secret_example_holds_both_keys_as_placeholders():
     (secret,) = load_all(K8S_DIR / "secret.example.yaml")
     assert secret["kind"] == "Secret" and set(secret["stringData"]) == {"HF_TOKEN", "PROXY_API_KEY"}
     assert all("replace" in value for value in secret["stringData"].values())
+
+
+def test_the_manifest_comes_from_a_configmap_mounted_without_subpath():
+    """A subPath mount never sees a ConfigMap update; the proxy notices the kubelet's symlink swap only
+    through a directory mount."""
+    from proxy.manifest import parse_manifest
+
+    (deployment,) = load_all(K8S_DIR / "deployment.yaml")
+    pod = deployment["spec"]["template"]["spec"]
+    proxy = proxy_container(pod)
+    path = _env_value(proxy, "MODELS_MANIFEST")
+    [mount] = [m for m in proxy["volumeMounts"] if path and path.startswith(m["mountPath"] + "/")]
+    assert "subPath" not in mount
+    [volume] = [v for v in pod["volumes"] if v["name"] == mount["name"]]
+    (configmap,) = load_all(K8S_DIR / "configmap-manifest.yaml")
+    assert volume["configMap"]["name"] == configmap["metadata"]["name"]
+    assert "configmap-manifest.yaml" in (K8S_DIR / "kustomization.yaml").read_text()
+    assert parse_manifest(configmap["data"][path.rsplit("/", 1)[1]]) == ()

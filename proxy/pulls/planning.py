@@ -10,6 +10,7 @@ from core import naming
 from proxy.errors import ProxyError
 from proxy.provenance import Provenance
 from proxy.pulls.install import Installer, Origin
+from proxy.pulls.pins import apply_pins
 from proxy.pulls.request import PullRequest, check_filename, check_repo_allowed
 from proxy.pulls.remote import RemoteFile, RepoFiles
 from proxy.sources.base import Source, Wanted
@@ -56,10 +57,12 @@ class Planner:
     def plan(self, request: PullRequest) -> Plan:
         """Raises:
             ProxyError: repo_not_allowed, repo_not_found, revision_not_found, file_not_found, gated_repo,
-                hub_unavailable, hub_token_rejected, name_conflict, unsafe_filename, not_gguf.
+                hub_unavailable, hub_token_rejected, name_conflict, unsafe_filename, not_gguf, and
+                checksum_mismatch for a pinned sha256 the source no longer serves.
         """
         check_repo_allowed(request.repo, self.allowed_repos)
         resolved = self.source.resolve(Wanted(request.repo, request.revision, request.filename, request.quant))
+        resolved = apply_pins(request, resolved)
         records = self.store.provenance.all()
         for remote in resolved.files:
             check_filename(remote.filename)  # a name the source lists is input too (chosen by quant, say)

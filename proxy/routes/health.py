@@ -11,7 +11,7 @@ ENDPOINTS = {
     "health": "/v1/health", "livez": "/livez", "models": "/v1/models", "generate": "/v1/generate",
     "completions": "/v1/completions", "chat": "/v1/chat/completions", "pull": "/v1/api/pull",
     "pulls": "/v1/api/pulls", "files": "/v1/api/files", "delete": "/v1/api/delete",
-    "installed": "/v1/api/models", "metrics": "/metrics", "openapi": "/openapi.json",
+    "installed": "/v1/api/models", "manifest": "/v1/api/manifest", "readyz": "/readyz", "metrics": "/metrics", "openapi": "/openapi.json",
 }
 
 

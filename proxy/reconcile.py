@@ -1,0 +1,211 @@
+"""The reconciler: every declared model (MODELS_MANIFEST) and every PRELOAD_MODELS entry goes through
+PullService.start as an HTTP pull does; the state of each declared one is what /v1/api/manifest and /readyz
+report. It runs at start, on request (POST /v1/api/manifest/sync) and when the file's content changes."""
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from core import naming
+from proxy.manifest import Entry, ManifestError, read_manifest
+from proxy.pulls.events import Complete, Failed, Queued
+from proxy.pulls.jobs import PullJob
+from proxy.pulls.pins import is_commit
+from proxy.pulls.service import PullService
+from proxy.store import ModelStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class EntryState:
+    """What the reconciler knows of one declared model; `job` while its pull runs."""
+
+    entry: Entry
+    state: str = "queued"
+    filename: str | None = None
+    sha256: str | None = None
+    revision: str | None = None
+    error: str | None = None
+    code: str | None = None
+    job: PullJob | None = None
+
+    def view(self) -> dict:
+        state = self.state
+        if self.job is not None and not self.job.done:
+            state = "queued" if isinstance(self.job.latest, Queued) else "pulling"
+        return {"model": self.entry.model, "filename": self.filename, "state": state, "sha256": self.sha256,
+                "revision": self.revision, "error": self.error, "code": self.code}
+
+
+class Reconciler:
+    def __init__(self, service: PullService, store: ModelStore, manifest_path: str | None,
+                 preload: tuple[dict, ...] = (), poll_interval_s: float = 30.0):
+        self.service, self.store, self.path = service, store, manifest_path
+        self.preload = preload
+        self.poll_interval_s = poll_interval_s
+        self._states: list[EntryState] = []
+        self._digest: str | None = None
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+
+    @property
+    def active(self) -> bool:
+        """Whether there is anything to reconcile: a manifest or PRELOAD_MODELS."""
+        return bool(self.path or self.preload)
+
+    def load(self) -> None:
+        """Read the manifest at start.
+
+        Raises:
+            ManifestError: the proxy must not start on it.
+        """
+        if self.path:
+            manifest = read_manifest(self.path)
+            self._replace(manifest.entries, manifest.digest)
+
+    def run(self) -> None:
+        """Reconcile now, then whenever asked or the file's content changed, until stop()."""
+        self._wake.set()
+        while not self._stop.is_set():
+            asked = self._wake.wait(self.poll_interval_s)
+            self._wake.clear()
+            if self._stop.is_set():
+                return
+            if self._reread() or asked:
+                self.reconcile()
+
+    def request_sync(self) -> None:
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+
+    def views(self) -> list[dict]:
+        with self._lock:
+            return [state.view() for state in self._states]
+
+    def ready(self) -> bool:
+        return all(view["state"] == "ready" for view in self.views())
+
+    def declared_filenames(self) -> frozenset[str]:
+        """The file names declared models are installed under (every part of a split set): retention
+        never evicts them."""
+        with self._lock:
+            states = list(self._states)
+        names = set()
+        for state in states:
+            names.update(naming.basename(name) for name, _ in state.entry.files)
+            name = state.filename or state.entry.filename
+            if name:
+                names.add(naming.basename(name))
+        return frozenset(names)
+
+    def reconcile(self) -> None:
+        """Pull every declared entry, then every PRELOAD_MODELS one, one after another."""
+        with self._lock:
+            states = list(self._states)
+        for state in states:
+            if self._stop.is_set():
+                return
+            self._reconcile_entry(state)
+        for body in self.preload:
+            if self._stop.is_set():
+                return
+            final = self.service.start(body, remember=True).wait()
+            _log_outcome(f"preload of {body.get('model')}", final)
+
+    def _reconcile_entry(self, state: EntryState) -> None:
+        try:
+            request = state.entry.request()
+        except Exception as err:  # noqa: BLE001 - checked at load; a pull refuses it the same way
+            log.error("manifest entry %d: %s", state.entry.index, err)
+            return
+        ticket = self.service.start(request, remember=True)
+        with self._lock:
+            state.job = ticket.job
+            state.state = "pulling"
+        final = ticket.wait()
+        with self._lock:
+            self._settle(state, final)
+        _log_outcome(f"manifest entry {state.entry.model}", final)
+
+    def _settle(self, state: EntryState, final: Any) -> None:
+        """Record a pull's end. A failed pull leaves an entry ready when what is installed still is what
+        it declares (the source drifted or is down): the error and code report it."""
+        state.job = None
+        if isinstance(final, Complete):
+            state.state, state.filename = "ready", final.filename
+            state.sha256, state.revision, state.error, state.code = final.sha256, final.revision, None, None
+            return
+        state.error, state.code = getattr(final, "error", "pull did not end"), getattr(final, "code", None)
+        record = self._installed_as_declared(state)
+        state.state = "ready" if record is not None else "failed"
+        if record is not None:
+            state.filename, state.sha256, state.revision = record.filename, record.sha256, record.commit
+
+    def _installed_as_declared(self, state: EntryState):
+        """The record of the installed file when it is from the entry's repo and matches its pins, else None."""
+        entry = state.entry
+        records = self.store.provenance.all()
+        names = [naming.basename(n) for n, _ in entry.files] or \
+            [naming.basename(n) for n in (state.filename or entry.filename,) if n]
+        pins = dict((naming.basename(n), sha) for n, sha in entry.files)
+        if names and entry.sha256:
+            pins.setdefault(names[0], entry.sha256)
+        repo = entry.model.partition(":")[0].lower()
+        found = [records.get(name) for name in names]
+        if not found or any(r is None or r.repo.lower() != repo or not self.store.final_path(r.filename).is_file()
+                            or (pins.get(r.filename) and r.sha256 != pins[r.filename])
+                            or (is_commit(entry.revision) and r.commit.lower() != entry.revision.lower())
+                            or (entry.verify == "load" and not r.smoke_tested) for r in found):
+            return None
+        return found[0]
+
+    def _reread(self) -> bool:
+        """Read the file again (through its symlinks); True when its content changed. A file made invalid
+        keeps the entries read last, and says why in the log."""
+        if not self.path:
+            return False
+        try:
+            manifest = read_manifest(self.path)
+        except ManifestError as err:
+            log.error("%s; keeping the manifest read before", err)
+            return False
+        if manifest.digest == self._digest:
+            return False
+        log.info("manifest %s changed: %d entries", self.path, len(manifest.entries))
+        self._replace(manifest.entries, manifest.digest)
+        return True
+
+    def _replace(self, entries: tuple[Entry, ...], digest: str) -> None:
+        """New entries; one unchanged keeps what is known of it until it is reconciled again."""
+        with self._lock:
+            known = {_key(state.entry): state for state in self._states}
+            states = []
+            for entry in entries:
+                old = known.get(_key(entry))
+                state = EntryState(entry) if old is None else old
+                state.entry = entry
+                if old is None:
+                    state.filename = naming.basename(entry.filename) if entry.filename else None
+                    state.sha256 = entry.sha256 or (entry.files[0][1] if entry.files else None)
+                    state.revision = entry.revision
+                states.append(state)
+            self._states, self._digest = states, digest
+
+
+def _key(entry: Entry) -> tuple:
+    """What makes two entries the same declaration (their place in the list does not)."""
+    return tuple(sorted(entry.body().items())), entry.sha256, entry.files
+
+
+def _log_outcome(what: str, final: Any) -> None:
+    if isinstance(final, Complete):
+        log.info("%s: %s%s", what, final.filename, " (cached)" if final.cached else "")
+    elif isinstance(final, Failed):
+        log.warning("%s failed: %s (%s)", what, final.error, final.code)
