@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Callable, Iterable
 
 from core import naming
-from proxy.pulls.install import STAGING
+from proxy.pulls.install import PARTIAL_SUFFIX, STAGING
 from proxy.store import QUARANTINE, ModelStore
 from proxy.usage import UsageLog
 
@@ -48,8 +48,9 @@ class Retention:
     def used_bytes(self) -> int:
         """Installed model files and staging files; not the small metadata."""
         installed = sum(_size(self.store.final_path(f)) for f in self.store.installed_files())
-        staging = self.store.root / STAGING
-        return installed + sum(_allocated(p) for p in staging.glob("*")) if staging.is_dir() else installed
+        # The .partial files only: their progress notes are the small metadata. Allocated, as parts of a
+        # ranged download are written sparse.
+        return installed + sum(_allocated(p) for p in (self.store.root / STAGING).glob(f"*{PARTIAL_SUFFIX}"))
 
     def room_bytes(self) -> int:
         """What a pull may add now: the volume's free space, and what MODELS_MAX_BYTES leaves."""

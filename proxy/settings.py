@@ -44,7 +44,7 @@ class Settings:
     hub_timeout_s: float = setting(20.0, None, "timeout of one Hub API call (listing, metadata)")
     progress_interval_s: float = setting(0.5, None, "at most one downloading line per pull this often")
     staging_sweep_interval_s: float = setting(
-        3600.0, None, "how often leftovers (day-old dead staging, week-old quarantine) and models past their TTL are removed")
+        3600.0, None, "how often day-old dead staging, week-old quarantine and models past their TTL are removed")
     models_max_bytes: int | None = setting(
         None, "MODELS_MAX_BYTES", "disk budget of MODELS_DIR; least-recently-used models are evicted to make room")
     models_ttl_days: float | None = setting(

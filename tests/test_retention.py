@@ -111,7 +111,8 @@ def test_a_protected_model_is_not_evicted_and_with_nothing_evictable_the_pull_is
     retention.protected = lambda filename: filename == NAMES["alpha"]  # alpha, the least recently used, declared
     lines = pull(client, model="acme/gamma-GGUF")
 
-    assert [line for line in lines if line["status"] == "evicting"] == [{"status": "evicting", "filename": NAMES["beta"]}]
+    evicting = [line for line in lines if line["status"] == "evicting"]
+    assert evicting == [{"status": "evicting", "filename": NAMES["beta"]}]
     assert top_level_ggufs(models_dir) == [NAMES["alpha"], NAMES["gamma"]]
     assert installed_bytes(models_dir) <= BUDGET
 

@@ -93,9 +93,9 @@ class Planner:
             evicted = self.retention.make_room(needed - room, keep=keep)
             room = self._room()
         if needed > room:
-            budget = "" if self.retention is None or self.retention.max_bytes is None else \
-                f" (MODELS_MAX_BYTES {self.retention.max_bytes}; every other model is in use, being pulled or declared)"
-            raise ProxyError("insufficient_storage", f"{needed} bytes needed in MODELS_DIR, {max(room, 0)} free{budget}")
+            why = "" if self.retention is None else \
+                " (the volume's free space and MODELS_MAX_BYTES), and evicting what is not in use would not do"
+            raise ProxyError("insufficient_storage", f"{needed} bytes needed in MODELS_DIR, {max(room, 0)} left{why}")
         return evicted
 
     def _room(self) -> int:
