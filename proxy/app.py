@@ -1,9 +1,11 @@
 """The proxy sidecar's Flask application factory."""
 from __future__ import annotations
 
+import atexit
 import logging
 import threading
 from pathlib import Path
+from typing import Callable
 
 from flask import Flask
 
@@ -26,7 +28,9 @@ from proxy.retry import Backoff
 from proxy.routes import forward, health, manifest, models, observability, pull
 from proxy.settings import Settings
 from proxy.staging import start_staging_sweeper
-from proxy.store import ModelStore
+from proxy.store import META, ModelStore
+from proxy.usage import InFlight, UsageLog
+from proxy.retention import Retention
 
 
 def create_app(settings: Settings | None = None, source=None) -> Flask:
@@ -47,13 +51,19 @@ def create_app(settings: Settings | None = None, source=None) -> Flask:
     install_request_metrics(app, services["metrics"])
     for module in (health, pull, models, forward, observability, manifest):
         app.register_blueprint(module.bp)
-    start_staging_sweeper(services["store"], settings.staging_sweep_interval_s)
+    start_staging_sweeper(services["store"], settings.staging_sweep_interval_s, also=(services["retention"].sweep,))
+    services["usage"].start_flusher(settings.last_used_flush_interval_s)
+    atexit.register(services["usage"].flush)  # gunicorn's worker_exit flushes too
     start_preload(services)
     return app
 
 
-def build_services(settings: Settings, source=None) -> dict:
-    """Everything a pull needs, wired once; the app and `python -m proxy --local` both use it."""
+def build_services(settings: Settings, source=None, protected: Callable[[str], bool] | None = None) -> dict:
+    """Everything a pull needs, wired once; the app and `python -m proxy --local` both use it.
+
+    `protected(filename)`: whether a file must never be evicted (declared models); also settable later as
+    `services["retention"].protected`.
+    """
     metrics = Metrics()
     backoff = Backoff(settings.pull_backoff_base_s, settings.pull_backoff_max_s)
     store = ModelStore(settings.models_dir)
@@ -72,15 +82,24 @@ def build_services(settings: Settings, source=None) -> dict:
         stall_timeout_s=settings.pull_stall_timeout_s, max_retries=settings.pull_max_retries, backoff=backoff)
     installer = Installer(store, smoke_test=backend.smoke_test)
     installer.ensure_dirs()
-    planner = Planner(source, store, installer, settings.allowed_repos)
-    service = PullService(planner, installer, registry, options, metrics, settings.progress_interval_s)
+    usage, in_flight = UsageLog(store.root / META / "last_used.json", store.provenance.lock_path), InFlight()
+    retention = Retention(
+        store, usage, settings.models_max_bytes, settings.models_ttl_days, protected=protected or (lambda name: False),
+        in_flight=in_flight.busy, pulling=lambda: {job.key for job in registry.jobs() if not job.done},
+        on_evict=lambda filename, why: metrics.evictions.labels(reason="ttl" if "unused" in why else "room").inc())
+    planner = Planner(source, store, installer, settings.allowed_repos, retention)
+    service = PullService(planner, installer, registry, options, metrics, settings.progress_interval_s,
+                          on_used=usage.touch)
     metrics.watch(registry.counts, lambda: backend.health() is not None)
     reconciler = Reconciler(service, store, settings.models_manifest,
                             tuple(preload_body(entry) for entry in settings.preload_models),
                             settings.manifest_poll_interval_s)
     reconciler.load()  # before anything runs: a malformed manifest stops the start here
+    declared, protected = reconciler.declared_filenames, retention.protected
+    retention.protected = lambda name: name in declared() or protected(name)  # declared models are never evicted
     return dict(settings=settings, store=store, backend=backend, source=source, pulls=registry,
-                pull_service=service, metrics=metrics, reconciler=reconciler)
+                pull_service=service, metrics=metrics, reconciler=reconciler, usage=usage, in_flight=in_flight,
+                retention=retention)
 
 
 def _registry_credentials(settings: Settings) -> dict:

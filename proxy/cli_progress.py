@@ -97,6 +97,8 @@ def describe(event: dict) -> str | None:
     if status == "queued":
         reason = f" ({event['reason']})" if event.get("reason") else ""
         return f"queued, position {event.get('position')}{reason}"
+    if status == "evicting":
+        return f"evicting {event.get('filename')}, the least recently used model, to make room"
     if status == "verifying":
         return f"verifying {event.get('filename')}"
     if status == "smoke_test":

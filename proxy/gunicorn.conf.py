@@ -53,8 +53,12 @@ def post_worker_init(worker):
 
 
 def worker_exit(server, worker):
-    """Stop running pulls and wait a little for each to save its progress for the next start to resume."""
+    """Stop running pulls and wait a little for each to save its progress for the next start to resume;
+    write the last-used times not written yet."""
     _stop_pulls(worker, wait_s=SAVE_WAIT_S)
+    usage = getattr(getattr(worker, "wsgi", None), "extensions", {}).get("usage")
+    if usage is not None:
+        usage.flush()
 
 
 def _stop_pulls(worker, wait_s: float = 0.0) -> None:

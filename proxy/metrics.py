@@ -28,6 +28,8 @@ class Metrics:
                                 ["route", "method", "status"], registry=r)
         self.backend_latency = Histogram("proxy_backend_request_seconds", "Time until the backend's response "
                                          "headers arrive", ["path"], buckets=BACKEND_BUCKETS_S, registry=r)
+        self.evictions = Counter("proxy_evictions", "Installed files evicted, by reason (room, ttl)",
+                                 ["reason"], registry=r)
         self.backend_up = Gauge("proxy_backend_up", "1 when the backend answers /health", registry=r)
 
     def count_pull(self, outcome: str, code: str | None, duration_s: float | None = None) -> None:

@@ -37,7 +37,7 @@ class ProvenanceStore:
 
     def __init__(self, path: Path):
         self.path = path
-        self._lock_path = path.with_name(path.name + ".lock")
+        self.lock_path = path.with_name(path.name + ".lock")  # also taken by proxy/usage.py's flush
 
     def get(self, filename: str) -> Provenance | None:
         return self._read().get(filename)
@@ -64,7 +64,7 @@ class ProvenanceStore:
     def _editing(self) -> Iterator[dict[str, Provenance]]:
         """The records, to change in place; written back when the block changed them. No other thread or
         process reads for a change of its own in between, so no change is lost."""
-        with file_lock(self._lock_path):
+        with file_lock(self.lock_path):
             records = self._read()
             before = dict(records)
             yield records

@@ -55,7 +55,13 @@ class Settings:
     hub_timeout_s: float = setting(20.0, None, "timeout of one Hub API call (listing, metadata)")
     progress_interval_s: float = setting(0.5, None, "at most one downloading line per pull this often")
     staging_sweep_interval_s: float = setting(
-        3600.0, None, "how often day-old dead staging files are removed (the contract's hourly)")
+        3600.0, None, "how often day-old dead staging, week-old quarantine and models past their TTL are removed")
+    models_max_bytes: int | None = setting(
+        None, "MODELS_MAX_BYTES", "disk budget of MODELS_DIR; least-recently-used models are evicted to make room")
+    models_ttl_days: float | None = setting(
+        None, "MODELS_TTL_DAYS", "models not used for this many days are evicted (off by default)")
+    last_used_flush_interval_s: float = setting(
+        30.0, None, "how often last-used times are written to MODELS_DIR; a restart loses at most this much")
     backend_timeout_s: float = setting(
         300.0, "BACKEND_TIMEOUT_S", "how long the proxy waits for a backend answer or the next streamed chunk")
     backend_connect_timeout_s: float = setting(5.0, None, "how long connecting to the backend may take")

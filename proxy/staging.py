@@ -11,6 +11,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, Sequence
 
 from core import naming
 from proxy.pulls.install import PARTIAL_SUFFIX, STAGING
@@ -63,17 +64,24 @@ def sweep_staging(store: ModelStore, max_age_s: float = MAX_AGE_S) -> list[str]:
             if leftover.modified < cutoff and _remove_unowned(store, leftover, why)]
 
 
-def start_staging_sweeper(store: ModelStore, interval_s: float = SWEEP_INTERVAL_S) -> threading.Thread:
-    """Sweep now, then every `interval_s` in a daemon thread."""
-    sweep_staging(store)
+def start_staging_sweeper(store: ModelStore, interval_s: float = SWEEP_INTERVAL_S,
+                          also: Sequence[Callable[[], object]] = ()) -> threading.Thread:
+    """Sweep now, then every `interval_s` in a daemon thread; `also`: more sweeps run with it (retention)."""
+    sweeps = (lambda: sweep_staging(store), *also)
+
+    def sweep_all() -> None:
+        for sweep in sweeps:
+            try:
+                sweep()
+            except Exception:  # noqa: BLE001 - the next sweep tries again
+                log.exception("sweeping %s failed", store.root)
+
+    sweep_all()
 
     def sweep_forever() -> None:
         while True:
             time.sleep(interval_s)
-            try:
-                sweep_staging(store)
-            except Exception:  # noqa: BLE001 - the next sweep tries again
-                log.exception("sweeping %s failed", store.root / STAGING)
+            sweep_all()
 
     thread = threading.Thread(target=sweep_forever, name="staging-sweeper", daemon=True)
     thread.start()

@@ -8,7 +8,7 @@ import os
 import shutil
 from dataclasses import asdict
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Mapping
 
 from core import naming
 from proxy.errors import ProxyError
@@ -97,7 +97,9 @@ class ModelStore:
         folder.mkdir(parents=True, exist_ok=True)
         for filename in filenames:
             with contextlib.suppress(FileNotFoundError):
-                os.replace(self.final_path(filename), _child(folder, naming.basename(filename)))
+                moved = _child(folder, naming.basename(filename))
+                os.replace(self.final_path(filename), moved)
+                os.utime(moved)  # dated when quarantined: the week it is kept counts from here
         self.provenance.remove(filenames)
 
     def installed_files(self) -> list[str]:
@@ -122,9 +124,10 @@ class ModelStore:
             self.final_path(filename).unlink(missing_ok=True)
         self.provenance.remove(filenames)
 
-    def describe_installed(self) -> list[dict]:
+    def describe_installed(self, last_used: Mapping[str, str] | None = None) -> list[dict]:
         """Installed files with their provenance and GGUF details, flagging those that no longer match their
-        record. `last_used` stays None until something records it."""
+        record; `last_used` by file name (None for a file no request has named)."""
+        last_used = last_used or {}
         records = self.provenance.all()
         models, paths = [], set()
         for filename in self.installed_files():
@@ -133,7 +136,7 @@ class ModelStore:
             intact = record is not None and record.size == size
             entry = asdict(record) if record else {"filename": filename, "repo": None, "sha256": None}
             recorded = entry.pop("details", None)
-            entry.update(id=naming.model_id(filename), size=size, intact=intact, last_used=None,
+            entry.update(id=naming.model_id(filename), size=size, intact=intact, last_used=last_used.get(filename),
                          details=recorded if intact and recorded else self.details.details(path))
             models.append(entry)
             paths.add(path)

@@ -51,7 +51,7 @@ def test_pulled_gemma_lists_its_gguf_details_recorded_at_install(make_app, hub, 
     model = listed(client)[gemma_gguf.name]
 
     assert model["details"] == GEMMA_DETAILS
-    assert model["last_used"] is None
+    assert model["last_used"] >= model["pulled_at"]  # the pull named it; same ISO form, to the second
     assert "smoke_tested" in model and model["intact"] is True
     recorded = json.loads((models_dir / ".proxy" / "models.json").read_text())["models"]
     assert recorded[0]["details"] == GEMMA_DETAILS

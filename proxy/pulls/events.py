@@ -47,6 +47,14 @@ class Queued(PullEvent):
 
 
 @dataclass(frozen=True)
+class Evicting(PullEvent):
+    """An installed file removed to make room for this pull (least recently used; see proxy/retention.py)."""
+
+    status: ClassVar[str] = "evicting"
+    filename: str
+
+
+@dataclass(frozen=True)
 class Downloading(PullEvent):
     status: ClassVar[str] = "downloading"
     filename: str
@@ -101,4 +109,5 @@ class Failed(PullEvent):
         return STATUS_BY_CODE.get(self.code, 500)
 
 
-EVENT_TYPES: tuple[type[PullEvent], ...] = (Starting, Queued, Downloading, Verifying, SmokeTesting, Complete, Failed)
+EVENT_TYPES: tuple[type[PullEvent], ...] = (Starting, Queued, Evicting, Downloading, Verifying, SmokeTesting,
+                                            Complete, Failed)

@@ -14,6 +14,7 @@ from proxy.pulls.pins import apply_pins
 from proxy.pulls.request import PullRequest, check_filename, check_repo_allowed
 from proxy.pulls.remote import RemoteFile, RepoFiles
 from proxy.sources.base import Source, Wanted
+from proxy.retention import Retention
 from proxy.staging import reclaim_staging
 from proxy.store import ModelStore
 
@@ -50,9 +51,11 @@ class Plan:
 
 
 class Planner:
-    def __init__(self, source: Source, store: ModelStore, installer: Installer, allowed_repos: tuple[str, ...] = ()):
+    def __init__(self, source: Source, store: ModelStore, installer: Installer, allowed_repos: tuple[str, ...] = (),
+                 retention: Retention | None = None):
         self.source, self.store, self.installer = source, store, installer
         self.allowed_repos = allowed_repos
+        self.retention = retention  # None: only the volume's free space bounds a pull, nothing is evicted
 
     def plan(self, request: PullRequest) -> Plan:
         """Raises:
@@ -76,16 +79,31 @@ class Planner:
         """Installed from this pull's repo and still the source's bytes."""
         return self.installer.matches(records.get(naming.basename(remote.filename)), remote, plan.request.repo)
 
-    def check_space(self, plan: Plan) -> None:
-        """Raises: ProxyError insufficient_storage when even the staging of dead pulls leaves no room."""
+    def check_space(self, plan: Plan) -> list[str]:
+        """Make room for the plan: the staging of dead pulls first, then least-recently-used models (with
+        a retention). Returns the files evicted.
+
+        Raises: ProxyError insufficient_storage when nothing evictable is left that would make room.
+        """
         needed = sum(f.size - self.installer.staged_bytes(f.filename) for f in plan.files
                      if not self.installer.matches(plan.records.get(naming.basename(f.filename)), f))
-        free = self.store.free_bytes()
-        if needed > free:
-            reclaim_staging(self.store, needed - free, keep=frozenset(plan.names))  # its own: resumed, not reclaimed
-            free = self.store.free_bytes()
-        if needed > free:
-            raise ProxyError("insufficient_storage", f"{needed} bytes needed in MODELS_DIR, {free} free")
+        keep = frozenset(plan.names)  # its own: resumed, not reclaimed; updated, not evicted
+        room = self._room()
+        if needed > room:
+            reclaim_staging(self.store, needed - room, keep=keep)
+            room = self._room()
+        evicted = []
+        if needed > room and self.retention is not None:
+            evicted = self.retention.make_room(needed - room, keep=keep)
+            room = self._room()
+        if needed > room:
+            why = "" if self.retention is None else \
+                " (the volume's free space and MODELS_MAX_BYTES), and evicting what is not in use would not do"
+            raise ProxyError("insufficient_storage", f"{needed} bytes needed in MODELS_DIR, {max(room, 0)} left{why}")
+        return evicted
+
+    def _room(self) -> int:
+        return self.retention.room_bytes() if self.retention is not None else self.store.free_bytes()
 
 
 def check_name_free(request: PullRequest, remote: RemoteFile, records: Mapping[str, Provenance],

@@ -9,14 +9,14 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 from core import naming
 from core.gguf_check import GGUFHeader
 from proxy.errors import ProxyError, disk_full_is_insufficient_storage
 from proxy.metrics import Metrics
 from proxy.provenance import Provenance
-from proxy.pulls.events import Complete, Failed, PullEvent, Queued, SmokeTesting, Verifying
+from proxy.pulls.events import Complete, Evicting, Failed, PullEvent, Queued, SmokeTesting, Verifying
 from proxy.pulls.install import Installer, progress_path
 from proxy.pulls.jobs import PullJob, PullRegistry
 from proxy.pulls.planning import Plan, Planner, check_name_free
@@ -50,11 +50,13 @@ class Ticket:
 
 class PullService:
     def __init__(self, planner: Planner, installer: Installer, registry: PullRegistry, options: TransferOptions,
-                 metrics: Metrics, progress_interval_s: float = 0.5):
+                 metrics: Metrics, progress_interval_s: float = 0.5,
+                 on_used: Callable[[list[str]], None] = lambda filenames: None):
         self.planner, self.installer, self.registry, self.options = planner, installer, registry, options
         self.store = installer.store
         self.metrics = metrics
         self.progress_interval_s = progress_interval_s
+        self.on_used = on_used  # a pull names its files: their last-used time (proxy/usage.py)
 
     def start(self, request: PullRequest | Any, remember: bool = False) -> Ticket:
         """Start a pull (a request, or a body to parse as the pull endpoint does).
@@ -72,6 +74,7 @@ class PullService:
         except Exception as err:  # noqa: BLE001 - without `remember`, raised again at once
             return self._refused(request, err, remember)
         if ticket.cached is not None:
+            self.on_used(ticket.cached.files or [ticket.cached.filename])
             self.metrics.count_pull("cached", None)
             if remember:
                 self.registry.record_ended(request.repo, ticket.cached.filename, ticket.cached)
@@ -105,14 +108,15 @@ class PullService:
 
     def _submit(self, plan: Plan) -> tuple[PullJob, bool]:
         """Raises: ProxyError insufficient_storage, model_busy, pull_queue_full."""
-        if self.registry.active(plan.key) is None:
-            self.planner.check_space(plan)
+        evicted = self.planner.check_space(plan) if self.registry.active(plan.key) is None else []
 
         def make() -> PullJob:
             job = PullJob(plan.key, plan.request.repo, plan.key, lambda job: self._run_remembered(job, plan),
                           on_end=self.metrics.count_job)
             self._save_note(plan)  # on acceptance: a queued pull survives a restart as a running one does
             job.publish(job.starting_event())
+            for filename in evicted:  # evicted already, before the job: the pull that caused it shows it
+                job.publish(Evicting(filename))
             return job
 
         return self.registry.submit(plan.key, plan.request.repo, make)
@@ -140,6 +144,7 @@ class PullService:
                 self.store.drop_intent(plan.request.repo, plan.key)
             raise
         self.store.drop_intent(plan.request.repo, plan.key)  # before the last line: who saw it sees no note
+        self.on_used(plan.names)
         job.publish(complete)
 
     def _resumable(self, err: BaseException, plan: Plan) -> bool:

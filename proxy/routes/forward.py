@@ -36,20 +36,29 @@ def _forward(backend_path: str) -> Response:
         limit = current_app.extensions["settings"].forward_max_in_flight
         raise ProxyError("server_busy", f"{limit} requests are being forwarded to the backend already "
                          "(FORWARD_MAX_IN_FLIGHT); try again in a moment", headers={"Retry-After": str(RETRY_AFTER_S)})
+    releases = [slots.release]
     try:
-        response = _relay(backend_path)
+        body, files = _with_model_id(request.get_data(cache=False))
+        # In flight until the answer ends: eviction leaves these files alone (proxy/retention.py).
+        releases.append(current_app.extensions["in_flight"].hold(files))
+        current_app.extensions["usage"].touch(files)
+        response = _relay(backend_path, body)
     except BaseException:
-        slots.release()
+        _release_all(releases)
         raise
-    response.call_on_close(slots.release)  # when the last byte went out or the client went away
+    response.call_on_close(lambda: _release_all(releases))  # when the last byte went out or the client left
     return response
 
 
-def _relay(backend_path: str) -> Response:
+def _release_all(releases: list) -> None:
+    for release in reversed(releases):
+        release()
+
+
+def _relay(backend_path: str, body: bytes) -> Response:
     """Until the backend's answer (or a stream's first event) is here, a client that hangs up closes the
     backend connection: the backend stops generating. A stream's later hang-up is seen on writing."""
     backend = current_app.extensions["backend"]
-    body = _with_model_id(request.get_data(cache=False))
     with ClientWatch(request.environ.get("gunicorn.socket")) as watch:
         try:
             upstream = backend.request("POST", backend_path, body=body, stream=True,
@@ -69,21 +78,25 @@ def _relay(backend_path: str) -> Response:
     return Response(_relay_events(upstream), status=upstream.status_code, headers=headers)
 
 
-def _with_model_id(body: bytes) -> bytes:
+def _with_model_id(body: bytes) -> tuple[bytes, list[str]]:
     """The body with a `model` named as pulled (`owner/name:QUANT`, ...) replaced by the model id the backend
-    knows; any other body as it came, byte for byte (the backend judges what it cannot parse).
+    knows; any other body as it came, byte for byte (the backend judges what it cannot parse). And the
+    installed files the model names (none when the body names no installed model).
 
     Raises: ProxyError model_not_found.
     """
     try:
         parsed = json.loads(body)
     except (ValueError, RecursionError):  # RecursionError: nested too deep to be a request
-        return body
+        return body, []
     name = parsed.get("model") if isinstance(parsed, dict) else None
-    if not isinstance(name, str) or not is_pulled_name(name):
-        return body
-    parsed["model"] = current_app.extensions["store"].model_id_pulled_as(name)
-    return json.dumps(parsed, ensure_ascii=False).encode()
+    if not isinstance(name, str) or not name:
+        return body, []
+    store = current_app.extensions["store"]
+    if not is_pulled_name(name):
+        return body, store.files_of_model(name)  # an id, file name or alias, as the backend resolves it
+    parsed["model"] = store.model_id_pulled_as(name)
+    return json.dumps(parsed, ensure_ascii=False).encode(), store.files_of_model(parsed["model"])
 
 
 def _relay_events(upstream: requests.Response) -> Iterator[bytes]:

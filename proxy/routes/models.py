@@ -8,6 +8,7 @@ from proxy.auth import require_api_key
 from proxy.errors import ProxyError
 from proxy.pulls.request import parse_repo_id
 from proxy.routes.body import json_body
+from proxy.usage import iso_seconds
 
 bp = Blueprint("models", __name__)
 
@@ -27,7 +28,9 @@ def openai_models():
 
 @bp.get("/v1/api/models")
 def installed_models():
-    return jsonify(models=current_app.extensions["store"].describe_installed())
+    used = current_app.extensions["usage"].last_used()
+    return jsonify(models=current_app.extensions["store"].describe_installed(
+        {name: iso_seconds(when) for name, when in used.items()}))
 
 
 @bp.delete("/v1/api/delete")
