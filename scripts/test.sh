@@ -6,6 +6,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/_setup.sh" requirements-dev.txt
 # The registry tests (tests/registry.py) run a real OCI distribution registry and make htpasswd files.
 if ! command -v docker-registry >/dev/null || ! command -v htpasswd >/dev/null; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    export DEBIAN_FRONTEND=noninteractive
     apt-get install -y -qq docker-registry apache2-utils >/dev/null 2>&1 \
       || { apt-get update -qq && apt-get install -y -qq docker-registry apache2-utils >/dev/null; }
   else
