@@ -25,7 +25,7 @@ from proxy.pulls.service import PullService
 from proxy.pulls.transfer import TransferOptions
 from proxy.reconcile import Reconciler
 from proxy.retry import Backoff
-from proxy.routes import forward, health, manifest, models, observability, pull
+from proxy.routes import forward, health, manifest, models, observability, peer, pull
 from proxy.settings import Settings
 from proxy.staging import start_staging_sweeper
 from proxy.store import META, ModelStore
@@ -49,7 +49,7 @@ def create_app(settings: Settings | None = None, source=None) -> Flask:
     app.extensions.update(services)
     app.extensions["forward_slots"] = threading.BoundedSemaphore(settings.forward_max_in_flight)
     install_request_metrics(app, services["metrics"])
-    for module in (health, pull, models, forward, observability, manifest):
+    for module in (health, pull, models, forward, observability, manifest, peer):
         app.register_blueprint(module.bp)
     start_staging_sweeper(services["store"], settings.staging_sweep_interval_s, also=(services["retention"].sweep,))
     services["usage"].start_flusher(settings.last_used_flush_interval_s)

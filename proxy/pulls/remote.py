@@ -71,3 +71,4 @@ class RepoFiles:
     files: tuple[RemoteFile, ...]
     source: str | None = None  # a registry source's canonical reference; None for the Hub
     source_host: str | None = None  # where the files come from, when not the source's own `host`
+    restricted: bool = False  # read with a token from a private or gated repo
