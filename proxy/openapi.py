@@ -195,7 +195,9 @@ def _peer_paths() -> dict:
                  "304": {"description": "not modified"}, "416": {"description": "range not satisfiable"},
                  **_errors()}
     params = repo + [path("revision"), path("filename")]
-    return {"/api/models/{owner}/{name}": {"get": info},
+    tree = _op("The held files of a repo as the Hub's tree", {"200": _json({"type": "array", "items": OBJ}),
+                                                               **_errors()}, params=repo + [path("revision")])
+    return {"/api/models/{owner}/{name}": {"get": info}, "/api/models/{owner}/{name}/tree/{revision}": {"get": tree},
             "/api/models/{owner}/{name}/revision/{revision}": {"get": info_at},
             "/{owner}/{name}/resolve/{revision}/{filename}": {
                 "get": _op("A held file's bytes, as the Hub's resolve", responses, params=params),

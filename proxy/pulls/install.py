@@ -136,7 +136,7 @@ def _record(remote: RemoteFile, origin: Origin, header: GGUFHeader) -> Provenanc
     return Provenance(details=details_of(header),
         filename=naming.basename(remote.filename), repo=origin.repo, repo_path=remote.filename,
         revision=origin.revision, commit=origin.commit, size=remote.size, sha256=remote.sha256,
-        source_host=origin.source_host, source=origin.source, digest=origin.commit if origin.source else None,
+        source_host=remote.source_host or origin.source_host, source=origin.source, digest=origin.commit if origin.source else None,
         restricted=origin.restricted,
         pulled_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
 

@@ -28,6 +28,20 @@ def model_info(owner: str, name: str, revision: str = "main"):
     return jsonify(id=repo, modelId=repo, sha=commit, siblings=siblings)
 
 
+@bp.get("/api/models/<owner>/<name>/tree/<revision>")
+def model_tree(owner: str, name: str, revision: str):
+    """The held files as the Hub's tree (one page), which HF_MIRRORS peers list with.
+
+    Raises: ProxyError repo_not_found (with X-Error-Code: RepoNotFound).
+    """
+    repo = f"{owner}/{name}"
+    records = _records_at(repo, revision)
+    if not records:
+        raise _not_found("repo_not_found", "RepoNotFound", f"this proxy holds no file of {repo} at {revision}")
+    return jsonify([{"type": "file", "path": r.repo_path, "size": r.size,
+                     "lfs": {"oid": r.sha256, "size": r.size, "pointerSize": POINTER_SIZE}} for r in records])
+
+
 @bp.get("/<owner>/<name>/resolve/<revision>/<path:filename>")
 def resolve_file(owner: str, name: str, revision: str, filename: str):
     """The bytes (Range and conditional requests answered by send_file), with the Hub's headers.
