@@ -14,6 +14,7 @@ from proxy.backend import BackendClient
 from proxy.errors import register_error_handlers
 from proxy.metrics import Metrics, install_request_metrics
 from proxy.sources.huggingface import HuggingFaceHub
+from proxy.sources.mirrors import MirroredHub
 from proxy.sources.registry import RegistrySource
 from proxy.sources.registry_auth import default_auth_file, load_auth_file
 from proxy.sources.router import SourceRouter
@@ -25,7 +26,7 @@ from proxy.pulls.service import PullService
 from proxy.pulls.transfer import TransferOptions
 from proxy.reconcile import Reconciler
 from proxy.retry import Backoff
-from proxy.routes import forward, health, manifest, models, observability, pull
+from proxy.routes import forward, health, manifest, models, observability, peer, pull
 from proxy.settings import Settings
 from proxy.staging import start_staging_sweeper
 from proxy.store import META, ModelStore
@@ -49,7 +50,7 @@ def create_app(settings: Settings | None = None, source=None) -> Flask:
     app.extensions.update(services)
     app.extensions["forward_slots"] = threading.BoundedSemaphore(settings.forward_max_in_flight)
     install_request_metrics(app, services["metrics"])
-    for module in (health, pull, models, forward, observability, manifest):
+    for module in (health, pull, models, forward, observability, manifest, peer):
         app.register_blueprint(module.bp)
     start_staging_sweeper(services["store"], settings.staging_sweep_interval_s, also=(services["retention"].sweep,))
     services["usage"].start_flusher(settings.last_used_flush_interval_s)
@@ -72,8 +73,7 @@ def build_services(settings: Settings, source=None, protected: Callable[[str], b
                             observe=lambda path, s: metrics.backend_latency.labels(path=path).observe(s),
                             exit_file=settings.backend_exit_file)
     source = SourceRouter(
-        source or HuggingFaceHub(settings.hf_endpoint, settings.hf_token, settings.hub_timeout_s,
-                                 settings.pull_max_retries, backoff),
+        source or _hub_source(settings, backoff),
         RegistrySource(_registry_credentials(settings), settings.insecure_registries, settings.hub_timeout_s,
                        settings.pull_max_retries, backoff))
     registry = PullRegistry(settings.pull_concurrency, settings.pull_queue_max)
@@ -100,6 +100,16 @@ def build_services(settings: Settings, source=None, protected: Callable[[str], b
     return dict(settings=settings, store=store, backend=backend, source=source, pulls=registry,
                 pull_service=service, metrics=metrics, reconciler=reconciler, usage=usage, in_flight=in_flight,
                 retention=retention)
+
+
+def _hub_source(settings: Settings, backoff: Backoff):
+    """The Hub, behind HF_MIRRORS when set; mirrors never get HF_TOKEN (it is the Hub's)."""
+    hub = HuggingFaceHub(settings.hf_endpoint, settings.hf_token, settings.hub_timeout_s,
+                         settings.pull_max_retries, backoff)
+    if not settings.hf_mirrors:
+        return hub
+    mirrors = [HuggingFaceHub(url, None, settings.hub_timeout_s, 1, backoff) for url in settings.hf_mirrors]
+    return MirroredHub(mirrors, hub)
 
 
 def _registry_credentials(settings: Settings) -> dict:

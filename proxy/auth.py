@@ -9,16 +9,22 @@ from flask import current_app, request
 from proxy.errors import ProxyError
 
 
+def bears_api_key() -> bool:
+    """Whether this request carries PROXY_API_KEY; never true when it is unset."""
+    key = current_app.extensions["settings"].api_key
+    if not key:
+        return False
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), key.encode())
+
+
 def require_api_key(view):
     """Raises: ProxyError auth_required."""
 
     @functools.wraps(view)
     def wrapper(*args, **kwargs):
-        key = current_app.extensions["settings"].api_key
-        if key:
-            scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-            if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), key.encode()):
-                raise ProxyError("auth_required", "this endpoint needs 'Authorization: Bearer <PROXY_API_KEY>'")
+        if current_app.extensions["settings"].api_key and not bears_api_key():
+            raise ProxyError("auth_required", "this endpoint needs 'Authorization: Bearer <PROXY_API_KEY>'")
         return view(*args, **kwargs)
 
     return wrapper

@@ -104,10 +104,16 @@ def _schemas() -> dict:
         "InstalledModel": {"type": "object", "required": INSTALLED_REQUIRED, "properties": {
             "id": STR, "filename": STR, "size": {"type": ["integer", "null"]}, "sha256": NULLABLE_STR,
             "repo": NULLABLE_STR, "revision": STR, "commit": STR, "source_host": STR, "pulled_at": STR,
-            "intact": {"type": "boolean"}, "smoke_tested": {"type": "boolean"},
+            "intact": {"type": "boolean"}, "smoke_tested": {"type": "boolean"}, "restricted": {"type": "boolean"},
             "last_used": {**NULLABLE_STR, "description": "ISO 8601, UTC; null until recorded"},
             "details": _ref("ModelDetails")}},
         "ModelDetails": MODEL_DETAILS,
+        "PeerModelInfo": {"type": "object", "required": ["id", "sha", "siblings"], "properties": {
+            "id": STR, "sha": STR, "siblings": {"type": "array", "items": {
+                "type": "object", "required": ["rfilename", "size", "lfs"], "properties": {
+                    "rfilename": STR, "size": INT, "lfs": {"type": "object", "required": ["sha256", "size"],
+                                                           "properties": {"sha256": STR, "size": INT,
+                                                                          "pointerSize": INT}}}}}}},
         "ModelList": {"type": "object", "required": ["object", "data"], "properties": {
             "object": {"const": "list"}, "data": {"type": "array", "items": {
                 "type": "object", "required": ["id"], "properties": {"id": STR}}}}},
@@ -171,7 +177,31 @@ def _paths() -> dict:
         "/metrics": {"get": _op("Prometheus metrics", {"200": {
             "description": "Prometheus text", "content": {"text/plain": {"schema": STR}}}})},
         "/openapi.json": {"get": _op("This document", {"200": _json(OBJ)})},
+        **_peer_paths(),
     }
+
+
+def _peer_paths() -> dict:
+    """The Hub's read-only protocol for the files this proxy holds (API.md, Serving peers)."""
+    path = lambda name: {"name": name, "in": "path", "required": True, "schema": STR}  # noqa: E731
+    repo = [path("owner"), path("name")]
+    info = _op("The Hub's model info for the files held of a repo", {
+        "200": _json(_ref("PeerModelInfo")), **_errors()}, params=repo)
+    info_at = {**info, "parameters": repo + [path("revision")]}
+    octets = {"application/octet-stream": {"schema": {**STR, "format": "binary"}}}
+    headers = {h: {"schema": STR} for h in ("ETag", "X-Linked-Etag", "X-Linked-Size", "X-Repo-Commit")}
+    responses = {"200": {"description": "the file", "content": octets, "headers": headers},
+                 "206": {"description": "the Range asked", "content": octets, "headers": headers},
+                 "304": {"description": "not modified"}, "416": {"description": "range not satisfiable"},
+                 **_errors()}
+    params = repo + [path("revision"), path("filename")]
+    tree = _op("The held files of a repo as the Hub's tree", {"200": _json({"type": "array", "items": OBJ}),
+                                                               **_errors()}, params=repo + [path("revision")])
+    return {"/api/models/{owner}/{name}": {"get": info}, "/api/models/{owner}/{name}/tree/{revision}": {"get": tree},
+            "/api/models/{owner}/{name}/revision/{revision}": {"get": info_at},
+            "/{owner}/{name}/resolve/{revision}/{filename}": {
+                "get": _op("A held file's bytes, as the Hub's resolve", responses, params=params),
+                "head": _op("A held file's headers, as the Hub's resolve", responses, params=params)}}
 
 
 def build_openapi() -> dict:

@@ -29,6 +29,8 @@ class Provenance:
     details: dict | None = None  # what the GGUF header says (proxy.model_details), read at install
     source: str | None = None  # a registry source's canonical reference (ollama://..., oci://...)
     digest: str | None = None  # its manifest digest, sha256:<hex>
+    # Pulled with HF_TOKEN from a private or gated repo: served to peers only with PROXY_API_KEY.
+    restricted: bool = False
 
 
 class ProvenanceStore:

@@ -25,6 +25,8 @@ class Settings:
         None, "HF_TOKEN", "token for private and gated repos; never logged, never echoed", repr=False)
     api_key: str | None = setting(
         None, "PROXY_API_KEY", "when set, pull and delete need `Authorization: Bearer <key>`", repr=False)
+    hf_mirrors: tuple[str, ...] = setting(
+        (), "HF_MIRRORS", "comma-separated Hub-compatible endpoints (peers, mirrors) tried in order before the Hub")
     allowed_repos: tuple[str, ...] = setting(
         (), "ALLOWED_REPOS", "comma-separated glob patterns of the repos that may be pulled; empty: all")
     registry_auth_file: str | None = setting(

@@ -72,7 +72,7 @@ class Planner:
             _check_size(remote)
             check_name_free(request, remote, records, self.store)
         origin = Origin(request.repo, resolved.revision, resolved.commit, resolved.source_host or self.source.host,
-                        resolved.source)
+                        resolved.source, resolved.restricted)
         return Plan(request, resolved, origin, records)
 
     def installed(self, plan: Plan, records: Mapping[str, Provenance], remote: RemoteFile) -> bool:

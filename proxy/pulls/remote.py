@@ -57,6 +57,9 @@ class RemoteFile:
     digest: str | None  # hex digest of the bytes; None when the source gives none (a Hub file not in LFS)
     fetch: Fetch
     digest_algorithm: str = "sha256"
+    source_host: str | None = None  # where these bytes come from, when not the pull's source (a mirror)
+    # The same file from the next sources in order (HF_MIRRORS, then the Hub), tried when this one fails.
+    alternates: tuple["RemoteFile", ...] = ()
 
     @property
     def sha256(self) -> str | None:
@@ -71,3 +74,4 @@ class RepoFiles:
     files: tuple[RemoteFile, ...]
     source: str | None = None  # a registry source's canonical reference; None for the Hub
     source_host: str | None = None  # where the files come from, when not the source's own `host`
+    restricted: bool = False  # read with a token from a private or gated repo

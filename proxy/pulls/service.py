@@ -179,7 +179,7 @@ class PullService:
             if self.planner.installed(plan, records, remote) or self._adopt(job, plan, remote, records):
                 progress.skip(remote.size)
                 continue
-            staged.append((*self._fetch(job, remote, progress), remote))
+            staged.append(self._fetch_from_any(job, remote, progress))
         for path, header, remote in staged:
             record = self.installer.install(path, remote, plan.origin, header)
             records[record.filename] = record
@@ -192,6 +192,25 @@ class PullService:
         if record is not None:
             records[record.filename] = record
         return record is not None
+
+    def _fetch_from_any(self, job: PullJob, remote: RemoteFile, progress: ProgressReporter
+                        ) -> tuple[Path, GGUFHeader, RemoteFile]:
+        """Fetch from the first source that delivers checked bytes (a mirror, then the next, then the Hub).
+
+        Raises:
+            ProxyError: as `_fetch`, from the last source.
+        """
+        *tried, last = (remote, *remote.alternates)
+        for candidate in tried:
+            try:
+                return (*self._fetch(job, candidate, progress), candidate)
+            except ProxyError as err:
+                if err.code not in _NEXT_SOURCE_CODES:
+                    raise
+                self.installer.discard_staging(naming.basename(candidate.filename))
+                log.warning("fetching %s from %s failed (%s); trying the next source", candidate.filename,
+                            candidate.source_host, err.code)
+        return (*self._fetch(job, last, progress), last)
 
     def _fetch(self, job: PullJob, remote: RemoteFile, progress: ProgressReporter) -> tuple[Path, GGUFHeader]:
         """Download one file into staging and check it; the staged file and its GGUF header.
@@ -237,6 +256,10 @@ class PullService:
                         revision=plan.resolved.commit, model_id=naming.model_id(plan.key),
                         files=tuple(plan.names) if len(plan.files) > 1 else (), source=plan.resolved.source,
                         digest=plan.resolved.commit if plan.resolved.source else None)
+
+
+# A source failing with these is skipped for the file; the next one is asked.
+_NEXT_SOURCE_CODES = ("hub_unavailable", "checksum_mismatch", "invalid_gguf", "file_not_found", "repo_not_found")
 
 
 def _who(request: PullRequest | Mapping | Any) -> tuple[str, str | None]:

@@ -53,12 +53,13 @@ class HuggingFaceHub:
         files the repo has (model info would bring every file of the repo at once).
         """
         asked = Asked(self.endpoint, repo, revision)
-        info = self._call(lambda: self._api.model_info(repo, revision=revision, expand=["sha"],
+        info = self._call(lambda: self._api.model_info(repo, revision=revision, expand=["sha", "private", "gated"],
                                                        timeout=self._timeout_s), asked)
         commit = info.sha or revision
         entries = self._call(lambda: [entry for entry in self._tree(repo, commit) if _is_gguf_file(entry)], asked)
         files = tuple(self._remote_file(repo, commit, entry) for entry in entries)
-        return RepoFiles(repo=repo, revision=revision, commit=commit, files=files)
+        restricted = bool(self._token) and bool(info.private or info.gated)  # what peers may not hand out
+        return RepoFiles(repo=repo, revision=revision, commit=commit, files=files, restricted=restricted)
 
     def _tree(self, repo: str, commit: str) -> Iterator[dict]:
         """Every entry of the repo's tree, as the Hub's JSON, asked one page at a time as the caller reads."""
@@ -77,7 +78,7 @@ class HuggingFaceHub:
         listing = self.list_files(wanted.repo, wanted.revision)
         files = select_files(listing, wanted.filename, wanted.quant)
         asked = Asked(self.endpoint, wanted.repo, wanted.revision)
-        return RepoFiles(listing.repo, listing.revision, listing.commit, tuple(self._check(f, asked) for f in files))
+        return dataclasses.replace(listing, files=tuple(self._check(f, asked) for f in files))
 
     def _check(self, remote: RemoteFile, asked: "Asked") -> RemoteFile:
         """Ask for one file's metadata, so gating and missing files surface as an HTTP status.

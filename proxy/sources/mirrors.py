@@ -1,0 +1,93 @@
+"""HF_MIRRORS: Hub-compatible endpoints (peer proxies, mirrors) tried in order before the Hub, per file.
+
+The Hub's listing and sha256 are the truth when it answers; a mirror's file is used only when its sha256
+matches. When the Hub does not answer, the first mirror that lists the file gives its sha256. Each file
+carries the later sources as alternates, so a mirror that fails is skipped for that file (service.py).
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+from proxy.errors import ProxyError
+from proxy.pulls.remote import RemoteFile, RepoFiles, host_of
+from proxy.sources.base import Wanted
+from proxy.sources.huggingface import HuggingFaceHub
+
+log = logging.getLogger(__name__)
+
+
+class MirroredHub:
+    def __init__(self, mirrors: list[HuggingFaceHub], upstream: HuggingFaceHub):
+        self.mirrors, self.upstream = mirrors, upstream
+        self.host = upstream.host
+
+    def list_files(self, repo: str, revision: str) -> RepoFiles:
+        """The Hub's listing; the first mirror's when the Hub cannot be reached.
+
+        Raises:
+            ProxyError: as HuggingFaceHub.list_files, from the Hub (hub_unavailable when no source answers).
+        """
+        try:
+            return self.upstream.list_files(repo, revision)
+        except ProxyError as err:
+            if err.code != "hub_unavailable":
+                raise
+            for mirror in self.mirrors:
+                listing = _ask(mirror, lambda m: m.list_files(repo, revision))
+                if listing is not None:
+                    return listing
+            raise
+
+    def resolve(self, wanted: Wanted) -> RepoFiles:
+        """The files with each mirror holding it first (same sha256), then the Hub.
+
+        Raises:
+            ProxyError: as HuggingFaceHub.resolve, from the Hub when it answers, else from the last mirror.
+        """
+        try:
+            truth = self.upstream.resolve(wanted)
+        except ProxyError as err:
+            if err.code != "hub_unavailable":
+                raise
+            return self._resolve_from_mirrors(wanted, err)
+        pinned = dataclasses.replace(wanted, revision=truth.commit)  # the mirror must hold the Hub's commit
+        offers = [_ask(mirror, lambda m: m.resolve(pinned)) for mirror in self.mirrors]
+        files = tuple(_chain([_same_file(offer, f) for offer in offers] + [f]) for f in truth.files)
+        return dataclasses.replace(truth, files=files)
+
+    def _resolve_from_mirrors(self, wanted: Wanted, hub_error: ProxyError) -> RepoFiles:
+        offers = [offer for offer in (_ask(m, lambda m: m.resolve(wanted)) for m in self.mirrors) if offer]
+        if not offers:
+            raise hub_error
+        first = offers[0]
+        log.warning("the Hub did not answer for %s; using the sha256 of mirror %s", wanted.repo,
+                    first.files[0].source_host if first.files else "?")
+        files = tuple(_chain([f] + [_same_file(offer, f) for offer in offers[1:]]) for f in first.files)
+        return dataclasses.replace(first, files=files, source_host=None)
+
+
+def _ask(mirror: HuggingFaceHub, call) -> RepoFiles | None:
+    """A mirror's answer with its host on every file; None when it fails (it is skipped)."""
+    try:
+        answer = call(mirror)
+    except ProxyError as err:
+        log.info("mirror %s skipped: %s", mirror.endpoint, err.code)
+        return None
+    host = host_of(mirror.endpoint)
+    return dataclasses.replace(answer, files=tuple(dataclasses.replace(f, source_host=host) for f in answer.files))
+
+
+def _same_file(offer: RepoFiles | None, wanted: RemoteFile) -> RemoteFile | None:
+    """The offer's copy of `wanted`: same path, size and sha256."""
+    for remote in offer.files if offer else ():
+        if (remote.filename == wanted.filename and remote.sha256 and remote.sha256 == wanted.sha256
+                and remote.size == wanted.size):
+            return remote
+    return None
+
+
+def _chain(candidates: list[RemoteFile | None]) -> RemoteFile:
+    """The first candidate, with the others as its alternates, in order."""
+    present = [c for c in candidates if c is not None]
+    return dataclasses.replace(present[0], alternates=tuple(present[1:]))

@@ -1,0 +1,111 @@
+"""A proxy serves the Hub files it holds with the Hub's protocol: huggingface_hub downloads from it unchanged,
+Range resumes, what it lacks is the Hub's 404, and token-pulled gated files need PROXY_API_KEY."""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import threading
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+import requests
+from huggingface_hub import hf_hub_download
+from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError
+from werkzeug.serving import make_server
+
+from tests.pull_fixtures import REPO, TOKEN, KiB, hub, make_app, make_gguf, models_dir, pull  # noqa: F401
+
+FILE = "tiny.Q4_K_M.gguf"
+KEY = "proxy-key-for-peers"
+
+
+@contextlib.contextmanager
+def serving(app) -> Iterator[str]:
+    """The app on a real local HTTP server (threaded), for clients that need a URL."""
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+
+
+def test_hf_hub_download_from_the_proxy_gets_the_installed_bytes(make_app, hub, make_gguf, tmp_path):
+    source = make_gguf(FILE, 300 * KiB)
+    hub.add_repo(REPO, files={FILE: source})
+    app = make_app()
+    assert pull(app.test_client(), model=REPO)[-1]["status"] == "complete"
+    commit = hub.commit_sha(REPO)
+    with serving(app) as url:
+        for revision in ("main", commit):
+            got = hf_hub_download(REPO, FILE, revision=revision, endpoint=url, cache_dir=tmp_path / revision,
+                                  token=False)
+            assert Path(got).read_bytes() == source.read_bytes()
+        info = requests.get(f"{url}/api/models/{REPO}/revision/main", timeout=5).json()
+        assert info["sha"] == commit
+        assert info["siblings"] == [{"rfilename": FILE, "size": 300 * KiB, "lfs": {
+            "sha256": hashlib.sha256(source.read_bytes()).hexdigest(), "size": 300 * KiB, "pointerSize": 134}}]
+
+
+def test_a_cut_download_resumes_with_range(make_app, hub, make_gguf, tmp_path):
+    source = make_gguf(FILE, 300 * KiB)
+    data = source.read_bytes()
+    hub.add_repo(REPO, files={FILE: source})
+    app = make_app()
+    pull(app.test_client(), model=REPO)
+    sha = hashlib.sha256(data).hexdigest()
+    with serving(app) as url:
+        resolve = f"{url}/{REPO}/resolve/main/{FILE}"
+        head = requests.head(resolve, timeout=5)
+        assert head.headers["X-Linked-Etag"] == f'"{sha}"' and head.headers["ETag"] == f'"{sha}"'
+        assert head.headers["X-Linked-Size"] == str(len(data)) and head.headers["Accept-Ranges"] == "bytes"
+        assert head.headers["X-Repo-Commit"] == hub.commit_sha(REPO)
+        part = requests.get(resolve, headers={"Range": "bytes=1000-"}, timeout=5)
+        assert part.status_code == 206 and part.content == data[1000:]
+        # huggingface_hub's own resume: a partial .incomplete blob in its cache is continued with Range.
+        cache = tmp_path / "cache"
+        blobs = cache / f"models--{REPO.replace('/', '--')}" / "blobs"
+        blobs.mkdir(parents=True)
+        (blobs / f"{sha}.incomplete").write_bytes(data[:100 * KiB])
+        hub_log_before = len(hub.requests())
+        got = hf_hub_download(REPO, FILE, endpoint=url, cache_dir=cache, token=False)
+        assert Path(got).read_bytes() == data
+        assert len(hub.requests()) == hub_log_before, "the Hub is not asked"
+
+
+def test_what_the_proxy_does_not_hold_is_the_hubs_404(make_app, hub, make_gguf, tmp_path):
+    hub.add_repo(REPO, files={FILE: make_gguf(FILE)})
+    app = make_app()
+    pull(app.test_client(), model=REPO)
+    with serving(app) as url:
+        cases = [(f"/{REPO}/resolve/main/other.gguf", "EntryNotFound"),
+                 (f"/acme/absent/resolve/main/{FILE}", "RepoNotFound"),
+                 (f"/{REPO}/resolve/{'0' * 40}/{FILE}", "RepoNotFound"),
+                 (f"/{REPO}/resolve/main/..%2F..%2Fetc%2Fpasswd", "EntryNotFound"),
+                 ("/api/models/acme/absent", "RepoNotFound")]
+        for path, code in cases:
+            response = requests.get(url + path, timeout=5)
+            assert response.status_code == 404 and response.headers["X-Error-Code"] == code, path
+            assert response.json()["status"] == "error"
+        with pytest.raises(EntryNotFoundError):
+            hf_hub_download(REPO, "other.gguf", endpoint=url, cache_dir=tmp_path, token=False)
+        with pytest.raises(RepositoryNotFoundError):
+            hf_hub_download("acme/absent", FILE, endpoint=url, cache_dir=tmp_path, token=False)
+
+
+@pytest.mark.parametrize("api_key", [KEY, None])
+def test_a_gated_file_pulled_with_a_token_is_served_only_with_the_api_key(make_app, hub, make_gguf, api_key):
+    hub.add_repo(REPO, files={FILE: make_gguf(FILE)}, gated="manual", approved={TOKEN})
+    app = make_app(hf_token=TOKEN, api_key=api_key)
+    bearer = {"Authorization": f"Bearer {KEY}"}
+    assert pull(app.test_client(), headers=bearer, model=REPO)[-1]["status"] == "complete"
+    assert app.extensions["store"].provenance.get(FILE).restricted
+    with serving(app) as url:
+        resolve, info = f"{url}/{REPO}/resolve/main/{FILE}", f"{url}/api/models/{REPO}"
+        for headers in ({}, {"Authorization": "Bearer wrong"}):
+            assert requests.get(resolve, headers=headers, timeout=5).status_code == 404
+            assert requests.get(info, headers=headers, timeout=5).status_code == 404
+        with_key = requests.get(resolve, headers=bearer, timeout=5)
+        assert with_key.status_code == (200 if api_key else 404), "never served while PROXY_API_KEY is unset"
