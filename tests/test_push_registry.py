@@ -136,3 +136,16 @@ def registry_get(registry, repo: str, tag: str) -> bytes:
     response = requests.get(f"{registry.url}/v2/{repo}/manifests/{tag}", headers={"Accept": OCI_MANIFEST}, timeout=10)
     assert response.status_code == 200, response.text
     return response.content
+
+
+def test_cli_push_local_publishes_from_models_dir(registry, make_app, hub, make_gguf, models_dir, tmp_path, capsys):
+    from proxy.cli import main
+    client = make_app(insecure_registries=(registry.host,), docker_config=str(tmp_path / "none")).test_client()
+    install(hub, client, make_gguf, {"cli-Q4_0.gguf": 64 * KiB})
+    env = {"MODELS_DIR": str(models_dir), "INSECURE_REGISTRIES": registry.host, "DOCKER_CONFIG": str(tmp_path / "none")}
+    target = f"oci://{registry.host}/ai/cli:v1"
+    assert main(["push", "--local", "cli-Q4_0", target], env) == 0
+    assert capsys.readouterr().out.splitlines()[-1].startswith(f"pushed {target} (manifest sha256:")
+    assert main(["push", "--local", "nothing", target], env) == 1
+    assert "[model_not_found]" in capsys.readouterr().err
+    assert main(["push", "--local", "cli-Q4_0", "oci://nohost"], env) == 2
