@@ -149,3 +149,17 @@ def test_cli_push_local_publishes_from_models_dir(registry, make_app, hub, make_
     assert main(["push", "--local", "nothing", target], env) == 1
     assert "[model_not_found]" in capsys.readouterr().err
     assert main(["push", "--local", "cli-Q4_0", "oci://nohost"], env) == 2
+
+
+def test_bearer_registry_gets_a_pull_push_token_and_the_push_pulls_back(
+        registry, make_app, hub, make_gguf, models_dir, tmp_path):
+    from tests.registry import BearerFront
+    sums = install(hub, make_app().test_client(), make_gguf, {"tok-Q4_0.gguf": 64 * KiB})
+    with BearerFront(registry, users={USER: PASSWORD}, push=True) as front:
+        path = auth_file(tmp_path, {front.host: basic_entry(USER, PASSWORD)})
+        client = make_app(insecure_registries=(front.host, registry.host), registry_auth_file=path).test_client()
+        target = f"oci://{front.host}/ai/tokened:v1"
+        assert push(client, model="tok-Q4_0", target=target)[-1]["status"] == "complete"
+        assert "repository:ai/tokened:pull,push" in front.scopes
+        client.delete("/v1/api/delete", json={"model": "tok-Q4_0"})
+        assert pull(client, model=target)[-1]["sha256"] == sums["tok-Q4_0.gguf"]

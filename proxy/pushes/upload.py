@@ -7,7 +7,7 @@ import hashlib
 import logging
 import time
 from typing import Callable
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit
 
 import requests
 
@@ -101,7 +101,8 @@ class RegistryUploader:
         """Raises: ProxyError source_auth_failed, hub_unavailable."""
         host, repository = self._ref.host, self._ref.repository
         for attempt in (1, 2):
-            auth = self._auth.header(host, repository)
+            # Credentials go to the registry's own host only, never to where an upload Location points elsewhere.
+            auth = self._auth.header(host, repository) if urlsplit(url).netloc.lower() == host else None
             headers = {**kwargs.pop("headers", {}), **({"Authorization": auth} if auth else {})}
             try:
                 response = self._session.request(method, url, headers=headers, timeout=self._timeout_s, **kwargs)
