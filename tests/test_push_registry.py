@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 
 import pytest
 
@@ -163,3 +164,21 @@ def test_bearer_registry_gets_a_pull_push_token_and_the_push_pulls_back(
         assert "repository:ai/tokened:pull,push" in front.scopes
         client.delete("/v1/api/delete", json={"model": "tok-Q4_0"})
         assert pull(client, model=target)[-1]["sha256"] == sums["tok-Q4_0.gguf"]
+
+
+def test_the_real_gemma_round_trips_with_its_gguf_details(registry, make_app, gemma_gguf, models_dir, tmp_path):
+    import os
+    client = make_app(insecure_registries=(registry.host,), docker_config=str(tmp_path / "none")).test_client()
+    models_dir.mkdir(parents=True, exist_ok=True)
+    try:  # installed by hand: no provenance, so the push hashes it and scans its header
+        os.link(gemma_gguf, models_dir / gemma_gguf.name)
+    except OSError:
+        shutil.copyfile(gemma_gguf, models_dir / gemma_gguf.name)
+    target = f"oci://{registry.host}/ai/gemma3:270m"
+    assert push(client, model=gemma_gguf.name, target=target)[-1]["status"] == "complete"
+    manifest = json.loads(registry_get(registry, "ai/gemma3", "270m"))
+    config = json.loads(registry.blob_path(manifest["config"]["digest"]).read_bytes())["config"]
+    assert (config["architecture"], config["quantization"]) == ("gemma3", "Q4_K_M"), config
+    (models_dir / gemma_gguf.name).unlink()
+    back = pull(client, model=target)[-1]
+    assert back["filename"] == gemma_gguf.name and back["sha256"] == sha256_file(gemma_gguf), back
