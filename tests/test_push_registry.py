@@ -128,7 +128,8 @@ def test_an_unknown_model_is_404_and_an_unreachable_registry_hub_unavailable(
 
 
 def test_push_needs_the_api_key(make_app):
-    response = make_app(api_key="k3y").test_client().post("/v1/api/push", json={"model": "x", "target": "oci://h.io/a:b"})
+    client = make_app(api_key="k3y").test_client()
+    response = client.post("/v1/api/push", json={"model": "x", "target": "oci://h.io/a:b"})
     assert response.status_code == 401
 
 

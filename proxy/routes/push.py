@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import json
-from typing import Iterator
+from typing import Iterable, Iterator
 
 from flask import Blueprint, Response, current_app, jsonify
 
@@ -26,6 +26,6 @@ def push():
                     headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
-def _ndjson(events) -> Iterator[str]:
-    for event in events:  # type: PullEvent
+def _ndjson(events: Iterable[PullEvent]) -> Iterator[str]:
+    for event in events:
         yield json.dumps(event.to_json()) + "\n"
