@@ -26,7 +26,8 @@ from proxy.pulls.service import PullService
 from proxy.pulls.transfer import TransferOptions
 from proxy.reconcile import Reconciler
 from proxy.retry import Backoff
-from proxy.routes import forward, health, manifest, models, observability, peer, pull
+from proxy.pushes.service import PushService
+from proxy.routes import forward, health, manifest, models, observability, peer, pull, push
 from proxy.settings import Settings
 from proxy.staging import start_staging_sweeper
 from proxy.store import META, ModelStore
@@ -50,7 +51,7 @@ def create_app(settings: Settings | None = None, source=None) -> Flask:
     app.extensions.update(services)
     app.extensions["forward_slots"] = threading.BoundedSemaphore(settings.forward_max_in_flight)
     install_request_metrics(app, services["metrics"])
-    for module in (health, pull, models, forward, observability, manifest, peer):
+    for module in (health, pull, push, models, forward, observability, manifest, peer):
         app.register_blueprint(module.bp)
     start_staging_sweeper(services["store"], settings.staging_sweep_interval_s, also=(services["retention"].sweep,))
     services["usage"].start_flusher(settings.last_used_flush_interval_s)
@@ -99,7 +100,7 @@ def build_services(settings: Settings, source=None, protected: Callable[[str], b
     retention.protected = lambda name: name in declared() or protected(name)  # declared models are never evicted
     return dict(settings=settings, store=store, backend=backend, source=source, pulls=registry,
                 pull_service=service, metrics=metrics, reconciler=reconciler, usage=usage, in_flight=in_flight,
-                retention=retention)
+                retention=retention, push_service=PushService(store, source.registry, settings.progress_interval_s))
 
 
 def _hub_source(settings: Settings, backoff: Backoff):

@@ -86,6 +86,12 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     pull.add_argument("--replace", action="store_true",
                       help="replace a file of the same name installed from another repo")
     pull.set_defaults(run=run_pull)
+    push = commands.add_parser("push", parents=[common], help="publish an installed model to an OCI registry",
+                               epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    push.add_argument("model", metavar="MODEL", help="an installed model's id or file name")
+    push.add_argument("target", metavar="TARGET", help="oci://host[:port]/repository:tag (credentials: "
+                      "REGISTRY_AUTH_FILE or Docker's config.json)")
+    push.set_defaults(run=run_push)
     ls = commands.add_parser("ls", parents=[common], help="list installed models", epilog=EPILOG,
                              formatter_class=argparse.RawDescriptionHelpFormatter)
     ls.add_argument("--json", action="store_true", help="print the records as JSON")
@@ -159,8 +165,16 @@ def follow(events: Iterable[dict], progress: PullProgress) -> int:
 
 
 def _pull_remote(args: argparse.Namespace, body: dict) -> Iterable[dict]:
-    body = {key: value for key, value in body.items() if value is not None}
-    response = _call(args, "POST", "/v1/api/pull", json={**body, "stream": True}, stream=True,
+    return _stream(args, "/v1/api/pull", {key: value for key, value in body.items() if value is not None})
+
+
+def _stream(args: argparse.Namespace, path: str, body: dict, what: str = "pull") -> Iterable[dict]:
+    """The NDJSON lines of a streamed pull or push.
+
+    Raises:
+        CliError: connection_lost.
+    """
+    response = _call(args, "POST", path, json={**body, "stream": True}, stream=True,
                      timeout=(CONNECT_TIMEOUT_S, None))
     with response:
         try:
@@ -168,8 +182,9 @@ def _pull_remote(args: argparse.Namespace, body: dict) -> Iterable[dict]:
                 if line.strip():
                     yield json.loads(line)
         except (requests.RequestException, ValueError) as err:
-            raise CliError(f"lost the connection to the proxy at {args.url} mid-pull ({_reason(err)}); "
-                           "the pull goes on: see GET /v1/api/pulls", "connection_lost", EXIT_UNREACHABLE) from err
+            goes_on = "the pull goes on: see GET /v1/api/pulls" if what == "pull" else "the push may go on"
+            raise CliError(f"lost the connection to the proxy at {args.url} mid-{what} ({_reason(err)}); "
+                           f"{goes_on}", "connection_lost", EXIT_UNREACHABLE) from err
 
 
 def _pull_local(args: argparse.Namespace, request: PullRequest) -> Iterable[dict]:
@@ -199,6 +214,30 @@ def _local_settings(args: argparse.Namespace):
         raise CliError(str(err), "invalid_request", EXIT_USAGE) from err
     settings = settings.replace(models_manifest=None)  # a local pull is one model, not the declared set
     return settings.replace(models_dir=args.models_dir) if args.models_dir else settings
+
+
+# --- push -------------------------------------------------------------------------------------------
+
+def run_push(args: argparse.Namespace) -> int:
+    body = {"model": args.model, "target": args.target}
+    progress = PullProgress(sys.stdout, sys.stdout.isatty())
+    try:
+        events = _push_local(args, body) if args.local else _stream(args, "/v1/api/push", body, "push")
+        return follow(events, progress)
+    finally:
+        progress.end_bar()
+
+
+def _push_local(args: argparse.Namespace, body: dict) -> Iterable[dict]:
+    """The same push the proxy runs, in this process, from MODELS_DIR."""
+    from proxy.app import build_services
+
+    service = build_services(_local_settings(args))["push_service"]
+    try:
+        request, artifact = service.prepare(body)
+    except ProxyError as err:
+        raise CliError(err.message, err.code, EXIT_USAGE if err.status == 400 else EXIT_FAILED) from err
+    yield from (event.to_json() for event in service.events(request, artifact))
 
 
 # --- ls and rm ------------------------------------------------------------------------------------

@@ -42,7 +42,7 @@ class PullProgress:
         self._plain_step = -1  # the last tenth printed
 
     def show(self, event: dict) -> None:
-        if event.get("status") == "downloading":
+        if event.get("status") in ("downloading", "pushing"):
             self._downloading(event)
             return
         self.end_bar()
@@ -63,9 +63,10 @@ class PullProgress:
         percent = 100.0 * completed / total if total else 100.0
         stats = format_stats(completed, total, self.meter.rate())
         if self.tty:
-            self._draw_bar(str(event.get("filename", "")), percent, stats)
+            self._draw_bar(str(event.get("filename", event.get("status"))), percent, stats)
         elif self._plain_due(now, percent):
-            self._write(f"downloading {event.get('filename', '')}: {percent:.0f}%, {stats}\n")
+            name = f" {event['filename']}" if event.get("filename") else ""
+            self._write(f"{event.get('status')}{name}: {percent:.0f}%, {stats}\n")
 
     def _plain_due(self, now: float, percent: float) -> bool:
         step = int(percent // PLAIN_STEP_PERCENT)
@@ -104,6 +105,8 @@ def describe(event: dict) -> str | None:
     if status == "smoke_test":
         return f"loading {event.get('model')} in the backend for a test generation"
     if status == "complete":
+        if event.get("target"):  # a push's
+            return f"pushed {event.get('target')} (manifest {event.get('digest')})"
         if event.get("cached"):
             return f"already installed: {event.get('path')}"
         return (f"installed {event.get('path')} ({event.get('size_mb')} MB, sha256 {event.get('sha256')}, "

@@ -7,6 +7,7 @@ import typing
 from proxy import VERSION
 from proxy.errors import STATUS_BY_CODE
 from proxy.pulls.events import EVENT_TYPES, PullEvent
+from proxy.pushes.events import PUSH_EVENT_TYPES
 
 JSON = "application/json"
 OBJ = {"type": "object"}
@@ -89,6 +90,12 @@ def _schemas() -> dict:
             "replace": {"type": "boolean", "default": False, "description": "may replace a file of the same "
                         "name installed from another repo; without it such a pull is 409 name_conflict"}}},
         "PullEvent": {"oneOf": [_event_schema(kind) for kind in EVENT_TYPES]},
+        "PushRequest": {"type": "object", "required": ["model", "target"], "properties": {
+            "model": {**STR, "minLength": 1, "maxLength": 512, "description": "an installed model's id or file name"},
+            "target": {**STR, "pattern": "^oci://", "maxLength": 512,
+                       "description": "oci://host[:port]/repository:tag"},
+            "stream": {"type": "boolean"}}},
+        "PushEvent": {"oneOf": [_event_schema(kind) for kind in PUSH_EVENT_TYPES]},
         "PullSummary": {"allOf": [_ref("PullEvent"), {"type": "object", "required": ["id", "model", "filename"],
                                                       "properties": {"id": STR, "model": STR,
                                                                      "filename": NULLABLE_STR}}]},
@@ -152,6 +159,10 @@ def _paths() -> dict:
         "/v1/api/pull": {"post": {**_op("Pull a GGUF model from the Hub", {
             "200": pull_ok, "202": _json(_ref("PullAccepted"), "async pull accepted"),
             **_errors(400, 401, 403, 404, 409, 422, 502, 504, 507)}, body=_ref("PullRequest")), **GUARDED}},
+        "/v1/api/push": {"post": {**_op("Push an installed model to an OCI registry (Docker Model Runner's layout)", {
+            "200": {"description": "NDJSON events, or with stream:false the final object",
+                    "content": {**ndjson, JSON: {"schema": _ref("PushEvent")}}},
+            **_errors(400, 401, 404, 502)}, body=_ref("PushRequest")), **GUARDED}},
         "/v1/api/pulls": {"get": _op("Every pull this process knows", {"200": _json({
             "type": "object", "required": ["pulls"], "properties": {
                 "pulls": {"type": "array", "items": _ref("PullSummary")}}})})},

@@ -110,8 +110,10 @@ class BearerFront:
     """
 
     def __init__(self, registry: Registry, users: dict[str, str] | None = None, anonymous: bool = False,
-                 token_ttl_s: int = 300):
+                 token_ttl_s: int = 300, push: bool = False):
         self.registry, self.users, self.anonymous, self.token_ttl_s = registry, users or {}, anonymous, token_ttl_s
+        self.push = push  # writes (HEAD, POST, PUT) pass too, with a token of scope `pull,push`
+        self.scopes: list[str] = []
         self.issued: list[str] = []
         self.store_auth_headers: list[str | None] = []
         self._servers = []
@@ -165,13 +167,40 @@ def _handler(front: BearerFront, role: str):
             user, _, password = base64.b64decode(self.headers.get("Authorization", "Basic ")[6:] or b"") \
                 .decode().partition(":")
             scope = parse_qs(urlsplit(self.path).query).get("scope", [""])[0]
+            front.scopes.append(scope)
             if not ((user and front.users.get(user) == password) or (not user and front.anonymous)) \
-                    or not scope.endswith(":pull"):
+                    or not (scope.endswith(":pull") or (front.push and scope.endswith(":pull,push"))):
                 return self._answer(401, b'{"details":"bad credentials"}', {})
             token = secrets.token_hex(8)
             front.issued.append(token)
             body = json.dumps({"token": token, "expires_in": front.token_ttl_s}).encode()
             self._answer(200, body, {"Content-Type": "application/json"})
+
+        def do_HEAD(self):
+            self._write()
+
+        def do_POST(self):
+            self._write()
+
+        def do_PUT(self):
+            self._write()
+
+        def _write(self):
+            """A write (or HEAD) passed on to the registry when it carries a push token; the registry's
+            upload Location points at the registry itself."""
+            if not front.push or self.headers.get("Authorization", "").removeprefix("Bearer ") not in front.issued:
+                repo = urlsplit(self.path).path.removeprefix("/v2/").split("/blobs/")[0].split("/manifests/")[0]
+                challenge = (f'Bearer realm="{front.url}/token",service="front",'
+                             f'scope="repository:{repo}:pull,push"')
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                return self._answer(401, b'{"errors":[{"code":"UNAUTHORIZED"}]}', {"WWW-Authenticate": challenge})
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            headers = {k: v for k, v in self.headers.items() if k.lower() == "content-type"}
+            upstream = requests.request(self.command, front.registry.url + self.path, data=body, headers=headers,
+                                        timeout=30, allow_redirects=False)
+            keep = {k: v for k, v in upstream.headers.items()
+                    if k.lower() in ("location", "docker-content-digest", "docker-upload-uuid")}
+            self._answer(upstream.status_code, b"" if self.command == "HEAD" else upstream.content, keep)
 
         def _forward(self, path: str):
             headers = {k: v for k, v in self.headers.items() if k.lower() in ("accept", "range")}

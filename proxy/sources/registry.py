@@ -66,6 +66,15 @@ class RegistrySource:
             return listing
         return dataclasses.replace(listing, files=select_files(listing, wanted.filename, wanted.quant))
 
+    @property
+    def session(self) -> requests.Session:
+        """The connection pool its requests share (a push uses it too, with the same auth)."""
+        return self._session
+
+    @property
+    def timeout_s(self) -> float:
+        return self._timeout_s
+
     def base_url(self, ref: RegistryRef) -> str:
         scheme = "http" if ref.host in self._insecure else "https"
         return f"{scheme}://{ref.host}/v2/{ref.repository}"
