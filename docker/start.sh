@@ -22,6 +22,22 @@ BACKEND_START_TIMEOUT_S="${BACKEND_START_TIMEOUT_S:-120}"
 
 log() { echo "start.sh: $*" >&2; }
 
+# SAP AI Core has no ConfigMaps: its ServingTemplate passes the manifest as a string parameter, in
+# MODELS_MANIFEST_JSON. Written to a file under /tmp (the root filesystem may be read-only; /tmp is writable),
+# it reaches the proxy as MODELS_MANIFEST like a mounted ConfigMap would. Setting both is refused: which one
+# is meant cannot be guessed. A malformed manifest stops the proxy at start, naming the entry and field.
+write_manifest_json() {
+  [ -n "${MODELS_MANIFEST_JSON:-}" ] || return 0
+  if [ -n "${MODELS_MANIFEST:-}" ]; then
+    log "both MODELS_MANIFEST and MODELS_MANIFEST_JSON are set; set one"
+    return 1
+  fi
+  local file="${TMPDIR:-/tmp}/models-manifest-${PORT}.json"
+  (umask 077 && printf '%s\n' "$MODELS_MANIFEST_JSON" >"$file") || { log "cannot write $file"; return 1; }
+  export MODELS_MANIFEST="$file"
+  log "MODELS_MANIFEST_JSON written to $file (MODELS_MANIFEST)"
+}
+
 backend_pid=""
 proxy_pid=""
 stopping=0
@@ -85,6 +101,7 @@ cd "$APP_DIR" || { log "APP_DIR $APP_DIR not found"; exit 1; }
 # shellcheck source=docker/backend_exit.sh
 source docker/backend_exit.sh
 mkdir -p "$MODELS_DIR" 2>/dev/null || true
+write_manifest_json || exit 1
 rm -f "$BACKEND_EXIT_FILE"
 
 "$PYTHON" -m server &

@@ -50,7 +50,7 @@ class Retention:
         installed = sum(_size(self.store.final_path(f)) for f in self.store.installed_files())
         # The .partial files only: their progress notes are the small metadata. Allocated, as parts of a
         # ranged download are written sparse.
-        return installed + sum(_allocated(p) for p in (self.store.root / STAGING).glob(f"*{PARTIAL_SUFFIX}"))
+        return installed + sum(allocated_bytes(p) for p in (self.store.root / STAGING).glob(f"*{PARTIAL_SUFFIX}"))
 
     def room_bytes(self) -> int:
         """What a pull may add now: the volume's free space, and what MODELS_MAX_BYTES leaves."""
@@ -144,7 +144,8 @@ def _size(path: os.PathLike) -> int:
         return 0
 
 
-def _allocated(path: os.PathLike) -> int:
+def allocated_bytes(path: os.PathLike) -> int:
+    """Disk blocks a file holds (a sparse file: fewer than its size); 0 when it is gone."""
     try:
         return os.lstat(path).st_blocks * 512
     except OSError:

@@ -16,6 +16,7 @@ import yaml
 from tests.test_deploy import K8S_DIR, break_text, kubernetes_validate_problems
 
 TEMPLATE = K8S_DIR / "aicore" / "serving-template.yaml"
+START = K8S_DIR.parent / "docker" / "start.sh"
 PLACEHOLDER = re.compile(r"\{\{\s*([^}]*?)\s*\}\}")
 DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 # PredictorSpec = KServe's ComponentExtensionSpec (these) + a Kubernetes PodSpec (everything else).
@@ -177,3 +178,21 @@ def test_serving_template_documents_async_pulls():
 def test_serving_template_check_rejects_broken_copy(tmp_path, old, new):
     broken = break_text(TEMPLATE, tmp_path, old, new)
     assert serving_template_problems(broken) != []
+
+
+def manifest_env(params: dict[str, str]) -> str | None:
+    """MODELS_MANIFEST_JSON of the predictor's container, with the template filled from `params`."""
+    spec = yaml.safe_load(TEMPLATE.read_text())["spec"]["template"]["spec"]
+    container = yaml.safe_load(fill(spec, params))["predictor"]["containers"][0]
+    return next((e.get("value") for e in container.get("env", []) if e.get("name") == "MODELS_MANIFEST_JSON"), None)
+
+
+def test_the_manifest_comes_from_a_string_parameter_as_models_manifest_json():
+    """AI Core has no ConfigMaps: docker/start.sh writes MODELS_MANIFEST_JSON to a file for MODELS_MANIFEST."""
+    params, _ = parameter_problems(yaml.safe_load(TEMPLATE.read_text()))
+    assert params.get("modelsManifest") == ""  # declared, and empty declares nothing
+    manifest = '{"models": [{"model": "acme/tiny-GGUF:Q4_K_M", "verify": "load", "sha256": "' + "a" * 64 + '"}]}'
+    assert manifest_env({**params, "modelsManifest": manifest}) == manifest  # the JSON's quotes survive
+    assert manifest_env(params) == ""
+    assert "MODELS_MANIFEST_JSON" in START.read_text()
+

@@ -7,6 +7,7 @@ one specific way (no SIGTERM forwarding, no watch on the backend, no backend at 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -272,3 +273,38 @@ def test_scripts_start_keeps_the_proxy_up_and_says_why_the_backend_died(tmp_path
     assert answer.status_code == 502 and answer.json()["code"] == "backend_unavailable", answer.text + log
     assert "SIGILL" in answer.json()["error"] and "Troubleshooting" in answer.json()["error"]
     assert health.status_code == 503 and "SIGILL" in health.json()["error"]
+
+
+# ---- the manifest as JSON in MODELS_MANIFEST_JSON (SAP AI Core has no ConfigMaps) --------------------------------
+
+def test_a_manifest_given_as_json_in_the_environment_is_reconciled(tmp_path):
+    from tests.fakes.hub import FakeHub
+
+    with FakeHub() as hub:
+        hub.add_repo("acme/tiny-GGUF", files={"tiny.Q4_K_M.gguf": random_gguf(tmp_path / "tiny.gguf", 20_000,
+                                                                               seed=2)})
+        manifest = json.dumps({"models": [{"model": "acme/tiny-GGUF:Q4_K_M"}]})
+        with stack(START, tmp_path, {"MODELS_MANIFEST_JSON": manifest, "HF_ENDPOINT": hub.url,
+                                     "TMPDIR": str(tmp_path)}) as s:
+            assert s.wait_healthy(), s.log()
+            assert wait_until(lambda: requests.get(s.url("/readyz"), timeout=5).status_code == 200, 30), s.log()
+            listed = requests.get(s.url("/v1/api/manifest"), timeout=5).json()
+    assert [(m["model"], m["filename"], m["state"]) for m in listed["models"]] == \
+        [("acme/tiny-GGUF:Q4_K_M", "tiny.Q4_K_M.gguf", "ready")], listed
+    assert (s.models_dir / "tiny.Q4_K_M.gguf").is_file()
+
+
+def test_a_malformed_manifest_in_the_environment_stops_the_start_naming_the_entry_and_field(tmp_path):
+    manifest = json.dumps({"models": [{"model": "acme/a-GGUF"}, {"model": "acme/b-GGUF", "sha256": "3f2a"}]})
+    with stack(START, tmp_path, {"MODELS_MANIFEST_JSON": manifest, "TMPDIR": str(tmp_path)}) as s:
+        assert s.proc.wait(STARTUP_TIMEOUT_S) != 0
+        log = s.log()
+    assert "models[1].sha256: expected 64 hex digits" in log, log
+
+
+def test_both_manifest_variables_set_stop_the_start(tmp_path):
+    with stack(START, tmp_path, {"MODELS_MANIFEST_JSON": '{"models": []}', "MODELS_MANIFEST": "/x.yaml",
+                                 "TMPDIR": str(tmp_path)}) as s:
+        assert s.proc.wait(STARTUP_TIMEOUT_S) != 0
+        log = s.log()
+    assert "both MODELS_MANIFEST and MODELS_MANIFEST_JSON are set" in log, log

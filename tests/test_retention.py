@@ -219,3 +219,54 @@ def test_a_declared_model_is_never_evicted(tmp_path):
                                        backend_url="http://127.0.0.1:9", hf_endpoint="http://127.0.0.1:9"))
     assert services["retention"].protected("declared.Q4_K_M.gguf")
     assert not services["retention"].protected("other.Q4_K_M.gguf")
+
+
+# --- running pulls ---------------------------------------------------------------------------------
+
+THROTTLE_BPS = 16 * KiB  # a 64 KiB file takes about 4 s: long enough to act while it is pulled
+
+
+def start_async(client, model: str) -> str:
+    answer = client.post("/v1/api/pull", json={"model": model, "async": True})
+    assert answer.status_code == 202, answer.get_data(as_text=True)
+    return answer.json["id"]
+
+
+def pull_status(client, pull_id: str) -> dict:
+    return client.get(f"/v1/api/pulls/{pull_id}").json
+
+
+def test_a_model_being_pulled_is_not_evicted_when_another_pull_needs_room(make_app, hub, make_gguf, models_dir):
+    add_models(hub, make_gguf)
+    app = make_app(models_max_bytes=3 * SIZE + SIZE // 2)
+    client = app.test_client()
+    for key in ("alpha", "beta"):  # alpha first: the least recently used
+        assert pull(client, model=f"acme/{key}-GGUF")[-1]["status"] == "complete"
+    hub.add_commit("acme/alpha-GGUF", {NAMES["alpha"]: make_gguf(NAMES["alpha"], SIZE, seed=7)})
+    hub.throttle_bps = THROTTLE_BPS
+    updating = start_async(client, "acme/alpha-GGUF")  # alpha's new bytes, held open by the throttle
+    wait_until(lambda: pull_status(client, updating)["status"] == "downloading", what="alpha downloading")
+
+    lines = pull(client, model="acme/gamma-GGUF")
+
+    assert [line for line in lines if line["status"] == "evicting"] == \
+        [{"status": "evicting", "filename": NAMES["beta"]}]  # not alpha, though used least recently
+    hub.throttle_bps = None
+    wait_until(lambda: pull_status(client, updating)["status"] == "complete", timeout_s=30, what="alpha updated")
+    assert top_level_ggufs(models_dir) == [NAMES["alpha"], NAMES["gamma"]]
+
+
+def test_two_pulls_admitted_at_once_cannot_together_exceed_the_budget(make_app, hub, make_gguf, models_dir):
+    add_models(hub, make_gguf)
+    client = make_app(models_max_bytes=BUDGET).test_client()  # room for two models, not three
+    hub.throttle_bps = THROTTLE_BPS
+    running = [start_async(client, f"acme/{key}-GGUF") for key in ("alpha", "beta")]
+
+    # Neither has written much yet: without reserving their bytes, gamma would be admitted too.
+    pull_error(client, 507, "insufficient_storage", model="acme/gamma-GGUF")
+
+    hub.throttle_bps = None
+    for pull_id in running:
+        wait_until(lambda: pull_status(client, pull_id)["status"] == "complete", timeout_s=30, what="pulls")
+    assert top_level_ggufs(models_dir) == [NAMES["alpha"], NAMES["beta"]]
+    assert installed_bytes(models_dir) <= BUDGET

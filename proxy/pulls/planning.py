@@ -3,6 +3,7 @@ no name of another repo's, room on the volume) — everything that can fail befo
 as an HTTP status."""
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import Mapping
 
@@ -14,7 +15,7 @@ from proxy.pulls.pins import apply_pins
 from proxy.pulls.request import PullRequest, check_filename, check_repo_allowed
 from proxy.pulls.remote import RemoteFile, RepoFiles
 from proxy.sources.base import Source, Wanted
-from proxy.retention import Retention
+from proxy.retention import Retention, allocated_bytes
 from proxy.staging import reclaim_staging
 from proxy.store import ModelStore
 
@@ -56,6 +57,10 @@ class Planner:
         self.source, self.store, self.installer = source, store, installer
         self.allowed_repos = allowed_repos
         self.retention = retention  # None: only the volume's free space bounds a pull, nothing is evicted
+        # Pulls admitted and not ended, by job key: the files they have yet to write. Admission counts what
+        # is left of them as used, so pulls admitted at once cannot together exceed the room.
+        self._reserved: dict[str, tuple[RemoteFile, ...]] = {}
+        self._admission = threading.Lock()
 
     def plan(self, request: PullRequest) -> Plan:
         """Raises:
@@ -80,14 +85,27 @@ class Planner:
         return self.installer.matches(records.get(naming.basename(remote.filename)), remote, plan.request.repo)
 
     def check_space(self, plan: Plan) -> list[str]:
-        """Make room for the plan: the staging of dead pulls first, then least-recently-used models (with
-        a retention). Returns the files evicted.
+        """Make room for the plan and reserve it until `release(plan.key)`: the staging of dead pulls first,
+        then least-recently-used models (with a retention). Returns the files evicted.
 
         Raises: ProxyError insufficient_storage when nothing evictable is left that would make room.
         """
-        needed = sum(f.size - self.installer.staged_bytes(f.filename) for f in plan.files
-                     if not self.installer.matches(plan.records.get(naming.basename(f.filename)), f))
+        missing = tuple(f for f in plan.files
+                        if not self.installer.matches(plan.records.get(naming.basename(f.filename)), f))
+        needed = sum(f.size - self.installer.staged_bytes(f.filename) for f in missing)
         keep = frozenset(plan.names)  # its own: resumed, not reclaimed; updated, not evicted
+        with self._admission:
+            self._reserved.pop(plan.key, None)
+            evicted = self._make_room(needed, keep)
+            self._reserved[plan.key] = missing
+        return evicted
+
+    def release(self, key: str) -> None:
+        """The pull of `key` ended (or was never started): its bytes are no longer reserved."""
+        with self._admission:
+            self._reserved.pop(key, None)
+
+    def _make_room(self, needed: int, keep: frozenset[str]) -> list[str]:
         room = self._room()
         if needed > room:
             reclaim_staging(self.store, needed - room, keep=keep)
@@ -99,11 +117,19 @@ class Planner:
         if needed > room:
             why = "" if self.retention is None else \
                 " (the volume's free space and MODELS_MAX_BYTES), and evicting what is not in use would not do"
-            raise ProxyError("insufficient_storage", f"{needed} bytes needed in MODELS_DIR, {max(room, 0)} left{why}")
+            held = f"; pulls running or queued hold {self._reserved_bytes()} more" if self._reserved else ""
+            raise ProxyError("insufficient_storage",
+                             f"{needed} bytes needed in MODELS_DIR, {max(room, 0)} left{why}{held}")
         return evicted
 
+    def _reserved_bytes(self) -> int:
+        """What admitted pulls have yet to write to staging (what they wrote counts as used already)."""
+        return sum(max(0, f.size - allocated_bytes(self.installer.staging_path(f.filename)))
+                   for files in self._reserved.values() for f in files)
+
     def _room(self) -> int:
-        return self.retention.room_bytes() if self.retention is not None else self.store.free_bytes()
+        free = self.retention.room_bytes() if self.retention is not None else self.store.free_bytes()
+        return free - self._reserved_bytes()
 
 
 def check_name_free(request: PullRequest, remote: RemoteFile, records: Mapping[str, Provenance],

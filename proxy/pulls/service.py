@@ -112,14 +112,23 @@ class PullService:
 
         def make() -> PullJob:
             job = PullJob(plan.key, plan.request.repo, plan.key, lambda job: self._run_remembered(job, plan),
-                          on_end=self.metrics.count_job)
+                          on_end=lambda job: self._ended(plan, job))
             self._save_note(plan)  # on acceptance: a queued pull survives a restart as a running one does
             job.publish(job.starting_event())
             for filename in evicted:  # evicted already, before the job: the pull that caused it shows it
                 job.publish(Evicting(filename))
             return job
 
-        return self.registry.submit(plan.key, plan.request.repo, make)
+        try:
+            return self.registry.submit(plan.key, plan.request.repo, make)
+        except ProxyError:
+            if self.registry.active(plan.key) is None:
+                self.planner.release(plan.key)  # refused (the queue is full): it reserves nothing
+            raise
+
+    def _ended(self, plan: Plan, job: PullJob) -> None:
+        self.planner.release(plan.key)
+        self.metrics.count_job(job)
 
     def _save_note(self, plan: Plan) -> None:
         """A note in MODELS_DIR that outlives the process until the pull has ended (see proxy/preload.py).
