@@ -87,7 +87,7 @@ def build_services(settings: Settings, source=None, protected: Callable[[str], b
     retention = Retention(
         store, usage, settings.models_max_bytes, settings.models_ttl_days, protected=protected or (lambda name: False),
         in_flight=in_flight.busy, pulling=lambda: {job.key for job in registry.jobs() if not job.done},
-        on_evict=lambda filename, why: metrics.evictions.labels(reason="ttl" if "unused" in why else "room").inc())
+        on_evict=lambda filename, reason: metrics.evictions.labels(reason=reason).inc())
     planner = Planner(source, store, installer, settings.allowed_repos, retention)
     service = PullService(planner, installer, registry, options, metrics, settings.progress_interval_s,
                           on_used=usage.touch)

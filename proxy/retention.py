@@ -39,11 +39,11 @@ class Retention:
     def __init__(self, store: ModelStore, usage: UsageLog, max_bytes: int | None = None,
                  ttl_days: float | None = None, *, protected: Callable[[str], bool] = lambda filename: False,
                  in_flight: Callable[[], set[str]] = set, pulling: Callable[[], set[str]] = set,
-                 on_evict: Callable[[str, str], None] = lambda filename, why: None):
+                 on_evict: Callable[[str, str], None] = lambda filename, reason: None):
         self.store, self.usage = store, usage
         self.max_bytes, self.ttl_days = max_bytes, ttl_days
         self.protected, self.in_flight, self.pulling = protected, in_flight, pulling
-        self.on_evict = on_evict  # (filename, why) for the metric
+        self.on_evict = on_evict  # (filename, reason: "room" or "ttl") for the metric
 
     def used_bytes(self) -> int:
         """Installed model files and staging files; not the small metadata."""
@@ -73,7 +73,7 @@ class Retention:
         for model in candidates:
             if freed >= shortfall_bytes:
                 break
-            if self._evict(model, "a pull needs room"):
+            if self._evict(model, "room", "a pull needs room"):
                 evicted += model.filenames
                 freed += model.size
         return evicted
@@ -85,11 +85,11 @@ class Retention:
         if self.ttl_days is not None:
             cutoff, why = now - self.ttl_days * DAY_S, f"unused for over {self.ttl_days:g} days"
             for model in self.evictable():
-                if model.last_used < cutoff and self._evict(model, why):
+                if model.last_used < cutoff and self._evict(model, "ttl", why):
                     removed += model.filenames
         return removed
 
-    def _evict(self, model: Installed, why: str) -> bool:
+    def _evict(self, model: Installed, reason: str, why: str) -> bool:
         """Delete a model's files under their locks, unless a pull took one meanwhile."""
         with contextlib.ExitStack() as locks:
             for name in model.filenames:
@@ -98,7 +98,7 @@ class Retention:
             self.store.delete(list(model.filenames))
         self.usage.forget(model.filenames)
         for name in model.filenames:
-            self.on_evict(name, why)
+            self.on_evict(name, reason)
         log.info("evicted %s (%s), %d bytes, last used %s: %s", model.model_id, ", ".join(model.filenames),
                  model.size, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(model.last_used)), why)
         return True
