@@ -16,6 +16,14 @@ import requests
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
+def stack_dirs(root: Path) -> tuple[Path, Path]:
+    """`root/models` and `root/logs`, made: where a test's processes keep models and write their logs."""
+    folders = root / "models", root / "logs"
+    for folder in folders:
+        folder.mkdir()
+    return folders
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -9,7 +9,7 @@ import requests
 
 from tests.fakes.gguf_files import sha256_file, write_unloadable_gguf
 from tests.fakes.hub import FakeHub
-from tests.helpers import free_port, running_process
+from tests.helpers import free_port, running_process, stack_dirs
 
 REPO = "google/gemma-3-270m-GGUF"
 BROKEN_REPO = "someone/madeup-GGUF"
@@ -19,9 +19,7 @@ GUNICORN = ["-m", "gunicorn", "-c", "proxy/gunicorn.conf.py", "proxy.app:create_
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory, gemma_gguf):
     tmp = tmp_path_factory.mktemp("e2e")
-    models, logs = tmp / "models", tmp / "logs"
-    models.mkdir()
-    logs.mkdir()
+    models, logs = stack_dirs(tmp)
     broken = write_unloadable_gguf(tmp / "madeup.Q4_K_M.gguf")
     with FakeHub() as hub:
         hub.add_repo(REPO, files={gemma_gguf.name: gemma_gguf, "README.md": b"# gemma"})

@@ -7,7 +7,7 @@ import pytest
 import requests
 
 from tests.fakes.gguf_files import sha256_file
-from tests.helpers import free_port, running_process
+from tests.helpers import free_port, running_process, stack_dirs
 from tests.registry import DMR_GGUF, DOCKER_MANIFEST, OLLAMA_MODEL, TITLE, running_registry
 from tests.test_e2e_gemma import GUNICORN, pull_lines
 
@@ -15,9 +15,7 @@ from tests.test_e2e_gemma import GUNICORN, pull_lines
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory, gemma_gguf):
     tmp = tmp_path_factory.mktemp("e2e-registry")
-    models, logs = tmp / "models", tmp / "logs"
-    models.mkdir()
-    logs.mkdir()
+    models, logs = stack_dirs(tmp)
     with running_registry(tmp / "registry") as registry:
         registry.publish("library/gemma3", "270m", [(gemma_gguf, OLLAMA_MODEL, None)], DOCKER_MANIFEST,
                          "application/vnd.docker.container.image.v1+json")

@@ -14,7 +14,7 @@ import requests
 from tests.fakes.gguf_files import random_gguf
 from tests.fakes.hub import FakeHub
 from tests.fakes.hub_faults import Fault
-from tests.helpers import free_port, running_process
+from tests.helpers import free_port, running_process, stack_dirs
 
 GEMMA_REPO, TINY_REPO, TINY = "google/gemma-3-270m-GGUF", "acme/tiny-GGUF", "tiny.Q4_K_M.gguf"
 GUNICORN = ["-m", "gunicorn", "-c", "proxy/gunicorn.conf.py", "proxy.app:create_app()"]
@@ -27,9 +27,7 @@ MANIFEST = f"""models:
 
 @pytest.fixture
 def stack(tmp_path, gemma_gguf):
-    models, logs = tmp_path / "models", tmp_path / "logs"
-    models.mkdir()
-    logs.mkdir()
+    models, logs = stack_dirs(tmp_path)
     manifest = tmp_path / "models.yaml"
     manifest.write_text(MANIFEST)
     with FakeHub() as hub:

@@ -6,7 +6,7 @@ import sys
 import openai
 import pytest
 
-from tests.helpers import REPO_ROOT
+from tests.helpers import REPO_ROOT, stack_dirs
 
 sys.path.insert(0, str(REPO_ROOT / "scripts"))
 
@@ -16,9 +16,7 @@ from stack import backend, proxy  # noqa: E402
 @pytest.fixture(scope="module")
 def sdk(tmp_path_factory):
     folder = tmp_path_factory.mktemp("sdk")
-    models, logs = folder / "models", folder / "logs"
-    models.mkdir()
-    logs.mkdir()
+    models, logs = stack_dirs(folder)
     with backend(models, logs) as backend_url, proxy(models, logs, "http://127.0.0.1:9", backend_url) as (url, _):
         yield openai.OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0, timeout=30)
 

@@ -10,7 +10,7 @@ import pytest
 import requests
 
 from tests.fakes.hub import FakeHub
-from tests.helpers import REPO_ROOT
+from tests.helpers import REPO_ROOT, stack_dirs
 
 sys.path.insert(0, str(REPO_ROOT / "scripts"))
 
@@ -24,9 +24,7 @@ Q4, Q8 = "gemma-3-270m-Q4_K_M", "gemma-3-270m-Q8_0"
 def stack(tmp_path_factory, gemma_gguf):
     """The proxy's URL and an SDK client; the repo holds Gemma under a Q4_K_M and a Q8_0 name (same bytes)."""
     folder = tmp_path_factory.mktemp("pulled-names")
-    models, logs = folder / "models", folder / "logs"
-    models.mkdir()
-    logs.mkdir()
+    models, logs = stack_dirs(folder)
     with FakeHub() as hub:
         hub.add_repo(REPO, files={f"{Q4}.gguf": gemma_gguf, f"{Q8}.gguf": gemma_gguf})
         with backend(models, logs) as backend_url, proxy(models, logs, hub.url, backend_url) as (url, _):
