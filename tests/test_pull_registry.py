@@ -9,8 +9,9 @@ import pytest
 
 from proxy.preload import parse_preload_entry
 from tests.fakes.gguf_files import sha256_file
+from tests.fakes.relay import FaultRelay
 from tests.helpers import REPO_ROOT
-from tests.pull_fixtures import KiB, pull, pull_error, wait_until
+from tests.pull_fixtures import KiB, MiB, pull, pull_error, wait_until
 from tests.registry import DMR_GGUF, DOCKER_MANIFEST, OLLAMA_MODEL, TITLE, running_registry
 
 
@@ -76,6 +77,26 @@ def test_corrupted_blob_is_checksum_mismatch_and_nothing_installed(registry, reg
     lines = pull(registry_app().test_client(), model=f"oci://{registry.host}/ai/corrupt:v1")
     assert lines[-1]["status"] == "error" and lines[-1]["code"] == "checksum_mismatch", lines[-1]
     assert not (models_dir / "corrupt.gguf").exists()
+
+
+def test_blob_cut_mid_body_resumes_with_range_fetching_under_1_2x(registry, registry_app, make_gguf, models_dir):
+    size, part, cut, cuts = 4 * MiB, 2 * MiB, 1 * MiB, 2
+    model = make_gguf("cut.gguf", size)
+    registry.publish("ai/cut", "v1", [(model, DMR_GGUF, {TITLE: "cut.gguf"})])
+    host, port = registry.host.split(":")
+    with FaultRelay((host, int(port)), cut_after_bytes=cut, cuts=cuts) as relay:
+        app = registry_app(insecure_registries=(relay.host,), pull_connections=2, pull_chunk_bytes=part)
+        complete = pull(app.test_client(), model=f"oci://{relay.host}/ai/cut:v1")[-1]
+    assert complete["status"] == "complete", complete
+    assert complete["sha256"] == sha256_file(model) == sha256_file(models_dir / "cut.gguf")
+    assert relay.stats.cuts == cuts
+    # Each resumed request starts where its cut part stopped, not at a part boundary.
+    resumed = [r for r in relay.stats.ranges if r and int(r.split("=")[1].split("-")[0]) % part]
+    assert len(resumed) == cuts, relay.stats.ranges
+    # The cuts forwarded cuts * cut = 0.5x the blob before breaking; a pull that fetched any of it again
+    # (a part restarted from its start, or the whole blob without Range) would be at 1.5x or more.
+    assert size <= relay.stats.body_bytes < 1.2 * size, relay.stats.body_bytes
+    assert size + cuts * cut >= 1.2 * size
 
 
 def test_unknown_repository_tag_and_no_gguf_layer_fail_before_streaming(registry, registry_app, make_gguf):

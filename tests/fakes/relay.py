@@ -1,0 +1,117 @@
+"""A fault-injecting TCP relay on 127.0.0.1 in front of a real HTTP server (the registry): it reads each
+HTTP/1.1 exchange on a connection, counts the body bytes it forwards, and cuts a connection after
+`cut_after_bytes` of a matching response body, at most `cuts` times."""
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+from dataclasses import dataclass, field
+
+BLOCK_BYTES = 64 * 1024
+
+
+@dataclass
+class RelayStats:
+    body_bytes: int = 0  # response body bytes forwarded for requests whose path matched
+    cuts: int = 0
+    ranges: list[str] = field(default_factory=list)  # the Range header of each matching GET ("" if none)
+
+
+class FaultRelay:
+    """`with FaultRelay(("127.0.0.1", port), cut_after_bytes=..., cuts=2) as relay:` then use relay.host."""
+
+    def __init__(self, upstream: tuple[str, int], cut_after_bytes: int, cuts: int, path_contains: str = "/blobs/"):
+        self.upstream, self.cut_after_bytes, self.cuts_left = upstream, cut_after_bytes, cuts
+        self.path_contains = path_contains
+        self.stats = RelayStats()
+        self._lock = threading.Lock()
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.host = f"127.0.0.1:{self._listener.getsockname()[1]}"
+
+    def __enter__(self) -> "FaultRelay":
+        threading.Thread(target=self._accept, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._listener.close()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return  # closed
+            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
+
+    def _serve(self, client: socket.socket) -> None:
+        with client, socket.create_connection(self.upstream) as server:
+            from_client, from_server = client.makefile("rb"), server.makefile("rb")
+            with contextlib.suppress(OSError):
+                while self._exchange(from_client, client, from_server, server):
+                    pass
+
+    def _exchange(self, from_client, client: socket.socket, from_server, server: socket.socket) -> bool:
+        """Relay one request and its response; False once the connection is over (closed or cut)."""
+        request = _read_head(from_client)
+        if not request:
+            return False
+        method, path = request[0].split()[:2]
+        headers = _headers(request)
+        server.sendall(b"".join(request) + from_client.read(int(headers.get("content-length", 0))))
+        watched = method == b"GET" and self.path_contains.encode() in path
+        if watched:
+            with self._lock:
+                self.stats.ranges.append(headers.get("range", b"").decode())
+        response = _read_head(from_server)
+        if not response:
+            return False
+        client.sendall(b"".join(response))
+        status, headers = response[0].split()[1], _headers(response)
+        if method == b"HEAD" or status in (b"204", b"304"):
+            return True
+        if "content-length" not in headers:  # not seen from the registry; relay to the end and close
+            while block := from_server.read1(BLOCK_BYTES):
+                client.sendall(block)
+            return False
+        return self._relay_body(from_server, client, int(headers["content-length"]), watched)
+
+    def _relay_body(self, from_server, client: socket.socket, length: int, watched: bool) -> bool:
+        with self._lock:
+            cut_at = self.cut_after_bytes if watched and self.cuts_left > 0 else None
+            if cut_at is not None and cut_at < length:
+                self.cuts_left -= 1
+            else:
+                cut_at = None
+        sent = 0
+        while sent < length:
+            limit = min(BLOCK_BYTES, length - sent, (cut_at - sent) if cut_at is not None else BLOCK_BYTES)
+            block = from_server.read1(limit)
+            if not block:
+                return False
+            client.sendall(block)
+            sent += len(block)
+            if watched:
+                with self._lock:
+                    self.stats.body_bytes += len(block)
+            if cut_at is not None and sent >= cut_at:
+                with self._lock:
+                    self.stats.cuts += 1
+                client.shutdown(socket.SHUT_RDWR)  # the proxy sees the body end early
+                return False
+        return True
+
+
+def _read_head(stream) -> list[bytes]:
+    """The request or status line and header lines up to the blank line (kept); [] at end of stream."""
+    lines = []
+    while line := stream.readline(65536):
+        lines.append(line)
+        if line in (b"\r\n", b"\n"):
+            return lines
+    return []
+
+
+def _headers(head: list[bytes]) -> dict[str, bytes]:
+    pairs = (line.split(b":", 1) for line in head[1:] if b":" in line)
+    return {name.strip().lower().decode(): value.strip() for name, value in pairs}
