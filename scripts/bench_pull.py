@@ -1,14 +1,18 @@
 """Benchmark: the proxy's verified pull against curl and huggingface_hub, through the same fake Hub.
 
-    python scripts/bench_pull.py [--runs 3] [--size-mib 1024] [--throttled-size-mib 256]
+    python scripts/bench_pull.py [--runs 3] [--size-mib 1024] [--small-size-mib 256]
+                                 [--registry-size-mib 512] [--cases hub,registry]
 
 Measures in one run (medians): unthrottled and at 20 MB/s per connection, proxy pull (verified and
 installed) vs `curl -o` of the same URL vs `hf_hub_download`; the proxy's peak RSS during pulls of
-two sizes; /v1/health latency while a pull runs; the GGUF header scan vs gguf.GGUFReader.
+two sizes; /v1/health latency while a pull runs; the GGUF header scan vs gguf.GGUFReader. The registry
+case: one blob in the real local registry (tests/registry.py, storage on disk), an `oci://` pull through
+the proxy vs `curl -o` of the same blob URL plus an fsync of the file.
 """
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import subprocess
 import sys
@@ -21,17 +25,19 @@ import requests
 from bench_gguf_scan import bench_header_scan
 from stack import backend, fake_hub, peak_rss_mb, proxy
 
-from tests.fakes.gguf_files import random_gguf
+from tests.fakes.gguf_files import random_gguf, sha256_file
+from tests.helpers import free_port
+from tests.registry import DMR_GGUF, TITLE, running_registry
 
 REPO = "bench/synthetic-GGUF"
 THROTTLE_BPS = 20 * 1000 * 1000
 
 
-def time_proxy_pull(url: str, filename: str) -> float:
+def time_proxy_pull(url: str, filename: str, model: str = REPO) -> float:
     requests.delete(url + "/v1/api/delete", json={"filename": filename}, timeout=60)
+    body = {"model": model, "stream": False, **({"filename": filename} if model == REPO else {})}
     started = time.perf_counter()
-    answer = requests.post(url + "/v1/api/pull", json={"model": REPO, "filename": filename, "stream": False},
-                           timeout=3600)
+    answer = requests.post(url + "/v1/api/pull", json=body, timeout=3600)
     elapsed = time.perf_counter() - started
     assert answer.status_code == 200 and answer.json()["status"] == "complete", answer.text
     return elapsed
@@ -41,6 +47,20 @@ def time_curl(hub_url: str, filename: str, out: Path) -> float:
     started = time.perf_counter()
     subprocess.run(["curl", "-sS", "-f", "-L", "-o", str(out), f"{hub_url}/{REPO}/resolve/main/{filename}"],
                    check=True)
+    elapsed = time.perf_counter() - started
+    out.unlink()
+    return elapsed
+
+
+def time_curl_fsynced(url: str, out: Path) -> float:
+    """`curl -o` of the URL and an fsync of the file, timed together: what it takes to have it on disk."""
+    started = time.perf_counter()
+    subprocess.run(["curl", "-sS", "-f", "-L", "-o", str(out), url], check=True)
+    fd = os.open(out, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
     elapsed = time.perf_counter() - started
     out.unlink()
     return elapsed
@@ -107,11 +127,42 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--size-mib", type=int, default=1024)
     parser.add_argument("--small-size-mib", type=int, default=256)
+    parser.add_argument("--registry-size-mib", type=int, default=512)
+    parser.add_argument("--cases", default="hub,registry", help="comma-separated: hub, registry")
     args = parser.parse_args()
+    cases = set(args.cases.split(","))
     with tempfile.TemporaryDirectory(prefix="bench-pull-", dir=Path.cwd()) as tmp_dir:
-        rows = run(Path(tmp_dir), args)
-    print_table(rows)
+        if "hub" in cases:
+            print_table(run(Path(tmp_dir), args))
+        if "registry" in cases:
+            print_registry(args.registry_size_mib, run_registry(Path(tmp_dir) / "registry-case", args))
     return 0
+
+
+def run_registry(tmp: Path, args) -> dict:
+    """Proxy pull of an oci:// blob from the local registry vs curl of the blob URL plus fsync, alternated."""
+    models, logs = tmp / "models", tmp / "logs"
+    for folder in (models, logs):
+        folder.mkdir(parents=True)
+    filename = f"registry-{args.registry_size_mib}m.gguf"
+    blob = random_gguf(tmp / filename, args.registry_size_mib << 20, seed=3)
+    with running_registry(tmp / "registry") as registry:
+        registry.publish("bench/model", "v1", [(blob, DMR_GGUF, {TITLE: filename})])
+        blob_url = f"{registry.url}/v2/bench/model/blobs/sha256:{sha256_file(blob)}"
+        blob.unlink()  # the registry's storage holds the only copy
+        env = {"INSECURE_REGISTRIES": registry.host, "DOCKER_CONFIG": str(tmp / "no-docker")}
+        idle_backend = f"http://127.0.0.1:{free_port()}"  # pulls do not need one
+        times = {"proxy": [], "curl": []}
+        with proxy(models, logs, "http://127.0.0.1:9", idle_backend, env) as (proxy_url, _):
+            for _ in range(args.runs):
+                times["proxy"].append(time_proxy_pull(proxy_url, filename, f"oci://{registry.host}/bench/model:v1"))
+                times["curl"].append(time_curl_fsynced(blob_url, tmp / "curl.out"))
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def print_registry(size_mib: int, t: dict) -> None:
+    print(f"{f'registry, {size_mib} MiB blob: proxy pull (verified, installed)':58} {t['proxy']:>10.2f} s")
+    print(f"{'  curl -o of the blob URL + fsync':58} {t['curl']:>10.2f} s {t['proxy'] / t['curl']:>9.2f}x cur")
 
 
 def run(tmp: Path, args) -> dict:
