@@ -37,12 +37,14 @@ def test_a_peer_pulls_from_its_mirror_what_it_holds_and_from_the_hub_what_it_lac
 
             assert done["status"] == "complete"
             assert hub.bytes_served(hub.cdn_path(REPO, HELD)) == 0, "no byte from the Hub's CDN"
+            assert done["source_host"] == a_host, "the complete line names where the bytes came from"
             assert done["sha256"] == hashlib.sha256(held.read_bytes()).hexdigest()
             assert (tmp_path / "b" / HELD).read_bytes() == held.read_bytes()
             assert provenance(b_url, HELD)["source_host"] == a_host
 
             fallback = pull_over_http(b_url, model=REPO, filename=MISSING)
             assert fallback["status"] == "complete"
+            assert fallback["source_host"] not in (None, a_host)
             assert hub.bytes_served(hub.cdn_path(REPO, MISSING)) >= 256 * KiB
             assert (tmp_path / "b" / MISSING).read_bytes() == missing.read_bytes()
             assert provenance(b_url, MISSING)["source_host"] != a_host

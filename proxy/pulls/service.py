@@ -260,11 +260,13 @@ class PullService:
                 raise ProxyError("pull_stopped", "the proxy stopped while another process was pulling this file")
 
     def _complete(self, plan: Plan) -> Complete:
+        record = self.store.provenance.all().get(plan.key)
         return Complete(model=plan.request.repo, filename=plan.key, path=str(self.store.final_path(plan.key)),
                         size_mb=round(plan.total_bytes / 1e6, 1), sha256=plan.files[0].sha256,
                         revision=plan.resolved.commit, model_id=naming.model_id(plan.key),
                         files=tuple(plan.names) if len(plan.files) > 1 else (), source=plan.resolved.source,
-                        digest=plan.resolved.commit if plan.resolved.source else None)
+                        digest=plan.resolved.commit if plan.resolved.source else None,
+                        source_host=record.source_host if record is not None else None)
 
 
 # A source failing with these is skipped for the file; the next one is asked.
