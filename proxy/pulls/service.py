@@ -24,6 +24,7 @@ from proxy.pulls.progress import ProgressReporter
 from proxy.pulls.request import PullRequest, parse_pull_request
 from proxy.pulls.transfer import Transfer, TransferCancelled, TransferOptions
 from proxy.pulls.remote import RemoteFile
+from proxy.retry import BUSY_WAIT_MAX_S
 
 log = logging.getLogger(__name__)
 LOCK_POLL_S = 0.5
@@ -232,7 +233,8 @@ class PullService:
         try:
             digest = Transfer(remote.fetch, remote.size, path, progress_path(path), remote.sha256, self.options,
                               job.stop, on_progress=progress.file_callback(name),
-                              on_bytes=self.metrics.pull_bytes.inc).run()
+                              on_bytes=self.metrics.pull_bytes.inc,
+                              busy_wait_s=BUSY_WAIT_MAX_S if remote.source_host else 0.0).run()
             progress.file_done(name, remote.size)
             job.publish(Verifying(name))
             header = self.installer.verify(path, remote, digest)
