@@ -25,7 +25,7 @@ from proxy.pulls.planning import Planner
 from proxy.pulls.service import PullService
 from proxy.pulls.transfer import TransferOptions
 from proxy.reconcile import Reconciler
-from proxy.retry import Backoff
+from proxy.retry import BUSY_WAIT_MAX_S, Backoff
 from proxy.pushes.service import PushService
 from proxy.routes import forward, health, manifest, models, observability, peer, pull, push
 from proxy.settings import Settings
@@ -109,7 +109,8 @@ def _hub_source(settings: Settings, backoff: Backoff):
                          settings.pull_max_retries, backoff)
     if not settings.hf_mirrors:
         return hub
-    mirrors = [HuggingFaceHub(url, None, settings.hub_timeout_s, 1, backoff) for url in settings.hf_mirrors]
+    mirrors = [HuggingFaceHub(url, None, settings.hub_timeout_s, 1, backoff, busy_wait_s=BUSY_WAIT_MAX_S)
+               for url in settings.hf_mirrors]
     return MirroredHub(mirrors, hub)
 
 

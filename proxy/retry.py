@@ -6,6 +6,12 @@ import threading
 from dataclasses import dataclass
 
 
+# A mirror answering 503 with Retry-After is busy (a pull-through peer fetching the file for us): waited on, not
+# counted as a failed attempt, each wait capped at BUSY_WAIT_STEP_S and BUSY_WAIT_MAX_S in all per file.
+BUSY_WAIT_STEP_S = 30.0
+BUSY_WAIT_MAX_S = 600.0
+
+
 @dataclass(frozen=True)
 class Backoff:
     base_s: float = 1.0

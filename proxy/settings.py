@@ -27,6 +27,9 @@ class Settings:
         None, "PROXY_API_KEY", "when set, pull and delete need `Authorization: Bearer <key>`", repr=False)
     hf_mirrors: tuple[str, ...] = setting(
         (), "HF_MIRRORS", "comma-separated Hub-compatible endpoints (peers, mirrors) tried in order before the Hub")
+    mirror_pull_through: bool = setting(
+        False, "MIRROR_PULL_THROUGH", "when a peer asks for a Hub file this proxy lacks, pull it (503 + Retry-After "
+        "until installed) so a fleet fetches each file from the Hub once")
     allowed_repos: tuple[str, ...] = setting(
         (), "ALLOWED_REPOS", "comma-separated glob patterns of the repos that may be pulled; empty: all")
     registry_auth_file: str | None = setting(

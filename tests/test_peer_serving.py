@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import threading
+import time
 from pathlib import Path
 from typing import Iterator
 
@@ -109,3 +110,59 @@ def test_a_gated_file_pulled_with_a_token_is_served_only_with_the_api_key(make_a
             assert requests.get(info, headers=headers, timeout=5).status_code == 404
         with_key = requests.get(resolve, headers=bearer, timeout=5)
         assert with_key.status_code == (200 if api_key else 404), "never served while PROXY_API_KEY is unset"
+
+
+def wait_served(url: str, headers: dict | None = None, timeout_s: float = 30.0) -> requests.Response:
+    """GET `url` as a peer does: while it answers 503 with Retry-After, wait and ask again."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        response = requests.get(url, headers=headers or {}, timeout=10)
+        if response.status_code != 503 or time.monotonic() > deadline:
+            return response
+        assert response.headers["Retry-After"].isdigit()
+        time.sleep(0.2)
+
+
+def test_pull_through_pulls_what_a_peer_asks_for_and_answers_503_until_installed(make_app, hub, make_gguf):
+    source = make_gguf(FILE, 512 * KiB)
+    commit = hub.add_repo(REPO, files={FILE: source})
+    hub.add_repo("other/elsewhere", files={FILE: source})
+    app = make_app(mirror_pull_through=True, allowed_repos=(REPO,))
+    with serving(app) as url:
+        info = requests.get(f"{url}/api/models/{REPO}/revision/{commit}", timeout=10)
+        assert info.status_code == 200, "a repo it does not hold: listed from upstream"
+        assert info.json()["sha"] == commit
+        assert [s["rfilename"] for s in info.json()["siblings"]] == [FILE]
+        assert info.json()["siblings"][0]["lfs"]["sha256"] == hashlib.sha256(source.read_bytes()).hexdigest()
+        assert hub.bytes_served(hub.cdn_path(REPO, FILE)) == 0, "listing only"
+
+        hub.throttle_bps = 256 * KiB  # two seconds of pulling: the first answers are 503
+        first = requests.get(f"{url}/{REPO}/resolve/{commit}/{FILE}", timeout=10)
+        assert first.status_code == 503 and first.headers["Retry-After"].isdigit(), first.text
+        served = wait_served(f"{url}/{REPO}/resolve/{commit}/{FILE}")
+        hub.throttle_bps = None
+        assert served.status_code == 200 and served.content == source.read_bytes()
+        assert served.headers["X-Repo-Commit"] == commit
+
+        missing = requests.get(f"{url}/{REPO}/resolve/{commit}/absent.gguf", timeout=10)
+        assert missing.status_code == 404 and missing.headers["X-Error-Code"] == "EntryNotFound"
+        outside = requests.get(f"{url}/other/elsewhere/resolve/main/{FILE}", timeout=10)
+        assert outside.status_code == 404 and outside.headers["X-Error-Code"] == "RepoNotFound", "ALLOWED_REPOS"
+        assert requests.get(f"{url}/api/models/other/elsewhere", timeout=10).status_code == 404
+    assert hub.bytes_served(hub.cdn_path("other/elsewhere", FILE)) == 0
+
+
+@pytest.mark.parametrize("api_key", [KEY, None])
+def test_pull_through_of_a_gated_file_only_for_the_api_key(make_app, hub, make_gguf, api_key):
+    hub.add_repo(REPO, files={FILE: make_gguf(FILE)}, gated="manual", approved={TOKEN})
+    app = make_app(hf_token=TOKEN, api_key=api_key, mirror_pull_through=True)
+    bearer = {"Authorization": f"Bearer {KEY}"}
+    with serving(app) as url:
+        resolve, info = f"{url}/{REPO}/resolve/main/{FILE}", f"{url}/api/models/{REPO}"
+        for headers in ({}, {"Authorization": "Bearer wrong"}):
+            assert requests.get(info, headers=headers, timeout=10).status_code == 404
+            assert wait_served(resolve, headers).status_code == 404
+        assert hub.bytes_served(hub.cdn_path(REPO, FILE)) == 0, "nothing pulled for who may not have it"
+        with_key = wait_served(resolve, bearer)
+        assert with_key.status_code == (200 if api_key else 404), "never served while PROXY_API_KEY is unset"
+        assert requests.get(info, headers=bearer, timeout=10).status_code == (200 if api_key else 404)

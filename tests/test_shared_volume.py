@@ -100,3 +100,24 @@ def test_replicas_racing_for_one_name_from_two_repos_install_one_and_refuse_the_
     assert replaced_status == 200 and replaced["status"] == "complete", replaced
     assert after_replace["repo"] == loser and after_replace["intact"]
     assert same_bytes(models_dir / NAME, sources[loser])
+
+
+def test_replicas_pulling_the_same_file_at_the_same_moment_download_it_once(replicas, make_gguf):
+    hub, proxies = replicas.hub, replicas.proxies
+    repo, name, size = "acme/same-GGUF", "same.Q4_K_M.gguf", 2 * MiB
+    source = make_gguf(name, size)
+    hub.add_repo(repo, files={name: source})
+    hub.clear_log()
+    hub.throttle_bps = 1 * MiB  # two seconds of download: every replica plans before the first installs
+
+    with ThreadPoolExecutor(REPLICAS) as pool:
+        answers = list(pool.map(lambda proxy: pull_final(proxy, model=repo, filename=name), proxies))
+    hub.throttle_bps = None
+
+    served = hub.bytes_served(hub.cdn_path(repo, name)) + hub.bytes_served(f"/{repo}/resolve/")
+    print(f"the fake Hub served {served} bytes of a {size}-byte file to {REPLICAS} replicas on one volume")
+    assert size <= served <= 1.05 * size, f"the Hub served {served} bytes of a {size}-byte file"
+    assert [(status, final["status"]) for status, final in answers] == [(200, "complete")] * REPLICAS, answers
+    assert same_bytes(replicas.models_dir / name, source)
+    for proxy in proxies:
+        assert installed(proxy)[name]["repo"] == repo and installed(proxy)[name]["intact"], proxy.url

@@ -90,6 +90,7 @@ class Complete(PullEvent):
     cached: bool = field(default=False, metadata=OPTIONAL)
     source: str | None = field(default=None, metadata=OPTIONAL)  # a registry source's canonical reference
     digest: str | None = field(default=None, metadata=OPTIONAL)  # and its manifest digest
+    source_host: str | None = field(default=None, metadata=OPTIONAL)  # host:port the bytes came from
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from proxy.pulls.progress import ProgressReporter
 from proxy.pulls.request import PullRequest, parse_pull_request
 from proxy.pulls.transfer import Transfer, TransferCancelled, TransferOptions
 from proxy.pulls.remote import RemoteFile
+from proxy.retry import BUSY_WAIT_MAX_S
 
 log = logging.getLogger(__name__)
 LOCK_POLL_S = 0.5
@@ -232,7 +233,8 @@ class PullService:
         try:
             digest = Transfer(remote.fetch, remote.size, path, progress_path(path), remote.sha256, self.options,
                               job.stop, on_progress=progress.file_callback(name),
-                              on_bytes=self.metrics.pull_bytes.inc).run()
+                              on_bytes=self.metrics.pull_bytes.inc,
+                              busy_wait_s=BUSY_WAIT_MAX_S if remote.source_host else 0.0).run()
             progress.file_done(name, remote.size)
             job.publish(Verifying(name))
             header = self.installer.verify(path, remote, digest)
@@ -260,11 +262,13 @@ class PullService:
                 raise ProxyError("pull_stopped", "the proxy stopped while another process was pulling this file")
 
     def _complete(self, plan: Plan) -> Complete:
+        record = self.store.provenance.all().get(plan.key)
         return Complete(model=plan.request.repo, filename=plan.key, path=str(self.store.final_path(plan.key)),
                         size_mb=round(plan.total_bytes / 1e6, 1), sha256=plan.files[0].sha256,
                         revision=plan.resolved.commit, model_id=naming.model_id(plan.key),
                         files=tuple(plan.names) if len(plan.files) > 1 else (), source=plan.resolved.source,
-                        digest=plan.resolved.commit if plan.resolved.source else None)
+                        digest=plan.resolved.commit if plan.resolved.source else None,
+                        source_host=record.source_host if record is not None else None)
 
 
 # A source failing with these is skipped for the file; the next one is asked.

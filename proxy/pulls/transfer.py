@@ -23,7 +23,7 @@ import urllib3
 from proxy.errors import ProxyError, disk_full_is_insufficient_storage
 from proxy.pulls.remote import Fetch
 from proxy.pulls.transfer_state import PartsState
-from proxy.retry import Backoff, parse_retry_after
+from proxy.retry import BUSY_WAIT_STEP_S, Backoff, parse_retry_after
 
 log = logging.getLogger(__name__)
 READ_BYTES = 1024 * 1024
@@ -66,8 +66,10 @@ class Transfer:
     def __init__(self, fetch: Fetch, size: int, dest: Path, progress_path: Path, expected_sha256: str | None,
                  options: TransferOptions, stop: threading.Event,
                  on_progress: Callable[[int], None] = lambda completed: None,
-                 on_bytes: Callable[[int], None] = lambda count: None):
+                 on_bytes: Callable[[int], None] = lambda count: None, busy_wait_s: float = 0.0):
         self.fetch, self.size, self.dest = fetch, size, dest
+        self.busy_wait_s = busy_wait_s  # a mirror's 503 + Retry-After: waited on this long in all, uncounted
+        self._busy_waited = 0.0
         self.options, self.stop, self.on_progress, self.on_bytes = options, stop, on_progress, on_bytes
         self.state = PartsState.load_or_create(dest, progress_path, size, expected_sha256, options.chunk_bytes)
         self._lock = threading.Condition()
@@ -184,6 +186,11 @@ class Transfer:
                 self._stream_part(session, index)
                 continue
             except (requests.RequestException, _RetryableHTTP) as err:
+                if (busy_s := self._busy_delay_s(err)) is not None:
+                    log.info("%s: the mirror is busy; asking again in %.1f s", self.dest.name, busy_s)
+                    if self._abort.wait(busy_s):
+                        return
+                    continue
                 failures = 0 if self.state.done[index] > before else failures + 1
                 reason, retry_after = _describe(err)
             if failures >= self.options.max_retries:
@@ -192,6 +199,17 @@ class Transfer:
                         self.options.max_retries)
             if not self.options.backoff.sleep(max(failures, 1), self._abort, retry_after):
                 return
+
+    def _busy_delay_s(self, err: BaseException) -> float | None:
+        """How long to wait on a 503 with Retry-After (not a failed attempt) while the budget lasts; else None."""
+        if not (isinstance(err, _RetryableHTTP) and err.status == 503 and err.retry_after_s is not None):
+            return None
+        delay_s = min(max(err.retry_after_s, 0.1), BUSY_WAIT_STEP_S)
+        with self._lock:
+            if self._busy_waited + delay_s > self.busy_wait_s:
+                return None
+            self._busy_waited += delay_s
+        return delay_s
 
     def _stream_part(self, session: requests.Session, index: int) -> None:
         start, end = self.state.part_range(index)

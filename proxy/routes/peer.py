@@ -1,6 +1,10 @@
 """The Hub's read-only protocol for the Hub files this proxy holds, so peers and huggingface_hub can fetch
 from it (API.md, Serving peers). Files pulled with a token from private or gated repos are served only to
-requests bearing PROXY_API_KEY."""
+requests bearing PROXY_API_KEY.
+
+With MIRROR_PULL_THROUGH, a file it lacks (of a repo within ALLOWED_REPOS) becomes its own pull, through
+PullService.start (same job, dedupe and queue as any pull), answered 503 with Retry-After until installed; the
+listing of a repo it does not hold comes from its upstream."""
 from __future__ import annotations
 
 from flask import Blueprint, current_app, jsonify, send_file
@@ -8,10 +12,16 @@ from flask import Blueprint, current_app, jsonify, send_file
 from proxy.auth import bears_api_key
 from proxy.errors import ProxyError
 from proxy.provenance import Provenance
+from proxy.pulls.remote import RepoFiles
+from proxy.pulls.request import check_repo_allowed
 
 bp = Blueprint("peer", __name__)
 # An LFS pointer file's size: huggingface_hub reads `pointerSize`; ours are never served, any plausible size does.
 POINTER_SIZE = 134
+PULL_THROUGH_RETRY_AFTER_S = 2  # what a peer is told to wait while this proxy pulls the file it asked for
+# Upstream errors that mean "not here" to a peer (the Hub's 404s), so it moves on.
+_REPO_MISSES = ("repo_not_found", "gated_repo", "revision_not_found", "repo_not_allowed", "hub_token_rejected")
+_FILE_MISSES = ("file_not_found", "not_gguf", "unsafe_filename", "name_conflict", "invalid_request")
 
 
 @bp.get("/api/models/<owner>/<name>")
@@ -20,6 +30,11 @@ def model_info(owner: str, name: str, revision: str = "main"):
     """Raises: ProxyError repo_not_found (with X-Error-Code: RepoNotFound)."""
     repo = f"{owner}/{name}"
     records = _records_at(repo, revision)
+    if not records and _pulls_through(repo):
+        listing = _upstream_listing(repo, revision)
+        return jsonify(id=repo, modelId=repo, sha=listing.commit, siblings=[
+            {"rfilename": f.filename, "size": f.size,
+             "lfs": {"sha256": f.sha256, "size": f.size, "pointerSize": POINTER_SIZE}} for f in listing.files])
     if not records:
         raise _not_found("repo_not_found", "RepoNotFound", f"this proxy holds no file of {repo} at {revision}")
     commit = records[0].commit
@@ -36,6 +51,10 @@ def model_tree(owner: str, name: str, revision: str):
     """
     repo = f"{owner}/{name}"
     records = _records_at(repo, revision)
+    if not records and _pulls_through(repo):
+        return jsonify([{"type": "file", "path": f.filename, "size": f.size,
+                         "lfs": {"oid": f.sha256, "size": f.size, "pointerSize": POINTER_SIZE}}
+                        for f in _upstream_listing(repo, revision).files])
     if not records:
         raise _not_found("repo_not_found", "RepoNotFound", f"this proxy holds no file of {repo} at {revision}")
     return jsonify([{"type": "file", "path": r.repo_path, "size": r.size,
@@ -50,9 +69,12 @@ def resolve_file(owner: str, name: str, revision: str, filename: str):
     """
     repo = f"{owner}/{name}"
     records = _records_at(repo, revision)
+    record = next((r for r in records if r.repo_path == filename), None)
+    if record is None and _pulls_through(repo):
+        records = _pull_through(repo, revision, filename)
+        record = next((r for r in records if r.repo_path == filename), None)
     if not records:
         raise _not_found("repo_not_found", "RepoNotFound", f"this proxy holds no file of {repo} at {revision}")
-    record = next((r for r in records if r.repo_path == filename), None)
     if record is None:
         raise _not_found("file_not_found", "EntryNotFound", f"this proxy does not hold that file of {repo}")
     response = send_file(current_app.extensions["store"].final_path(record.filename), conditional=True,
@@ -75,6 +97,64 @@ def _records_at(repo: str, revision: str) -> list[Provenance]:
         return []
     commit = max(matching, key=lambda r: r.pulled_at).commit
     return sorted((r for r in matching if r.commit == commit), key=lambda r: r.repo_path)
+
+
+def _pulls_through(repo: str) -> bool:
+    """MIRROR_PULL_THROUGH is on and the repo is within ALLOWED_REPOS."""
+    settings = current_app.extensions["settings"]
+    if not settings.mirror_pull_through:
+        return False
+    try:
+        check_repo_allowed(repo, settings.allowed_repos)
+    except ProxyError:
+        return False
+    return True
+
+
+def _upstream_listing(repo: str, revision: str) -> RepoFiles:
+    """The GGUF files of `repo` as this proxy's upstream lists them (listing only, no bytes); what a peer may
+    not have is the Hub's 404.
+
+    Raises: ProxyError repo_not_found (RepoNotFound), and as the source's list_files (hub_unavailable).
+    """
+    try:
+        listing = current_app.extensions["source"].hub.list_files(repo, revision)
+    except ProxyError as err:
+        if err.code in _REPO_MISSES:
+            raise _not_found("repo_not_found", "RepoNotFound", f"no such repo upstream: {repo} at {revision}") from err
+        raise
+    if listing.restricted and not bears_api_key():  # a peer never gets what the Hub would not give it
+        raise _not_found("repo_not_found", "RepoNotFound", f"this proxy holds no file of {repo} at {revision}")
+    return listing
+
+
+def _pull_through(repo: str, revision: str, filename: str) -> list[Provenance]:
+    """Start (or join) this proxy's own pull of a file a peer asked for; the held records once it is installed.
+
+    Raises: ProxyError server_busy (503, Retry-After) while the pull runs; the Hub's 404s for what upstream
+    lacks or the asker may not have.
+    """
+    listing = _upstream_listing(repo, revision)
+    if not any(f.filename == filename for f in listing.files):
+        raise _not_found("file_not_found", "EntryNotFound", f"no such GGUF file upstream in {repo} at {revision}")
+    try:
+        ticket = current_app.extensions["pull_service"].start(
+            {"model": repo, "filename": filename, "revision": revision})  # as asked: found under it once installed
+    except ProxyError as err:
+        if err.code in _REPO_MISSES:
+            raise _not_found("repo_not_found", "RepoNotFound", f"{repo} cannot be pulled: {err.code}") from err
+        if err.code in _FILE_MISSES:
+            raise _not_found("file_not_found", "EntryNotFound", f"{filename} cannot be pulled: {err.code}") from err
+        if err.code in ("pull_queue_full", "model_busy"):
+            raise _busy(f"this proxy's pull queue is busy ({err.code}); ask again") from err
+        raise
+    if ticket.cached is None:
+        raise _busy(f"this proxy is pulling {filename} of {repo} from its upstream; ask again")
+    return _records_at(repo, revision)
+
+
+def _busy(message: str) -> ProxyError:
+    return ProxyError("server_busy", message, headers={"Retry-After": str(PULL_THROUGH_RETRY_AFTER_S)})
 
 
 def _not_found(code: str, hub_code: str, message: str) -> ProxyError:

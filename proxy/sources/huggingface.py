@@ -24,7 +24,7 @@ from proxy.errors import ProxyError
 from proxy.pulls.remote import Fetch, RemoteFile, RepoFiles, host_of
 from proxy.sources.base import Wanted
 from proxy.sources.select import select_files
-from proxy.retry import Backoff, parse_retry_after
+from proxy.retry import BUSY_WAIT_STEP_S, Backoff, parse_retry_after
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -36,13 +36,14 @@ class HuggingFaceHub:
     fetch that scopes the token to the Hub's own host."""
 
     def __init__(self, endpoint: str | None, token: str | None, timeout_s: float = 20.0,
-                 max_retries: int = 6, backoff: Backoff | None = None):
+                 max_retries: int = 6, backoff: Backoff | None = None, busy_wait_s: float = 0.0):
         self.endpoint = (endpoint or constants.ENDPOINT).rstrip("/")
         self.host = urlsplit(self.endpoint).hostname or ""
         self._token = token
         self._timeout_s = timeout_s
         self._max_retries = max_retries
         self._backoff = backoff or Backoff()
+        self._busy_wait_s = busy_wait_s  # a mirror's 503 + Retry-After: waited on this long per call, uncounted
         # token=False stops huggingface_hub from picking up a token saved on the machine.
         self._api = HfApi(endpoint=self.endpoint, token=token or False)
 
@@ -105,17 +106,24 @@ class HuggingFaceHub:
         Raises:
             ProxyError: mapped from the hub's typed errors (see `map_hub_error`).
         """
-        stop = threading.Event()
-        for attempt in range(1, self._max_retries + 1):
+        stop, attempt, busy_waited = threading.Event(), 1, 0.0
+        while attempt <= self._max_retries:
             try:
                 return fn()
             except (httpx2.TransportError, HfHubHTTPError) as err:
+                busy_s = _busy_retry_after(err)
+                if busy_s is not None and busy_waited + busy_s <= self._busy_wait_s:
+                    log.info("%s is busy with %s; asking again in %.1f s", asked.endpoint, asked.what(), busy_s)
+                    busy_waited += busy_s
+                    stop.wait(busy_s)
+                    continue
                 if not _is_retryable(err) or attempt == self._max_retries:
                     raise map_hub_error(err, asked, attempt) from err
                 delay_s = self._backoff.delay_s(attempt, _retry_after(err))
                 log.warning("asking %s for %s failed (%s); retrying in %.1f s, attempt %d of %d", asked.endpoint,
                             asked.what(), _reason(err), delay_s, attempt + 1, self._max_retries)
                 stop.wait(delay_s)
+                attempt += 1
         raise ProxyError("hub_unavailable", f"{asked.endpoint} was not asked: PULL_MAX_RETRIES is below 1")
 
 
@@ -180,6 +188,15 @@ def _retry_after(err: Exception) -> float | None:
     if response is None or response.status_code != 429:
         return None
     return parse_retry_after(response.headers.get("Retry-After"))
+
+
+def _busy_retry_after(err: Exception) -> float | None:
+    """The wait a 503 with Retry-After asks for (capped), the answer of a peer pulling the file through."""
+    response = getattr(err, "response", None)
+    if response is None or response.status_code != 503:
+        return None
+    delay_s = parse_retry_after(response.headers.get("Retry-After"))
+    return None if delay_s is None else min(max(delay_s, 0.1), BUSY_WAIT_STEP_S)
 
 
 def _is_sha256(value: str) -> bool:
