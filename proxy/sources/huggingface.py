@@ -38,7 +38,7 @@ class HuggingFaceHub:
     def __init__(self, endpoint: str | None, token: str | None, timeout_s: float = 20.0,
                  max_retries: int = 6, backoff: Backoff | None = None, busy_wait_s: float = 0.0):
         self.endpoint = (endpoint or constants.ENDPOINT).rstrip("/")
-        self.host = urlsplit(self.endpoint).hostname or ""
+        self.host = host_of(self.endpoint)  # host:port, as provenance and `complete` name it (API.md)
         self._token = token
         self._timeout_s = timeout_s
         self._max_retries = max_retries
