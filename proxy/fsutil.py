@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import fcntl
 import json
 import os
@@ -39,6 +41,29 @@ def write_json_atomically(path: Path, data, durable: bool = False, indent: int |
         raise
     if durable:
         fsync_dir(path.parent)
+
+
+def _sync_file_range():
+    """libc's sync_file_range (Linux), or None where there is none."""
+    with contextlib.suppress(OSError, AttributeError):
+        function = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True).sync_file_range
+        function.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+        return function
+    return None
+
+
+_SYNC_FILE_RANGE = _sync_file_range()
+_SYNC_FILE_RANGE_WRITE = 2
+
+
+def start_writeback(fd: int, offset: int, length: int) -> None:
+    """Ask the kernel to start writing [offset, offset + length) of `fd` to disk, without waiting.
+
+    A download that does this as it goes leaves its closing fsync little to flush; that fsync still says
+    whether the bytes reached the disk, so a failure here is not an error.
+    """
+    if _SYNC_FILE_RANGE is not None and length > 0:
+        _SYNC_FILE_RANGE(fd, offset, length, _SYNC_FILE_RANGE_WRITE)
 
 
 def fsync_dir(path: Path) -> None:

@@ -7,9 +7,12 @@ fake's request log: Range headers, bytes served).
 from __future__ import annotations
 
 import hashlib
+import os
+import sys
 
 import pytest
 
+from proxy import fsutil
 from tests.fakes.hub import Fault
 from tests.pull_fixtures import (
     REPO, KiB, MiB, content_gets, pull, range_end, range_start, same_bytes, staging_files, top_level_ggufs,
@@ -170,3 +173,18 @@ def test_consecutive_failures_end_the_pull_with_hub_unavailable(make_app, hub, m
     assert set(events[-1]) == {"status", "error", "code"}
     assert len(content_gets(hub, REPO, FILE)) == 3, "PULL_MAX_RETRIES attempts, no more"
     assert top_level_ggufs(models_dir) == []
+
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="sync_file_range is Linux's")
+def test_written_bytes_are_handed_to_the_disk_during_the_download_on_linux(tmp_path):
+    """The closing fsync of a large pull is short only when writeback starts as bytes arrive."""
+    assert fsutil._SYNC_FILE_RANGE is not None
+    path = tmp_path / "f"
+    path.write_bytes(b"x" * 8192)
+    fd = os.open(path, os.O_RDWR)
+    try:
+        fsutil.start_writeback(fd, 0, 8192)  # an ordinary file: no error, nothing changes
+    finally:
+        os.close(fd)
+    assert path.read_bytes() == b"x" * 8192
