@@ -108,7 +108,7 @@ def test_deploy_files_exist():
                  "configmap-models.yaml", "sidecar/deployment.yaml", "sidecar/kustomization.yaml",
                  "aicore/serving-template.yaml", "cache/deployment.yaml", "cache/service.yaml", "cache/pvc.yaml",
                  "cache/networkpolicy.yaml", "cache/kustomization.yaml", "cache-client/kustomization.yaml",
-                 "cache-client/networkpolicy.yaml"]:
+                 "cache-client/networkpolicy.yaml", "shared-volume/kustomization.yaml"]:
         assert (K8S_DIR / name).is_file(), name
     assert len(k8s_manifests()) >= 15
 

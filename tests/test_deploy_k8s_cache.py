@@ -1,5 +1,6 @@
 """Offline checks of "pull once per cluster" in k8s/: the model cache (k8s/cache/) and the Component that makes a
-serving Deployment its client (k8s/cache-client/), for both serving variants (k8s/, k8s/sidecar/).
+serving Deployment its client (k8s/cache-client/), for both serving variants (k8s/, k8s/sidecar/); and the other
+topology, replicas sharing a ReadWriteMany volume (k8s/shared-volume/).
 
 What a user relies on: the cache Service reaches the cache pods, the serving proxy's HF_MIRRORS names that
 Service, and the NetworkPolicies let exactly that traffic through (clients in, DNS and HTTPS out, serving pods to
@@ -186,14 +187,61 @@ def test_serving_pods_pull_through_the_cache_and_only_the_intended_traffic_flows
     assert cluster_problems(K8S_DIR, variant) == []
 
 
-def test_the_cache_client_component_is_opt_in_and_named_in_both_kustomizations():
-    """Off by default: its NetworkPolicy admits only labelled clients, which would cut off existing users."""
-    for path, name in ((K8S_DIR / "kustomization.yaml", "cache-client"),
-                       (K8S_DIR / "sidecar" / "kustomization.yaml", "../cache-client")):
+def test_the_cluster_components_are_opt_in_and_named_in_both_kustomizations():
+    """Off by default: the cache's NetworkPolicy admits only labelled clients, which would cut off existing users;
+    a ReadWriteMany volume needs a storage class that not every cluster has."""
+    for path, prefix in ((K8S_DIR / "kustomization.yaml", ""), (K8S_DIR / "sidecar" / "kustomization.yaml", "../")):
         (kustomization,) = load_all(path)
         assert "components" not in kustomization
-        assert f"# components:\n#   - {name}\n" in path.read_text()
+        text = path.read_text()
+        assert f"# components:\n#   - {prefix}cache-client\n" in text and "#   shared-volume:" in text
 
+
+# ---- the other topology: replicas on one ReadWriteMany volume ---------------------------------------------------
+
+def shared_volume_problems(k8s_dir: Path, variant: str) -> list[str]:
+    """The shared-volume Component makes the variant's models PVC ReadWriteMany and runs several replicas."""
+    (component,) = load_all(k8s_dir / "shared-volume" / "kustomization.yaml")
+    problems = [] if component.get("kind") == "Component" else ["shared-volume is not a kustomize Component"]
+    folder = (k8s_dir / VARIANTS[variant]).parent
+    patches = {(p["target"]["kind"], p["target"]["name"]): yaml.safe_load(p["patch"])
+               for p in component.get("patches", [])}
+    (deployment,) = docs_of(folder, "Deployment")
+    claims = {v["persistentVolumeClaim"]["claimName"] for v in deployment["spec"]["template"]["spec"]["volumes"]
+              if "persistentVolumeClaim" in v}
+    for claim in claims:
+        modes = patches.get(("PersistentVolumeClaim", claim), {}).get("spec", {}).get("accessModes")
+        if modes != ["ReadWriteMany"]:
+            problems.append(f"PVC {claim} does not become ReadWriteMany (patch: {modes})")
+    spec = patches.get(("Deployment", deployment["metadata"]["name"]), {}).get("spec", {})
+    if not isinstance(spec.get("replicas"), int) or spec["replicas"] < 2:
+        problems.append(f"Deployment {deployment['metadata']['name']} does not get several replicas")
+    if spec.get("strategy", {}).get("type") != "RollingUpdate":
+        problems.append("the strategy stays Recreate: every update would stop all replicas at once")
+    return problems
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_shared_volume_component_shares_the_models_pvc_among_replicas(variant):
+    assert shared_volume_problems(K8S_DIR, variant) == []
+
+
+@pytest.mark.parametrize("old, new", [
+    ("      kind: PersistentVolumeClaim\n      name: gguf-models\n",
+     "      kind: PersistentVolumeClaim\n      name: models\n"),
+    ("          - ReadWriteMany\n", "          - ReadWriteOnce\n"),
+    ("        replicas: 3\n", "        replicas: 1\n"),
+], ids=["wrong-pvc-name", "still-rwo", "one-replica"])
+def test_shared_volume_check_rejects_broken_copy(tmp_path, old, new):
+    copy = tmp_path / "k8s"
+    shutil.copytree(K8S_DIR, copy)
+    path = copy / "shared-volume" / "kustomization.yaml"
+    assert old in path.read_text(), f"{old!r} not in {path}: update the broken-copy test"
+    path.write_text(path.read_text().replace(old, new, 1))
+    assert shared_volume_problems(copy, "deployment") != []
+
+
+# ---- broken copies of the cache topology ------------------------------------------------------------------------
 
 CLUSTER_BREAKAGES = {
     "service-selects-nothing": ("cache/service.yaml", "    app.kubernetes.io/name: gguf-model-cache\n  ports",
