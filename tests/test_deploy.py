@@ -106,9 +106,11 @@ def break_text(source: Path, tmp_path: Path, old: str, new: str) -> Path:
 def test_deploy_files_exist():
     for name in ["deployment.yaml", "pvc.yaml", "service.yaml", "secret.example.yaml", "kustomization.yaml",
                  "configmap-models.yaml", "sidecar/deployment.yaml", "sidecar/kustomization.yaml",
-                 "aicore/serving-template.yaml"]:
+                 "aicore/serving-template.yaml", "cache/deployment.yaml", "cache/service.yaml", "cache/pvc.yaml",
+                 "cache/networkpolicy.yaml", "cache/kustomization.yaml", "cache-client/kustomization.yaml",
+                 "cache-client/networkpolicy.yaml", "shared-volume/kustomization.yaml"]:
         assert (K8S_DIR / name).is_file(), name
-    assert len(k8s_manifests()) >= 9
+    assert len(k8s_manifests()) >= 15
 
 
 # ---- kubernetes-validate --strict ----------------------------------------------------------------------------

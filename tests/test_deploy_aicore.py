@@ -180,11 +180,16 @@ def test_serving_template_check_rejects_broken_copy(tmp_path, old, new):
     assert serving_template_problems(broken) != []
 
 
+def container_env(params: dict[str, str], name: str, template: Path = TEMPLATE) -> str | None:
+    """The value of env `name` in the predictor's container, with the template filled from `params`."""
+    spec = yaml.safe_load(template.read_text())["spec"]["template"]["spec"]
+    container = yaml.safe_load(fill(spec, params))["predictor"]["containers"][0]
+    return next((e.get("value") for e in container.get("env", []) if e.get("name") == name), None)
+
+
 def manifest_env(params: dict[str, str]) -> str | None:
     """MODELS_MANIFEST_JSON of the predictor's container, with the template filled from `params`."""
-    spec = yaml.safe_load(TEMPLATE.read_text())["spec"]["template"]["spec"]
-    container = yaml.safe_load(fill(spec, params))["predictor"]["containers"][0]
-    return next((e.get("value") for e in container.get("env", []) if e.get("name") == "MODELS_MANIFEST_JSON"), None)
+    return container_env(params, "MODELS_MANIFEST_JSON")
 
 
 def test_the_manifest_comes_from_a_string_parameter_as_models_manifest_json():
@@ -196,3 +201,34 @@ def test_the_manifest_comes_from_a_string_parameter_as_models_manifest_json():
     assert manifest_env(params) == ""
     assert "MODELS_MANIFEST_JSON" in START.read_text()
 
+
+
+def hf_mirrors_problems(template: Path) -> list[str]:
+    """The string parameter hfMirrors, empty by default, reaches HF_MIRRORS as the proxy reads it."""
+    from proxy.settings import Settings
+
+    params, _ = parameter_problems(yaml.safe_load(template.read_text()))
+    if params.get("hfMirrors") != "":
+        return ["no parameter hfMirrors with an empty default (no mirror unless one is named)"]
+    mirrors = "http://gguf-model-cache:8080,https://mirror.example.com"
+    problems = []
+    for value, expected in ((mirrors, ("http://gguf-model-cache:8080", "https://mirror.example.com")), ("", ())):
+        env = container_env({**params, "hfMirrors": value}, "HF_MIRRORS", template)
+        if env is None or Settings.from_env({"HF_MIRRORS": env}).hf_mirrors != expected:
+            problems.append(f"hfMirrors={value!r} reaches the container as HF_MIRRORS={env!r}")
+    return problems
+
+
+def test_hf_mirrors_come_from_a_string_parameter():
+    """AI Core has no shared volume: replicas share pulls only through a model cache named in hfMirrors."""
+    assert hf_mirrors_problems(TEMPLATE) == []
+
+
+@pytest.mark.parametrize("old, new", [
+    ('value: "{{inputs.parameters.hfMirrors}}"', 'value: "http://gguf-model-cache:8080"'),
+    ("      - name: hfMirrors\n        type: string\n        default: \"\"\n",
+     "      - name: hfMirrors\n        type: string\n        default: \"http://cache:8080\"\n"),
+    ("              - name: HF_MIRRORS\n", "              - name: HF_MIRROR\n"),
+], ids=["fixed-value", "non-empty-default", "wrong-env-name"])
+def test_hf_mirrors_check_rejects_broken_copy(tmp_path, old, new):
+    assert hf_mirrors_problems(break_text(TEMPLATE, tmp_path, old, new)) != []

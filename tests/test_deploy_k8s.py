@@ -1,5 +1,6 @@
 """Offline checks of k8s/: the Deployments' hardening, probes, volumes and pre-pull; the sidecar example;
-the kustomizations. Schemas are checked in test_deploy.py (kubernetes-validate --strict).
+the kustomizations. Schemas are checked in test_deploy.py (kubernetes-validate --strict); the model cache and
+its NetworkPolicies in test_deploy_k8s_cache.py.
 
 Every check runs on the real manifest and on a copy broken in one specific way.
 """
@@ -114,10 +115,19 @@ def prepull_problems(deployment: dict) -> list[str]:
     return problems
 
 
-@pytest.mark.parametrize("path", [K8S_DIR / "deployment.yaml", K8S_DIR / "sidecar" / "deployment.yaml"], ids=rel)
+SERVING_DEPLOYMENTS = [K8S_DIR / "deployment.yaml", K8S_DIR / "sidecar" / "deployment.yaml"]
+
+
+@pytest.mark.parametrize("path", [*SERVING_DEPLOYMENTS, K8S_DIR / "cache" / "deployment.yaml"], ids=rel)
 def test_deployment_is_hardened_and_probed(path):
     (deployment,) = load_all(path)
     assert deployment_problems(deployment) == []
+
+
+@pytest.mark.parametrize("path", SERVING_DEPLOYMENTS, ids=rel)
+def test_deployment_prepulls_with_the_verified_pull(path):
+    """The model cache has no pre-pull: it pulls what the serving pods ask for."""
+    (deployment,) = load_all(path)
     assert prepull_problems(deployment) == []
 
 
@@ -216,8 +226,8 @@ def kustomization_problems(path: Path) -> list[str]:
     return problems
 
 
-@pytest.mark.parametrize("path", [K8S_DIR / "kustomization.yaml", K8S_DIR / "sidecar" / "kustomization.yaml"],
-                         ids=rel)
+@pytest.mark.parametrize("path", [K8S_DIR / "kustomization.yaml", K8S_DIR / "sidecar" / "kustomization.yaml",
+                                  K8S_DIR / "cache" / "kustomization.yaml"], ids=rel)
 def test_kustomization_lists_every_manifest(path):
     assert kustomization_problems(path) == []
 
