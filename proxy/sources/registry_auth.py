@@ -166,7 +166,9 @@ class RegistryAuth:
         except requests.RequestException as err:
             raise ProxyError("hub_unavailable", f"the token endpoint of {host} could not be reached "
                              f"({type(err).__name__})") from err
-        if response.status_code in (401, 403):
+        # An OAuth2 refresh grant the endpoint does not take is a 400 (invalid_grant), not a 401.
+        refused = (400, 401, 403) if creds and creds.identity_token else (401, 403)
+        if response.status_code in refused:
             raise _refused(host, repository, f"refused the credentials at its token endpoint (HTTP {response.status_code})")
         try:
             body = response.json() if response.ok else None
