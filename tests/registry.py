@@ -214,7 +214,8 @@ def _handler(front: BearerFront, role: str):
                 challenge = (f'Bearer realm="{front.url}/token",service="front",'
                              f'scope="repository:{repo}:pull,push"')
                 self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                return self._answer(401, b'{"errors":[{"code":"UNAUTHORIZED"}]}', {"WWW-Authenticate": challenge})
+                denied = b"" if self.command == "HEAD" else b'{"errors":[{"code":"UNAUTHORIZED"}]}'  # HEAD: no body
+                return self._answer(401, denied, {"WWW-Authenticate": challenge})
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
             headers = {k: v for k, v in self.headers.items() if k.lower() == "content-type"}
             upstream = requests.request(self.command, front.registry.url + self.path, data=body, headers=headers,

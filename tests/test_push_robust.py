@@ -127,3 +127,21 @@ def test_a_file_pulled_from_another_repository_of_the_registry_is_mounted_not_up
     assert len(registry_requests(registry, "PUT", "ai/copy")) == 1, "only the config blob was uploaded"
     client.delete("/v1/api/delete", json={"model": "mounted-Q4_0"})
     assert pull(client, model=target)[-1]["sha256"] == sha256_file(model)
+
+
+def test_a_bearer_registry_is_asked_for_a_token_that_may_read_the_mount_source(
+        registry, make_app, make_gguf, models_dir, tmp_path):
+    from tests.registry import BearerFront
+    from tests.test_pull_registry_auth import PASSWORD, USER, auth_file, basic_entry
+    model = make_gguf("tokmount.gguf", 64 * KiB)
+    registry.publish("ai/tok-origin", "v1", [(model, DMR_GGUF, {TITLE: "tokmount-Q4_0.gguf"})])
+    with BearerFront(registry, users={USER: PASSWORD}, push=True) as front:
+        path = auth_file(tmp_path, {front.host: basic_entry(USER, PASSWORD)})
+        client = make_app(insecure_registries=(front.host,), registry_auth_file=path).test_client()
+        pulled = pull(client, model=f"oci://{front.host}/ai/tok-origin:v1")[-1]
+        assert pulled["status"] == "complete", pulled
+        pushed = push(client, model="tokmount-Q4_0", target=f"oci://{front.host}/ai/tok-copy:v1")[-1]
+        assert pushed["status"] == "complete", pushed
+        assert "repository:ai/tok-copy:pull,push repository:ai/tok-origin:pull" in front.scopes, front.scopes
+    assert any("from=ai/tok-origin" in post for post in registry_requests(registry, "POST", "ai/tok-copy"))
+    assert len(registry_requests(registry, "PUT", "ai/tok-copy")) == 1, "only the config blob was uploaded"

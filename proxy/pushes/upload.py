@@ -140,6 +140,9 @@ class RegistryUploader:
     def _start_upload(self, digest: str, from_repository: str | None) -> tuple[str, int] | None:
         """An upload session's URL and the smallest chunk it takes; None when the registry mounted the blob
         from `from_repository` (201; a 202 is a session to upload to after all)."""
+        if from_repository and not self._auth.widen(self._ref.host, self._ref.repository, self._push_scope(
+                f" repository:{from_repository}:pull")):
+            from_repository = None  # no token may read the source repository: upload instead
         query = {"mount": digest, "from": from_repository} if from_repository else None
         response = self._send("POST", f"{self._base}/blobs/uploads/", params=query)
         if response.status_code == 201 and from_repository:
@@ -203,12 +206,15 @@ class RegistryUploader:
             if response.status_code == 401 and "WWW-Authenticate" in response.headers and attempt == 1 \
                     and retry_auth:
                 scheme, params = parse_challenge(response.headers["WWW-Authenticate"])
-                self._auth.answer(host, repository, scheme, {**params, "scope": f"repository:{repository}:pull,push"})
+                self._auth.answer(host, repository, scheme, {**params, "scope": self._push_scope()})
                 continue
             break
         if response.status_code in (401, 403):
             raise self._auth.refused(host, repository, response.status_code)
         return response
+
+    def _push_scope(self, extra: str = "") -> str:
+        return f"repository:{self._ref.repository}:pull,push{extra}"
 
     def _failed(self, response: requests.Response, doing: str) -> ProxyError:
         """Our error from the registry's status and error codes (never its text): transient for a 5xx, 429,

@@ -149,6 +149,26 @@ class RegistryAuth:
             self._headers[(host, repository)] = (value, expires)
         return value
 
+    def widen(self, host: str, repository: str, scope: str) -> bool:
+        """Ask a Bearer registry's realm for a token of `scope` for later requests to `repository` (a
+        cross-repository mount needs `pull` on the source repository too); whether it gave one. Registries
+        without a Bearer challenge so far need nothing: True.
+
+        Raises:
+            ProxyError: hub_unavailable (the token endpoint cannot be reached).
+        """
+        with self._lock:
+            challenge = self._challenges.get((host, repository))
+        if challenge is None or challenge[0] != "bearer" or challenge[1].get("scope") == scope:
+            return True
+        try:
+            self.answer(host, repository, "bearer", {**challenge[1], "scope": scope})
+        except ProxyError as err:
+            if err.code != "source_auth_failed":
+                raise
+            return False
+        return True
+
     def _token(self, host: str, repository: str, params: dict[str, str],
                creds: Credentials | None) -> tuple[str, float]:
         """A Bearer token from the challenge's realm: with Basic credentials, an identity token (OAuth2
