@@ -100,7 +100,9 @@ def build_services(settings: Settings, source=None, protected: Callable[[str], b
     retention.protected = lambda name: name in declared() or protected(name)  # declared models are never evicted
     return dict(settings=settings, store=store, backend=backend, source=source, pulls=registry,
                 pull_service=service, metrics=metrics, reconciler=reconciler, usage=usage, in_flight=in_flight,
-                retention=retention, push_service=PushService(store, source.registry, settings.progress_interval_s))
+                retention=retention, push_service=PushService(
+                    store, source.registry, metrics, settings.push_chunk_bytes, settings.pull_max_retries, backoff,
+                    settings.progress_interval_s))
 
 
 def _hub_source(settings: Settings, backoff: Backoff):

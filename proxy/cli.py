@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import logging
 import os
@@ -234,10 +233,10 @@ def _push_local(args: argparse.Namespace, body: dict) -> Iterable[dict]:
 
     service = build_services(_local_settings(args))["push_service"]
     try:
-        request, artifact = service.prepare(body)
+        prepared = service.prepare(body)
     except ProxyError as err:
         raise CliError(err.message, err.code, EXIT_USAGE if err.status == 400 else EXIT_FAILED) from err
-    yield from (event.to_json() for event in service.events(request, artifact))
+    yield from (event.to_json() for event in service.events(prepared))
 
 
 # --- ls and rm ------------------------------------------------------------------------------------
@@ -273,7 +272,7 @@ def run_rm(args: argparse.Namespace) -> int:
 
 
 def _delete_local(args: argparse.Namespace) -> list[str]:
-    """Delete unless a pull (of any process on this MODELS_DIR) holds one of the files' locks.
+    """Delete unless a pull or push (of any process on this MODELS_DIR) holds one of the files' locks.
 
     Raises:
         CliError: model_not_found, model_busy.
@@ -282,11 +281,8 @@ def _delete_local(args: argparse.Namespace) -> list[str]:
     files = store.files_of_model(args.name)
     if not files:
         raise CliError(f"no installed model named {args.name}", "model_not_found")
-    with contextlib.ExitStack() as locks:
-        for filename in files:
-            if not locks.enter_context(store.lock(filename, blocking=False)):
-                raise CliError(f"{filename} is being pulled; delete it when the pull ends", "model_busy")
-        store.delete(files)
+    if not store.delete_unless_busy(files):
+        raise CliError(f"{args.name} is being pulled or pushed; delete it when that ends", "model_busy")
     return files
 
 

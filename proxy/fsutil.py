@@ -76,15 +76,15 @@ def fsync_dir(path: Path) -> None:
 
 
 @contextlib.contextmanager
-def file_lock(path: Path, blocking: bool = True) -> Iterator[bool]:
-    """An exclusive flock on `path` (created if missing) for the block: yields False, holding nothing,
-    when `blocking` is off and another holder has it. Threads and processes exclude each other alike, since
-    each call opens the file anew."""
+def file_lock(path: Path, blocking: bool = True, shared: bool = False) -> Iterator[bool]:
+    """An exclusive flock on `path` (created if missing) for the block, or a shared one that only excludes
+    exclusive holders: yields False, holding nothing, when `blocking` is off and another holder excludes it.
+    Threads and processes exclude each other alike, since each call opens the file anew."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+            fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | (0 if blocking else fcntl.LOCK_NB))
         except BlockingIOError:
             yield False
             return

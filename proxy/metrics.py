@@ -30,12 +30,24 @@ class Metrics:
                                          "headers arrive", ["path"], buckets=BACKEND_BUCKETS_S, registry=r)
         self.evictions = Counter("proxy_evictions", "Installed files evicted, by reason (room, ttl)",
                                  ["reason"], registry=r)
+        self.pushes = Counter("proxy_pushes", "Pushes by outcome (complete, error) and error code",
+                              ["outcome", "code"], registry=r)
+        self.push_bytes = Counter("proxy_push_bytes", "Bytes sent to registries (a retried upload's again)",
+                                  registry=r)
+        self.push_duration = Histogram("proxy_push_duration_seconds", "Time from a push's start to its end",
+                                       ["outcome"], buckets=PULL_BUCKETS_S, registry=r)
         self.backend_up = Gauge("proxy_backend_up", "1 when the backend answers /health", registry=r)
 
     def count_pull(self, outcome: str, code: str | None, duration_s: float | None = None) -> None:
         self.pulls.labels(outcome=outcome, code=code or "").inc()
         if duration_s is not None:
             self.pull_duration.labels(outcome=outcome).observe(duration_s)
+
+    def count_push(self, final, duration_s: float) -> None:
+        """Called when a push ends, with its final event."""
+        outcome = final.status
+        self.pushes.labels(outcome=outcome, code=final.code if isinstance(final, Failed) else "").inc()
+        self.push_duration.labels(outcome=outcome).observe(duration_s)
 
     def count_job(self, job) -> None:
         """Called when a pull job ends."""

@@ -2,12 +2,11 @@
 room, models past MODELS_TTL_DAYS, and week-old quarantine.
 
 A model (all files of one model id) is never evicted while it is protected (declared: the caller says which,
-see `protected`), being pulled (a job of this process, or any process holding a file's lock), or in flight
+see `protected`), being pulled or pushed (a job of this process, or any process holding a file's lock), or in flight
 (the backend is answering a request for it).
 """
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import time
@@ -90,12 +89,9 @@ class Retention:
         return removed
 
     def _evict(self, model: Installed, reason: str, why: str) -> bool:
-        """Delete a model's files under their locks, unless a pull took one meanwhile."""
-        with contextlib.ExitStack() as locks:
-            for name in model.filenames:
-                if not locks.enter_context(self.store.lock(name, blocking=False)):
-                    return False
-            self.store.delete(list(model.filenames))
+        """Delete a model's files under their locks, unless a pull or a push holds one."""
+        if not self.store.delete_unless_busy(list(model.filenames)):
+            return False
         self.usage.forget(model.filenames)
         for name in model.filenames:
             self.on_evict(name, reason)

@@ -55,6 +55,9 @@ class Settings:
         "(the contract's within 60 s); a change reconciles")
     pull_chunk_bytes: int = setting(
         16 * 1024 * 1024, "PULL_CHUNK_BYTES", "ranged part size; smaller parts keep the hash close behind")
+    push_chunk_bytes: int = setting(
+        64 * 1024 * 1024, "PUSH_CHUNK_BYTES", "a pushed blob larger than this is uploaded in PATCH chunks of this "
+        "size (registries such as ECR and GHCR cap one request's body); smaller ones in one PUT")
     pull_backoff_base_s: float = setting(1.0, None, "first wait before a retry; doubles each time")
     pull_backoff_max_s: float = setting(30.0, None, "longest wait between retries")
     hub_timeout_s: float = setting(20.0, None, "timeout of one Hub API call (listing, metadata)")

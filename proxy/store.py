@@ -119,6 +119,16 @@ class ModelStore:
         except naming.AmbiguousModelName:
             return []
 
+    def delete_unless_busy(self, filenames: list[str]) -> bool:
+        """Delete under every file's lock; False, deleting nothing, while another holder (a pull installing
+        it, a push reading it, in any process on this MODELS_DIR) has one."""
+        with contextlib.ExitStack() as locks:
+            for filename in filenames:
+                if not locks.enter_context(self.lock(filename, blocking=False)):
+                    return False
+            self.delete(filenames)
+        return True
+
     def delete(self, filenames: list[str]) -> None:
         for filename in filenames:
             self.final_path(filename).unlink(missing_ok=True)
@@ -156,9 +166,11 @@ class ModelStore:
         return resolve_pulled_name(installed, name)
 
     @contextlib.contextmanager
-    def lock(self, filename: str, blocking: bool = True) -> Iterator[bool]:
-        """An exclusive lock on one file name across processes (workers, replicas on a shared volume)."""
-        with file_lock(_child(self.root / LOCKS, naming.basename(filename) + LOCK_SUFFIX), blocking) as acquired:
+    def lock(self, filename: str, blocking: bool = True, shared: bool = False) -> Iterator[bool]:
+        """A lock on one file name across processes (workers, replicas on a shared volume): exclusive for
+        what writes or removes the file (a pull, a delete, an eviction), shared for what reads it (a push)."""
+        with file_lock(_child(self.root / LOCKS, naming.basename(filename) + LOCK_SUFFIX), blocking,
+                       shared) as acquired:
             yield acquired
 
 

@@ -106,12 +106,16 @@ class BearerFront:
     registry (which cannot issue tokens without a certificate setup); blobs are redirected to a second
     server, the "blob store", which records the Authorization headers it was sent.
 
-    `users`: user -> password the token endpoint accepts; `anonymous`: tokens without credentials too.
+    `users`: user -> password the token endpoint accepts; `anonymous`: tokens without credentials too;
+    `refresh_tokens`: identity tokens it takes in an OAuth2 refresh grant (a form POST to the realm, answered
+    with `access_token`, or 400 `invalid_grant`), each grant's form recorded in `grants` without the token.
     """
 
     def __init__(self, registry: Registry, users: dict[str, str] | None = None, anonymous: bool = False,
-                 token_ttl_s: int = 300, push: bool = False):
+                 token_ttl_s: int = 300, push: bool = False, refresh_tokens: set[str] | None = None):
         self.registry, self.users, self.anonymous, self.token_ttl_s = registry, users or {}, anonymous, token_ttl_s
+        self.refresh_tokens = refresh_tokens or set()
+        self.grants: list[dict[str, str]] = []
         self.push = push  # writes (HEAD, POST, PUT) pass too, with a token of scope `pull,push`
         self.scopes: list[str] = []
         self.issued: list[str] = []
@@ -180,7 +184,24 @@ def _handler(front: BearerFront, role: str):
             self._write()
 
         def do_POST(self):
+            if role == "front" and urlsplit(self.path).path == "/token":
+                return self._refresh_grant()
             self._write()
+
+        def _refresh_grant(self):
+            form = {k: v[0] for k, v in parse_qs(self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                                                 .decode()).items()}
+            token = form.pop("refresh_token", None)
+            front.grants.append(form)
+            scope = form.get("scope", "")
+            front.scopes.append(scope)
+            if form.get("grant_type") != "refresh_token" or token not in front.refresh_tokens \
+                    or not (scope.endswith(":pull") or (front.push and scope.endswith(":pull,push"))):
+                return self._answer(400, b'{"error":"invalid_grant"}', {"Content-Type": "application/json"})
+            issued = secrets.token_hex(8)
+            front.issued.append(issued)
+            body = json.dumps({"access_token": issued, "expires_in": front.token_ttl_s}).encode()
+            self._answer(200, body, {"Content-Type": "application/json"})
 
         def do_PUT(self):
             self._write()
@@ -193,7 +214,8 @@ def _handler(front: BearerFront, role: str):
                 challenge = (f'Bearer realm="{front.url}/token",service="front",'
                              f'scope="repository:{repo}:pull,push"')
                 self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                return self._answer(401, b'{"errors":[{"code":"UNAUTHORIZED"}]}', {"WWW-Authenticate": challenge})
+                denied = b"" if self.command == "HEAD" else b'{"errors":[{"code":"UNAUTHORIZED"}]}'  # HEAD: no body
+                return self._answer(401, denied, {"WWW-Authenticate": challenge})
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
             headers = {k: v for k, v in self.headers.items() if k.lower() == "content-type"}
             upstream = requests.request(self.command, front.registry.url + self.path, data=body, headers=headers,

@@ -127,3 +127,31 @@ def test_an_expired_token_is_renewed_and_a_live_one_reused(open_registry, app_fo
         time.sleep(1.2)
         assert pull(client, model=ref)[-1]["status"] == "complete"
         assert len(front.issued) == 2
+
+
+def test_an_identity_token_is_exchanged_at_the_realm_for_access_tokens_and_never_shown(
+        open_registry, app_for, make_gguf, models_dir, caplog):
+    refresh = "rt-" + "9f" * 16
+    model = make_gguf("id.gguf", 64 * KiB)
+    open_registry.publish("ai/identity", "v1", [(model, DMR_GGUF, {TITLE: "identity-Q4_0.gguf"})])
+    caplog.set_level("DEBUG")
+    with BearerFront(open_registry, refresh_tokens={refresh}, push=True) as front:
+        ref = f"oci://{front.host}/ai/identity:v1"
+        refused = pull_error(app_for(front.host, {front.host: {"identitytoken": "rt-revoked"}}), 502,
+                             "source_auth_failed", model=ref)
+        assert "rt-revoked" not in refused["error"]
+        client = app_for(front.host, {front.host: {"identitytoken": refresh}})
+        complete = pull(client, model=ref)[-1]
+        assert complete["status"] == "complete" and complete["sha256"] == sha256_file(model), complete
+        grant = front.grants[-1]
+        assert (grant["grant_type"], grant["service"], grant["scope"]) == \
+            ("refresh_token", "front", "repository:ai/identity:pull") and grant["client_id"]
+        pushed = client.post("/v1/api/push", json={"model": "identity-Q4_0", "stream": False,
+                                                   "target": f"oci://{front.host}/ai/identity-copy:v1"})
+        assert pushed.status_code == 200, pushed.get_json()
+        assert front.grants[-1]["scope"].startswith("repository:ai/identity-copy:pull,push")
+        shown = [json.dumps(lines) for lines in (refused, complete, pushed.get_json())]
+        shown += [client.get(path).get_data(as_text=True) for path in ("/v1/api/models", "/v1/api/pulls", "/metrics")]
+    for text in (*shown, caplog.text, *(p.read_text(errors="replace") for p in models_dir.rglob("*") if p.is_file()
+                                        and p.stat().st_size < 1 << 20)):
+        assert refresh not in text and "rt-revoked" not in text

@@ -2,6 +2,7 @@
 artifact of an installed model, send the blobs the registry lacks, the manifest last."""
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
@@ -10,10 +11,12 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
 from proxy.errors import ProxyError
+from proxy.metrics import Metrics
 from proxy.pulls.events import Failed, PullEvent
 from proxy.pushes.artifact import Artifact, Blob, build_artifact
 from proxy.pushes.events import Pushed, Pushing
 from proxy.pushes.upload import RegistryUploader
+from proxy.retry import Backoff
 from proxy.sources.reference import RegistryRef, parse_reference, scheme_of
 from proxy.sources.registry import RegistrySource
 from proxy.store import ModelStore
@@ -47,69 +50,118 @@ def parse_push_request(body: Any) -> PushRequest:
     return PushRequest(model.strip(), ref, stream)
 
 
+@dataclass
+class PreparedPush:
+    """A push ready to run: the model's files are held (a shared lock each) until `release`, so no pull,
+    delete or eviction of any process removes or replaces them while they are read."""
+
+    request: PushRequest
+    artifact: Artifact
+    holding: contextlib.ExitStack
+
+    def release(self) -> None:
+        self.holding.close()
+
+
 class PushService:
-    def __init__(self, store: ModelStore, registry: RegistrySource, progress_interval_s: float = 0.5):
-        self.store, self.registry, self.progress_interval_s = store, registry, progress_interval_s
+    def __init__(self, store: ModelStore, registry: RegistrySource, metrics: Metrics | None = None,
+                 chunk_bytes: int = 64 * 1024 * 1024, max_attempts: int = 6, backoff: Backoff | None = None,
+                 progress_interval_s: float = 0.5):
+        self.store, self.registry, self.metrics = store, registry, metrics or Metrics()
+        self.chunk_bytes, self.max_attempts, self.backoff = chunk_bytes, max_attempts, backoff or Backoff()
+        self.progress_interval_s = progress_interval_s
 
-    def prepare(self, body: Any) -> tuple[PushRequest, Artifact]:
-        """Raises: ProxyError invalid_request, unsupported_source, invalid_repo_id, model_not_found."""
+    def prepare(self, body: Any) -> PreparedPush:
+        """Parse the body and hold the model's files; `run` or `events` releases them.
+
+        Raises:
+            ProxyError: invalid_request, unsupported_source, invalid_repo_id, model_not_found, model_busy.
+        """
         request = parse_push_request(body)
-        return request, build_artifact(self.store, request.model)
-
-    def run(self, request: PushRequest, artifact: Artifact, emit: Callable[[PullEvent], None]) -> PullEvent:
-        """Push, calling `emit` with progress; the final event (`complete`, or `error`), also emitted."""
+        holding = contextlib.ExitStack()
         try:
-            final: PullEvent = self._push(request.target, artifact, emit)
+            for name in self.store.files_of_model(request.model):
+                if not holding.enter_context(self.store.lock(name, blocking=False, shared=True)):
+                    raise ProxyError("model_busy", f"{name} is being pulled or deleted; push it when that ends")
+                if not self.store.final_path(name).is_file():
+                    raise ProxyError("model_not_found", f"{name} was removed; see GET /v1/api/models")
+            return PreparedPush(request, build_artifact(self.store, request.model), holding)
+        except BaseException:
+            holding.close()
+            raise
+
+    def run(self, push: PreparedPush, emit: Callable[[PullEvent], None]) -> PullEvent:
+        """Push, calling `emit` with progress; the final event (`complete`, or `error`), also emitted."""
+        request, started = push.request, time.monotonic()
+        try:
+            final: PullEvent = self._push(request.target, push.artifact, emit)
         except ProxyError as err:
             final = Failed.of(err)
         except Exception:  # noqa: BLE001 - logged with its traceback; the client gets no internals
             log.exception("push of %s to %s failed", request.model, request.target.canonical)
             final = Failed("the push failed unexpectedly; see the proxy's log", "internal_error")
+        finally:
+            push.release()
+        self.metrics.count_push(final, time.monotonic() - started)
         emit(final)
         return final
 
-    def events(self, request: PushRequest, artifact: Artifact) -> Iterator[PullEvent]:
-        """The push's events as it runs (in a thread of its own: an upload reports progress mid-request)."""
+    def events(self, push: PreparedPush) -> Iterator[PullEvent]:
+        """The push's events as it runs, in a thread of its own started now: an upload reports progress
+        mid-request, and a client that goes away does not stop the push (nor keep its files held)."""
         lines: queue.Queue[PullEvent] = queue.Queue()
-        threading.Thread(target=self.run, args=(request, artifact, lines.put), daemon=True,
-                         name=f"push {request.target.canonical}").start()
-        while True:
-            event = lines.get()
-            yield event
-            if event.ends:
-                return
+        threading.Thread(target=self.run, args=(push, lines.put), daemon=True,
+                         name=f"push {push.request.target.canonical}").start()
+        return _until_final(lines)
 
     def _push(self, ref: RegistryRef, artifact: Artifact, emit: Callable[[PullEvent], None]) -> Pushed:
         uploader = RegistryUploader(self.registry.auth, self.registry.session, self.registry.base_url(ref), ref,
-                                    self.registry.timeout_s)
-        total, done, last = artifact.total, [0], [0.0]
-
-        def sent(count: int, force: bool = False) -> None:
-            done[0] += count
-            now = time.monotonic()
-            if force or now - last[0] >= self.progress_interval_s:
-                last[0] = now
-                emit(Pushing(done[0], total))
-
-        sent(0, force=True)
+                                    self.registry.timeout_s, self.chunk_bytes, self.max_attempts, self.backoff)
+        progress = _Progress(artifact.total, emit, self.progress_interval_s)
         for blob in (*(layer for layer, _ in artifact.layers), artifact.config):
-            self._send_blob(uploader, ref, blob, sent)
-            sent(0, force=True)
+            how = uploader.send_blob(blob, _mount_source(ref, blob), progress.sender(self.metrics.push_bytes.inc))
+            progress.blob_done(blob.size)
+            log.info("%s %s (%d bytes) for %s", how, blob.digest, blob.size, ref.canonical)
         digest = uploader.put_manifest(artifact.manifest())
-        log.info("pushed %s (%d bytes, manifest %s)", ref.canonical, total, digest)
+        log.info("pushed %s (%d bytes, manifest %s)", ref.canonical, artifact.total, digest)
         return Pushed(ref.canonical, digest)
 
-    def _send_blob(self, uploader: RegistryUploader, ref: RegistryRef, blob: Blob,
-                   sent: Callable[[int], None]) -> None:
-        """HEAD first; a mount from the repository the file was pulled from; else an upload."""
-        if uploader.has_blob(blob.digest):
-            sent(blob.size)
+
+class _Progress:
+    """`pushing` lines: blobs done plus the furthest the current blob got (a retried upload sends its bytes
+    again without the count going back), at most one line each `interval_s`."""
+
+    def __init__(self, total: int, emit: Callable[[PullEvent], None], interval_s: float):
+        self.total, self.emit, self.interval_s = total, emit, interval_s
+        self.done, self.furthest, self.last = 0, 0, 0.0
+        self.emit(Pushing(0, total))
+
+    def sender(self, on_bytes: Callable[[int], None]) -> Callable[[int, int], None]:
+        """The uploader's callback: (bytes just sent, bytes of the blob sent so far in this attempt)."""
+        def sent(count: int, position: int) -> None:
+            on_bytes(count)
+            if position > self.furthest:
+                self.furthest = position
+                self._report(force=False)
+        return sent
+
+    def blob_done(self, size: int) -> None:
+        self.done, self.furthest = self.done + size, 0
+        self._report(force=True)
+
+    def _report(self, force: bool) -> None:
+        now = time.monotonic()
+        if force or now - self.last >= self.interval_s:
+            self.last = now
+            self.emit(Pushing(self.done + self.furthest, self.total))
+
+
+def _until_final(lines: queue.Queue[PullEvent]) -> Iterator[PullEvent]:
+    while True:
+        event = lines.get()
+        yield event
+        if event.ends:
             return
-        location = uploader.start_upload(blob.digest, _mount_source(ref, blob))
-        if location is None:
-            sent(blob.size)
-            return
-        uploader.upload(location, blob, sent)
 
 
 def _mount_source(ref: RegistryRef, blob: Blob) -> str | None:

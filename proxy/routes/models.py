@@ -44,7 +44,8 @@ def delete_model():
         raise ProxyError("model_busy", f"{name} is being pulled; delete it when the pull ends")
     if not files:
         raise ProxyError("model_not_found", f"no installed model named {name}")
-    store.delete(files)
+    if not store.delete_unless_busy(files):
+        raise ProxyError("model_busy", f"{name} is being pulled or pushed; delete it when that ends")
     return jsonify(status="deleted", files=files)
 
 

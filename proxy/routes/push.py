@@ -18,11 +18,11 @@ NDJSON = "application/x-ndjson"
 @require_api_key
 def push():
     service = current_app.extensions["push_service"]
-    request, artifact = service.prepare(json_body())
-    if not request.stream:
-        final = service.run(request, artifact, lambda event: None)
+    prepared = service.prepare(json_body())
+    if not prepared.request.stream:
+        final = service.run(prepared, lambda event: None)
         return jsonify(final.to_json()), final.http_status if isinstance(final, Failed) else 200
-    return Response(_ndjson(service.events(request, artifact)), mimetype=NDJSON,
+    return Response(_ndjson(service.events(prepared)), mimetype=NDJSON,
                     headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 

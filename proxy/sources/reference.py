@@ -47,6 +47,11 @@ class RegistryRef:
         return f"{self.repository.rpartition('/')[2]}-{tag}"
 
 
+def is_digest(value: object) -> bool:
+    """A `sha256:<64 hex>` digest, as references and manifests name blobs and manifests."""
+    return isinstance(value, str) and _DIGEST_RE.match(value) is not None
+
+
 def scheme_of(model: str) -> str | None:
     match = _SCHEME_RE.match(model)
     return match.group(1).lower() if match else None
@@ -83,7 +88,7 @@ def parse_reference(model: str) -> RegistryRef:
             raise _bad(scheme)
         parts = ["library", *parts] if len(parts) == 1 else parts
     if not _HOST_RE.match(host) or not all(_COMPONENT_RE.match(p) for p in parts) \
-            or (tag and not _TAG_RE.match(tag)) or (digest and not _DIGEST_RE.match(digest)):
+            or (tag and not _TAG_RE.match(tag)) or (digest and not is_digest(digest)):
         raise _bad(scheme)
     return RegistryRef(scheme, host.lower(), "/".join(parts), None if digest else (tag or "latest"), digest or None)
 

@@ -16,13 +16,19 @@ from proxy.errors import ProxyError
 from proxy.pulls.remote import Fetch, RemoteFile, RepoFiles
 from proxy.retry import Backoff
 from proxy.sources.base import Wanted
-from proxy.sources.reference import RegistryRef, parse_reference
+from proxy.sources.reference import RegistryRef, is_digest, parse_reference
 from proxy.sources.registry_auth import Credentials, LiveHeaders, RegistryAuth, parse_challenge
 from proxy.sources.select import select_files
 
 log = logging.getLogger(__name__)
 MANIFEST_TYPES = ("application/vnd.oci.image.manifest.v1+json",
                   "application/vnd.docker.distribution.manifest.v2+json")
+INDEX_TYPES = ("application/vnd.oci.image.index.v1+json",
+               "application/vnd.docker.distribution.manifest.list.v2+json")
+# An index entry's artifactType that marks a model: Docker Model Runner's config, CNCF ModelPack's.
+MODEL_ARTIFACT_TYPES = ("application/vnd.docker.ai.model.config.v0.1+json",
+                        "application/vnd.cncf.model.manifest.v1+json", "application/vnd.cncf.model.config.v1+json")
+INDEX_ENTRIES_MAX = 16  # manifests of one index asked for at most
 GGUF_LAYER_TYPES = ("application/vnd.ollama.image.model", "application/vnd.docker.ai.gguf.v3",
                     "application/vnd.cncf.model.weight.v1.gguf")
 NAME_ANNOTATIONS = ("org.opencontainers.image.title", "org.cncf.model.filepath")
@@ -80,17 +86,48 @@ class RegistrySource:
         return f"{scheme}://{ref.host}/v2/{ref.repository}"
 
     def _manifest(self, ref: RegistryRef) -> tuple[dict, str]:
-        """The manifest as JSON and its digest (of the bytes received).
+        """The model's manifest as JSON, and the digest of what the reference names: that manifest's, or for
+        an image index (or Docker manifest list) the index's, whose model entry is followed.
 
         Raises:
-            ProxyError: repo_not_found, revision_not_found, source_auth_failed, hub_unavailable.
+            ProxyError: repo_not_found, revision_not_found, source_auth_failed, hub_unavailable, file_not_found
+                (neither a manifest nor an index with a model), checksum_mismatch.
         """
-        url = f"{self.base_url(ref)}/manifests/{ref.reference}"
-        response = self._get(ref, url, {"Accept": ", ".join(MANIFEST_TYPES)})
+        body, digest = self._fetch_manifest(ref, ref.reference, (*MANIFEST_TYPES, *INDEX_TYPES), ref.digest)
+        if body.get("mediaType") in INDEX_TYPES or ("manifests" in body and "layers" not in body):
+            return self._model_of_index(ref, body), digest
+        return body, digest
+
+    def _model_of_index(self, ref: RegistryRef, index: dict) -> dict:
+        """The manifest of the index's model: entries whose artifactType marks a model first, then the others;
+        the first with a GGUF layer."""
+        entries = [entry for entry in index.get("manifests") or [] if isinstance(entry, dict)
+                   and entry.get("mediaType", MANIFEST_TYPES[0]) in MANIFEST_TYPES
+                   and is_digest(entry.get("digest"))]
+        entries.sort(key=lambda entry: entry.get("artifactType") not in MODEL_ARTIFACT_TYPES)  # stable
+        for entry in entries[:INDEX_ENTRIES_MAX]:
+            body, _ = self._fetch_manifest(ref, entry["digest"], MANIFEST_TYPES, entry["digest"])
+            if _gguf_layers(body):
+                return body
+        raise ProxyError("file_not_found", f"{ref.canonical} is an image index without a model manifest (none "
+                         f"of its {len(entries)} manifests has a GGUF layer of media types "
+                         f"{', '.join(GGUF_LAYER_TYPES)})")
+
+    def _fetch_manifest(self, ref: RegistryRef, reference: str, accept: tuple[str, ...],
+                        expected_digest: str | None) -> tuple[dict, str]:
+        """One manifest (or index) as JSON, and the digest of the bytes received.
+
+        Raises:
+            ProxyError: repo_not_found, revision_not_found, source_auth_failed, hub_unavailable,
+                checksum_mismatch (not the `expected_digest`), file_not_found (not a manifest).
+        """
+        url = f"{self.base_url(ref)}/manifests/{reference}"
+        response = self._get(ref, url, {"Accept": ", ".join(accept)})
         content = response.content[:MANIFEST_MAX_BYTES + 1]
         digest = "sha256:" + hashlib.sha256(content).hexdigest()
-        if ref.digest and digest != ref.digest:
-            raise ProxyError("checksum_mismatch", f"the manifest of {ref.canonical} does not match its digest")
+        if expected_digest and digest != expected_digest:
+            raise ProxyError("checksum_mismatch", f"the manifest {reference} of {ref.canonical} does not match "
+                             "its digest")
         try:
             body = json.loads(content)
             assert isinstance(body, dict) and isinstance(body.get("layers", []), list)
@@ -100,8 +137,7 @@ class RegistrySource:
         return body, digest
 
     def _layers(self, ref: RegistryRef, manifest: dict) -> tuple[RemoteFile, ...]:
-        layers = [layer for layer in manifest.get("layers", [])
-                  if isinstance(layer, dict) and layer.get("mediaType") in GGUF_LAYER_TYPES]
+        layers = _gguf_layers(manifest)
         names = installed_names(ref, layers)
         auth = LiveHeaders(self.auth, ref.host, ref.repository)
         files = []
@@ -180,6 +216,11 @@ class RegistrySource:
                               f"in {ref.repository}")
         return ProxyError("hub_unavailable", f"registry {ref.host} answered HTTP {response.status_code} for "
                           f"{ref.canonical} ({attempt} attempts)")
+
+
+def _gguf_layers(manifest: dict) -> list[dict]:
+    return [layer for layer in manifest.get("layers") or []
+            if isinstance(layer, dict) and layer.get("mediaType") in GGUF_LAYER_TYPES]
 
 
 def installed_names(ref: RegistryRef, layers: list[dict]) -> list[str]:

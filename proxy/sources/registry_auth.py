@@ -149,6 +149,26 @@ class RegistryAuth:
             self._headers[(host, repository)] = (value, expires)
         return value
 
+    def widen(self, host: str, repository: str, scope: str) -> bool:
+        """Ask a Bearer registry's realm for a token of `scope` for later requests to `repository` (a
+        cross-repository mount needs `pull` on the source repository too); whether it gave one. Registries
+        without a Bearer challenge so far need nothing: True.
+
+        Raises:
+            ProxyError: hub_unavailable (the token endpoint cannot be reached).
+        """
+        with self._lock:
+            challenge = self._challenges.get((host, repository))
+        if challenge is None or challenge[0] != "bearer" or challenge[1].get("scope") == scope:
+            return True
+        try:
+            self.answer(host, repository, "bearer", {**challenge[1], "scope": scope})
+        except ProxyError as err:
+            if err.code != "source_auth_failed":
+                raise
+            return False
+        return True
+
     def _token(self, host: str, repository: str, params: dict[str, str],
                creds: Credentials | None) -> tuple[str, float]:
         """A Bearer token from the challenge's realm: with Basic credentials, an identity token (OAuth2
@@ -166,7 +186,9 @@ class RegistryAuth:
         except requests.RequestException as err:
             raise ProxyError("hub_unavailable", f"the token endpoint of {host} could not be reached "
                              f"({type(err).__name__})") from err
-        if response.status_code in (401, 403):
+        # An OAuth2 refresh grant the endpoint does not take is a 400 (invalid_grant), not a 401.
+        refused = (400, 401, 403) if creds and creds.identity_token else (401, 403)
+        if response.status_code in refused:
             raise _refused(host, repository, f"refused the credentials at its token endpoint (HTTP {response.status_code})")
         try:
             body = response.json() if response.ok else None

@@ -1,6 +1,9 @@
 """A fault-injecting TCP relay on 127.0.0.1 in front of a real HTTP server (the registry): it reads each
 HTTP/1.1 exchange on a connection, counts the body bytes it forwards, and cuts a connection after
-`cut_after_bytes` of a matching response body, at most `cuts` times."""
+`cut_after_bytes` of a matching response body, at most `cuts` times. `failures` makes requests fail before
+they reach the server, for pushes: each (method, path part, how) is used once, in order, by the first
+request that matches it; how is "503" (answered so), "drop" (the connection closed mid-body) or "wait" (held
+until `release` is set, then relayed)."""
 from __future__ import annotations
 
 import contextlib
@@ -21,9 +24,13 @@ class RelayStats:
 class FaultRelay:
     """`with FaultRelay(("127.0.0.1", port), cut_after_bytes=..., cuts=2) as relay:` then use relay.host."""
 
-    def __init__(self, upstream: tuple[str, int], cut_after_bytes: int, cuts: int, path_contains: str = "/blobs/"):
+    def __init__(self, upstream: tuple[str, int], cut_after_bytes: int = 0, cuts: int = 0,
+                 path_contains: str = "/blobs/", failures: list[tuple[str, str, str]] | None = None):
         self.upstream, self.cut_after_bytes, self.cuts_left = upstream, cut_after_bytes, cuts
         self.path_contains = path_contains
+        self.failures = list(failures or [])
+        self.failed: list[str] = []  # "METHOD how" of each request failed
+        self.held, self.release = threading.Event(), threading.Event()
         self.stats = RelayStats()
         self._lock = threading.Lock()
         self._listener = socket.create_server(("127.0.0.1", 0))
@@ -58,6 +65,12 @@ class FaultRelay:
             return False
         method, path = request[0].split()[:2]
         headers = _headers(request)
+        how = self._failure(method.decode(), path.decode())
+        if how == "wait":
+            self.held.set()
+            self.release.wait(30)
+        elif how is not None:
+            return self._fail(how, from_client, client, int(headers.get("content-length", 0)))
         server.sendall(b"".join(request) + from_client.read(int(headers.get("content-length", 0))))
         watched = method == b"GET" and self.path_contains.encode() in path
         if watched:
@@ -75,6 +88,27 @@ class FaultRelay:
                 client.sendall(block)
             return False
         return self._relay_body(from_server, client, int(headers["content-length"]), watched)
+
+    def _failure(self, method: str, path: str) -> str | None:
+        with self._lock:
+            for index, (wanted, part, how) in enumerate(self.failures):
+                if method == wanted and part in path:
+                    del self.failures[index]
+                    self.failed.append(f"{method} {how}")
+                    return how
+        return None
+
+    @staticmethod
+    def _fail(how: str, from_client, client: socket.socket, length: int) -> bool:
+        if how == "drop":
+            from_client.read(min(length, BLOCK_BYTES) // 2)
+            client.shutdown(socket.SHUT_RDWR)
+            return False
+        from_client.read(length)
+        body = b'{"errors":[{"code":"UNAVAILABLE"}]}'
+        client.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+                       b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+        return True
 
     def _relay_body(self, from_server, client: socket.socket, length: int, watched: bool) -> bool:
         with self._lock:
