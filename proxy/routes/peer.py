@@ -7,13 +7,14 @@ PullService.start (same job, dedupe and queue as any pull), answered 503 with Re
 listing of a repo it does not hold comes from its upstream."""
 from __future__ import annotations
 
-from flask import Blueprint, current_app, jsonify, send_file
+from flask import Blueprint, current_app, jsonify
 
 from proxy.auth import bears_api_key
 from proxy.errors import ProxyError
 from proxy.provenance import Provenance
 from proxy.pulls.remote import RepoFiles
 from proxy.pulls.request import check_repo_allowed
+from proxy.routes.file_bytes import file_response
 
 bp = Blueprint("peer", __name__)
 # An LFS pointer file's size: huggingface_hub reads `pointerSize`; ours are never served, any plausible size does.
@@ -63,7 +64,7 @@ def model_tree(owner: str, name: str, revision: str):
 
 @bp.get("/<owner>/<name>/resolve/<revision>/<path:filename>")
 def resolve_file(owner: str, name: str, revision: str, filename: str):
-    """The bytes (Range and conditional requests answered by send_file), with the Hub's headers.
+    """The bytes (whole or one range, sent with sendfile under gunicorn), with the Hub's headers.
 
     Raises: ProxyError repo_not_found, file_not_found (with the Hub's X-Error-Code).
     """
@@ -77,8 +78,10 @@ def resolve_file(owner: str, name: str, revision: str, filename: str):
         raise _not_found("repo_not_found", "RepoNotFound", f"this proxy holds no file of {repo} at {revision}")
     if record is None:
         raise _not_found("file_not_found", "EntryNotFound", f"this proxy does not hold that file of {repo}")
-    response = send_file(current_app.extensions["store"].final_path(record.filename), conditional=True,
-                         etag=record.sha256, mimetype="application/octet-stream", max_age=None)
+    try:
+        response = file_response(current_app.extensions["store"].final_path(record.filename), record.sha256)
+    except FileNotFoundError:  # removed (evicted, deleted) since it was listed
+        raise _not_found("file_not_found", "EntryNotFound", f"this proxy does not hold that file of {repo}")
     response.headers.update({"X-Linked-Etag": f'"{record.sha256}"', "X-Linked-Size": str(record.size),
                              "X-Repo-Commit": record.commit, "Accept-Ranges": "bytes"})
     return response
