@@ -8,6 +8,7 @@ falls on both alike. Reported: the median and the best of the runs, and server/d
 
     .venv/bin/python scripts/bench_backend.py                  # Gemma 3 270M Q4_K_M, 128 tokens
     .venv/bin/python scripts/bench_backend.py --runs 9 --max-tokens 256 --threads 2
+    .venv/bin/python scripts/bench_backend.py --gpu-layers 0          # CPU only, on a GPU build
 """
 from __future__ import annotations
 
@@ -19,12 +20,14 @@ import statistics
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 from typing import Callable
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
+import server  # noqa: E402,F401  first: loads llama.cpp before numpy (server/__init__.py says why)
 from core.gguf_check import scan_gguf_header  # noqa: E402
 from server.loading import available_cores, llama_kwargs  # noqa: E402
 from server.settings import Settings  # noqa: E402
@@ -46,6 +49,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--flash-attn", choices=("on", "off"), default="on" if Settings.flash_attn else "off")
     parser.add_argument("--swa-full", choices=("on", "off"), default="on" if Settings.swa_full else "off")
     parser.add_argument("--prompt", default=PROMPT)
+    parser.add_argument("--gpu-layers", type=int, default=None,
+                        help="N_GPU_LAYERS on both sides (default: all when the build offloads, else 0)")
     return parser.parse_args()
 
 
@@ -123,6 +128,7 @@ def server_env(settings: Settings, port: int) -> dict[str, str]:
         "N_THREADS": str(settings.n_threads), "N_CTX": str(settings.n_ctx), "N_BATCH": str(settings.n_batch),
         "FLASH_ATTN": str(settings.flash_attn).lower(), "SWA_FULL": str(settings.swa_full).lower(),
         "LOG_LEVEL": "warning",
+        **({"N_GPU_LAYERS": str(settings.n_gpu_layers)} if settings.n_gpu_layers is not None else {}),
     }
 
 
@@ -151,13 +157,15 @@ def main() -> None:
         os.symlink(model, models_dir / model.name)
         settings = Settings(
             models_dir=str(models_dir), n_threads=args.threads, n_ctx=args.n_ctx, n_batch=args.n_batch,
-            flash_attn=args.flash_attn == "on", swa_full=args.swa_full == "on",
+            flash_attn=args.flash_attn == "on", swa_full=args.swa_full == "on", n_gpu_layers=args.gpu_layers,
         )
         print(f"model {model.name}, {args.max_tokens} tokens greedy, {args.runs} runs, "
               f"llama kwargs {llama_kwargs(settings, scan_gguf_header(model))}")
         port = free_port()
         with running_process(["-m", "server"], server_env(settings, port), f"http://127.0.0.1:{port}/health",
                              folder / "server.log"):
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=10) as health:
+                print(f"backend /health gpu_offload: {json.load(health)['gpu_offload']}")
             direct = DirectRunner(model, settings, args.prompt, args.max_tokens)
             server = HttpRunner(port, model.name[: -len(".gguf")], args.prompt, args.max_tokens)
             runs = {"direct non-streamed": direct.plain, "server non-streamed": server.plain,

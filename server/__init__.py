@@ -15,3 +15,10 @@ Beyond the contract:
 - `/health` also counts the models in memory: `"models": {"total": N, "loaded": M}`.
 - `/api/models` entries also list `files` (every part of a split set); `source` is "discovered".
 """
+
+# llama.cpp's libraries load before anything imports numpy (core.gguf_check imports gguf, which does). A
+# build made with a newer GCC than the system's carries parts of that GCC's libstdc++ inside libggml; with
+# the system libstdc++ loaded first by numpy, the two mix and llama.cpp dies with SIGSEGV in
+# llama_model::print_info at the first model load, CPU or GPU (seen on a CUDA build on an H100 host).
+import llama_cpp  # noqa: E402,F401  isort: skip
+

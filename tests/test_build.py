@@ -46,3 +46,12 @@ def test_setup_keys_the_cached_build_by_its_flags_and_this_cpu():
         assert part in key_line, key_line
     assert "--no-cache-dir" in text and "--force-reinstall" in text
     assert "-mno-amx-tile" in text
+
+
+def test_the_backend_loads_llama_cpp_before_numpy():
+    """A llama.cpp built with a newer GCC than the system's dies at its first model load when numpy loaded the
+    system libstdc++ first (server/__init__.py). Whatever the backend imports, llama.cpp's libraries come first."""
+    code = ("import sys, server.app, server.__main__; names = list(sys.modules); "
+            "print(names.index('llama_cpp.llama_cpp') < names.index('numpy'))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO_ROOT, check=True)
+    assert done.stdout.strip() == "True"
