@@ -166,3 +166,16 @@ def test_pull_through_of_a_gated_file_only_for_the_api_key(make_app, hub, make_g
         with_key = wait_served(resolve, bearer)
         assert with_key.status_code == (200 if api_key else 404), "never served while PROXY_API_KEY is unset"
         assert requests.get(info, headers=bearer, timeout=10).status_code == (200 if api_key else 404)
+
+
+def test_hf_hub_download_through_an_empty_pull_through_proxy_waits_for_its_pull(make_app, hub, make_gguf, tmp_path):
+    """huggingface_hub pointed at a pull-through proxy that lacks the file: it waits out the 503s (Retry-After)
+    while the proxy pulls, then gets the Hub's bytes, which the Hub served once."""
+    source = make_gguf(FILE, 512 * KiB)
+    hub.add_repo(REPO, files={FILE: source})
+    app = make_app(mirror_pull_through=True)
+    hub.throttle_bps = 256 * KiB  # about two seconds of pulling
+    with serving(app) as url:
+        got = hf_hub_download(REPO, FILE, endpoint=url, cache_dir=tmp_path / "cache", token=False)
+    assert Path(got).read_bytes() == source.read_bytes()
+    assert hub.bytes_served(hub.cdn_path(REPO, FILE)) == 512 * KiB
