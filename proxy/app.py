@@ -106,12 +106,15 @@ def build_services(settings: Settings, source=None, protected: Callable[[str], b
 
 
 def _hub_source(settings: Settings, backoff: Backoff):
-    """The Hub, behind HF_MIRRORS when set; mirrors never get HF_TOKEN (it is the Hub's)."""
+    """The Hub, behind HF_MIRRORS when set. Mirrors never get HF_TOKEN (it is the Hub's); they get this proxy's
+    PROXY_API_KEY, which the proxies of one fleet share, so a peer hands over the private and gated files it
+    pulled with its token (and this proxy, in turn, only to requests bearing the key)."""
     hub = HuggingFaceHub(settings.hf_endpoint, settings.hf_token, settings.hub_timeout_s,
                          settings.pull_max_retries, backoff)
     if not settings.hf_mirrors:
         return hub
-    mirrors = [HuggingFaceHub(url, None, settings.hub_timeout_s, 1, backoff, busy_wait_s=BUSY_WAIT_MAX_S)
+    mirrors = [HuggingFaceHub(url, settings.api_key, settings.hub_timeout_s, 1, backoff,
+                              busy_wait_s=BUSY_WAIT_MAX_S)
                for url in settings.hf_mirrors]
     return MirroredHub(mirrors, hub)
 

@@ -15,7 +15,10 @@ from huggingface_hub import hf_hub_download
 from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError
 from werkzeug.serving import make_server
 
-from tests.pull_fixtures import REPO, TOKEN, KiB, hub, make_app, make_gguf, models_dir, pull  # noqa: F401
+from proxy.app import create_app
+from tests.pull_fixtures import (  # noqa: F401
+    REPO, TOKEN, KiB, hub, make_app, make_gguf, models_dir, proxy_settings, pull,
+)
 
 FILE = "tiny.Q4_K_M.gguf"
 KEY = "proxy-key-for-peers"
@@ -179,3 +182,38 @@ def test_hf_hub_download_through_an_empty_pull_through_proxy_waits_for_its_pull(
         got = hf_hub_download(REPO, FILE, endpoint=url, cache_dir=tmp_path / "cache", token=False)
     assert Path(got).read_bytes() == source.read_bytes()
     assert hub.bytes_served(hub.cdn_path(REPO, FILE)) == 512 * KiB
+
+
+@pytest.mark.parametrize("b_key", [KEY, "another-fleets-key", None])
+def test_a_peer_sharing_the_api_key_gets_a_gated_file_from_its_mirror_and_keeps_it_restricted(
+        make_app, hub, make_gguf, tmp_path, b_key):
+    """B lists A in HF_MIRRORS and has no HF_TOKEN: with A's PROXY_API_KEY it gets the gated file A pulled with
+    its token (no byte from the Hub's CDN) and serves it on only with the key; without it, B gets nothing."""
+    source = make_gguf(FILE, 256 * KiB)
+    hub.add_repo(REPO, files={FILE: source}, gated="manual", approved={TOKEN})
+    a = make_app(hf_token=TOKEN, api_key=KEY)
+    assert pull(a.test_client(), headers={"Authorization": f"Bearer {KEY}"}, model=REPO)[-1]["status"] == "complete"
+    hub.clear_log()
+    with serving(a) as a_url:
+        b = create_app(proxy_settings(tmp_path / "b", hub.url, hf_mirrors=(a_url,), api_key=b_key))
+        try:
+            headers = {"Authorization": f"Bearer {b_key}"} if b_key else {}
+            if b_key != KEY:  # A hides the file from B: B's own answer is the Hub's, before any byte
+                refused = b.test_client().post("/v1/api/pull", json={"model": REPO, "filename": FILE},
+                                               headers=headers)
+                assert (refused.status_code, refused.get_json()["code"]) == (403, "gated_repo"), refused.get_json()
+                assert not (tmp_path / "b" / FILE).exists()
+                return
+            final = pull(b.test_client(), headers=headers, model=REPO, filename=FILE)[-1]
+            assert final["status"] == "complete", final
+            assert final["source_host"] == a_url.removeprefix("http://")
+            assert hub.bytes_served(hub.cdn_path(REPO, FILE)) == 0
+            assert (tmp_path / "b" / FILE).read_bytes() == source.read_bytes()
+            assert b.extensions["store"].provenance.get(FILE).restricted, "B hands it out only with the key"
+            with serving(b) as b_url:
+                resolve = f"{b_url}/{REPO}/resolve/main/{FILE}"
+                assert requests.get(resolve, timeout=5).status_code == 404
+                assert requests.get(resolve, headers={"Authorization": f"Bearer {KEY}"}, timeout=5).status_code == 200
+        finally:
+            b.extensions["reconciler"].stop()
+            b.extensions["pulls"].shutdown()

@@ -33,7 +33,7 @@ def model_info(owner: str, name: str, revision: str = "main"):
     records = _records_at(repo, revision)
     if not records and _pulls_through(repo):
         listing = _upstream_listing(repo, revision)
-        return jsonify(id=repo, modelId=repo, sha=listing.commit, siblings=[
+        return jsonify(id=repo, modelId=repo, sha=listing.commit, **_gating(listing.restricted), siblings=[
             {"rfilename": f.filename, "size": f.size,
              "lfs": {"sha256": f.sha256, "size": f.size, "pointerSize": POINTER_SIZE}} for f in listing.files])
     if not records:
@@ -41,7 +41,14 @@ def model_info(owner: str, name: str, revision: str = "main"):
     commit = records[0].commit
     siblings = [{"rfilename": r.repo_path, "size": r.size,
                  "lfs": {"sha256": r.sha256, "size": r.size, "pointerSize": POINTER_SIZE}} for r in records]
-    return jsonify(id=repo, modelId=repo, sha=commit, siblings=siblings)
+    return jsonify(id=repo, modelId=repo, sha=commit, **_gating(any(r.restricted for r in records)),
+                   siblings=siblings)
+
+
+def _gating(restricted: bool) -> dict:
+    """The Hub's `private` and `gated` of a listing: a peer that gets restricted files through its key marks
+    them restricted in turn (proxy/sources/huggingface.py), so it never hands them out without the key either."""
+    return {"private": False, "gated": "manual" if restricted else False}
 
 
 @bp.get("/api/models/<owner>/<name>/tree/<revision>")

@@ -1,8 +1,10 @@
 """HF_MIRRORS: Hub-compatible endpoints (peer proxies, mirrors) tried in order before the Hub, per file.
 
 The Hub's listing and sha256 are the truth when it answers; a mirror's file is used only when its sha256
-matches. When the Hub does not answer, the first mirror that lists the file gives its sha256. Each file
-carries the later sources as alternates, so a mirror that fails is skipped for that file (service.py).
+matches. When the Hub gives no listing (it cannot be reached, or the repo is gated or private to a proxy
+without HF_TOKEN, which a peer sharing PROXY_API_KEY pulled with its own), the first mirror that lists the
+file gives its sha256. Each file carries the later sources as alternates, so a mirror that fails is skipped
+for that file (service.py).
 """
 from __future__ import annotations
 
@@ -15,6 +17,8 @@ from proxy.sources.base import Wanted
 from proxy.sources.huggingface import HuggingFaceHub
 
 log = logging.getLogger(__name__)
+# The Hub's answers that list nothing for this proxy: a mirror's listing is used instead, if one has it.
+_NO_LISTING_FROM_HUB = ("hub_unavailable", "gated_repo", "repo_not_found")
 
 
 class MirroredHub:
@@ -23,15 +27,15 @@ class MirroredHub:
         self.host = upstream.host
 
     def list_files(self, repo: str, revision: str) -> RepoFiles:
-        """The Hub's listing; the first mirror's when the Hub cannot be reached.
+        """The Hub's listing; the first mirror's when the Hub gives none.
 
         Raises:
-            ProxyError: as HuggingFaceHub.list_files, from the Hub (hub_unavailable when no source answers).
+            ProxyError: as HuggingFaceHub.list_files, from the Hub when no mirror lists the repo either.
         """
         try:
             return self.upstream.list_files(repo, revision)
         except ProxyError as err:
-            if err.code != "hub_unavailable":
+            if err.code not in _NO_LISTING_FROM_HUB:
                 raise
             for mirror in self.mirrors:
                 listing = _ask(mirror, lambda m: m.list_files(repo, revision))
@@ -48,7 +52,7 @@ class MirroredHub:
         try:
             truth = self.upstream.resolve(wanted)
         except ProxyError as err:
-            if err.code != "hub_unavailable":
+            if err.code not in _NO_LISTING_FROM_HUB:
                 raise
             return self._resolve_from_mirrors(wanted, err)
         pinned = dataclasses.replace(wanted, revision=truth.commit)  # the mirror must hold the Hub's commit
@@ -61,8 +65,8 @@ class MirroredHub:
         if not offers:
             raise hub_error
         first = offers[0]
-        log.warning("the Hub did not answer for %s; using the sha256 of mirror %s", wanted.repo,
-                    first.files[0].source_host if first.files else "?")
+        log.warning("the Hub gave no listing of %s (%s); using the sha256 of mirror %s", wanted.repo,
+                    hub_error.code, first.files[0].source_host if first.files else "?")
         files = tuple(_chain([f] + [_same_file(offer, f) for offer in offers[1:]]) for f in first.files)
         return dataclasses.replace(first, files=files, source_host=None)
 
