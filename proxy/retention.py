@@ -57,10 +57,12 @@ class Retention:
         return free if self.max_bytes is None else min(free, self.max_bytes - self.used_bytes())
 
     def evictable(self, keep: Iterable[str] = ()) -> list[Installed]:
-        """Models that may go, least recently used first."""
+        """Models that may go, least recently used first: none whose file a lock holds (a pull or a push in
+        any process), so what make_room counts on freeing is what it can free."""
         keep, busy, pulling = set(keep), self.in_flight(), self.pulling()
         return [model for model in self._models() if not any(
-            name in keep or name in busy or name in pulling or self.protected(name) for name in model.filenames)]
+            name in keep or name in busy or name in pulling or self.protected(name) or self.store.held(name)
+            for name in model.filenames)]
 
     def make_room(self, shortfall_bytes: int, keep: Iterable[str] = ()) -> list[str]:
         """Evict least-recently-used models until `shortfall_bytes` are freed; none when all that may go

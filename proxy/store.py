@@ -119,6 +119,11 @@ class ModelStore:
         except naming.AmbiguousModelName:
             return []
 
+    def held(self, filename: str) -> bool:
+        """Whether a pull, a delete or a push (in any process on this MODELS_DIR) holds the file's lock now."""
+        with self.lock(filename, blocking=False) as acquired:
+            return not acquired
+
     def delete_unless_busy(self, filenames: list[str]) -> bool:
         """Delete under every file's lock; False, deleting nothing, while another holder (a pull installing
         it, a push reading it, in any process on this MODELS_DIR) has one."""

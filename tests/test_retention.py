@@ -270,3 +270,22 @@ def test_two_pulls_admitted_at_once_cannot_together_exceed_the_budget(make_app, 
         wait_until(lambda: pull_status(client, pull_id)["status"] == "complete", timeout_s=30, what="pulls")
     assert top_level_ggufs(models_dir) == [NAMES["alpha"], NAMES["beta"]]
     assert installed_bytes(models_dir) <= BUDGET
+
+
+def test_a_model_being_pushed_is_not_counted_on_so_no_other_model_is_evicted_in_vain(make_app, hub, make_gguf,
+                                                                                      models_dir):
+    """Room for a pull would take evicting both models, but one is held (a push reads it): nothing is evicted,
+    the pull is 507, both stay."""
+    add_models(hub, make_gguf)
+    hub.add_repo("acme/delta-GGUF", files={"delta.Q4_K_M.gguf": make_gguf("delta.Q4_K_M.gguf", 2 * SIZE)})
+    app = make_app(models_max_bytes=BUDGET)
+    client = app.test_client()
+    for key in ("alpha", "beta"):
+        assert pull(client, model=f"acme/{key}-GGUF")[-1]["status"] == "complete"
+    store = app.extensions["store"]
+    with store.lock(NAMES["alpha"], shared=True):  # as a push holds it
+        pull_error(client, 507, "insufficient_storage", model="acme/delta-GGUF")
+        assert top_level_ggufs(models_dir) == [NAMES["alpha"], NAMES["beta"]]
+    lines = pull(client, model="acme/delta-GGUF")
+    assert lines[-1]["status"] == "complete", lines[-1]
+    assert top_level_ggufs(models_dir) == ["delta.Q4_K_M.gguf"]
