@@ -57,13 +57,17 @@ def states(url: str) -> dict[str, str]:
 
 def wait_ready(url: str, timeout_s: float, seen: dict[str, list[str]]) -> requests.Response:
     """Poll /readyz until 200, recording each entry's states as /v1/api/manifest shows them change."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
+    def record() -> None:
         for model, state in states(url).items():
             if not seen.setdefault(model, []) or seen[model][-1] != state:
                 seen[model].append(state)
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        record()
         ready = requests.get(url + "/readyz", timeout=10)
         if ready.status_code == 200:
+            record()  # an entry may have turned ready between the two requests
             return ready
         time.sleep(0.2)
     raise AssertionError(f"/readyz not 200 after {timeout_s}s: {ready.text}; states seen {seen}")
