@@ -208,7 +208,10 @@ def _peer_paths() -> dict:
     params = repo + [path("revision"), path("filename")]
     tree = _op("The held files of a repo as the Hub's tree", {"200": _json({"type": "array", "items": OBJ}),
                                                                **_errors()}, params=repo + [path("revision")])
+    refs = _op("The branches held files were pulled at, as the Hub's refs (llama.cpp's -hf asks it)",
+               {"200": _json(OBJ), **_errors()}, params=repo)
     return {"/api/models/{owner}/{name}": {"get": info}, "/api/models/{owner}/{name}/tree/{revision}": {"get": tree},
+            "/api/models/{owner}/{name}/refs": {"get": refs},
             "/api/models/{owner}/{name}/revision/{revision}": {"get": info_at},
             "/{owner}/{name}/resolve/{revision}/{filename}": {
                 "get": _op("A held file's bytes, as the Hub's resolve", responses, params=params),

@@ -217,3 +217,36 @@ def test_a_peer_sharing_the_api_key_gets_a_gated_file_from_its_mirror_and_keeps_
         finally:
             b.extensions["reconciler"].stop()
             b.extensions["pulls"].shutdown()
+
+
+def test_llama_cpp_hf_requests_find_mains_commit_its_tree_and_the_bytes(make_app, hub, make_gguf):
+    """The three requests llama.cpp's `-hf` makes with HF_ENDPOINT=<proxy> (common/hf-cache.cpp of the llama.cpp
+    that llama-cpp-python vendors): refs for main's commit (40 hex), the tree at that commit (files with an lfs
+    oid), then resolve at that commit."""
+    source = make_gguf(FILE, 300 * KiB)
+    commit = hub.add_repo(REPO, files={FILE: source})
+    app = make_app()
+    assert pull(app.test_client(), model=REPO)[-1]["status"] == "complete"
+    with serving(app) as url:
+        endpoint = url + "/"
+        refs = requests.get(f"{endpoint}api/models/{REPO}/refs", headers={"Accept": "application/json"}, timeout=5)
+        assert refs.status_code == 200
+        main = [b for b in refs.json()["branches"] if b["name"] == "main"]
+        assert [b["targetCommit"] for b in main] == [commit] and len(commit) == 40
+        tree = requests.get(f"{endpoint}api/models/{REPO}/tree/{commit}?recursive=true", timeout=5).json()
+        files = [item for item in tree if item["type"] == "file"]
+        assert [(f["path"], f["lfs"]["oid"]) for f in files] == [(FILE, hashlib.sha256(source.read_bytes()).hexdigest())]
+        got = requests.get(f"{endpoint}{REPO}/resolve/{commit}/{FILE}", timeout=5)
+        assert got.status_code == 200 and got.content == source.read_bytes()
+        missing = requests.get(f"{endpoint}api/models/acme/absent/refs", timeout=5)
+        assert missing.status_code == 404 and missing.headers["X-Error-Code"] == "RepoNotFound"
+
+
+def test_refs_of_a_pull_through_proxy_come_from_its_upstream(make_app, hub, make_gguf):
+    commit = hub.add_repo(REPO, files={FILE: make_gguf(FILE)})
+    app = make_app(mirror_pull_through=True)
+    with serving(app) as url:
+        refs = requests.get(f"{url}/api/models/{REPO}/refs", timeout=10)
+        assert refs.status_code == 200 and refs.json()["branches"] == [
+            {"name": "main", "ref": "refs/heads/main", "targetCommit": commit}]
+    assert hub.bytes_served(hub.cdn_path(REPO, FILE)) == 0, "listing only"

@@ -69,6 +69,34 @@ def model_tree(owner: str, name: str, revision: str):
                      "lfs": {"oid": r.sha256, "size": r.size, "pointerSize": POINTER_SIZE}} for r in records])
 
 
+@bp.get("/api/models/<owner>/<name>/refs")
+def model_refs(owner: str, name: str):
+    """The branches this proxy holds files of, as the Hub lists refs (llama.cpp's `-hf` asks this first, for
+    the commit of `main`): each branch name pulled, at the commit most recently pulled under it; `main` at the
+    newest commit when only commits were pinned.
+
+    Raises: ProxyError repo_not_found (with X-Error-Code: RepoNotFound).
+    """
+    repo = f"{owner}/{name}"
+    records = _held(repo)
+    if not records and _pulls_through(repo):
+        return jsonify(branches=[_branch("main", _upstream_listing(repo, "main").commit)], tags=[], converts=[])
+    if not records:
+        raise _not_found("repo_not_found", "RepoNotFound", f"this proxy holds no file of {repo}")
+    newest: dict[str, Provenance] = {}
+    for record in sorted(records, key=lambda r: r.pulled_at):
+        if not record.commit.startswith(record.revision):  # a name, not a (short) commit
+            newest[record.revision] = record
+    branches = {name: record.commit for name, record in newest.items()} or \
+        {"main": max(records, key=lambda r: r.pulled_at).commit}
+    return jsonify(branches=[_branch(name, commit) for name, commit in sorted(branches.items())], tags=[],
+                   converts=[])
+
+
+def _branch(name: str, commit: str) -> dict:
+    return {"name": name, "ref": f"refs/heads/{name}", "targetCommit": commit}
+
+
 @bp.get("/<owner>/<name>/resolve/<revision>/<path:filename>")
 def resolve_file(owner: str, name: str, revision: str, filename: str):
     """The bytes (whole or one range, sent with sendfile under gunicorn), with the Hub's headers.
@@ -94,15 +122,20 @@ def resolve_file(owner: str, name: str, revision: str, filename: str):
     return response
 
 
-def _records_at(repo: str, revision: str) -> list[Provenance]:
-    """The intact Hub files of `repo` this request may have at `revision` (a commit, or the name asked at pull
-    time), all of one commit: the most recently pulled one when a branch was pulled at several."""
+def _held(repo: str) -> list[Provenance]:
+    """The intact Hub files of `repo` that this request may have, at any revision."""
     store = current_app.extensions["store"]
     installed, allowed = set(store.installed_files()), bears_api_key()
-    matching = [r for r in store.provenance.all().values()
-                if r.source is None and r.repo.lower() == repo.lower() and revision in (r.commit, r.revision)
-                and r.sha256 and r.filename in installed and store.installed_size(r.filename) == r.size
-                and (allowed or not r.restricted)]
+    return [r for r in store.provenance.all().values()
+            if r.source is None and r.repo.lower() == repo.lower()
+            and r.sha256 and r.filename in installed and store.installed_size(r.filename) == r.size
+            and (allowed or not r.restricted)]
+
+
+def _records_at(repo: str, revision: str) -> list[Provenance]:
+    """The held files of `repo` at `revision` (a commit, or the name asked at pull time), all of one commit:
+    the most recently pulled one when a branch was pulled at several."""
+    matching = [r for r in _held(repo) if revision in (r.commit, r.revision)]
     if not matching:
         return []
     commit = max(matching, key=lambda r: r.pulled_at).commit
