@@ -1,5 +1,5 @@
 """Pushes that survive what real registries do: big blobs in PATCH chunks, a dropped connection or a 503
-mid-upload (a fault relay in front of the real registry), a model held while it is pushed, metrics, and a
+mid-upload (a fault relay in front of the real registry; a dropped chunk goes on in its session), a model held while it is pushed, metrics, and a
 cross-repository mount instead of an upload."""
 from __future__ import annotations
 
@@ -73,6 +73,27 @@ def test_a_dropped_connection_and_a_503_restart_the_upload_and_the_push_complete
         assert metric(client, "proxy_push_bytes_total") > 200 * KiB, "the resent bytes count too"
         client.delete("/v1/api/delete", json={"model": "flaky-Q4_0"})
         assert pull(client, model=target)[-1]["sha256"] == sums["flaky-Q4_0.gguf"]
+
+
+def test_a_chunk_dropped_mid_blob_goes_on_from_where_the_session_stands_not_from_byte_zero(
+        registry, make_app, hub, make_gguf, models_dir, tmp_path):
+    failures = [("PATCH", "/ai/resumed/blobs/uploads/", "drop", 1)]  # the second chunk's PATCH
+    with relay_for(registry, failures) as relay:
+        client = make_app(insecure_registries=(relay.host,), docker_config=str(tmp_path / "none"),
+                          push_chunk_bytes=CHUNK).test_client()
+        sums = install(hub, client, make_gguf, {"resumed-Q4_0.gguf": 200 * KiB})
+        target = f"oci://{relay.host}/ai/resumed:v1"
+        lines = push(client, model="resumed-Q4_0", target=target)
+        assert lines[-1]["status"] == "complete", lines[-1]
+        assert relay.failed == ["PATCH drop"]
+        assert len(registry_requests(registry, "POST", "ai/resumed")) == 2, "one session for the layer, one for the config"
+        assert len(registry_requests(registry, "GET", "ai/resumed")) >= 1, "the upload's status was asked"
+        assert len(registry_requests(registry, "PATCH", "ai/resumed")) == 4, "each chunk reached it once"
+        completed = [line["completed"] for line in lines[:-1]]
+        assert completed == sorted(completed) and completed[-1] == lines[-2]["total"], completed
+        assert metric(client, "proxy_push_bytes_total") < 300 * KiB, "not the whole blob again"
+        client.delete("/v1/api/delete", json={"model": "resumed-Q4_0"})
+        assert pull(client, model=target)[-1]["sha256"] == sums["resumed-Q4_0.gguf"]
 
 
 def test_a_registry_failing_every_attempt_ends_with_hub_unavailable_naming_the_attempts(

@@ -74,8 +74,8 @@ class RegistryUploader:
         def attempt() -> str:
             position = [0]
 
-            def sent(count: int) -> None:
-                position[0] += count
+            def sent(count: int, at: int | None = None) -> None:  # `at`: a resumed upload goes on from there
+                position[0] = (position[0] if at is None else at) + count
                 on_sent(count, position[0])
             return self._send_blob(blob, mount_from, sent)
 
@@ -169,22 +169,69 @@ class RegistryUploader:
         if response.status_code != 201:
             raise self._failed(response, f"uploading {blob.digest}")
 
-    def _upload_chunks(self, location: str, blob: Blob, chunk: int, on_sent: Callable[[int], None]) -> None:
-        """PATCH `chunk` bytes at a time (each answer names the next URL), then PUT ?digest= to close."""
+    def _upload_chunks(self, location: str, blob: Blob, chunk: int, on_sent: Callable[..., None]) -> None:
+        """PATCH `chunk` bytes at a time (each answer names the next URL), then PUT ?digest= to close.
+
+        A chunk that fails transiently goes on from where the registry's upload status says the session
+        stands, in the same session (a 4 GB model is not sent again for one dropped connection), up to
+        `max_attempts` failures in a row; a session the registry lost starts the blob again (`retrying`).
+
+        Raises:
+            TransientError: the session is lost. ProxyError: hub_unavailable after the attempts.
+        """
         assert blob.path is not None
+        offset, failures = 0, 0
         with open(blob.path, "rb") as handle:
-            for offset in range(0, blob.size, chunk):
+            while offset < blob.size:
                 length = min(chunk, blob.size - offset)
-                response = self._send("PATCH", location, data=ProgressReader(handle, length, on_sent),
-                                      headers={"Content-Type": "application/octet-stream",
-                                               "Content-Range": f"{offset}-{offset + length - 1}"},
-                                      retry_auth=False)
-                if response.status_code != 202:
-                    raise self._failed(response, f"uploading {blob.digest} at byte {offset}")
+                handle.seek(offset)
+                try:
+                    response = self._send("PATCH", location, data=ProgressReader(handle, length, on_sent),
+                                          headers={"Content-Type": "application/octet-stream",
+                                                   "Content-Range": f"{offset}-{offset + length - 1}"},
+                                          retry_auth=False)
+                    if response.status_code != 202:
+                        raise self._failed(response, f"uploading {blob.digest} at byte {offset}")
+                except TransientError as err:
+                    failures += 1
+                    location, offset = self._resume(location, blob, err, failures)
+                    on_sent(0, offset)
+                    continue
+                failures = 0
                 location = urljoin(location, response.headers.get("Location", location))
+                offset += length
         response = self._send("PUT", location, params={"digest": blob.digest}, data=b"")
         if response.status_code != 201:
             raise self._failed(response, f"closing the upload of {blob.digest}")
+
+    def _resume(self, location: str, blob: Blob, err: TransientError, failures: int) -> tuple[str, int]:
+        """After a failed chunk: the session's URL and the offset it stands at (GET of the session: 204 with
+        `Range: 0-<last byte>`), asked again while that fails transiently.
+
+        Raises:
+            TransientError: the registry lost the session. ProxyError: hub_unavailable after the attempts.
+        """
+        while True:
+            if failures >= self._max_attempts:
+                raise ProxyError("hub_unavailable", f"{err.message}; gave up after {failures} attempts")
+            log.warning("uploading %s to %s/%s failed (%s); resuming, attempt %d of %d", blob.digest,
+                        self._ref.host, self._ref.repository, err.message, failures + 1, self._max_attempts)
+            if self._stop.wait(self._backoff.delay_s(failures, err.retry_after_s)):
+                raise ProxyError("hub_unavailable", f"the proxy stopped while pushing {blob.digest}") from err
+            try:
+                status = self._send("GET", location)
+            except TransientError as again:  # the registry could not be reached: ask again
+                err, failures = again, failures + 1
+                continue
+            if status.status_code == 204:
+                last = _range_end(status.headers.get("Range"))
+                return urljoin(location, status.headers.get("Location", location)), 0 if last is None else last + 1
+            if status.status_code == 404:  # retrying() starts the blob again, in a new session
+                raise TransientError(f"registry {self._ref.host} lost the upload session of {blob.digest}")
+            problem = self._failed(status, f"asking how far the upload of {blob.digest} got")
+            if not isinstance(problem, TransientError):
+                raise problem
+            err, failures = problem, failures + 1
 
     def _send(self, method: str, url: str, retry_auth: bool = True, **kwargs) -> requests.Response:
         """Raises: ProxyError source_auth_failed, hub_unavailable (TLS); TransientError (connection)."""
@@ -228,6 +275,16 @@ class RegistryUploader:
         if response.status_code >= 500 or response.status_code == 429 or "BLOB_UPLOAD_UNKNOWN" in codes:
             return TransientError(message, parse_retry_after(response.headers.get("Retry-After")))
         return ProxyError("hub_unavailable", message)
+
+
+def _range_end(value: str | None) -> int | None:
+    """The last byte of an upload status `Range: 0-<last>`; None for none, or for `0-0`, which distribution
+    also answers for an empty upload (going on from byte 0 is then right either way: a registry holding one
+    byte refuses the chunk, and the blob starts again)."""
+    first, _, last = (value or "").partition("-")
+    if first.strip() != "0" or not last.strip().isdigit() or int(last) == 0:
+        return None
+    return int(last)
 
 
 def _error_codes(response: requests.Response) -> set:

@@ -25,7 +25,7 @@ class FaultRelay:
     """`with FaultRelay(("127.0.0.1", port), cut_after_bytes=..., cuts=2) as relay:` then use relay.host."""
 
     def __init__(self, upstream: tuple[str, int], cut_after_bytes: int = 0, cuts: int = 0,
-                 path_contains: str = "/blobs/", failures: list[tuple[str, str, str]] | None = None):
+                 path_contains: str = "/blobs/", failures: list[tuple] | None = None):
         self.upstream, self.cut_after_bytes, self.cuts_left = upstream, cut_after_bytes, cuts
         self.path_contains = path_contains
         self.failures = list(failures or [])
@@ -90,9 +90,14 @@ class FaultRelay:
         return self._relay_body(from_server, client, int(headers["content-length"]), watched)
 
     def _failure(self, method: str, path: str) -> str | None:
+        """How to fail this request: the first failure that matches it, after letting its `skip` matching
+        requests through (a failure is (method, path part, how) or (method, path part, how, skip))."""
         with self._lock:
-            for index, (wanted, part, how) in enumerate(self.failures):
+            for index, (wanted, part, how, *skip) in enumerate(self.failures):
                 if method == wanted and part in path:
+                    if skip and skip[0] > 0:
+                        self.failures[index] = (wanted, part, how, skip[0] - 1)
+                        return None
                     del self.failures[index]
                     self.failed.append(f"{method} {how}")
                     return how
