@@ -279,8 +279,8 @@ class RegistryUploader:
 
 def _range_end(value: str | None) -> int | None:
     """The last byte of an upload status `Range: 0-<last>`; None for none, or for `0-0`, which distribution
-    also answers for an empty upload (going on from byte 0 is then right either way: a registry holding one
-    byte refuses the chunk, and the blob starts again)."""
+    also answers for an empty upload: going on from byte 0 is right for an empty one, and a registry that
+    holds exactly one byte refuses that chunk (the push then fails; pushed again, it starts afresh)."""
     first, _, last = (value or "").partition("-")
     if first.strip() != "0" or not last.strip().isdigit() or int(last) == 0:
         return None
