@@ -147,9 +147,9 @@ def report(rows: dict, args) -> None:
           f"{quantile(idle, 0.5) * 1000:>7.1f} ms {quantile(idle, 0.99) * 1000:>7.1f} ms")
     for label, key in (("  while A serves the file to curl (8 ranges)", "busy_curl"),
                        ("  while A serves it to proxy B's pulls", "busy")):
-        values = rows[key]
-        print(f"{label + ': p50 / p99':60} {quantile(values, 0.5) * 1000:>7.1f} ms {quantile(values, 0.99) * 1000:>7.1f} ms"
-              f"   {quantile(values, 0.5) / quantile(idle, 0.5):.2f}x / {quantile(values, 0.99) / quantile(idle, 0.99):.2f}x")
+        p50, p99 = quantile(rows[key], 0.5), quantile(rows[key], 0.99)
+        print(f"{label + ': p50 / p99':60} {p50 * 1000:>7.1f} ms {p99 * 1000:>7.1f} ms"
+              f"   {p50 / quantile(idle, 0.5):.2f}x / {p99 / quantile(idle, 0.99):.2f}x")
     print(f"{'A worker CPU per GiB served to B (listing, checks, sendfile)':60} {rows['cpu_per_gib']:>8.2f} s")
 
 

@@ -235,7 +235,8 @@ def test_llama_cpp_hf_requests_find_mains_commit_its_tree_and_the_bytes(make_app
         assert [b["targetCommit"] for b in main] == [commit] and len(commit) == 40
         tree = requests.get(f"{endpoint}api/models/{REPO}/tree/{commit}?recursive=true", timeout=5).json()
         files = [item for item in tree if item["type"] == "file"]
-        assert [(f["path"], f["lfs"]["oid"]) for f in files] == [(FILE, hashlib.sha256(source.read_bytes()).hexdigest())]
+        sha256 = hashlib.sha256(source.read_bytes()).hexdigest()
+        assert [(f["path"], f["lfs"]["oid"]) for f in files] == [(FILE, sha256)]
         got = requests.get(f"{endpoint}{REPO}/resolve/{commit}/{FILE}", timeout=5)
         assert got.status_code == 200 and got.content == source.read_bytes()
         missing = requests.get(f"{endpoint}api/models/acme/absent/refs", timeout=5)

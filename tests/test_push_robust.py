@@ -55,45 +55,50 @@ def test_a_blob_over_push_chunk_bytes_goes_up_in_patch_chunks_and_pulls_back_the
     assert pull(client, model=target)[-1]["sha256"] == sums["chunky-Q4_0.gguf"]
 
 
+def push_through(relay, make_app, hub, make_gguf, tmp_path, name: str):
+    """A 200 KiB model installed and pushed in CHUNK chunks through `relay` to ai/<name>:v1, the push
+    complete with progress that never goes back; (client, target, the installed sha256)."""
+    client = make_app(insecure_registries=(relay.host,), docker_config=str(tmp_path / "none"),
+                      push_chunk_bytes=CHUNK).test_client()
+    sha256 = install(hub, client, make_gguf, {f"{name}-Q4_0.gguf": 200 * KiB})[f"{name}-Q4_0.gguf"]
+    target = f"oci://{relay.host}/ai/{name}:v1"
+    lines = push(client, model=f"{name}-Q4_0", target=target)
+    assert lines[-1]["status"] == "complete", lines[-1]
+    completed = [line["completed"] for line in lines[:-1]]
+    assert completed == sorted(completed) and completed[-1] == lines[-2]["total"], completed
+    return client, target, sha256
+
+
+def pulls_back(client, name: str, target: str) -> str:
+    """The sha256 of the pushed model pulled back with oci:// after deleting it here."""
+    client.delete("/v1/api/delete", json={"model": f"{name}-Q4_0"})
+    return pull(client, model=target)[-1]["sha256"]
+
+
 def test_a_dropped_connection_and_a_503_restart_the_upload_and_the_push_completes(
         registry, make_app, hub, make_gguf, models_dir, tmp_path):
     failures = [("PATCH", "/ai/flaky/blobs/uploads/", "drop"), ("PUT", "/ai/flaky/blobs/uploads/", "503")]
     with relay_for(registry, failures) as relay:
-        client = make_app(insecure_registries=(relay.host,), docker_config=str(tmp_path / "none"),
-                          push_chunk_bytes=CHUNK).test_client()
-        sums = install(hub, client, make_gguf, {"flaky-Q4_0.gguf": 200 * KiB})
-        target = f"oci://{relay.host}/ai/flaky:v1"
-        lines = push(client, model="flaky-Q4_0", target=target)
-        assert lines[-1]["status"] == "complete", lines[-1]
+        client, target, sha256 = push_through(relay, make_app, hub, make_gguf, tmp_path, "flaky")
         assert relay.failed == ["PATCH drop", "PUT 503"]
         assert len(registry_requests(registry, "POST", "ai/flaky")) >= 3, "each failure started a new session"
-        completed = [line["completed"] for line in lines[:-1]]
-        assert completed == sorted(completed) and completed[-1] == lines[-2]["total"], completed
         assert metric(client, 'proxy_pushes_total{code="",outcome="complete"}') == 1
         assert metric(client, "proxy_push_bytes_total") > 200 * KiB, "the resent bytes count too"
-        client.delete("/v1/api/delete", json={"model": "flaky-Q4_0"})
-        assert pull(client, model=target)[-1]["sha256"] == sums["flaky-Q4_0.gguf"]
+        assert pulls_back(client, "flaky", target) == sha256
 
 
 def test_a_chunk_dropped_mid_blob_goes_on_from_where_the_session_stands_not_from_byte_zero(
         registry, make_app, hub, make_gguf, models_dir, tmp_path):
     failures = [("PATCH", "/ai/resumed/blobs/uploads/", "drop", 1)]  # the second chunk's PATCH
     with relay_for(registry, failures) as relay:
-        client = make_app(insecure_registries=(relay.host,), docker_config=str(tmp_path / "none"),
-                          push_chunk_bytes=CHUNK).test_client()
-        sums = install(hub, client, make_gguf, {"resumed-Q4_0.gguf": 200 * KiB})
-        target = f"oci://{relay.host}/ai/resumed:v1"
-        lines = push(client, model="resumed-Q4_0", target=target)
-        assert lines[-1]["status"] == "complete", lines[-1]
+        client, target, sha256 = push_through(relay, make_app, hub, make_gguf, tmp_path, "resumed")
         assert relay.failed == ["PATCH drop"]
-        assert len(registry_requests(registry, "POST", "ai/resumed")) == 2, "one session for the layer, one for the config"
+        sessions = registry_requests(registry, "POST", "ai/resumed")
+        assert len(sessions) == 2, "a session for the layer, one for the config"
         assert len(registry_requests(registry, "GET", "ai/resumed")) >= 1, "the upload's status was asked"
         assert len(registry_requests(registry, "PATCH", "ai/resumed")) == 4, "each chunk reached it once"
-        completed = [line["completed"] for line in lines[:-1]]
-        assert completed == sorted(completed) and completed[-1] == lines[-2]["total"], completed
         assert metric(client, "proxy_push_bytes_total") < 300 * KiB, "not the whole blob again"
-        client.delete("/v1/api/delete", json={"model": "resumed-Q4_0"})
-        assert pull(client, model=target)[-1]["sha256"] == sums["resumed-Q4_0.gguf"]
+        assert pulls_back(client, "resumed", target) == sha256
 
 
 def test_a_registry_failing_every_attempt_ends_with_hub_unavailable_naming_the_attempts(
