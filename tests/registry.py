@@ -96,6 +96,13 @@ def running_registry(tmp: Path, htpasswd: tuple[str, str] | None = None) -> Iter
         yield Registry(url, f"127.0.0.1:{port}", tmp / "storage", htpasswd)
 
 
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory) -> Iterator[Registry]:
+    """A running registry for one test module (import this fixture into the module)."""
+    with running_registry(tmp_path_factory.mktemp("registry")) as running:
+        yield running
+
+
 def _file_sha256(path: Path) -> str:
     with open(path, "rb") as handle:
         return hashlib.file_digest(handle, "sha256").hexdigest()

@@ -12,13 +12,9 @@ from tests.fakes.gguf_files import sha256_file
 from tests.fakes.relay import FaultRelay
 from tests.helpers import REPO_ROOT
 from tests.pull_fixtures import KiB, MiB, pull, pull_error, wait_until
-from tests.registry import DMR_GGUF, DOCKER_MANIFEST, OLLAMA_MODEL, TITLE, running_registry
-
-
-@pytest.fixture(scope="module")
-def registry(tmp_path_factory):
-    with running_registry(tmp_path_factory.mktemp("registry")) as running:
-        yield running
+from tests.registry import (  # noqa: F401 - registry: the fixture
+    DMR_GGUF, DOCKER_MANIFEST, OLLAMA_MODEL, TITLE, registry,
+)
 
 
 @pytest.fixture

@@ -7,18 +7,12 @@ import requests
 
 from tests.fakes.gguf_files import sha256_file
 from tests.pull_fixtures import KiB, pull, pull_error
-from tests.registry import DMR_CONFIG, DMR_GGUF, OCI_MANIFEST, TITLE, running_registry
+from tests.registry import DMR_CONFIG, DMR_GGUF, OCI_MANIFEST, TITLE, registry  # noqa: F401 - fixture
 
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
 IMAGE_CONFIG = "application/vnd.oci.image.config.v1+json"
 IMAGE_LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
-
-
-@pytest.fixture(scope="module")
-def registry(tmp_path_factory):
-    with running_registry(tmp_path_factory.mktemp("index-registry")) as running:
-        yield running
 
 
 @pytest.fixture

@@ -9,16 +9,12 @@ import pytest
 
 from tests.fakes.gguf_files import sha256_file
 from tests.pull_fixtures import KiB, ndjson, pull
-from tests.registry import DMR_CONFIG, DMR_GGUF, OCI_MANIFEST, TITLE, running_registry
+from tests.registry import (  # noqa: F401 - registry: the fixture
+    DMR_CONFIG, DMR_GGUF, OCI_MANIFEST, TITLE, registry, running_registry,
+)
 from tests.test_pull_registry_auth import PASSWORD, USER, auth_file, basic_entry
 
 REPO = "acme/tiny-GGUF"
-
-
-@pytest.fixture(scope="module")
-def registry(tmp_path_factory):
-    with running_registry(tmp_path_factory.mktemp("push-registry")) as running:
-        yield running
 
 
 @pytest.fixture(scope="module")

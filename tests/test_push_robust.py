@@ -1,26 +1,18 @@
 """Pushes that survive what real registries do: big blobs in PATCH chunks, a dropped connection or a 503
-mid-upload (a fault relay in front of the real registry; a dropped chunk goes on in its session), a model held while it is pushed, metrics, and a
-cross-repository mount instead of an upload."""
+mid-upload (a fault relay in front of the real registry; a dropped chunk goes on in its session), a model
+held while it is pushed, metrics, and a cross-repository mount instead of an upload."""
 from __future__ import annotations
 
 import re
 from urllib.parse import unquote
 
-import pytest
-
 from tests.fakes.gguf_files import sha256_file
 from tests.fakes.relay import FaultRelay
 from tests.pull_fixtures import KiB, ndjson, pull
-from tests.registry import DMR_GGUF, TITLE, running_registry
+from tests.registry import DMR_GGUF, TITLE, registry  # noqa: F401 - registry: the fixture
 from tests.test_push_registry import REPO, install, push
 
 CHUNK = 64 * KiB
-
-
-@pytest.fixture(scope="module")
-def registry(tmp_path_factory):
-    with running_registry(tmp_path_factory.mktemp("push-robust")) as running:
-        yield running
 
 
 def registry_requests(registry, method: str, repo: str, path: str = "/blobs/uploads/") -> list[str]:
