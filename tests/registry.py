@@ -129,6 +129,10 @@ class BearerFront:
         self.store_auth_headers: list[str | None] = []
         self._servers = []
 
+    def grants_scope(self, scope: str) -> bool:
+        """Whether a token may be issued for `scope`: reads always, writes (`pull,push`) on a push front."""
+        return scope.endswith(":pull") or (self.push and scope.endswith(":pull,push"))
+
     def __enter__(self) -> "BearerFront":
         import threading
         from http.server import ThreadingHTTPServer
@@ -180,7 +184,7 @@ def _handler(front: BearerFront, role: str):
             scope = parse_qs(urlsplit(self.path).query).get("scope", [""])[0]
             front.scopes.append(scope)
             if not ((user and front.users.get(user) == password) or (not user and front.anonymous)) \
-                    or not (scope.endswith(":pull") or (front.push and scope.endswith(":pull,push"))):
+                    or not front.grants_scope(scope):
                 return self._answer(401, b'{"details":"bad credentials"}', {})
             token = secrets.token_hex(8)
             front.issued.append(token)
@@ -203,7 +207,7 @@ def _handler(front: BearerFront, role: str):
             scope = form.get("scope", "")
             front.scopes.append(scope)
             if form.get("grant_type") != "refresh_token" or token not in front.refresh_tokens \
-                    or not (scope.endswith(":pull") or (front.push and scope.endswith(":pull,push"))):
+                    or not front.grants_scope(scope):
                 return self._answer(400, b'{"error":"invalid_grant"}', {"Content-Type": "application/json"})
             issued = secrets.token_hex(8)
             front.issued.append(issued)
