@@ -25,9 +25,9 @@ from pathlib import Path
 from typing import Callable
 
 import requests
-from bench_proxy import MODEL
-from bench_pull import REPO, time_proxy_pull
-from stack import backend, fake_hub, proxy
+from bench_proxy import MODEL, timed_generate
+from bench_pull import REPO, quantile, time_proxy_pull
+from stack import backend, fake_hub, proxy, worker_cpu_s
 
 from tests.fakes.gguf_files import random_gguf
 from tests.helpers import free_port
@@ -35,28 +35,13 @@ from tests.helpers import free_port
 GEMMA_REPO = "bench/gemma-GGUF"
 
 
-def worker_cpu_s(pid: int) -> float:
-    """User + system CPU seconds of gunicorn's worker (the master's only child)."""
-    import os
-
-    child = int(Path(f"/proc/{pid}/task/{pid}/children").read_text().split()[0])
-    fields = Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def timed_generate(session: requests.Session, url: str, max_tokens: int) -> float:
-    started = time.perf_counter()
-    answer = session.post(url, json={"model": MODEL, "prompt": "Count to ten:", "max_tokens": max_tokens,
-                                     "temperature": 0}, timeout=60)
-    elapsed = time.perf_counter() - started
-    assert answer.status_code == 200, answer.text
-    return elapsed
+PROMPT = "Count to ten:"
 
 
 def latencies(url: str, count: int, max_tokens: int) -> list[float]:
     with requests.Session() as session:
-        timed_generate(session, url, max_tokens)  # warm
-        return sorted(timed_generate(session, url, max_tokens) for _ in range(count))
+        timed_generate(session, url, max_tokens, PROMPT)  # warm
+        return sorted(timed_generate(session, url, max_tokens, PROMPT) for _ in range(count))
 
 
 def curl_ranges(url: str, size_mib: int, parts: int = 8) -> None:
@@ -83,15 +68,11 @@ def latencies_while(url: str, args, pull: Callable[[], float]) -> list[float]:
     try:
         with requests.Session() as session:
             while len(values) < args.requests or pulls[0] < args.busy_pulls:
-                values.append(timed_generate(session, url, args.max_tokens))
+                values.append(timed_generate(session, url, args.max_tokens, PROMPT))
     finally:
         stop.set()
         puller.join()
     return sorted(values)
-
-
-def quantile(values: list[float], q: float) -> float:
-    return values[min(len(values) - 1, int(q * len(values)))]
 
 
 def run(tmp: Path, args) -> dict:

@@ -20,9 +20,9 @@ from stack import backend, proxy
 MODEL = "gemma-3-270m-Q4_K_M"
 
 
-def timed_generate(session: requests.Session, url: str) -> float:
+def timed_generate(session: requests.Session, url: str, max_tokens: int = 1, prompt: str = "Hello") -> float:
     started = time.perf_counter()
-    answer = session.post(url, json={"model": MODEL, "prompt": "Hello", "max_tokens": 1, "temperature": 0},
+    answer = session.post(url, json={"model": MODEL, "prompt": prompt, "max_tokens": max_tokens, "temperature": 0},
                           timeout=60)
     elapsed = time.perf_counter() - started
     assert answer.status_code == 200, answer.text

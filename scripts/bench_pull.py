@@ -100,10 +100,10 @@ def health_latency_during_pull(proxy_url: str, filename: str, pulls: int) -> tup
                 time.sleep(0.02)
             thread.join()
     latencies.sort()
-    return _quantile(latencies, 0.5), _quantile(latencies, 0.99), statistics.median(pull_times)
+    return quantile(latencies, 0.5), quantile(latencies, 0.99), statistics.median(pull_times)
 
 
-def _quantile(values: list[float], q: float) -> float:
+def quantile(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(q * len(values)))]
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -59,6 +60,12 @@ def peak_rss_mb(pid: int) -> float:
                 if line.startswith("VmHWM:"):
                     total = max(total, int(line.split()[1]))
     return total / 1024
+
+
+def worker_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of gunicorn's worker (the master's first child)."""
+    fields = Path(f"/proc/{_children(pid)[0]}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _children(pid: int) -> list[int]:
