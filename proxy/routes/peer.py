@@ -7,6 +7,8 @@ PullService.start (same job, dedupe and queue as any pull), answered 503 with Re
 listing of a repo it does not hold comes from its upstream."""
 from __future__ import annotations
 
+import contextlib
+
 from flask import Blueprint, current_app, jsonify
 
 from proxy.auth import bears_api_key
@@ -33,16 +35,23 @@ def model_info(owner: str, name: str, revision: str = "main"):
     records = _records_at(repo, revision)
     if not records and _pulls_through(repo):
         listing = _upstream_listing(repo, revision)
-        return jsonify(id=repo, modelId=repo, sha=listing.commit, **_gating(listing.restricted), siblings=[
-            {"rfilename": f.filename, "size": f.size,
-             "lfs": {"sha256": f.sha256, "size": f.size, "pointerSize": POINTER_SIZE}} for f in listing.files])
+        return jsonify(id=repo, modelId=repo, sha=listing.commit, **_gating(listing.restricted),
+                       siblings=[_sibling(f.filename, f.size, f.sha256) for f in listing.files])
     if not records:
         raise _not_found("repo_not_found", "RepoNotFound", f"this proxy holds no file of {repo} at {revision}")
-    commit = records[0].commit
-    siblings = [{"rfilename": r.repo_path, "size": r.size,
-                 "lfs": {"sha256": r.sha256, "size": r.size, "pointerSize": POINTER_SIZE}} for r in records]
-    return jsonify(id=repo, modelId=repo, sha=commit, **_gating(any(r.restricted for r in records)),
-                   siblings=siblings)
+    return jsonify(id=repo, modelId=repo, sha=records[0].commit, **_gating(any(r.restricted for r in records)),
+                   siblings=[_sibling(r.repo_path, r.size, r.sha256) for r in records])
+
+
+def _sibling(path: str, size: int, sha256: str) -> dict:
+    """One file as model info lists it."""
+    return {"rfilename": path, "size": size, "lfs": {"sha256": sha256, "size": size, "pointerSize": POINTER_SIZE}}
+
+
+def _tree_entry(path: str, size: int, sha256: str) -> dict:
+    """One file as the tree lists it."""
+    return {"type": "file", "path": path, "size": size,
+            "lfs": {"oid": sha256, "size": size, "pointerSize": POINTER_SIZE}}
 
 
 def _gating(restricted: bool) -> dict:
@@ -60,13 +69,10 @@ def model_tree(owner: str, name: str, revision: str):
     repo = f"{owner}/{name}"
     records = _records_at(repo, revision)
     if not records and _pulls_through(repo):
-        return jsonify([{"type": "file", "path": f.filename, "size": f.size,
-                         "lfs": {"oid": f.sha256, "size": f.size, "pointerSize": POINTER_SIZE}}
-                        for f in _upstream_listing(repo, revision).files])
+        return jsonify([_tree_entry(f.filename, f.size, f.sha256) for f in _upstream_listing(repo, revision).files])
     if not records:
         raise _not_found("repo_not_found", "RepoNotFound", f"this proxy holds no file of {repo} at {revision}")
-    return jsonify([{"type": "file", "path": r.repo_path, "size": r.size,
-                     "lfs": {"oid": r.sha256, "size": r.size, "pointerSize": POINTER_SIZE}} for r in records])
+    return jsonify([_tree_entry(r.repo_path, r.size, r.sha256) for r in records])
 
 
 @bp.get("/api/models/<owner>/<name>/refs")
@@ -111,15 +117,13 @@ def resolve_file(owner: str, name: str, revision: str, filename: str):
         record = next((r for r in records if r.repo_path == filename), None)
     if not records:
         raise _not_found("repo_not_found", "RepoNotFound", f"this proxy holds no file of {repo} at {revision}")
-    if record is None:
-        raise _not_found("file_not_found", "EntryNotFound", f"this proxy does not hold that file of {repo}")
-    try:
-        response = file_response(current_app.extensions["store"].final_path(record.filename), record.sha256)
-    except FileNotFoundError:  # removed (evicted, deleted) since it was listed
-        raise _not_found("file_not_found", "EntryNotFound", f"this proxy does not hold that file of {repo}")
-    response.headers.update({"X-Linked-Etag": f'"{record.sha256}"', "X-Linked-Size": str(record.size),
-                             "X-Repo-Commit": record.commit, "Accept-Ranges": "bytes"})
-    return response
+    if record is not None:
+        with contextlib.suppress(FileNotFoundError):  # else removed (evicted, deleted) since it was listed
+            response = file_response(current_app.extensions["store"].final_path(record.filename), record.sha256)
+            response.headers.update({"X-Linked-Etag": f'"{record.sha256}"', "X-Linked-Size": str(record.size),
+                                     "X-Repo-Commit": record.commit, "Accept-Ranges": "bytes"})
+            return response
+    raise _not_found("file_not_found", "EntryNotFound", f"this proxy does not hold that file of {repo}")
 
 
 def _held(repo: str) -> list[Provenance]:
