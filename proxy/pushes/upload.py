@@ -106,13 +106,22 @@ class RegistryUploader:
             try:
                 return attempt()
             except TransientError as err:
-                if number == self._max_attempts:
-                    raise ProxyError("hub_unavailable", f"{err.message}; gave up after {number} attempts") from err
-                log.warning("%s to %s/%s failed (%s); attempt %d of %d", doing, self._ref.host, self._ref.repository,
-                            err.message, number + 1, self._max_attempts)
-                if self._stop.wait(self._backoff.delay_s(number, err.retry_after_s)):
-                    raise ProxyError("hub_unavailable", f"the proxy stopped while {doing}") from err
+                self._after_failure(doing, err, number)
         raise AssertionError("unreachable")
+
+    def _after_failure(self, doing: str, err: TransientError, failed: int) -> None:
+        """After `failed` transient failures in a row: give up once they reach `max_attempts`, else say so and
+        wait the backoff before the next attempt.
+
+        Raises:
+            ProxyError: hub_unavailable naming the attempts, or the proxy stopping during the wait.
+        """
+        if failed >= self._max_attempts:
+            raise ProxyError("hub_unavailable", f"{err.message}; gave up after {failed} attempts") from err
+        log.warning("%s to %s/%s failed (%s); attempt %d of %d", doing, self._ref.host, self._ref.repository,
+                    err.message, failed + 1, self._max_attempts)
+        if self._stop.wait(self._backoff.delay_s(failed, err.retry_after_s)):
+            raise ProxyError("hub_unavailable", f"the proxy stopped while {doing}") from err
 
     def _send_blob(self, blob: Blob, mount_from: str | None, on_sent: Callable[[int], None]) -> str:
         if self._has_blob(blob.digest):
@@ -212,12 +221,7 @@ class RegistryUploader:
             TransientError: the registry lost the session. ProxyError: hub_unavailable after the attempts.
         """
         while True:
-            if failures >= self._max_attempts:
-                raise ProxyError("hub_unavailable", f"{err.message}; gave up after {failures} attempts")
-            log.warning("uploading %s to %s/%s failed (%s); resuming, attempt %d of %d", blob.digest,
-                        self._ref.host, self._ref.repository, err.message, failures + 1, self._max_attempts)
-            if self._stop.wait(self._backoff.delay_s(failures, err.retry_after_s)):
-                raise ProxyError("hub_unavailable", f"the proxy stopped while pushing {blob.digest}") from err
+            self._after_failure(f"uploading {blob.digest} (resumed in its session)", err, failures)
             try:
                 status = self._send("GET", location)
             except TransientError as again:  # the registry could not be reached: ask again
