@@ -56,6 +56,8 @@ class ErrorCode(StrEnum):
     # The backend's: the file is there but llama.cpp cannot load it (not a GGUF, truncated, unknown
     # architecture): the request was well formed, the named model is not usable.
     MODEL_LOAD_FAILED = "model_load_failed", 422
+    # The backend's: the model's memory estimate (weights + KV cache) exceeds MAX_MODEL_MEMORY on its own.
+    MODEL_TOO_LARGE = "model_too_large", 507
     NOT_FOUND = "not_found", 404
     METHOD_NOT_ALLOWED = "method_not_allowed", 405
     INTERNAL_ERROR = "internal_error", 500

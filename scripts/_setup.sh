@@ -1,9 +1,9 @@
 # Sourced by start.sh and test.sh: create .venv if missing and install the given requirements file.
 #
-# llama-cpp-python builds from source (about 8 minutes on 2 cores). We build it ourselves, once per build
-# configuration, into a wheel folder named by a fingerprint of (version, CMake flags, this CPU's flags):
-# pip's own wheel cache is keyed by version alone, so it would hand back a wheel built with other flags
-# (a native build that executes AMX tile instructions this VM does not grant, say) without a word.
+# llama.cpp is compiled once per machine and build configuration by scripts/build_llama.sh (the shared
+# libraries and llama.cpp's own tools, about 9 minutes on 2 cores, cached by a fingerprint of version, flags
+# and this CPU). llama-cpp-python itself is installed without its own build (-DLLAMA_BUILD=OFF: its Python
+# code only, seconds) and given those libraries in its lib folder, where it loads them from.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -12,28 +12,20 @@ if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip
-
-# Native build (AVX2, AVX-512... whatever this host really has), minus AMX: many cloud VMs advertise
-# amx_tile in their CPU flags without granting the tile state, and ggml's AMX matmul then dies with SIGILL
-# on the first generation. AMX only speeds up batched int8/bf16 prompt work; see README "Troubleshooting".
-# CMake takes CFLAGS/CXXFLAGS from the environment as the start of every compile line; -mno-* is explicit,
-# so -march=native cannot turn AMX back on.
-LLAMA_CMAKE_ARGS="${LLAMA_CMAKE_ARGS:--DGGML_NATIVE=ON}"
-LLAMA_CFLAGS="${LLAMA_CFLAGS:--mno-amx-tile -mno-amx-int8 -mno-amx-bf16}"
+LLAMA_BUILD_DIR="$(scripts/build_llama.sh)"
+export LLAMA_BUILD_DIR
 llama_req="$(grep -E '^llama-cpp-python==' requirements.txt)"
-cpu_flags="$(grep -m1 -E '^flags' /proc/cpuinfo 2>/dev/null || true)"
-build_key="$(printf '%s\n%s\n%s\n' "$llama_req" "$LLAMA_CMAKE_ARGS $LLAMA_CFLAGS" "$cpu_flags" | sha256sum | cut -c1-16)"
-wheel_dir="${GGUF_PROXY_WHEELS:-${XDG_CACHE_HOME:-$HOME/.cache}/gguf-proxy/wheels}/$build_key"
-if ! ls "$wheel_dir"/llama_cpp_python-*.whl >/dev/null 2>&1; then
-  echo "building $llama_req for this CPU (build $build_key, about 8 minutes on 2 cores)" >&2
-  mkdir -p "$wheel_dir.tmp"
-  CMAKE_ARGS="$LLAMA_CMAKE_ARGS" CFLAGS="$LLAMA_CFLAGS" CXXFLAGS="$LLAMA_CFLAGS" .venv/bin/python -m pip wheel --quiet --no-deps --no-cache-dir \
-    --no-binary llama-cpp-python -w "$wheel_dir.tmp" "$llama_req"
-  rm -rf "$wheel_dir" && mv "$wheel_dir.tmp" "$wheel_dir"
+if ! .venv/bin/python -m pip show --quiet llama-cpp-python 2>/dev/null \
+    || [ "$(.venv/bin/python -m pip show llama-cpp-python | sed -n 's/^Version: //p')" != "${llama_req#*==}" ]; then
+  CMAKE_ARGS="-DLLAMA_BUILD=OFF -DLLAVA_BUILD=OFF" .venv/bin/python -m pip install --quiet --no-cache-dir \
+    --no-deps --force-reinstall --no-binary llama-cpp-python "$llama_req"
+  rm -f .venv/.llama-build
 fi
-if [ "$(cat .venv/.llama-build 2>/dev/null)" != "$build_key" ]; then
-  .venv/bin/python -m pip install --quiet --force-reinstall --no-deps "$wheel_dir"/llama_cpp_python-*.whl
-  echo "$build_key" > .venv/.llama-build
+if [ "$(cat .venv/.llama-build 2>/dev/null)" != "$LLAMA_BUILD_DIR" ]; then
+  lib_dir="$(.venv/bin/python -c 'import importlib.util, os; print(os.path.join(os.path.dirname(importlib.util.find_spec("llama_cpp").origin), "lib"))')"
+  mkdir -p "$lib_dir"
+  cp -a "$LLAMA_BUILD_DIR"/*.so* "$lib_dir/"
+  echo "$LLAMA_BUILD_DIR" > .venv/.llama-build
 fi
-.venv/bin/python -m pip install --quiet --find-links "$wheel_dir" -r "${1:-requirements.txt}"
+.venv/bin/python -m pip install --quiet -r "${1:-requirements.txt}"
 export PATH="$ROOT/.venv/bin:$PATH"

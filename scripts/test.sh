@@ -13,8 +13,7 @@ if ! command -v docker-registry >/dev/null || ! command -v htpasswd >/dev/null; 
     echo "docker-registry or htpasswd missing (apt-get install docker-registry apache2-utils): registry tests skip" >&2
   fi
 fi
-# llama.cpp's own client, for tests/test_llama_hf.py (built once, cached).
-LLAMA_COMPLETION="$(scripts/build_llama_cli.sh)"
-export LLAMA_COMPLETION
+# llama.cpp's own tools, from the one build _setup.sh made: llama-completion for tests/test_llama_hf.py.
+export LLAMA_COMPLETION="$LLAMA_BUILD_DIR/llama-completion" LLAMA_SERVER="$LLAMA_BUILD_DIR/llama-server"
 # pytest exits 5 when nothing was collected: non-zero, so that is a failure here too.
 exec python -m pytest -ra "$@" tests

@@ -1,7 +1,7 @@
 """llama.cpp's own client fetches from a proxy (API.md, Serving peers): `llama-completion -hf REPO:Q4_K_M` with
 HF_ENDPOINT=<proxy> finds the real Gemma the proxy holds (refs, tree, resolve), loads it and generates, and
 the Hub serves llama.cpp nothing. The binary is llama.cpp as llama-cpp-python vendors it, built by
-scripts/build_llama_cli.sh (scripts/test.sh exports LLAMA_COMPLETION)."""
+scripts/build_llama.sh (scripts/test.sh exports LLAMA_COMPLETION)."""
 from __future__ import annotations
 
 import os
@@ -23,7 +23,7 @@ def llama_completion() -> str:
     path = os.environ.get("LLAMA_COMPLETION", "")
     if not os.access(path, os.X_OK):
         pytest.fail("LLAMA_COMPLETION names no llama-completion binary: scripts/test.sh builds it "
-                    "(scripts/build_llama_cli.sh prints its path)")
+                    "(scripts/build_llama.sh prints the folder that holds it)")
     return path
 
 
