@@ -92,6 +92,7 @@ def build_services(settings: Settings, source=None, protected: Callable[[str], b
     service = PullService(planner, installer, registry, options, metrics, settings.progress_interval_s,
                           on_used=usage.touch)
     metrics.watch(registry.counts, lambda: backend.health() is not None)
+    metrics.watch_serving(backend)
     reconciler = Reconciler(service, store, settings.models_manifest,
                             tuple(preload_body(entry) for entry in settings.preload_models),
                             settings.manifest_poll_interval_s)

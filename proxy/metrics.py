@@ -1,16 +1,27 @@
-"""Prometheus metrics of one app, in its own registry. Labels are bounded: routes, codes, outcomes."""
+"""Prometheus metrics of one app, in its own registry. Labels are bounded: routes, codes, outcomes.
+
+The backend's serving figures (time to first token, tokens, slots, queue) are read from its GET /stats at
+scrape time rather than counted here: the backend is one process for every proxy worker, so each worker's
+/metrics shows the same backend-wide values and nothing needs summing across workers.
+"""
 from __future__ import annotations
 
+import math
 import time
-from typing import Callable
+from typing import Callable, Iterator
 
 from flask import Flask, Response, request
 from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.utils import floatToGoString
 
+from proxy.errors import ProxyError
 from proxy.pulls.events import Failed
 
 PULL_BUCKETS_S = (1, 5, 15, 60, 300, 900, 1800, 3600, 7200, 14400)
 BACKEND_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+# A scrape must not hang on a busy backend: its /stats answers from counters, at once.
+STATS_TIMEOUT_S = 2.0
 
 
 class Metrics:
@@ -61,6 +72,10 @@ class Metrics:
         self.pulls_queued.set_function(lambda: queue_counts()[1])
         self.backend_up.set_function(lambda: 1.0 if backend_up() else 0.0)
 
+    def watch_serving(self, backend) -> None:
+        """Export the backend's serving figures (GET /stats) at each scrape; absent when it has none."""
+        self.registry.register(BackendServingCollector(lambda: backend_stats(backend)))
+
     def render(self) -> Response:
         # generate_latest writes the classic text format (names escaped to underscores), which every
         # Prometheus parses: say so, as prometheus_client's own handler does for a scraper that asks for
@@ -77,3 +92,100 @@ def install_request_metrics(app: Flask, metrics: Metrics) -> None:
         method = request.method if request.method in ("GET", "POST", "DELETE", "HEAD", "OPTIONS", "PUT") else "other"
         metrics.requests.labels(route=route, method=method, status=str(response.status_code)).inc()
         return response
+
+
+def backend_stats(backend) -> dict | None:
+    """The backend's GET /stats JSON; None when it is down, slow, or has no /stats (Shimmy, an older backend)."""
+    try:
+        response = backend.request("GET", "/stats", timeout_s=STATS_TIMEOUT_S, probe=True)
+    except ProxyError:
+        return None
+    with response:
+        if response.status_code != 200:
+            return None
+        try:
+            stats = response.json()
+        except ValueError:
+            return None
+    return stats if isinstance(stats, dict) else None
+
+
+class BackendServingCollector:
+    """The backend's /stats as Prometheus families, fetched when scraped. A figure missing or malformed in
+    the answer is left out alone; no answer leaves them all out. Never raises: a scrape must not fail."""
+
+    def __init__(self, fetch: Callable[[], dict | None]):
+        self._fetch = fetch
+
+    def describe(self) -> list[Metric]:
+        return []  # registering must not call the backend (the registry collects to learn names otherwise)
+
+    def collect(self) -> Iterator[Metric]:
+        stats = self._fetch()
+        if not isinstance(stats, dict):
+            return
+        slots = stats.get("slots") if isinstance(stats.get("slots"), dict) else {}
+        families = (
+            _histogram("proxy_backend_time_to_first_token_seconds",
+                       "Time from a request's arrival at the backend to its first generated token",
+                       stats.get("ttft_seconds")),
+            _histogram("proxy_backend_time_per_output_token_seconds",
+                       "Time between consecutive generated tokens of one request", stats.get("tpot_seconds")),
+            _scalar(CounterMetricFamily, "proxy_backend_prompt_tokens", "Prompt tokens the backend evaluated",
+                    stats.get("prompt_tokens")),
+            _scalar(CounterMetricFamily, "proxy_backend_generated_tokens", "Tokens the backend generated",
+                    stats.get("generated_tokens")),
+            _scalar(GaugeMetricFamily, "proxy_backend_slots_busy", "Backend slots generating now",
+                    slots.get("busy")),
+            _scalar(GaugeMetricFamily, "proxy_backend_slots", "Backend slots (requests decoded together), "
+                    "over its loaded models", slots.get("total")),
+            _scalar(GaugeMetricFamily, "proxy_backend_queue_depth", "Requests waiting for a backend slot",
+                    stats.get("queue")),
+        )
+        yield from (family for family in families if family is not None)
+
+
+def _count(value) -> float | None:
+    """A non-negative finite number from JSON (not a boolean), else None."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if math.isfinite(value) and value >= 0 else None
+
+
+def _scalar(family: type, name: str, documentation: str, value) -> Metric | None:
+    number = _count(value)
+    return None if number is None else family(name, documentation, value=number)
+
+
+def _histogram(name: str, documentation: str, value) -> HistogramMetricFamily | None:
+    """/stats's `{"buckets": [[le, cumulative], ..., ["+Inf", n]], "sum", "count"}`; None when malformed
+    (unordered bounds, counts that fall, a negative bound)."""
+    if not isinstance(value, dict) or not isinstance(value.get("buckets"), list):
+        return None
+    total, count = _count(value.get("sum")), _count(value.get("count"))
+    buckets: list[tuple[float, float]] = []
+    for pair in value["buckets"]:
+        if not isinstance(pair, list) or len(pair) != 2:
+            return None
+        bound, cumulative = _bound(pair[0]), _count(pair[1])
+        if bound is None or cumulative is None:
+            return None
+        if buckets and (bound <= buckets[-1][0] or cumulative < buckets[-1][1]):
+            return None
+        buckets.append((bound, cumulative))
+    if not buckets or buckets[-1][0] != math.inf:
+        if count is None or (buckets and count < buckets[-1][1]):
+            return None
+        buckets.append((math.inf, count))
+    if total is None:
+        return None
+    family = HistogramMetricFamily(name, documentation)
+    family.add_metric([], [(floatToGoString(le), n) for le, n in buckets], total)
+    return family
+
+
+def _bound(value) -> float | None:
+    """A bucket's upper bound: a number, or "+Inf"."""
+    if value == "+Inf":
+        return math.inf
+    return _count(value)
