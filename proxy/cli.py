@@ -5,6 +5,7 @@ import argparse
 import json
 import logging
 import os
+import re
 import sys
 from typing import Iterable, Mapping
 
@@ -18,15 +19,46 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE, EXIT_INTERRUPTED = 0, 1, 2, 
 CONNECT_TIMEOUT_S = 10.0
 REQUEST_TIMEOUT_S = 60.0  # ls and rm; a pull stream may stay quiet for long while it is queued
 STOP_WAIT_S = 10.0  # --local and Ctrl-C: time for the transfer to save its progress
-EPILOG = """\
-exit status:
-  0    success
-  1    the pull, ls or rm failed; the error's message and code are printed
-  2    usage: bad arguments, or a repo id, file name or revision the proxy would refuse
-  3    cannot reach the proxy, or the connection was lost mid-pull (the pull goes on: GET /v1/api/pulls)
-  130  interrupted: a proxy keeps downloading; a --local pull stops, keeps what it downloaded and resumes next time
+# Each command's --help lists the exit statuses it can end with, and no other's.
+EXIT_STATUSES = {
+    "pull": ("0    installed (or already installed and verified)\n"
+             "  1    the pull failed; the error's message and code are printed\n"
+             "  2    usage: bad arguments, or a repo id, file name or revision the proxy would refuse\n"
+             "  3    cannot reach the proxy, or the connection was lost mid-pull (the pull goes on: GET /v1/api/pulls)\n"
+             "  130  interrupted: a proxy keeps downloading; a --local pull stops, keeps what it downloaded and "
+             "resumes next time"),
+    "push": ("0    pushed\n"
+             "  1    the push failed; the error's message and code are printed\n"
+             "  2    usage: bad arguments, or a model or target the proxy would refuse\n"
+             "  3    cannot reach the proxy, or the connection was lost mid-push\n"
+             "  130  interrupted"),
+    "ls": ("0    listed\n"
+           "  1    the proxy answered an error; its message and code are printed\n"
+           "  2    usage: bad arguments\n"
+           "  3    cannot reach the proxy\n"
+           "  130  interrupted"),
+    "rm": ("0    deleted\n"
+           "  1    no such model, or it is being pulled or pushed; the error's message and code are printed\n"
+           "  2    usage: bad arguments\n"
+           "  3    cannot reach the proxy\n"
+           "  130  interrupted"),
+    "lock": ("0    every entry resolved and its pins written into FILE\n"
+             "  1    an entry could not be resolved; nothing was written\n"
+             "  2    usage: bad arguments, or FILE cannot be read or is not a valid manifest\n"
+             "  130  interrupted: nothing was written"),
+}
+ENVIRONMENT = {
+    "lock": "HF_ENDPOINT, HF_TOKEN (the sources it resolves at); MODELS_DIR is not used",
+}
+DEFAULT_ENVIRONMENT = "PROXY_URL, PROXY_API_KEY; with --local: MODELS_DIR, HF_ENDPOINT, HF_TOKEN, ALLOWED_REPOS, PULL_*"
+# A bare `name[:tag]` is how Ollama names models (`gemma3:270m`); a Hub repo id always has an owner.
+OLLAMA_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*(:[A-Za-z0-9._-]+)?$")
 
-environment: PROXY_URL, PROXY_API_KEY; with --local: MODELS_DIR, HF_ENDPOINT, HF_TOKEN, ALLOWED_REPOS, PULL_*"""
+
+def epilog(command: str) -> str:
+    """The exit statuses and environment of `command`, for its --help."""
+    return (f"exit status:\n  {EXIT_STATUSES[command]}\n\n"
+            f"environment: {ENVIRONMENT.get(command, DEFAULT_ENVIRONMENT)}")
 
 
 class CliError(Exception):
@@ -71,11 +103,10 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
                        help="bearer token for pull and rm (default: $PROXY_API_KEY)")
     where.add_argument("--local", action="store_true", help="no proxy: work on MODELS_DIR directly")
     where.add_argument("--models-dir", default=None, help="with --local (default: $MODELS_DIR)")
-    parser = argparse.ArgumentParser(prog="python -m proxy", description=__doc__, epilog=EPILOG,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="gguf-proxy", description=__doc__,
+                                     epilog="COMMAND --help lists the command's options and exit statuses.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    pull = commands.add_parser("pull", parents=[common], help="download a GGUF model from the Hub or a registry",
-                               epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    pull = _command(commands, "pull", "download a GGUF model from the Hub or a registry", common)
     pull.add_argument("model", metavar="REPO[:QUANT]", help="Hub repo id, e.g. owner/name or owner/name:Q8_0, or "
                       "a registry reference: ollama://gemma3:270m, oci://host/repository:tag")
     pull.add_argument("filename", metavar="FILE", nargs="?", help="the GGUF file in the repo (default: by quant)")
@@ -85,25 +116,27 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     pull.add_argument("--replace", action="store_true",
                       help="replace a file of the same name installed from another repo")
     pull.set_defaults(run=run_pull)
-    push = commands.add_parser("push", parents=[common], help="publish an installed model to an OCI registry",
-                               epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    push = _command(commands, "push", "publish an installed model to an OCI registry", common)
     push.add_argument("model", metavar="MODEL", help="an installed model's id or file name")
     push.add_argument("target", metavar="TARGET", help="oci://host[:port]/repository:tag (credentials: "
                       "REGISTRY_AUTH_FILE or Docker's config.json)")
     push.set_defaults(run=run_push)
-    ls = commands.add_parser("ls", parents=[common], help="list installed models", epilog=EPILOG,
-                             formatter_class=argparse.RawDescriptionHelpFormatter)
+    ls = _command(commands, "ls", "list installed models", common)
     ls.add_argument("--json", action="store_true", help="print the records as JSON")
     ls.set_defaults(run=run_ls)
-    rm = commands.add_parser("rm", parents=[common], help="delete an installed model", epilog=EPILOG,
-                             formatter_class=argparse.RawDescriptionHelpFormatter)
+    rm = _command(commands, "rm", "delete an installed model", common)
     rm.add_argument("name", metavar="NAME", help="model id, file name, or repo id (every file from it)")
     rm.set_defaults(run=run_rm)
-    lock = commands.add_parser("lock", help="resolve every model of a manifest and write its pins into it",
-                               epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    lock = _command(commands, "lock", "resolve every model of a manifest and write its pins into it", None)
     lock.add_argument("file", metavar="FILE", help="a MODELS_MANIFEST file, YAML or JSON; rewritten in place")
     lock.set_defaults(run=run_lock, local=False, models_dir=None)
     return parser
+
+
+def _command(commands, name: str, summary: str, common: argparse.ArgumentParser | None) -> argparse.ArgumentParser:
+    """A subcommand whose --help ends with its own exit statuses and environment."""
+    return commands.add_parser(name, parents=[common] if common else [], help=summary, description=summary,
+                               epilog=epilog(name), formatter_class=argparse.RawDescriptionHelpFormatter)
 
 
 def run_lock(args: argparse.Namespace) -> int:
@@ -137,13 +170,20 @@ def run_pull(args: argparse.Namespace) -> int:
     try:
         request = parse_pull_request(body)
     except ProxyError as err:
-        raise CliError(err.message, err.code, EXIT_USAGE) from err
+        raise CliError(err.message + scheme_hint(args.model, err.code), err.code, EXIT_USAGE) from err
     progress = PullProgress(sys.stdout, sys.stdout.isatty())
     try:
         events = _pull_local(args, request) if args.local else _pull_remote(args, body)
         return follow(events, progress)
     finally:
         progress.end_bar()
+
+
+def scheme_hint(model: str, code: str) -> str:
+    """For a refused `name:tag` (Ollama's way of naming a model), the reference it probably meant."""
+    if code != "invalid_repo_id" or not OLLAMA_NAME_RE.match(model):
+        return ""
+    return f"; did you mean ollama://{model} (Ollama's registry)? A Hub repo id is owner/name[:QUANT]"
 
 
 def follow(events: Iterable[dict], progress: PullProgress) -> int:

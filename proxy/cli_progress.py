@@ -7,7 +7,8 @@ import time
 from typing import Callable, TextIO
 
 RATE_WINDOW_S = 5.0  # the rate is measured over the last few seconds, so it follows changes
-BAR_RESERVE = 52  # columns for the percent, bytes, rate and ETA after the bar
+BAR_WIDTH = (10, 40)  # the bar's fewest and most characters; below the fewest it is left out
+NAME_WIDTH = (8, 64)  # the same for the file name (cut with "...")
 PLAIN_INTERVAL_S = 10.0  # without a terminal: a line at least this often ...
 PLAIN_STEP_PERCENT = 10.0  # ... or whenever another 10% arrived
 
@@ -34,8 +35,9 @@ class RateMeter:
 class PullProgress:
     """Prints pull events to `out`; `show` takes each NDJSON object as it arrives."""
 
-    def __init__(self, out: TextIO, tty: bool, clock: Callable[[], float] = time.monotonic):
-        self.out, self.tty, self.clock = out, tty, clock
+    def __init__(self, out: TextIO, tty: bool, clock: Callable[[], float] = time.monotonic,
+                 columns: Callable[[], int] = lambda: shutil.get_terminal_size((80, 24)).columns):
+        self.out, self.tty, self.clock, self.columns = out, tty, clock, columns
         self.meter = RateMeter()
         self._bar_len = 0  # characters of the bar now on screen; 0: no bar is showing
         self._plain_at: float | None = None
@@ -76,18 +78,34 @@ class PullProgress:
         return due
 
     def _draw_bar(self, filename: str, percent: float, stats: str) -> None:
-        columns = shutil.get_terminal_size((80, 24)).columns
-        room = max(8, min(28, columns - BAR_RESERVE - 12))
-        name = filename if len(filename) <= room else filename[:room - 3] + "..."
-        width = max(10, min(30, columns - len(name) - BAR_RESERVE))  # steady, whatever the numbers' length
-        filled = int(width * min(percent, 100.0) / 100.0)
-        line = f"{name} [{'#' * filled}{'.' * (width - filled)}] {percent:5.1f}% {stats}"[:max(20, columns - 1)]
+        # Asked each time: the terminal may have been resized since.
+        line = bar_line(filename, percent, stats, self.columns())
         self._write("\r" + line + " " * max(0, self._bar_len - len(line)))
         self._bar_len = len(line)
 
     def _write(self, text: str) -> None:
         self.out.write(text)
         self.out.flush()
+
+
+def bar_line(filename: str, percent: float, stats: str, columns: int) -> str:
+    """`name [####....]  42.0% <stats>` in at most columns - 1 characters (the last column would wrap): the
+    numbers whole where they fit, then the name (cut with "..."), then a bar of what room is left."""
+    numbers = f"{percent:5.1f}% {stats}"
+    room = columns - 2 - len(numbers)  # a space before the numbers, the last column unused
+    if room < NAME_WIDTH[0]:
+        return numbers[:max(0, columns - 1)]
+    has_bar = room >= NAME_WIDTH[0] + 3 + BAR_WIDTH[0]  # " [", "]"
+    name_width = min(len(filename), NAME_WIDTH[1], room - (3 + BAR_WIDTH[0] if has_bar else 0))
+    name = filename if len(filename) <= name_width else filename[:name_width - 3] + "..."
+    if not has_bar:
+        return f"{name} {numbers}"
+    return f"{name} [{bar(percent, min(BAR_WIDTH[1], room - len(name) - 3))}] {numbers}"
+
+
+def bar(percent: float, width: int) -> str:
+    filled = int(width * min(percent, 100.0) / 100.0)
+    return "#" * filled + "." * (width - filled)
 
 
 def describe(event: dict) -> str | None:

@@ -29,3 +29,4 @@ if [ "$(cat .venv/.llama-build 2>/dev/null)" != "$LLAMA_BUILD_DIR" ]; then
 fi
 .venv/bin/python -m pip install --quiet -r "${1:-requirements.txt}"
 export PATH="$ROOT/.venv/bin:$PATH"
+.venv/bin/python -m pip show --quiet gguf-proxy 2>/dev/null || .venv/bin/python -m pip install --quiet --no-deps -e .  # the gguf-proxy command (pyproject.toml)
