@@ -18,7 +18,7 @@ QUANT_NAMES: frozenset[str] = frozenset(
 ) - {"ALL_F32", "GUESSED"}
 # Longest first, so Q4_K_M wins over a bare K_M-less match such as Q4_K.
 _QUANTS_BY_LENGTH = sorted(QUANT_NAMES, key=len, reverse=True)
-_SPLIT_RE = re.compile(r"^(?P<base>.+)-(?P<index>\d{5})-of-(?P<count>\d{5})\.gguf$", re.IGNORECASE)
+_SPLIT_RE = re.compile(r"^(?P<base>.+)-(?P<index>\d{5})-of-(?P<count>\d{5})\.gguf\Z", re.IGNORECASE)
 _SEPARATORS = ".-_"
 # Controls (C0, C1), format characters (bidi overrides and isolates, zero-width ones, soft hyphen, BOM),
 # lone surrogates (no file system can store them) and line or paragraph separators: each hides or

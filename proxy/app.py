@@ -13,6 +13,7 @@ from core.serving import LOG_FORMAT
 from proxy.backend import BackendClient
 from proxy.errors import register_error_handlers
 from proxy.metrics import Metrics, install_request_metrics
+from proxy.sources.cooldown import MirrorHealth
 from proxy.sources.huggingface import HuggingFaceHub
 from proxy.sources.mirrors import MirroredHub
 from proxy.sources.registry import RegistrySource
@@ -25,7 +26,7 @@ from proxy.pulls.planning import Planner
 from proxy.pulls.service import PullService
 from proxy.pulls.transfer import TransferOptions
 from proxy.reconcile import Reconciler
-from proxy.retry import BUSY_WAIT_MAX_S, Backoff
+from proxy.retry import Backoff
 from proxy.pushes.service import PushService
 from proxy.routes import forward, health, manifest, models, observability, peer, pull, push
 from proxy.settings import Settings
@@ -73,8 +74,9 @@ def build_services(settings: Settings, source=None, protected: Callable[[str], b
     backend = BackendClient(settings.backend_url, settings.backend_timeout_s, settings.backend_connect_timeout_s,
                             observe=lambda path, s: metrics.backend_latency.labels(path=path).observe(s),
                             exit_file=settings.backend_exit_file)
+    mirrors = MirrorHealth(settings.mirror_cooldown_s, settings.mirror_timeout_s, settings.mirror_busy_wait_s)
     source = SourceRouter(
-        source or _hub_source(settings, backoff),
+        source or _hub_source(settings, backoff, mirrors),
         RegistrySource(_registry_credentials(settings), settings.insecure_registries, settings.hub_timeout_s,
                        settings.pull_max_retries, backoff))
     registry = PullRegistry(settings.pull_concurrency, settings.pull_queue_max)
@@ -90,7 +92,7 @@ def build_services(settings: Settings, source=None, protected: Callable[[str], b
         on_evict=lambda filename, reason: metrics.evictions.labels(reason=reason).inc())
     planner = Planner(source, store, installer, settings.allowed_repos, retention)
     service = PullService(planner, installer, registry, options, metrics, settings.progress_interval_s,
-                          on_used=usage.touch)
+                          on_used=usage.touch, mirrors=mirrors)
     metrics.watch(registry.counts, lambda: backend.health() is not None)
     metrics.watch_serving(backend)
     reconciler = Reconciler(service, store, settings.models_manifest,
@@ -106,18 +108,19 @@ def build_services(settings: Settings, source=None, protected: Callable[[str], b
                     settings.progress_interval_s))
 
 
-def _hub_source(settings: Settings, backoff: Backoff):
-    """The Hub, behind HF_MIRRORS when set. Mirrors never get HF_TOKEN (it is the Hub's); they get this proxy's
-    PROXY_API_KEY, which the proxies of one fleet share, so a peer hands over the private and gated files it
-    pulled with its token (and this proxy, in turn, only to requests bearing the key)."""
+def _hub_source(settings: Settings, backoff: Backoff, health: MirrorHealth):
+    """The Hub, behind HF_MIRRORS when set. Mirrors never get HF_TOKEN (it is the Hub's), nor this proxy's own
+    PROXY_API_KEY (a third-party mirror would learn it); they get MIRROR_API_KEY, the fleet's key, so a peer hands
+    over the private and gated files it pulled with its token (and this proxy, in turn, only to requests bearing
+    the key). A mirror gets short timeouts and one attempt: the next source is there (MirroredHub)."""
     hub = HuggingFaceHub(settings.hf_endpoint, settings.hf_token, settings.hub_timeout_s,
                          settings.pull_max_retries, backoff)
     if not settings.hf_mirrors:
         return hub
-    mirrors = [HuggingFaceHub(url, settings.api_key, settings.hub_timeout_s, 1, backoff,
-                              busy_wait_s=BUSY_WAIT_MAX_S)
+    mirrors = [HuggingFaceHub(url, settings.mirror_api_key, min(settings.hub_timeout_s, health.timeout_s), 1,
+                              backoff, busy_wait_s=health.busy_wait_s)
                for url in settings.hf_mirrors]
-    return MirroredHub(mirrors, hub)
+    return MirroredHub(mirrors, hub, health)
 
 
 def _registry_credentials(settings: Settings) -> dict:

@@ -15,7 +15,7 @@ import yaml
 from proxy.errors import ProxyError
 from proxy.pulls.request import PullRequest, parse_pull_request
 
-SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+SHA256_RE = re.compile(r"^[0-9a-f]{64}\Z")
 ENTRY_FIELDS = ("model", "filename", "quant", "revision", "sha256", "files", "verify")
 WHERE = "MODELS_MANIFEST"
 

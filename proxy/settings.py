@@ -30,6 +30,17 @@ class Settings:
     mirror_pull_through: bool = setting(
         False, "MIRROR_PULL_THROUGH", "when a peer asks for a Hub file this proxy lacks, pull it (503 + Retry-After "
         "until installed) so a fleet fetches each file from the Hub once")
+    mirror_api_key: str | None = setting(
+        None, "MIRROR_API_KEY", "the bearer token shown to HF_MIRRORS (a fleet's PROXY_API_KEY); without it mirrors "
+        "get no key", repr=False)
+    mirror_cooldown_s: float = setting(
+        60.0, "MIRROR_COOLDOWN_S", "a mirror that failed, answered what does not parse, or asked to wait is skipped "
+        "by every pull for this long")
+    # A bad mirror delays a pull by at most about these (API.md: under 10 s), then it cools down.
+    mirror_timeout_s: float = setting(
+        3.0, None, "how long a mirror may take to answer a call or to send the next byte of a file")
+    mirror_busy_wait_s: float = setting(
+        6.0, None, "how long in all a pull waits on a mirror's 503 + Retry-After (a peer pulling it through)")
     allowed_repos: tuple[str, ...] = setting(
         (), "ALLOWED_REPOS", "comma-separated glob patterns of the repos that may be pulled; empty: all")
     registry_auth_file: str | None = setting(

@@ -187,7 +187,7 @@ def test_hf_hub_download_through_an_empty_pull_through_proxy_waits_for_its_pull(
 @pytest.mark.parametrize("b_key", [KEY, "another-fleets-key", None])
 def test_a_peer_sharing_the_api_key_gets_a_gated_file_from_its_mirror_and_keeps_it_restricted(
         make_app, hub, make_gguf, tmp_path, b_key):
-    """B lists A in HF_MIRRORS and has no HF_TOKEN: with A's PROXY_API_KEY it gets the gated file A pulled with
+    """B lists A in HF_MIRRORS and has no HF_TOKEN: with A's PROXY_API_KEY as its MIRROR_API_KEY it gets the gated file A pulled with
     its token (no byte from the Hub's CDN) and serves it on only with the key; without it, B gets nothing."""
     source = make_gguf(FILE, 256 * KiB)
     hub.add_repo(REPO, files={FILE: source}, gated="manual", approved={TOKEN})
@@ -195,7 +195,9 @@ def test_a_peer_sharing_the_api_key_gets_a_gated_file_from_its_mirror_and_keeps_
     assert pull(a.test_client(), headers={"Authorization": f"Bearer {KEY}"}, model=REPO)[-1]["status"] == "complete"
     hub.clear_log()
     with serving(a) as a_url:
-        b = create_app(proxy_settings(tmp_path / "b", hub.url, hf_mirrors=(a_url,), api_key=b_key))
+        # B shows its mirrors MIRROR_API_KEY (the fleet's key), and guards what it serves with its PROXY_API_KEY.
+        b = create_app(proxy_settings(tmp_path / "b", hub.url, hf_mirrors=(a_url,), api_key=b_key,
+                                      mirror_api_key=b_key))
         try:
             headers = {"Authorization": f"Bearer {b_key}"} if b_key else {}
             if b_key != KEY:  # A hides the file from B: B's own answer is the Hub's, before any byte

@@ -149,9 +149,9 @@ def _verify(path: Path, remote: RemoteFile, digest: str) -> GGUFHeader:
     """
     size = path.stat().st_size
     if size != remote.size:
-        raise ProxyError("checksum_mismatch", f"received {size} bytes, the Hub lists {remote.size}")
+        raise ProxyError("checksum_mismatch", f"received {size} bytes, the source lists {remote.size}")
     if remote.sha256 and digest != remote.sha256.lower():
-        raise ProxyError("checksum_mismatch", "sha256 of the received bytes differs from the Hub's")
+        raise ProxyError("checksum_mismatch", "sha256 of the received bytes differs from the one its source lists")
     try:
         return scan_gguf_header(path)
     except InvalidGGUF as err:

@@ -10,7 +10,7 @@ from proxy.errors import ProxyError
 from proxy.pulls.remote import RemoteFile, RepoFiles
 from proxy.pulls.request import PullRequest
 
-COMMIT_RE = re.compile(r"^[0-9a-fA-F]{40}$")
+COMMIT_RE = re.compile(r"^[0-9a-fA-F]{40}\Z")
 
 
 def is_commit(revision: str | None) -> bool:

@@ -148,5 +148,5 @@ def check_name_free(request: PullRequest, remote: RemoteFile, records: Mapping[s
 def _check_size(remote: RemoteFile) -> None:
     """Raises: ProxyError hub_unavailable when the source reports no size, or one no file can have."""
     if not isinstance(remote.size, int) or remote.size < 0:
-        raise ProxyError("hub_unavailable", f"the Hub reported no valid size for {remote.filename} "
+        raise ProxyError("hub_unavailable", f"the source reported no valid size for {remote.filename} "
                          f"({remote.size!r}); try again later")

@@ -12,9 +12,9 @@ from proxy.pulls.install import MAX_FILENAME_BYTES
 from proxy.sources.reference import HUB_PREFIXES, is_registry_reference, parse_reference, scheme_of
 
 _REPO_PART = r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?"
-_REPO_RE = re.compile(rf"^{_REPO_PART}/{_REPO_PART}$")
-_QUANT_RE = re.compile(r"^[A-Za-z0-9_]{1,32}$")
-_REVISION_RE = re.compile(r"^[A-Za-z0-9._/-]{1,255}$")
+_REPO_RE = re.compile(rf"^{_REPO_PART}/{_REPO_PART}\Z")
+_QUANT_RE = re.compile(r"^[A-Za-z0-9_]{1,32}\Z")
+_REVISION_RE = re.compile(r"^[A-Za-z0-9._/-]{1,255}\Z")
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from proxy.pulls.request import PullRequest, parse_pull_request
 from proxy.pulls.transfer import Transfer, TransferCancelled, TransferOptions
 from proxy.pulls.remote import RemoteFile
 from proxy.retry import BUSY_WAIT_MAX_S
+from proxy.sources.cooldown import MirrorHealth
 
 log = logging.getLogger(__name__)
 LOCK_POLL_S = 0.5
@@ -52,12 +53,13 @@ class Ticket:
 class PullService:
     def __init__(self, planner: Planner, installer: Installer, registry: PullRegistry, options: TransferOptions,
                  metrics: Metrics, progress_interval_s: float = 0.5,
-                 on_used: Callable[[list[str]], None] = lambda filenames: None):
+                 on_used: Callable[[list[str]], None] = lambda filenames: None, mirrors: MirrorHealth | None = None):
         self.planner, self.installer, self.registry, self.options = planner, installer, registry, options
         self.store = installer.store
         self.metrics = metrics
         self.progress_interval_s = progress_interval_s
         self.on_used = on_used  # a pull names its files: their last-used time (proxy/usage.py)
+        self.mirrors = mirrors or MirrorHealth()  # shared with the source: mirrors every pull skips for now
 
     def start(self, request: PullRequest | Any, remember: bool = False) -> Ticket:
         """Start a pull (a request, or a body to parse as the pull endpoint does).
@@ -212,18 +214,24 @@ class PullService:
         """
         *tried, last = (remote, *remote.alternates)
         for candidate in tried:
+            if self.mirrors.cooling(candidate.source_host):
+                continue
             try:
-                return (*self._fetch(job, candidate, progress), candidate)
+                return (*self._fetch(job, candidate, progress, has_next=True), candidate)
             except ProxyError as err:
                 if err.code not in _NEXT_SOURCE_CODES:
                     raise
+                if err.code not in ("file_not_found", "repo_not_found"):  # a mirror that lacks it is not broken
+                    self.mirrors.failed(candidate.source_host, err.code)
                 self.installer.discard_staging(naming.basename(candidate.filename))
                 log.warning("fetching %s from %s failed (%s); trying the next source", candidate.filename,
                             candidate.source_host, err.code)
         return (*self._fetch(job, last, progress), last)
 
-    def _fetch(self, job: PullJob, remote: RemoteFile, progress: ProgressReporter) -> tuple[Path, GGUFHeader]:
-        """Download one file into staging and check it; the staged file and its GGUF header.
+    def _fetch(self, job: PullJob, remote: RemoteFile, progress: ProgressReporter,
+               has_next: bool = False) -> tuple[Path, GGUFHeader]:
+        """Download one file into staging and check it; the staged file and its GGUF header. A mirror with a
+        source after it gets short timeouts and one attempt, so a bad one delays the pull by seconds.
 
         Raises:
             ProxyError: checksum_mismatch, invalid_gguf, insufficient_storage, hub_unavailable, pull_stopped.
@@ -231,10 +239,15 @@ class PullService:
         name = naming.basename(remote.filename)
         path = self.installer.staging_path(name)
         try:
-            digest = Transfer(remote.fetch, remote.size, path, progress_path(path), remote.sha256, self.options,
+            options, busy_wait_s = self.options, BUSY_WAIT_MAX_S if remote.source_host else 0.0
+            if remote.source_host and has_next:
+                limit_s = self.mirrors.timeout_s
+                options = dataclasses.replace(options, max_retries=1, stall_timeout_s=min(options.stall_timeout_s,
+                                              limit_s), connect_timeout_s=min(options.connect_timeout_s, limit_s))
+                busy_wait_s = self.mirrors.busy_wait_s
+            digest = Transfer(remote.fetch, remote.size, path, progress_path(path), remote.sha256, options,
                               job.stop, on_progress=progress.file_callback(name),
-                              on_bytes=self.metrics.pull_bytes.inc,
-                              busy_wait_s=BUSY_WAIT_MAX_S if remote.source_host else 0.0).run()
+                              on_bytes=self.metrics.pull_bytes.inc, busy_wait_s=busy_wait_s).run()
             progress.file_done(name, remote.size)
             job.publish(Verifying(name))
             header = self.installer.verify(path, remote, digest)

@@ -256,14 +256,14 @@ class Transfer:
         if response.status_code == 206:
             first, total = _content_range(response.headers.get("Content-Range"))
             if total is not None and total != self.size:
-                raise ProxyError("checksum_mismatch", f"the server has {total} bytes, the Hub lists {self.size}")
+                raise ProxyError("checksum_mismatch", f"the server has {total} bytes, the source lists {self.size}")
             if first != position:
                 raise _RetryableHTTP(206)
             return position
         if response.status_code == 200:
             length = response.headers.get("Content-Length")
             if length is not None and length.isdigit() and int(length) != self.size:
-                raise ProxyError("checksum_mismatch", f"the server sent {length} bytes, the Hub lists {self.size}")
+                raise ProxyError("checksum_mismatch", f"the server sent {length} bytes, the source lists {self.size}")
             if len(self.state.done) > 1:
                 raise _NoRangeSupport()
             self.state.restart_stream()  # the whole body again: restart the file cleanly

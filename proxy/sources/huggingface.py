@@ -56,9 +56,9 @@ class HuggingFaceHub:
         asked = Asked(self.endpoint, repo, revision)
         info = self._call(lambda: self._api.model_info(repo, revision=revision, expand=["sha", "private", "gated"],
                                                        timeout=self._timeout_s), asked)
-        commit = info.sha or revision
-        entries = self._call(lambda: [entry for entry in self._tree(repo, commit) if _is_gguf_file(entry)], asked)
-        files = tuple(self._remote_file(repo, commit, entry) for entry in entries)
+        commit = info.sha if isinstance(info.sha, str) and info.sha else revision
+        files = self._call(lambda: tuple(self._remote_file(repo, commit, entry)
+                                         for entry in self._tree(repo, commit) if _is_gguf_file(entry)), asked)
         restricted = bool(self._token) and bool(info.private or info.gated)  # what peers may not hand out
         return RepoFiles(repo=repo, revision=revision, commit=commit, files=files, restricted=restricted)
 
@@ -70,9 +70,13 @@ class HuggingFaceHub:
                         headers=build_hf_headers(token=self._token or False), timeout=self._timeout_s)
 
     def _remote_file(self, repo: str, commit: str, entry: dict) -> RemoteFile:
+        """Raises: TypeError for an entry not shaped as the Hub's (a source answering something else)."""
         lfs = entry.get("lfs")  # size and sha256 of the bytes; absent for a file kept in git itself
-        return RemoteFile(filename=entry["path"], size=(lfs or entry).get("size"),
-                          digest=lfs.get("oid") if lfs else None, fetch=self._fetch(repo, entry["path"], commit))
+        size, digest = (lfs or entry).get("size"), lfs.get("oid") if lfs else None
+        if not (size is None or type(size) is int) or not (digest is None or isinstance(digest, str)):
+            raise TypeError("a tree entry whose size or oid is not the Hub's")
+        return RemoteFile(filename=entry["path"], size=size, digest=digest,
+                          fetch=self._fetch(repo, entry["path"], commit))
 
     def resolve(self, wanted: Wanted) -> RepoFiles:
         """The listing, the selection by file name or quant, then each chosen file's metadata."""
@@ -110,6 +114,9 @@ class HuggingFaceHub:
         while attempt <= self._max_retries:
             try:
                 return fn()
+            except _UNPARSEABLE as err:  # a 200 with an HTML page, `{}`, entries of another shape: not retried
+                raise ProxyError("hub_unavailable", f"{asked.endpoint} answered what does not parse as the Hub's "
+                                 f"API ({type(err).__name__}) when asked for {asked.what()}") from err
             except (httpx2.TransportError, HfHubHTTPError) as err:
                 busy_s = _busy_retry_after(err)
                 if busy_s is not None and busy_waited + busy_s <= self._busy_wait_s:
@@ -174,8 +181,17 @@ def _reason(err: Exception) -> str:
     return f"HTTP {response.status_code}" if response is not None else type(err).__name__
 
 
+# What a body that is not the Hub's API raises in huggingface_hub's parsing or ours (JSONDecodeError is a
+# ValueError; missing keys, entries that are not objects, nesting past Python's parser).
+_UNPARSEABLE = (ValueError, KeyError, TypeError, AttributeError, RecursionError)
+
+
 def _is_gguf_file(entry: dict) -> bool:
-    return entry.get("type") == "file" and naming.is_gguf(entry.get("path", ""))
+    """Raises: TypeError for an entry that is not a JSON object."""
+    if not isinstance(entry, dict):
+        raise TypeError("a tree entry that is not an object")
+    path = entry.get("path", "")
+    return entry.get("type") == "file" and isinstance(path, str) and naming.is_gguf(path)
 
 
 def _is_retryable(err: Exception) -> bool:

@@ -4,7 +4,8 @@ The Hub's listing and sha256 are the truth when it answers; a mirror's file is u
 matches. When the Hub gives no listing (it cannot be reached, or the repo is gated or private to a proxy
 without HF_TOKEN, which a peer sharing PROXY_API_KEY pulled with its own), the first mirror that lists the
 file gives its sha256. Each file carries the later sources as alternates, so a mirror that fails is skipped
-for that file (service.py).
+for that file (service.py). A mirror that fails (or answers what does not parse, or keeps asking to wait) is
+skipped by every pull for MIRROR_COOLDOWN_S (cooldown.py); one that answers 404 merely lacks the repo.
 """
 from __future__ import annotations
 
@@ -14,17 +15,21 @@ import logging
 from proxy.errors import ProxyError
 from proxy.pulls.remote import RemoteFile, RepoFiles, host_of
 from proxy.sources.base import Wanted
+from proxy.sources.cooldown import MirrorHealth
 from proxy.sources.huggingface import HuggingFaceHub
 
 log = logging.getLogger(__name__)
 # The Hub's answers that list nothing for this proxy: a mirror's listing is used instead, if one has it.
 _NO_LISTING_FROM_HUB = ("hub_unavailable", "gated_repo", "repo_not_found")
+# A mirror's answers that say it is broken, not that it lacks the repo: it cools down.
+_MIRROR_FAILURES = ("hub_unavailable", "hub_token_rejected")
 
 
 class MirroredHub:
-    def __init__(self, mirrors: list[HuggingFaceHub], upstream: HuggingFaceHub):
+    def __init__(self, mirrors: list[HuggingFaceHub], upstream: HuggingFaceHub, health: MirrorHealth | None = None):
         self.mirrors, self.upstream = mirrors, upstream
         self.host = upstream.host
+        self.health = health or MirrorHealth()
 
     def list_files(self, repo: str, revision: str) -> RepoFiles:
         """The Hub's listing; the first mirror's when the Hub gives none.
@@ -38,7 +43,7 @@ class MirroredHub:
             if err.code not in _NO_LISTING_FROM_HUB:
                 raise
             for mirror in self.mirrors:
-                listing = _ask(mirror, lambda m: m.list_files(repo, revision))
+                listing = self._ask(mirror, lambda m: m.list_files(repo, revision))
                 if listing is not None:
                     return listing
             raise
@@ -56,12 +61,12 @@ class MirroredHub:
                 raise
             return self._resolve_from_mirrors(wanted, err)
         pinned = dataclasses.replace(wanted, revision=truth.commit)  # the mirror must hold the Hub's commit
-        offers = [_ask(mirror, lambda m: m.resolve(pinned)) for mirror in self.mirrors]
+        offers = [self._ask(mirror, lambda m: m.resolve(pinned)) for mirror in self.mirrors]
         files = tuple(_chain([_same_file(offer, f) for offer in offers] + [f]) for f in truth.files)
         return dataclasses.replace(truth, files=files)
 
     def _resolve_from_mirrors(self, wanted: Wanted, hub_error: ProxyError) -> RepoFiles:
-        offers = [offer for offer in (_ask(m, lambda m: m.resolve(wanted)) for m in self.mirrors) if offer]
+        offers = [offer for offer in (self._ask(m, lambda m: m.resolve(wanted)) for m in self.mirrors) if offer]
         if not offers:
             raise hub_error
         first = offers[0]
@@ -71,15 +76,20 @@ class MirroredHub:
         return dataclasses.replace(first, files=files, source_host=None)
 
 
-def _ask(mirror: HuggingFaceHub, call) -> RepoFiles | None:
-    """A mirror's answer with its host on every file; None when it fails (it is skipped)."""
-    try:
-        answer = call(mirror)
-    except ProxyError as err:
-        log.info("mirror %s skipped: %s", mirror.endpoint, err.code)
-        return None
-    host = host_of(mirror.endpoint)
-    return dataclasses.replace(answer, files=tuple(dataclasses.replace(f, source_host=host) for f in answer.files))
+    def _ask(self, mirror: HuggingFaceHub, call) -> RepoFiles | None:
+        """A mirror's answer with its host on every file; None when it is cooling down or fails (it is skipped,
+        and cools down unless it merely lacks the repo)."""
+        host = host_of(mirror.endpoint)
+        if self.health.cooling(host):
+            return None
+        try:
+            answer = call(mirror)
+        except ProxyError as err:
+            log.info("mirror %s skipped: %s", mirror.endpoint, err.code)
+            if err.code in _MIRROR_FAILURES:
+                self.health.failed(host, err.code)
+            return None
+        return dataclasses.replace(answer, files=tuple(dataclasses.replace(f, source_host=host) for f in answer.files))
 
 
 def _same_file(offer: RepoFiles | None, wanted: RemoteFile) -> RemoteFile | None:

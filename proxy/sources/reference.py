@@ -12,11 +12,11 @@ REGISTRY_SCHEMES = ("ollama", "oci")
 HUB_PREFIXES = ("hf://", "hf.co/")
 _SCHEME_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 _HOST_RE = re.compile(r"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}"
-                      r"[A-Za-z0-9])?)*(?::[0-9]{1,5})?$")
+                      r"[A-Za-z0-9])?)*(?::[0-9]{1,5})?\Z")
 # The distribution spec's repository path component, tag and digest grammar.
-_COMPONENT_RE = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$")
-_TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
-_DIGEST_RE = re.compile(r"^sha256:[a-f0-9]{64}$")
+_COMPONENT_RE = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*\Z")
+_TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}\Z")
+_DIGEST_RE = re.compile(r"^sha256:[a-f0-9]{64}\Z")
 _REFERENCE_MAX = 512
 
 
@@ -90,6 +90,8 @@ def parse_reference(model: str) -> RegistryRef:
     if not _HOST_RE.match(host) or not all(_COMPONENT_RE.match(p) for p in parts) \
             or (tag and not _TAG_RE.match(tag)) or (digest and not is_digest(digest)):
         raise _bad(scheme)
+    if not 0 < int(host.partition(":")[2] or 443) <= 65535:
+        raise _bad(scheme, f"port {host.partition(':')[2]} is not a TCP port (1-65535)")
     return RegistryRef(scheme, host.lower(), "/".join(parts), None if digest else (tag or "latest"), digest or None)
 
 

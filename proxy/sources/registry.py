@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import logging
 import threading
+import time
 from typing import Mapping
 
 import requests
@@ -16,6 +16,7 @@ from proxy.errors import ProxyError
 from proxy.pulls.remote import Fetch, RemoteFile, RepoFiles
 from proxy.retry import Backoff
 from proxy.sources.base import Wanted
+from proxy.sources.bounded import ERROR_MAX_BYTES, MANIFEST_MAX_BYTES, json_capped, parse_json, read_capped
 from proxy.sources.reference import RegistryRef, is_digest, parse_reference
 from proxy.sources.registry_auth import Credentials, LiveHeaders, RegistryAuth, parse_challenge
 from proxy.sources.select import select_files
@@ -32,7 +33,6 @@ INDEX_ENTRIES_MAX = 16  # manifests of one index asked for at most
 GGUF_LAYER_TYPES = ("application/vnd.ollama.image.model", "application/vnd.docker.ai.gguf.v3",
                     "application/vnd.cncf.model.weight.v1.gguf")
 NAME_ANNOTATIONS = ("org.opencontainers.image.title", "org.cncf.model.filepath")
-MANIFEST_MAX_BYTES = 4 * 1024 * 1024
 
 
 class RegistrySource:
@@ -123,17 +123,16 @@ class RegistrySource:
         """
         url = f"{self.base_url(ref)}/manifests/{reference}"
         response = self._get(ref, url, {"Accept": ", ".join(accept)})
-        content = response.content[:MANIFEST_MAX_BYTES + 1]
+        media_type = response.headers.get("Content-Type", "unknown")
+        content = read_capped(response, MANIFEST_MAX_BYTES, f"the manifest {reference} of {ref.canonical}")
         digest = "sha256:" + hashlib.sha256(content).hexdigest()
         if expected_digest and digest != expected_digest:
             raise ProxyError("checksum_mismatch", f"the manifest {reference} of {ref.canonical} does not match "
                              "its digest")
-        try:
-            body = json.loads(content)
-            assert isinstance(body, dict) and isinstance(body.get("layers", []), list)
-        except (ValueError, AssertionError):
+        body = parse_json(content)
+        if not isinstance(body, dict) or not isinstance(body.get("layers", []), list):
             raise ProxyError("file_not_found", f"{ref.canonical} is not an image manifest (media type "
-                             f"{response.headers.get('Content-Type', 'unknown')})") from None
+                             f"{media_type})")
         return body, digest
 
     def _layers(self, ref: RegistryRef, manifest: dict) -> tuple[RemoteFile, ...]:
@@ -157,6 +156,9 @@ class RegistrySource:
             ProxyError: repo_not_found, revision_not_found, source_auth_failed, hub_unavailable.
         """
         stop = threading.Event()
+        # A registry that never answers is not asked again and again: retries end once the first attempt's
+        # timeout has passed (with PULL_MAX_RETRIES of them, 2 minutes and more before any status).
+        deadline = time.monotonic() + self._timeout_s
         for attempt in range(1, self._max_retries + 1):
             try:
                 response = self._authorized_get(ref, url, headers)
@@ -176,7 +178,7 @@ class RegistrySource:
                     failure = _no_repository(ref)
                 if response.status_code < 500 and response.status_code != 429:
                     raise failure
-            if attempt == self._max_retries:
+            if attempt == self._max_retries or time.monotonic() >= deadline:
                 raise failure
             log.warning("asking %s for %s failed; retrying, attempt %d of %d", ref.host, ref.canonical,
                         attempt + 1, self._max_retries)
@@ -186,13 +188,17 @@ class RegistrySource:
     def _authorized_get(self, ref: RegistryRef, url: str, headers: dict[str, str]) -> requests.Response:
         """Raises: ProxyError source_auth_failed; requests.RequestException."""
         auth = self.auth.header(ref.host, ref.repository)
+        # stream=True: the body is read by the caller, through a size cap (proxy/sources/bounded.py).
         response = self._session.get(url, headers={**headers, **({"Authorization": auth} if auth else {})},
-                                     timeout=self._timeout_s)
+                                     timeout=self._timeout_s, stream=True)
         if response.status_code == 401 and "WWW-Authenticate" in response.headers:
+            response.close()
             scheme, params = parse_challenge(response.headers["WWW-Authenticate"])
             auth = self.auth.answer(ref.host, ref.repository, scheme, params)
-            response = self._session.get(url, headers={**headers, "Authorization": auth}, timeout=self._timeout_s)
+            response = self._session.get(url, headers={**headers, "Authorization": auth}, timeout=self._timeout_s,
+                                         stream=True)
         if response.status_code in (401, 403):
+            response.close()
             raise self.auth.refused(ref.host, ref.repository, response.status_code)
         return response
 
@@ -203,7 +209,8 @@ class RegistrySource:
             response = self._authorized_get(ref, f"{self.base_url(ref)}/tags/list?n=1", {})
         except (requests.RequestException, ProxyError):
             return True  # cannot tell: keep what the manifest said
-        return response.status_code != 404 or _error_codes(response) != {"NAME_UNKNOWN"}
+        with response:
+            return response.status_code != 404 or _error_codes(response) != {"NAME_UNKNOWN"}
 
     @staticmethod
     def _error(ref: RegistryRef, response: requests.Response, attempt: int) -> ProxyError:
@@ -247,10 +254,10 @@ def _annotated_name(layer: dict) -> str | None:
 
 
 def _error_codes(response: requests.Response) -> set:
-    """The distribution spec's error codes of an answer (`{"errors": [{"code": ...}]}`)."""
+    """The distribution spec's error codes of an answer (`{"errors": [{"code": ...}]}`), read through a cap."""
     try:
-        return {e.get("code") for e in response.json().get("errors", [])}
-    except (ValueError, AttributeError, TypeError):
+        return {e.get("code") for e in json_capped(response, ERROR_MAX_BYTES, "an error body").get("errors", [])}
+    except (ProxyError, AttributeError, TypeError):
         return set()
 
 

@@ -14,15 +14,18 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Mapping
+from urllib.parse import urlsplit
 
 import requests
 
 from proxy.errors import ProxyError
+from proxy.sources.bounded import TOKEN_MAX_BYTES, json_capped
 
 log = logging.getLogger(__name__)
 DOCKER_HUB_KEY = "https://index.docker.io/v1/"
 DOCKER_HUB_HOSTS = ("registry-1.docker.io", "docker.io", "index.docker.io")
 TOKEN_TTL_DEFAULT_S = 60  # the token spec's default when a token endpoint names no expiry
+TOKEN_TTL_MAX_S = 24 * 3600  # a longer (or absurd) expires_in is taken as this
 EXPIRY_MARGIN_S = 10
 _CHALLENGE_PARAM_RE = re.compile(r'(\w+)="([^"]*)"')
 
@@ -174,14 +177,15 @@ class RegistryAuth:
         """A Bearer token from the challenge's realm: with Basic credentials, an identity token (OAuth2
         refresh grant), or anonymous."""
         query = {"service": params.get("service", host), "scope": params.get("scope") or f"repository:{repository}:pull"}
+        _check_realm(host, repository, params["realm"])
         try:
             if creds and creds.identity_token:
-                response = self._session.post(params["realm"], timeout=self._timeout_s, data={
+                response = self._session.post(params["realm"], timeout=self._timeout_s, stream=True, data={
                     **query, "grant_type": "refresh_token", "refresh_token": creds.identity_token,
                     "client_id": "gguf-proxy"})
             else:
                 basic = creds.basic() if creds else None
-                response = self._session.get(params["realm"], params=query, timeout=self._timeout_s,
+                response = self._session.get(params["realm"], params=query, timeout=self._timeout_s, stream=True,
                                              headers={"Authorization": basic} if basic else {})
         except requests.RequestException as err:
             raise ProxyError("hub_unavailable", f"the token endpoint of {host} could not be reached "
@@ -189,17 +193,15 @@ class RegistryAuth:
         # An OAuth2 refresh grant the endpoint does not take is a 400 (invalid_grant), not a 401.
         refused = (400, 401, 403) if creds and creds.identity_token else (401, 403)
         if response.status_code in refused:
+            response.close()
             raise _refused(host, repository, f"refused the credentials at its token endpoint (HTTP {response.status_code})")
-        try:
-            body = response.json() if response.ok else None
-            token = body.get("token") or body.get("access_token")
-            ttl_s = int(body.get("expires_in") or TOKEN_TTL_DEFAULT_S)
-        except (ValueError, AttributeError, TypeError):
-            token = None
+        body = json_capped(response, TOKEN_MAX_BYTES, f"the token endpoint of {host}'s answer") if response.ok else None
+        token = (body.get("token") or body.get("access_token")) if isinstance(body, dict) else None
         if not isinstance(token, str) or not token:
+            response.close()
             raise ProxyError("hub_unavailable", f"the token endpoint of {host} answered HTTP {response.status_code} "
                              "without a token")
-        return f"Bearer {token}", time.monotonic() + max(ttl_s - EXPIRY_MARGIN_S, 1)
+        return f"Bearer {token}", time.monotonic() + max(_ttl_s(body.get("expires_in")) - EXPIRY_MARGIN_S, 1)
 
     def refused(self, host: str, repository: str, status: int) -> ProxyError:
         """The error of a registry that still answers 401/403 with the header a challenge gave."""
@@ -230,6 +232,39 @@ class LiveHeaders(Mapping[str, Mapping[str, str]]):
 
     def __repr__(self) -> str:
         return f"LiveHeaders({self._host})"
+
+
+def _check_realm(host: str, repository: str, realm: str) -> None:
+    """A token realm gets credentials (or any request) only on the registry's own host, or over HTTPS elsewhere:
+    a plain-HTTP realm on another host would receive them in the clear (and could be any internal address).
+
+    Raises:
+        ProxyError: source_auth_failed.
+    """
+    try:
+        parts = urlsplit(realm)
+        realm_host = (parts.hostname or "").lower() + (f":{parts.port}" if parts.port else "")
+    except ValueError:
+        raise _refused(host, repository, "names a token realm that is not a URL") from None
+    if parts.scheme == "https" and parts.hostname:
+        return
+    if parts.scheme == "http" and realm_host == host.lower():
+        return
+    raise _refused(host, repository, f"names a token realm on {parts.scheme or 'no'}://{realm_host or '?'}, "
+                   "another host over plain HTTP (only the registry's own host, or HTTPS, gets credentials)")
+
+
+def _ttl_s(value: object) -> float:
+    """Seconds a token lives from its `expires_in`: the default when absent or not a number, at most a day."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        return TOKEN_TTL_DEFAULT_S
+    try:
+        seconds = float(value)
+    except (ValueError, OverflowError):
+        return TOKEN_TTL_DEFAULT_S
+    if not seconds > 0:  # zero, negative, NaN
+        return TOKEN_TTL_DEFAULT_S
+    return min(seconds, TOKEN_TTL_MAX_S)
 
 
 def _refused(host: str, repository: str, why: str) -> ProxyError:

@@ -1,0 +1,62 @@
+"""Bodies from outside (registries, mirrors, token realms) read through a size cap before anything parses them,
+so a larger or endless body fails that source instead of growing the proxy's memory (API.md, Sources)."""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import requests
+import urllib3
+
+from proxy.errors import ProxyError
+
+KiB, MiB = 1024, 1024 * 1024
+MANIFEST_MAX_BYTES = 4 * MiB
+LISTING_MAX_BYTES = 1 * MiB
+TOKEN_MAX_BYTES = 1 * MiB
+ERROR_MAX_BYTES = 64 * KiB  # an error body: only its codes are read
+_READ_BYTES = 64 * KiB
+
+
+def read_capped(response: requests.Response, max_bytes: int, what: str) -> bytes:
+    """The body of a response opened with `stream=True`, at most `max_bytes`; the connection is closed after.
+
+    Raises:
+        ProxyError: hub_unavailable when the body is larger (it is not read further) or the connection fails.
+    """
+    declared = response.headers.get("Content-Length", "")
+    chunks, count = [], 0
+    try:
+        if declared.isdigit() and int(declared) > max_bytes:
+            raise _too_large(what, max_bytes)
+        while block := response.raw.read(_READ_BYTES, decode_content=True):
+            count += len(block)
+            if count > max_bytes:
+                raise _too_large(what, max_bytes)
+            chunks.append(block)
+    except (urllib3.exceptions.HTTPError, OSError) as err:
+        raise ProxyError("hub_unavailable", f"{what} could not be read ({type(err).__name__})") from err
+    finally:
+        response.close()
+    return b"".join(chunks)
+
+
+def json_capped(response: requests.Response, max_bytes: int, what: str) -> Any:
+    """The body as JSON, read through the cap; None when it is not JSON (or nested past what Python parses).
+
+    Raises:
+        ProxyError: hub_unavailable (too large, or the connection failed).
+    """
+    return parse_json(read_capped(response, max_bytes, what))
+
+
+def parse_json(content: bytes) -> Any:
+    """JSON of bytes from outside; None for what does not parse, however it fails to."""
+    try:
+        return json.loads(content)
+    except (ValueError, RecursionError):
+        return None
+
+
+def _too_large(what: str, max_bytes: int) -> ProxyError:
+    return ProxyError("hub_unavailable", f"{what} is larger than {max_bytes // KiB} KiB; not read further")
