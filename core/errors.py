@@ -111,9 +111,19 @@ def openai_error_body(code: str, message: str, status: int) -> dict:
     return {"error": {"message": message, "type": kind, "code": error_code(code)}}
 
 
+# Our own routes under /v1/ (API.md's and Shimmy's) answer in API.md's shape; any other path under /v1/ is
+# OpenAI's namespace, where an SDK asking for what we lack (/v1/foo) must still be shown the reason.
+OWN_V1_PREFIXES = ("/v1/api/", "/v1/generate", "/v1/health")
+
+
+def is_openai_path(path: str) -> bool:
+    """Whether errors on `path` answer in OpenAI's shape: its endpoints, and unknown paths under /v1/."""
+    return path in OPENAI_PATHS or (path.startswith("/v1/") and not path.startswith(OWN_V1_PREFIXES))
+
+
 def _error_answer(code: str, message: str, status: int, headers: dict | None = None):
     """The JSON error for this request's endpoint: OpenAI's shape on OpenAI's paths, API.md's elsewhere."""
-    openai = request.path in OPENAI_PATHS
+    openai = is_openai_path(request.path)
     body = openai_error_body(code, message, status) if openai else error_body(code, message)
     return jsonify(body), status, headers or {}
 

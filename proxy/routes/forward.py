@@ -10,6 +10,7 @@ from flask import Blueprint, Response, current_app, request
 from urllib3.exceptions import ReadTimeoutError
 
 from proxy.errors import ProxyError
+from proxy.openai_fields import check_openai_fields
 from proxy.pulled_names import is_pulled_name
 from core.hangup import ClientWatch
 
@@ -83,12 +84,13 @@ def _with_model_id(body: bytes) -> tuple[bytes, list[str]]:
     knows; any other body as it came, byte for byte (the backend judges what it cannot parse). And the
     installed files the model names (none when the body names no installed model).
 
-    Raises: ProxyError model_not_found.
+    Raises: ProxyError model_not_found; invalid_request for an OpenAI field the backend does not implement.
     """
     try:
         parsed = json.loads(body)
     except (ValueError, RecursionError):  # RecursionError: nested too deep to be a request
         return body, []
+    check_openai_fields(request.path, parsed)
     name = parsed.get("model") if isinstance(parsed, dict) else None
     if not isinstance(name, str) or not name:
         return body, []
