@@ -13,6 +13,24 @@ export BACKEND_EXIT_FILE="${BACKEND_EXIT_FILE:-${TMPDIR:-/tmp}/gguf-backend-${BA
 mkdir -p "$MODELS_DIR"
 rm -f "$BACKEND_EXIT_FILE"
 
+# A port already taken (most often a stack started before) is said at once and ends the start: gunicorn would
+# otherwise print the URLs, then retry its bind for seconds before giving up.
+port_free() {
+  python -c 'import socket, sys
+host, port = sys.argv[1], int(sys.argv[2])
+with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gunicorn binds: TIME_WAIT is no obstacle
+    sock.bind((host, port))' "$1" "$2" 2>/dev/null
+}
+for wanted in "proxy PORT $PORT" "backend BACKEND_PORT $BACKEND_PORT"; do
+  read -r what variable port <<<"$wanted"
+  if ! port_free "$HOST" "$port"; then
+    echo "error: port $port on $HOST, wanted by the $what, is in use: another stack may be running there" \
+      "(ss -ltnp 'sport = :$port' shows which process); stop it, or set $variable to a free port" >&2
+    exit 1
+  fi
+done
+
 python -m server &
 backend_pid=$!
 proxy_pid=""
