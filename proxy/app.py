@@ -29,6 +29,7 @@ from proxy.reconcile import Reconciler
 from proxy.retry import Backoff
 from proxy.pushes.service import PushService
 from proxy.routes import forward, health, manifest, models, observability, peer, pull, push
+from proxy.routes import embeddings, ollama, ollama_generate, residency
 from proxy.settings import Settings
 from proxy.staging import start_staging_sweeper
 from proxy.store import META, ModelStore
@@ -52,7 +53,8 @@ def create_app(settings: Settings | None = None, source=None) -> Flask:
     app.extensions.update(services)
     app.extensions["forward_slots"] = threading.BoundedSemaphore(settings.forward_max_in_flight)
     install_request_metrics(app, services["metrics"])
-    for module in (health, pull, push, models, forward, observability, manifest, peer):
+    for module in (health, pull, push, models, forward, observability, manifest, peer,
+                   ollama, ollama_generate, residency, embeddings):
         app.register_blueprint(module.bp)
     start_staging_sweeper(services["store"], settings.staging_sweep_interval_s, also=(services["retention"].sweep,))
     services["usage"].start_flusher(settings.last_used_flush_interval_s)

@@ -6,6 +6,7 @@ import typing
 
 from proxy import VERSION
 from proxy.errors import STATUS_BY_CODE
+from proxy import openapi_ollama
 from proxy.pulls.events import EVENT_TYPES, PullEvent
 from proxy.pushes.events import PUSH_EVENT_TYPES
 
@@ -135,6 +136,7 @@ def _schemas() -> dict:
                 "type": "object", "required": ["model", "filename", "state", "code"], "properties": {
                     "model": STR, "filename": NULLABLE_STR, "state": STR,
                     "code": {"oneOf": [{"type": "null"}, {"enum": codes}]}}}}}},
+        **openapi_ollama.schemas(),
         "DeleteRequest": {"type": "object", "properties": {"filename": STR, "model": STR}},
         "Deleted": {"type": "object", "required": ["status", "files"], "properties": {
             "status": {"const": "deleted"}, "files": {"type": "array", "items": STR}}},
@@ -189,6 +191,7 @@ def _paths() -> dict:
             "description": "Prometheus text", "content": {"text/plain": {"schema": STR}}}})},
         "/openapi.json": {"get": _op("This document", {"200": _json(OBJ)})},
         **_peer_paths(),
+        **openapi_ollama.paths(),
     }
 
 

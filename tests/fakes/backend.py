@@ -18,6 +18,8 @@ import os
 import threading
 import time
 
+from tests.fakes.backend_routes import answer_route
+
 INTERVAL_S = float(os.environ.get("FAKE_BACKEND_INTERVAL_S", "0.5"))
 EVENTS = int(os.environ.get("FAKE_BACKEND_EVENTS", "10"))
 STATS = os.environ.get("FAKE_BACKEND_STATS", "on") != "off"
@@ -33,6 +35,10 @@ def app(environ, start_response):
     if environ["REQUEST_METHOD"] == "GET" and environ.get("PATH_INFO") == "/stats":
         return _stats(start_response)
     raw = environ["wsgi.input"].read()
+    answered = answer_route(environ["REQUEST_METHOD"], environ.get("PATH_INFO", ""), raw, EVENTS)
+    if answered is not None:  # the contract's routes beyond streaming (tests/fakes/backend_routes.py)
+        start_response(*answered[:2])
+        return [answered[2]]
     start_response("200 OK", [("Content-Type", "text/event-stream"), ("Cache-Control", "no-cache")])
     return _events(_prompt_words(raw), time.monotonic())
 

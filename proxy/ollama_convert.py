@@ -1,0 +1,170 @@
+"""Ollama's chat, generate and embed requests as the backend's OpenAI-compatible bodies, and the backend's
+answers back in Ollama's shapes (ollama/ollama api/types.go: ChatRequest, GenerateRequest, Metrics, ...)."""
+from __future__ import annotations
+
+import datetime
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from proxy.errors import ProxyError
+
+# Ollama's `options` the backend has a field for; the others (num_ctx, num_gpu, mirostat, ...) are set at load
+# time by our settings, or have no llama.cpp counterpart here, and are ignored as Ollama ignores unknown ones.
+OPTIONS = {"temperature": "temperature", "top_k": "top_k", "top_p": "top_p", "min_p": "min_p", "seed": "seed",
+           "num_predict": "max_tokens", "stop": "stop", "repeat_penalty": "repeat_penalty",
+           "presence_penalty": "presence_penalty", "frequency_penalty": "frequency_penalty"}
+NS = 1_000_000_000  # Ollama's durations are nanoseconds
+DONE_REASONS = {"stop": "stop", "length": "length", None: "stop"}
+
+
+@dataclass(frozen=True)
+class Translated:
+    """A backend request made from an Ollama one: where it goes, its body, and what the answer should say."""
+
+    path: str
+    body: dict
+    stream: bool
+
+
+def chat_request(body: dict, model_id: str) -> Translated:
+    """Raises: ProxyError invalid_request (a field of the wrong type, images, tools, thinking)."""
+    messages = body.get("messages")
+    if not isinstance(messages, list):
+        raise ProxyError("invalid_request", "messages must be a list of {role, content}")
+    _unsupported(body, messages)
+    out = [{"role": m["role"], "content": m.get("content") or ""} for m in map(_message, messages)]
+    return Translated("/v1/chat/completions", {"model": model_id, "messages": out, **_common(body)},
+                      _stream(body))
+
+
+def generate_request(body: dict, model_id: str) -> Translated:
+    """Raises: ProxyError invalid_request."""
+    prompt, system = _text(body, "prompt"), _text(body, "system")
+    _unsupported(body, [])
+    if _text(body, "suffix"):
+        raise ProxyError("invalid_request", f"{body.get('model')!r} does not support insert")
+    if body.get("raw") is True:
+        if system or _text(body, "template") or body.get("context"):
+            raise ProxyError("invalid_request", "raw mode does not support template, system, or context")
+        return Translated("/v1/completions", {"model": model_id, "prompt": prompt, **_common(body)}, _stream(body))
+    messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
+    return Translated("/v1/chat/completions", {"model": model_id, "messages": messages, **_common(body)},
+                      _stream(body))
+
+
+def embed_inputs(body: dict, field: str) -> list[str]:
+    """`input` of /api/embed (a string or a list of strings) or `prompt` of /api/embeddings, as a list.
+
+    Raises: ProxyError invalid_request ("invalid input type", as Ollama says).
+    """
+    value = body.get(field)
+    if value is None:
+        return []
+    value = [value] if isinstance(value, str) else value
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise ProxyError("invalid_request", "invalid input type")
+    return [item for item in value if item] if field == "prompt" else value
+
+
+def keep_alive(body: dict) -> dict:
+    """`keep_alive` as the backend takes it ({} when absent).
+
+    Raises: ProxyError invalid_request (not a duration string or a number of seconds).
+    """
+    value = body.get("keep_alive")
+    if value is None:
+        return {}
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)) or \
+            (isinstance(value, float) and not math.isfinite(value)):
+        raise ProxyError("invalid_request", 'keep_alive must be a duration such as "5m" or "1h", seconds as a '
+                         "number, -1 (forever) or 0 (unload at once)")
+    return {"keep_alive": value}
+
+
+def _common(body: dict) -> dict:
+    """Sampling options, output format and keep_alive, as the backend's fields."""
+    return {**_options(body.get("options")), **_format(body.get("format")), **keep_alive(body),
+            "stream": _stream(body)}
+
+
+def _options(options: Any) -> dict:
+    if options is None:
+        return {}
+    if not isinstance(options, dict):
+        raise ProxyError("invalid_request", "options must be an object such as {\"temperature\": 0.2}")
+    out = {OPTIONS[k]: v for k, v in options.items() if k in OPTIONS and v is not None}
+    predict = out.get("max_tokens")
+    if isinstance(predict, int) and not isinstance(predict, bool) and predict < 0:
+        del out["max_tokens"]  # -1: until done, -2: until the context is full; both are ours without a limit
+    return out
+
+
+def _format(value: Any) -> dict:
+    if value in (None, ""):
+        return {}
+    if value == "json":
+        return {"response_format": {"type": "json_object"}}
+    if isinstance(value, dict):
+        return {"response_format": {"type": "json_schema", "json_schema": {"name": "response", "schema": value}}}
+    raise ProxyError("invalid_request", 'format must be "json" or a JSON schema object')
+
+
+def _stream(body: dict) -> bool:
+    value = body.get("stream", True)
+    if value is None:
+        return True
+    if not isinstance(value, bool):
+        raise ProxyError("invalid_request", "stream must be true or false")
+    return value
+
+
+def _text(body: dict, field: str) -> str:
+    value = body.get(field)
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise ProxyError("invalid_request", f"{field} must be a string")
+    return value
+
+
+def _message(message: Any) -> dict:
+    if not isinstance(message, dict) or not isinstance(message.get("role"), str) or \
+            not isinstance(message.get("content") or "", str):
+        raise ProxyError("invalid_request", "each message must be {\"role\": string, \"content\": string}")
+    if message.get("images"):
+        raise ProxyError("invalid_request", "images are not supported: the models served here take text only")
+    return {**message, "role": message["role"].lower()}
+
+
+def _unsupported(body: dict, messages: list) -> None:
+    """Raises: ProxyError invalid_request for what the backend cannot do, as Ollama words it for a model."""
+    model = body.get("model")
+    if body.get("images"):
+        raise ProxyError("invalid_request", "images are not supported: the models served here take text only")
+    if body.get("tools"):
+        raise ProxyError("invalid_request", f"{model!r} does not support tools")
+    if body.get("think") not in (None, False):
+        raise ProxyError("invalid_request", f"{model!r} does not support thinking")
+
+
+def now_iso() -> str:
+    """Ollama's `created_at`: RFC 3339, UTC."""
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def metrics(total_s: float, first_token_s: float | None, prompt_tokens: int, eval_tokens: int) -> dict:
+    """Ollama's Metrics in nanoseconds: time to the first token counts as the prompt's evaluation (the
+    backend reports no split), the rest as generation; an answer in one piece (`first_token_s` None) counts
+    all as generation. Loading is inside the first token's time."""
+    first = 0.0 if first_token_s is None else first_token_s
+    return {"total_duration": int(total_s * NS), "load_duration": 0, "prompt_eval_count": prompt_tokens,
+            "prompt_eval_duration": int(first * NS), "eval_count": eval_tokens,
+            "eval_duration": int(max(0.0, total_s - first) * NS)}
+
+
+def normalized(vector: list[float], dimensions: int | None = None) -> list[float]:
+    """Ollama's /api/embed vectors: cut to `dimensions` when asked, then of unit length."""
+    cut = vector[:dimensions] if dimensions else vector
+    norm = math.sqrt(sum(x * x for x in cut))
+    return [x / norm for x in cut] if norm else list(cut)

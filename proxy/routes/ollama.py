@@ -1,0 +1,118 @@
+"""Ollama's API for the models this proxy holds: /api/version, /api/tags, /api/show, /api/ps, /api/pull and
+/api/delete, in Ollama's shapes, with errors as Ollama's `{"error": "..."}` and our codes' HTTP statuses.
+The generating endpoints are in proxy/routes/ollama_generate.py."""
+from __future__ import annotations
+
+import json
+from typing import Iterable, Iterator
+
+from flask import Blueprint, Flask, Response, current_app, jsonify
+from werkzeug.exceptions import HTTPException
+
+from core.errors import ServiceError
+from proxy.auth import require_api_key
+from proxy.errors import ProxyError
+from proxy.ollama_listing import installed_models, show_model, tags_entry
+from proxy.ollama_names import resolve_ollama_name
+from proxy.ollama_pull import ProgressLines, pull_body, source_digests
+from proxy.pulls.events import Failed
+from proxy.routes.body import json_body
+from proxy.upstream import call_backend
+
+bp = Blueprint("ollama", __name__)
+NDJSON = "application/x-ndjson"
+# The Ollama release whose API shapes these endpoints follow (ollama/ollama api/types.go); clients such as
+# Open WebUI ask for it to check that an Ollama answers.
+OLLAMA_API_VERSION = "0.9.0"
+
+
+def register_ollama_errors(blueprint: Blueprint | Flask) -> None:
+    """Errors of the blueprint's views in Ollama's shape, `{"error": message}`, with our code's status."""
+
+    @blueprint.errorhandler(ServiceError)
+    def _ours(err: ServiceError):
+        return jsonify(error=err.message), err.status, err.headers
+
+    @blueprint.errorhandler(HTTPException)
+    def _http(err: HTTPException):
+        status = err.code or 500
+        message = "request body too large" if status == 413 else (err.description or err.name)
+        return jsonify(error=message), status
+
+
+register_ollama_errors(bp)
+
+
+def ollama_body() -> dict:
+    """Raises: ProxyError invalid_request (no body, not a JSON object)."""
+    body = json_body()
+    if not isinstance(body, dict):
+        raise ProxyError("invalid_request", "missing request body" if body is None else "invalid JSON body")
+    return body
+
+
+@bp.get("/api/version")
+def version():
+    return jsonify(version=OLLAMA_API_VERSION)
+
+
+@bp.get("/api/tags")
+def tags():
+    return jsonify(models=[tags_entry(model) for model in installed_models(current_app.extensions["store"])])
+
+
+@bp.post("/api/show")
+def show():
+    body = ollama_body()
+    store = current_app.extensions["store"]
+    model, _ = resolve_ollama_name(store, body.get("model") or body.get("name"))
+    return jsonify(show_model(store, model))
+
+
+@bp.get("/api/ps")
+def ps():
+    running = call_backend("/api/running", None, [], method="GET").json().get("models")
+    listed = {m["id"]: m for m in installed_models(current_app.extensions["store"])}
+    models = []
+    for entry in running if isinstance(running, list) else []:
+        if not isinstance(entry, dict) or entry.get("id") not in listed:
+            continue
+        shown, size = tags_entry(listed[entry["id"]]), entry.get("size_in_memory") or 0
+        models.append({"name": shown["name"], "model": shown["model"], "size": size, "digest": shown["digest"],
+                       "details": shown["details"], "expires_at": entry.get("expires_at"),
+                       "size_vram": size if entry.get("gpu_layers") else 0,
+                       "context_length": shown["details"].get("context_length") or 0})
+    return jsonify(models=models)
+
+
+@bp.post("/api/pull")
+@require_api_key
+def pull():
+    body = pull_body(ollama_body())
+    ticket = current_app.extensions["pull_service"].start(body)
+    if body.get("stream") is False:
+        final = ticket.wait()
+        if isinstance(final, Failed):
+            return jsonify(error=final.error), final.http_status
+        return jsonify(status="success")
+    asked = ticket.request
+    digests = source_digests(current_app.extensions["source"], asked.repo, asked.revision)
+    lines = ProgressLines(digests).lines(ticket.events())
+    return Response(_ndjson(lines), mimetype=NDJSON, headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+@bp.delete("/api/delete")
+@require_api_key
+def delete():
+    body = ollama_body()
+    store = current_app.extensions["store"]
+    model, files = resolve_ollama_name(store, body.get("model") or body.get("name"))
+    pulling = {job.key for job in current_app.extensions["pulls"].jobs() if not job.done}
+    if pulling & set(files) or not store.delete_unless_busy(files):
+        raise ProxyError("model_busy", f"{model} is being pulled or pushed; delete it when that ends")
+    return Response(status=200)
+
+
+def _ndjson(lines: Iterable[dict]) -> Iterator[str]:
+    for line in lines:
+        yield json.dumps(line) + "\n"

@@ -1,0 +1,132 @@
+"""Backend calls for routes that translate (Ollama's API, residency): the forwarding rules of
+proxy/routes/forward.py (FORWARD_MAX_IN_FLIGHT, models held in flight and marked used, a client that hangs up
+closes the backend request), with the backend's answer handed back to the caller to reshape."""
+from __future__ import annotations
+
+import json
+import logging
+from typing import Callable, Iterator
+
+import requests
+from flask import current_app, request
+
+from core.hangup import ClientWatch
+from proxy.errors import STATUS_BY_CODE, ProxyError
+from proxy.routes.forward import RETRY_AFTER_S, TIMEOUT_HEADER, _broken_answer
+
+log = logging.getLogger(__name__)
+ERROR_BODY_MAX = 64 * 1024  # an error answer larger than this is not the backend's JSON error
+
+
+class Upstream:
+    """One backend answer being read, and what to release when it has been (a slot, the model's hold)."""
+
+    def __init__(self, response: requests.Response, releases: list[Callable[[], None]]):
+        self.response = response
+        self._releases = releases
+
+    def close(self) -> None:
+        self.response.close()
+        while self._releases:
+            self._releases.pop()()
+
+    def json(self) -> dict:
+        """The whole answer as a JSON object, then closed.
+
+        Raises:
+            ProxyError: backend_timeout, backend_unavailable (cut off, or not JSON).
+        """
+        try:
+            body = self.response.json()
+        except requests.RequestException as err:
+            raise _broken_answer(err) from err
+        except ValueError as err:
+            raise ProxyError("backend_unavailable", "the backend answered what is not JSON") from err
+        finally:
+            self.close()
+        if not isinstance(body, dict):
+            raise ProxyError("backend_unavailable", "the backend answered what is not a JSON object")
+        return body
+
+    def sse_data(self) -> Iterator[str]:
+        """The `data:` of each SSE event as it arrives (multi-line data joined with newlines), closed at the end.
+
+        Raises:
+            ProxyError: backend_timeout, backend_unavailable (the stream broke off).
+        """
+        buffer = ""
+        try:
+            for chunk in self.response.iter_content(chunk_size=None):
+                buffer += chunk.decode("utf-8", errors="replace").replace("\r\n", "\n")
+                *events, buffer = buffer.split("\n\n")
+                for event in events:
+                    data = [line[5:].removeprefix(" ") for line in event.split("\n") if line.startswith("data:")]
+                    if data:
+                        yield "\n".join(data)
+        except requests.RequestException as err:
+            raise _broken_answer(err) from err
+        finally:
+            self.close()
+
+
+def call_backend(path: str, body: dict, files: list[str], method: str = "POST",
+                 timeout_s: float | None = None) -> Upstream:
+    """Send `body` to the backend as one forwarded request; `files` are the installed files it uses.
+
+    Raises:
+        ProxyError: server_busy (FORWARD_MAX_IN_FLIGHT), backend_unavailable, backend_timeout, and the
+            backend's own error when it answers one (with its status).
+    """
+    slots = current_app.extensions["forward_slots"]
+    if not slots.acquire(blocking=False):
+        limit = current_app.extensions["settings"].forward_max_in_flight
+        raise ProxyError("server_busy", f"{limit} requests are being forwarded to the backend already "
+                         "(FORWARD_MAX_IN_FLIGHT); try again in a moment", headers={"Retry-After": str(RETRY_AFTER_S)})
+    releases = [slots.release]
+    try:
+        releases.append(current_app.extensions["in_flight"].hold(files))
+        current_app.extensions["usage"].touch(files)
+        upstream = Upstream(_send(method, path, body, timeout_s), releases)
+    except BaseException:
+        for release in reversed(releases):
+            release()
+        raise
+    if upstream.response.status_code >= 400:
+        with_error = backend_error(upstream.response)
+        upstream.close()
+        raise with_error
+    return upstream
+
+
+def _send(method: str, path: str, body: dict | None, timeout_s: float | None) -> requests.Response:
+    backend = current_app.extensions["backend"]
+    data = None if body is None else json.dumps(body, ensure_ascii=False).encode()
+    with ClientWatch(request.environ.get("gunicorn.socket")):
+        # Connection: close, so no other request reuses a socket the watch holds (as forward.py does).
+        return backend.request(method, path, body=data, stream=True, content_type="application/json",
+                               timeout_s=timeout_s, headers={TIMEOUT_HEADER: f"{backend.timeout_s:g}",
+                                                             "Connection": "close"})
+
+
+def backend_error(response: requests.Response) -> ProxyError:
+    """The backend's error answer as our error, in either of its shapes (API.md's or OpenAI's), with its status
+    and Retry-After; a code we do not know becomes the one its status stands for."""
+    try:
+        raw = response.raw.read(ERROR_BODY_MAX, decode_content=True)
+        body = json.loads(raw)
+    except (ValueError, requests.RequestException, OSError, AttributeError):
+        body = None
+    inner = body.get("error") if isinstance(body, dict) else None
+    if isinstance(inner, dict):  # OpenAI's shape
+        message, code = inner.get("message"), inner.get("code")
+    else:
+        message, code = inner, body.get("code") if isinstance(body, dict) else None
+    status = response.status_code
+    if code not in STATUS_BY_CODE:
+        code = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large", 502: "backend_unavailable",
+                503: "server_busy", 504: "backend_timeout"}.get(status, "invalid_request" if status < 500 else
+                                                                  "backend_unavailable")
+    if not isinstance(message, str) or not message:
+        message = f"the backend answered HTTP {status} ({code})"
+    headers = {"Retry-After": response.headers["Retry-After"]} if "Retry-After" in response.headers else None
+    return ProxyError(code, message, status=status, headers=headers)
