@@ -13,6 +13,7 @@ import pytest
 import requests
 from werkzeug.serving import make_server
 
+from proxy.errors import ProxyError
 from tests.fakes.gguf_files import sha256_file
 from tests.helpers import free_port, running_process
 from tests.pull_fixtures import KiB, REPO, hub, make_app, make_gguf, models_dir  # noqa: F401
@@ -235,3 +236,63 @@ def test_openai_embeddings_through_the_proxy(pulled, backend):
         client.embeddings.create(model="acme/unknown-GGUF", input="alpha")
     assert missing.value.body["code"] == "model_not_found"
     assert json.dumps(missing.value.body)  # OpenAI's shape, which the SDK parsed
+
+
+def test_an_ollama_model_from_a_registry_pulls_lists_and_chats_under_ollamas_name(hub, make_app, make_gguf, backend,
+                                                                                   tmp_path):  # noqa: F811
+    from tests.registry import DOCKER_MANIFEST, OLLAMA_MODEL, running_registry
+
+    source = make_gguf("gemma-like.gguf", 64 * KiB)
+    with running_registry(tmp_path / "registry") as registry:
+        registry.publish("library/gemma3", "270m", [(source, OLLAMA_MODEL, None)], DOCKER_MANIFEST,
+                         "application/vnd.docker.container.image.v1+json")
+        app = make_app(backend_url=backend, insecure_registries=(registry.host,),
+                       docker_config=str(tmp_path / "no-docker"))
+        with serving(app) as url:
+            client, name = ollama.Client(host=url), f"{registry.host}/library/gemma3:270m"
+            statuses = [line.status for line in client.pull(name, stream=True)]
+            assert statuses[0] == "pulling manifest" and statuses[-1] == "success", statuses
+            assert [m.model for m in client.list().models] == [name]
+            for asked in (name, f"ollama://{name}"):
+                assert client.chat(model=asked, messages=[{"role": "user", "content": "hi"}]).message.content == ANSWER
+            assert backend_saw(backend, "/v1/chat/completions")["model"] == "gemma3-270m"
+
+
+def test_ollama_names_resolve_to_what_was_pulled(models_dir, make_gguf):  # noqa: F811
+    import dataclasses
+    import shutil
+
+    from core import naming
+    from proxy.ollama_names import ollama_name, pulled_as, resolve_ollama_name
+    from proxy.provenance import Provenance
+    from proxy.store import ModelStore
+
+    store = ModelStore(models_dir)
+    store.ensure_dirs()
+    base = Provenance(filename="", repo="", repo_path="", revision="main", commit="c", size=0, sha256=None,
+                      source_host="h", pulled_at="2026-01-01T00:00:00+00:00")
+    records = [
+        dataclasses.replace(base, filename="gemma3-270m.gguf", repo="ollama://registry.ollama.ai/library/gemma3:270m",
+                            source="ollama://registry.ollama.ai/library/gemma3:270m"),
+        dataclasses.replace(base, filename="phi-3.Q8_0.gguf", repo="acme/phi-3-GGUF"),
+    ]
+    for record in records:
+        shutil.copy(make_gguf(record.filename), store.final_path(record.filename))
+        store.provenance.put(record)
+    shutil.copy(make_gguf("hand-made.gguf"), store.final_path("hand-made.gguf"))
+    cases = {"gemma3:270m": "gemma3-270m", "library/gemma3:270m": "gemma3-270m",
+             "registry.ollama.ai/library/gemma3:270m": "gemma3-270m", "gemma3-270m": "gemma3-270m",
+             "hf.co/acme/phi-3-GGUF:Q8_0": "phi-3.Q8_0", "hf.co/acme/phi-3-GGUF:latest": "phi-3.Q8_0",
+             "huggingface.co/acme/phi-3-GGUF": "phi-3.Q8_0", "acme/phi-3-GGUF:Q8_0": "phi-3.Q8_0", "phi-3": "phi-3.Q8_0",
+             "hand-made": "hand-made"}
+    for name, model in cases.items():
+        assert resolve_ollama_name(store, name)[0] == model, name
+    for name in ("gemma3:1b", "hf.co/acme/phi-3-GGUF:Q4_K_M", "other", "  "):
+        with pytest.raises(ProxyError) as refused:
+            resolve_ollama_name(store, name)
+        assert refused.value.code in ("model_not_found", "invalid_request"), name
+    entries = {e["filename"]: e for e in store.describe_installed()}
+    assert [ollama_name(entries[f]) for f in sorted(entries)] == ["gemma3:270m", "hand-made", "hf.co/acme/phi-3-GGUF:Q8_0"]
+    assert [pulled_as(entries[f]) for f in sorted(entries)] == [
+        "ollama://registry.ollama.ai/library/gemma3:270m", "hand-made", "acme/phi-3-GGUF:Q8_0"]
+    assert all(resolve_ollama_name(store, ollama_name(e))[0] == naming.model_id(e["filename"]) for e in entries.values())
