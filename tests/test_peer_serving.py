@@ -147,7 +147,7 @@ def test_pull_through_pulls_what_a_peer_asks_for_and_answers_503_until_installed
         assert served.status_code == 200 and served.content == source.read_bytes()
         assert served.headers["X-Repo-Commit"] == commit
 
-        missing = requests.get(f"{url}/{REPO}/resolve/{commit}/absent.gguf", timeout=10)
+        missing = wait_served(f"{url}/{REPO}/resolve/{commit}/absent.gguf")  # a miss plans off the request: 503 first
         assert missing.status_code == 404 and missing.headers["X-Error-Code"] == "EntryNotFound"
         outside = requests.get(f"{url}/other/elsewhere/resolve/main/{FILE}", timeout=10)
         assert outside.status_code == 404 and outside.headers["X-Error-Code"] == "RepoNotFound", "ALLOWED_REPOS"

@@ -83,6 +83,38 @@ class PullService:
                 self.registry.record_ended(request.repo, ticket.cached.filename, ticket.cached)
         return ticket
 
+    def start_detached(self, request: PullRequest, admit: Callable[[Plan], None] = lambda plan: None,
+                       on_end: Callable[[PullJob], None] = lambda job: None) -> PullJob:
+        """A pull of `request.filename` whose planning runs in its job, in the pull queue, so the caller never
+        waits on the source (a peer's miss); the job already fetching that file when there is one. `admit(plan)`
+        may refuse the plan by raising ProxyError; `on_end` is told when a new job ends.
+
+        Raises:
+            ProxyError: pull_queue_full, model_busy.
+        """
+        key = naming.basename(request.filename)
+        planned: list[Plan] = []
+
+        def run(job: PullJob) -> None:
+            plan = self.planner.plan(request)
+            admit(plan)
+            if self._is_cached(plan):
+                job.publish(dataclasses.replace(self._complete(plan), cached=True))
+                return
+            planned.append(plan)
+            for filename in self.planner.check_space(plan):
+                job.publish(Evicting(filename))
+            self._save_note(plan)
+            self._run_remembered(job, plan)
+
+        def ended(job: PullJob) -> None:
+            for plan in planned:
+                self.planner.release(plan.key)
+            self.metrics.count_job(job)
+            on_end(job)
+
+        return self.registry.submit(key, request.repo, lambda: PullJob(key, request.repo, key, run, ended))[0]
+
     def _start(self, request: PullRequest) -> Ticket:
         plan = self.planner.plan(request)
         if self._is_cached(plan):

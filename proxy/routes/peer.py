@@ -2,26 +2,35 @@
 from it (API.md, Serving peers). Files pulled with a token from private or gated repos are served only to
 requests bearing PROXY_API_KEY.
 
-With MIRROR_PULL_THROUGH, a file it lacks (of a repo within ALLOWED_REPOS) becomes its own pull, through
-PullService.start (same job, dedupe and queue as any pull), answered 503 with Retry-After until installed; the
-listing of a repo it does not hold comes from its upstream."""
+With MIRROR_PULL_THROUGH, a file it lacks (of a repo within ALLOWED_REPOS, asked with PROXY_API_KEY when one is
+set) becomes its own pull, planned in the pull queue (proxy/pulls/through.py), answered 503 with Retry-After at
+once and until installed; the listing of a repo it does not hold comes from its upstream, a few at a time.
+
+Names in the path are checked as a pull checks them: what could not be pulled is not here (the Hub's 404)."""
 from __future__ import annotations
 
 import contextlib
+import threading
 
 from flask import Blueprint, current_app, jsonify
 
+from core import naming
 from proxy.auth import bears_api_key
 from proxy.errors import ProxyError
 from proxy.provenance import Provenance
+from proxy.pulls.events import Failed
+from proxy.pulls.planning import Plan
 from proxy.pulls.remote import RepoFiles
-from proxy.pulls.request import check_repo_allowed
+from proxy.pulls.request import PullRequest, check_repo_allowed, parse_repo_id, parse_revision
+from proxy.pulls.through import PullThrough
 from proxy.routes.file_bytes import file_response
 
 bp = Blueprint("peer", __name__)
 # An LFS pointer file's size: huggingface_hub reads `pointerSize`; ours are never served, any plausible size does.
 POINTER_SIZE = 134
 PULL_THROUGH_RETRY_AFTER_S = 2  # what a peer is told to wait while this proxy pulls the file it asked for
+QUEUE_FULL_RETRY_AFTER_S = 10  # ... and when the pull queue has no room for another pull
+UPSTREAM_LISTINGS_MAX = 4  # listings asked of the upstream at once for peers; more are answered 503 at once
 # Upstream errors that mean "not here" to a peer (the Hub's 404s), so it moves on.
 _REPO_MISSES = ("repo_not_found", "gated_repo", "revision_not_found", "repo_not_allowed", "hub_token_rejected")
 _FILE_MISSES = ("file_not_found", "not_gguf", "unsafe_filename", "name_conflict", "invalid_request")
@@ -31,7 +40,7 @@ _FILE_MISSES = ("file_not_found", "not_gguf", "unsafe_filename", "name_conflict"
 @bp.get("/api/models/<owner>/<name>/revision/<revision>")
 def model_info(owner: str, name: str, revision: str = "main"):
     """Raises: ProxyError repo_not_found (with X-Error-Code: RepoNotFound)."""
-    repo = f"{owner}/{name}"
+    repo = _checked_repo(owner, name, revision)
     records = _records_at(repo, revision)
     if not records and _pulls_through(repo):
         listing = _upstream_listing(repo, revision)
@@ -66,7 +75,7 @@ def model_tree(owner: str, name: str, revision: str):
 
     Raises: ProxyError repo_not_found (with X-Error-Code: RepoNotFound).
     """
-    repo = f"{owner}/{name}"
+    repo = _checked_repo(owner, name, revision)
     records = _records_at(repo, revision)
     if not records and _pulls_through(repo):
         return jsonify([_tree_entry(f.filename, f.size, f.sha256) for f in _upstream_listing(repo, revision).files])
@@ -83,7 +92,7 @@ def model_refs(owner: str, name: str):
 
     Raises: ProxyError repo_not_found (with X-Error-Code: RepoNotFound).
     """
-    repo = f"{owner}/{name}"
+    repo = _checked_repo(owner, name)
     records = _held(repo)
     if not records and _pulls_through(repo):
         return jsonify(branches=[_branch("main", _upstream_listing(repo, "main").commit)], tags=[], converts=[])
@@ -109,7 +118,9 @@ def resolve_file(owner: str, name: str, revision: str, filename: str):
 
     Raises: ProxyError repo_not_found, file_not_found (with the Hub's X-Error-Code).
     """
-    repo = f"{owner}/{name}"
+    repo = _checked_repo(owner, name, revision)
+    if not naming.is_safe_path(filename):
+        raise _not_found("file_not_found", "EntryNotFound", f"this proxy does not hold that file of {repo}")
     records = _records_at(repo, revision)
     record = next((r for r in records if r.repo_path == filename), None)
     if record is None and _pulls_through(repo):
@@ -124,6 +135,22 @@ def resolve_file(owner: str, name: str, revision: str, filename: str):
                                      "X-Repo-Commit": record.commit, "Accept-Ranges": "bytes"})
             return response
     raise _not_found("file_not_found", "EntryNotFound", f"this proxy does not hold that file of {repo}")
+
+
+def _checked_repo(owner: str, name: str, revision: str = "main") -> str:
+    """`owner/name`, when it and the revision are what a pull accepts.
+
+    Raises: ProxyError repo_not_found (RepoNotFound) or revision_not_found (RevisionNotFound), the Hub's 404s.
+    """
+    try:
+        repo = parse_repo_id(f"{owner}/{name}")
+    except ProxyError as err:
+        raise _not_found("repo_not_found", "RepoNotFound", "no such repo: not an owner/name a pull accepts") from err
+    try:
+        parse_revision(revision)
+    except ProxyError as err:
+        raise _not_found("revision_not_found", "RevisionNotFound", f"no such revision of {repo}") from err
+    return repo
 
 
 def _held(repo: str) -> list[Provenance]:
@@ -147,9 +174,10 @@ def _records_at(repo: str, revision: str) -> list[Provenance]:
 
 
 def _pulls_through(repo: str) -> bool:
-    """MIRROR_PULL_THROUGH is on and the repo is within ALLOWED_REPOS."""
+    """MIRROR_PULL_THROUGH is on, the request bears PROXY_API_KEY when one is set (a keyless miss must not make
+    this proxy pull, nor evict for it), and the repo is within ALLOWED_REPOS."""
     settings = current_app.extensions["settings"]
-    if not settings.mirror_pull_through:
+    if not settings.mirror_pull_through or (settings.api_key and not bears_api_key()):
         return False
     try:
         check_repo_allowed(repo, settings.allowed_repos)
@@ -162,46 +190,69 @@ def _upstream_listing(repo: str, revision: str) -> RepoFiles:
     """The GGUF files of `repo` as this proxy's upstream lists them (listing only, no bytes); what a peer may
     not have is the Hub's 404.
 
-    Raises: ProxyError repo_not_found (RepoNotFound), and as the source's list_files (hub_unavailable).
+    Raises: ProxyError repo_not_found (RepoNotFound), server_busy (503, Retry-After) while UPSTREAM_LISTINGS_MAX
+        listings are asked already, and as the source's list_files (hub_unavailable).
     """
+    slots = current_app.extensions.setdefault("upstream_listings", threading.BoundedSemaphore(UPSTREAM_LISTINGS_MAX))
+    if not slots.acquire(blocking=False):
+        raise _busy("this proxy is asking its upstream for other listings; ask again")
     try:
         listing = current_app.extensions["source"].hub.list_files(repo, revision)
     except ProxyError as err:
         if err.code in _REPO_MISSES:
             raise _not_found("repo_not_found", "RepoNotFound", f"no such repo upstream: {repo} at {revision}") from err
         raise
+    finally:
+        slots.release()
     if listing.restricted and not bears_api_key():  # a peer never gets what the Hub would not give it
         raise _not_found("repo_not_found", "RepoNotFound", f"this proxy holds no file of {repo} at {revision}")
     return listing
 
 
 def _pull_through(repo: str, revision: str, filename: str) -> list[Provenance]:
-    """Start (or join) this proxy's own pull of a file a peer asked for; the held records once it is installed.
+    """Start (or join) this proxy's own pull of a file a peer asked for, planned in the pull queue; the held
+    records once it is installed.
 
-    Raises: ProxyError server_busy (503, Retry-After) while the pull runs; the Hub's 404s for what upstream
-    lacks or the asker may not have.
+    Raises: ProxyError server_busy (503, Retry-After) while the pull is queued or runs, or the queue is full;
+    the Hub's 404s for what upstream lacks or the asker may not have; how else the pull failed.
     """
-    listing = _upstream_listing(repo, revision)
-    if not any(f.filename == filename for f in listing.files):
-        raise _not_found("file_not_found", "EntryNotFound", f"no such GGUF file upstream in {repo} at {revision}")
+    if not naming.is_gguf(filename):
+        raise _not_found("file_not_found", "EntryNotFound", f"this proxy pulls only GGUF files of {repo}")
+    # As asked: the installed file is found under this revision.
+    request = PullRequest(repo=repo, filename=filename, revision=revision)
+    may_have_restricted = bears_api_key()
     try:
-        ticket = current_app.extensions["pull_service"].start(
-            {"model": repo, "filename": filename, "revision": revision})  # as asked: found under it once installed
+        ended = current_app.extensions.setdefault(
+            "pull_through", PullThrough(current_app.extensions["pull_service"])).ask(
+            request, lambda plan: _admit(plan, may_have_restricted))
     except ProxyError as err:
-        if err.code in _REPO_MISSES:
-            raise _not_found("repo_not_found", "RepoNotFound", f"{repo} cannot be pulled: {err.code}") from err
-        if err.code in _FILE_MISSES:
-            raise _not_found("file_not_found", "EntryNotFound", f"{filename} cannot be pulled: {err.code}") from err
         if err.code in ("pull_queue_full", "model_busy"):
-            raise _busy(f"this proxy's pull queue is busy ({err.code}); ask again") from err
+            raise _busy(f"this proxy's pull queue is busy ({err.code}); ask again", QUEUE_FULL_RETRY_AFTER_S) from err
         raise
-    if ticket.cached is None:
+    if isinstance(ended, Failed):
+        if ended.code in _REPO_MISSES:
+            raise _not_found("repo_not_found", "RepoNotFound", f"{repo} cannot be pulled: {ended.code}")
+        if ended.code in _FILE_MISSES:
+            raise _not_found("file_not_found", "EntryNotFound", f"{filename} cannot be pulled: {ended.code}")
+        raise ProxyError(ended.code, f"this proxy's pull of {filename} failed: {ended.error}")
+    records = _records_at(repo, revision)
+    if ended is None or not records:
         raise _busy(f"this proxy is pulling {filename} of {repo} from its upstream; ask again")
-    return _records_at(repo, revision)
+    return records
 
 
-def _busy(message: str) -> ProxyError:
-    return ProxyError("server_busy", message, headers={"Retry-After": str(PULL_THROUGH_RETRY_AFTER_S)})
+def _admit(plan: Plan, may_have_restricted: bool) -> None:
+    """A peer never makes this proxy pull what it may not be given (a gated or private file, without the key).
+
+    Raises: ProxyError repo_not_found.
+    """
+    if plan.resolved.restricted and not may_have_restricted:
+        raise ProxyError("repo_not_found", f"{plan.request.repo} is restricted; this proxy pulls it only for "
+                         "requests bearing PROXY_API_KEY")
+
+
+def _busy(message: str, retry_after_s: int = PULL_THROUGH_RETRY_AFTER_S) -> ProxyError:
+    return ProxyError("server_busy", message, headers={"Retry-After": str(retry_after_s)})
 
 
 def _not_found(code: str, hub_code: str, message: str) -> ProxyError:
