@@ -26,6 +26,7 @@ from proxy.pulls.planning import Planner
 from proxy.pulls.service import PullService
 from proxy.pulls.transfer import TransferOptions
 from proxy.reconcile import Reconciler
+from proxy.residency_pin import ResidencyPinner
 from proxy.retry import Backoff
 from proxy.pushes.service import PushService
 from proxy.routes import forward, health, manifest, models, observability, peer, pull, push
@@ -99,7 +100,7 @@ def build_services(settings: Settings, source=None, protected: Callable[[str], b
     metrics.watch_serving(backend)
     reconciler = Reconciler(service, store, settings.models_manifest,
                             tuple(preload_body(entry) for entry in settings.preload_models),
-                            settings.manifest_poll_interval_s)
+                            settings.manifest_poll_interval_s, pinner=ResidencyPinner(backend))
     reconciler.load()  # before anything runs: a malformed manifest stops the start here
     declared, protected = reconciler.declared_filenames, retention.protected
     retention.protected = lambda name: name in declared() or protected(name)  # declared models are never evicted

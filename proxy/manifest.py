@@ -16,7 +16,7 @@ from proxy.errors import ProxyError
 from proxy.pulls.request import PullRequest, parse_pull_request
 
 SHA256_RE = re.compile(r"^[0-9a-f]{64}\Z")
-ENTRY_FIELDS = ("model", "filename", "quant", "revision", "sha256", "files", "verify")
+ENTRY_FIELDS = ("model", "filename", "quant", "revision", "sha256", "files", "verify", "keep_loaded")
 WHERE = "MODELS_MANIFEST"
 
 
@@ -36,6 +36,7 @@ class Entry:
     sha256: str | None = None
     files: tuple[tuple[str, str], ...] = ()  # (filename, sha256) of each part of a split set
     verify: str | None = None
+    keep_loaded: bool = False  # loaded in the backend once installed, never unloaded for idleness
 
     def body(self) -> dict:
         """The pull body of this entry, without its pins."""
@@ -107,8 +108,12 @@ def parse_entry(index: int, item: Any) -> Entry:
         _check_as_pull(where, key, item)
     sha256 = _sha256(f"{where}.sha256", item.get("sha256"))
     files = _files(f"{where}.files", item.get("files"))
+    keep_loaded = item.get("keep_loaded")
+    if keep_loaded is not None and not isinstance(keep_loaded, bool):
+        raise ManifestError(f"{where}.keep_loaded: expected true or false")
     return Entry(index, item["model"], item.get("filename"), item.get("quant"),
-                 None if item.get("revision") is None else str(item["revision"]), sha256, files, item.get("verify"))
+                 None if item.get("revision") is None else str(item["revision"]), sha256, files, item.get("verify"),
+                 bool(keep_loaded))
 
 
 def _check_as_pull(where: str, key: str, item: dict) -> None:

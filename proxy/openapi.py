@@ -126,7 +126,8 @@ def _schemas() -> dict:
             "object": {"const": "list"}, "data": {"type": "array", "items": {
                 "type": "object", "required": ["id"], "properties": {"id": STR}}}}},
         "DeclaredModel": {"type": "object", "required": list(DECLARED), "properties": {
-            "model": STR, "filename": NULLABLE_STR, "state": {"enum": ["ready", "queued", "pulling", "failed"]},
+            "model": STR, "filename": NULLABLE_STR,
+            "state": {"enum": ["ready", "queued", "pulling", "loading", "failed"]},
             "sha256": NULLABLE_STR, "revision": NULLABLE_STR, "error": NULLABLE_STR,
             "code": {"oneOf": [{"type": "null"}, {"enum": codes}]}}},
         "Manifest": {"type": "object", "required": ["ready", "models"], "properties": {

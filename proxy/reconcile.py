@@ -9,11 +9,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from core import naming
+from proxy.errors import ProxyError
 from proxy.manifest import Entry, ManifestError, read_manifest
 from proxy.pulls.events import Complete, Failed, Queued
 from proxy.pulls.jobs import PullJob
 from proxy.pulls.pins import is_commit
 from proxy.pulls.service import PullService
+from proxy.residency_pin import TRANSIENT, ResidencyPinner
 from proxy.store import ModelStore
 
 log = logging.getLogger(__name__)
@@ -42,8 +44,10 @@ class EntryState:
 
 class Reconciler:
     def __init__(self, service: PullService, store: ModelStore, manifest_path: str | None,
-                 preload: tuple[dict, ...] = (), poll_interval_s: float = 30.0):
+                 preload: tuple[dict, ...] = (), poll_interval_s: float = 30.0,
+                 pinner: ResidencyPinner | None = None):
         self.service, self.store, self.path = service, store, manifest_path
+        self.pinner = pinner  # loads `keep_loaded` entries in the backend; None: nothing is loaded
         self.preload = preload
         self.poll_interval_s = poll_interval_s
         self._states: list[EntryState] = []
@@ -77,6 +81,7 @@ class Reconciler:
                 return
             if self._reread() or asked:
                 self.reconcile()
+            self.keep_loaded()
 
     def request_sync(self) -> None:
         self._wake.set()
@@ -132,7 +137,40 @@ class Reconciler:
         final = ticket.wait()
         with self._lock:
             self._settle(state, final)
+            if self.pinner is not None and state.entry.keep_loaded and state.state == "ready":
+                state.state = "loading"  # ready for /readyz only once loaded
         _log_outcome(f"manifest entry {state.entry.model}", final)
+        self._pin(state)
+
+    def keep_loaded(self) -> None:
+        """Load every installed `keep_loaded` entry the backend does not hold (at start, after a load that could
+        not be made yet, after the backend restarted); each counts as ready only once loaded."""
+        with self._lock:
+            states = [s for s in self._states if s.entry.keep_loaded and s.state in ("ready", "loading")]
+        if self.pinner is None or not states:
+            return
+        loaded = self.pinner.loaded_ids()
+        for state in states:
+            if loaded is None or not state.filename or naming.model_id(state.filename) not in loaded:
+                with self._lock:
+                    state.state = "loading"
+                self._pin(state)
+
+    def _pin(self, state: EntryState) -> None:
+        """Load a `loading` entry with keep_alive -1; a failure that may pass keeps it `loading` (tried again at
+        the next poll), any other fails it, with the backend's error and code."""
+        if self.pinner is None or state.state != "loading" or not state.filename:
+            return
+        try:
+            self.pinner.pin(naming.model_id(state.filename))
+        except ProxyError as err:
+            log.warning("manifest entry %s: keep_loaded load failed: %s (%s)", state.entry.model, err.message, err.code)
+            with self._lock:
+                state.state = "loading" if err.code in TRANSIENT else "failed"
+                state.error, state.code = err.message, err.code
+            return
+        with self._lock:
+            state.state, state.error, state.code = "ready", None, None
 
     def _settle(self, state: EntryState, final: Any) -> None:
         """Record a pull's end. A failed pull leaves an entry ready when what is installed still is what

@@ -296,3 +296,48 @@ def test_ollama_names_resolve_to_what_was_pulled(models_dir, make_gguf):  # noqa
     assert [pulled_as(entries[f]) for f in sorted(entries)] == [
         "ollama://registry.ollama.ai/library/gemma3:270m", "hand-made", "acme/phi-3-GGUF:Q8_0"]
     assert all(resolve_ollama_name(store, ollama_name(e))[0] == naming.model_id(e["filename"]) for e in entries.values())
+
+
+def wait_for(predicate, timeout_s: float = 15.0, what: str = "condition"):
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def backend_running(backend_url: str) -> dict:
+    return {m["id"]: m for m in requests.get(backend_url + "/api/running", timeout=5).json()["models"]}
+
+
+def test_a_keep_loaded_entry_is_loaded_forever_and_ready_only_once_loaded(hub, make_app, make_gguf, backend,
+                                                                          tmp_path):  # noqa: F811
+    hub.add_repo("acme/kept-GGUF", files={"kept.Q4_K_M.gguf": make_gguf("kept.Q4_K_M.gguf")})
+    hub.add_repo("acme/huge-GGUF", files={"too-big.Q4_K_M.gguf": make_gguf("too-big.Q4_K_M.gguf")})
+    manifest = tmp_path / "models.yaml"
+    manifest.write_text("models:\n  - model: acme/kept-GGUF\n    keep_loaded: true\n"
+                        "  - model: acme/huge-GGUF\n    keep_loaded: true\n")
+    client = make_app(models_manifest=str(manifest), backend_url=backend, manifest_poll_interval_s=0.2).test_client()
+    states = wait_for(lambda: (lambda m: m if all(e["state"] in ("ready", "failed") for e in m) else None)(
+        client.get("/v1/api/manifest").json["models"]), what="both entries settled")
+    assert [(e["state"], e["code"]) for e in states] == [("ready", None), ("failed", "model_too_large")]
+    kept = backend_running(backend)["kept.Q4_K_M"]
+    assert kept["expires_at"] is None, "loaded with keep_alive -1: never unloaded for idleness"
+    assert client.get("/readyz").status_code == 503, "an entry that cannot be loaded is not ready"
+
+    # The backend lost the model (restarted, unloaded by hand): the next poll loads it again.
+    requests.post(backend + "/api/unload", json={"model": "kept.Q4_K_M"}, timeout=5)
+    wait_for(lambda: "kept.Q4_K_M" in backend_running(backend), what="the kept model loaded again")
+
+
+def test_keep_loaded_must_be_a_boolean(make_app, tmp_path):
+    from proxy.manifest import ManifestError
+
+    manifest = tmp_path / "models.yaml"
+    manifest.write_text("models:\n  - model: acme/kept-GGUF\n    keep_loaded: 'yes'\n")
+    with pytest.raises(ManifestError, match=r"models\[0\]\.keep_loaded: expected true or false"):
+        make_app(models_manifest=str(manifest))
