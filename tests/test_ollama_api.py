@@ -283,8 +283,8 @@ def test_ollama_names_resolve_to_what_was_pulled(models_dir, make_gguf):  # noqa
     cases = {"gemma3:270m": "gemma3-270m", "library/gemma3:270m": "gemma3-270m",
              "registry.ollama.ai/library/gemma3:270m": "gemma3-270m", "gemma3-270m": "gemma3-270m",
              "hf.co/acme/phi-3-GGUF:Q8_0": "phi-3.Q8_0", "hf.co/acme/phi-3-GGUF:latest": "phi-3.Q8_0",
-             "huggingface.co/acme/phi-3-GGUF": "phi-3.Q8_0", "acme/phi-3-GGUF:Q8_0": "phi-3.Q8_0", "phi-3": "phi-3.Q8_0",
-             "hand-made": "hand-made"}
+             "huggingface.co/acme/phi-3-GGUF": "phi-3.Q8_0", "acme/phi-3-GGUF:Q8_0": "phi-3.Q8_0",
+             "phi-3": "phi-3.Q8_0", "hand-made": "hand-made"}
     for name, model in cases.items():
         assert resolve_ollama_name(store, name)[0] == model, name
     for name in ("gemma3:1b", "hf.co/acme/phi-3-GGUF:Q4_K_M", "other", "  "):
@@ -292,10 +292,12 @@ def test_ollama_names_resolve_to_what_was_pulled(models_dir, make_gguf):  # noqa
             resolve_ollama_name(store, name)
         assert refused.value.code in ("model_not_found", "invalid_request"), name
     entries = {e["filename"]: e for e in store.describe_installed()}
-    assert [ollama_name(entries[f]) for f in sorted(entries)] == ["gemma3:270m", "hand-made", "hf.co/acme/phi-3-GGUF:Q8_0"]
+    assert [ollama_name(entries[f]) for f in sorted(entries)] == ["gemma3:270m", "hand-made",
+                                                                  "hf.co/acme/phi-3-GGUF:Q8_0"]
     assert [pulled_as(entries[f]) for f in sorted(entries)] == [
         "ollama://registry.ollama.ai/library/gemma3:270m", "hand-made", "acme/phi-3-GGUF:Q8_0"]
-    assert all(resolve_ollama_name(store, ollama_name(e))[0] == naming.model_id(e["filename"]) for e in entries.values())
+    assert all(resolve_ollama_name(store, ollama_name(e))[0] == naming.model_id(e["filename"])
+               for e in entries.values()), "every listed name resolves to its model"
 
 
 def wait_for(predicate, timeout_s: float = 15.0, what: str = "condition"):
