@@ -13,7 +13,7 @@ describe_backend_exit() {
   case "$signal" in
     SIGILL) echo "the backend was killed by SIGILL (illegal instruction): its llama.cpp build uses CPU" \
       "instructions this machine does not allow (often AMX, which some cloud VMs advertise without granting);" \
-      "rebuild llama-cpp-python as README 'Troubleshooting: the backend dies with SIGILL' says" ;;
+      "rebuild llama.cpp as docs/operations.md 'Troubleshooting: the backend dies with SIGILL' says" ;;
     SIGKILL) echo "the backend was killed by SIGKILL, most often the out-of-memory killer: the model needs" \
       "more memory than this container or machine allows" ;;
     SIGSEGV|SIGBUS|SIGABRT|SIGFPE) echo "the backend crashed with $signal inside llama.cpp; the file may be" \

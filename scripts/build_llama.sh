@@ -9,7 +9,7 @@
 #
 # Native build (AVX2, AVX-512... whatever this host really has), minus AMX: many cloud VMs advertise
 # amx_tile in their CPU flags without granting the tile state, and ggml's AMX matmul then dies with SIGILL
-# on the first generation (README "Troubleshooting"). The output folder is named by a fingerprint of
+# on the first generation (docs/operations.md, "Troubleshooting"). The output folder is named by a fingerprint of
 # (version, CMake flags, this CPU's flags), so a cache carried to another CPU is never reused there.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
