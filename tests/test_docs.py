@@ -96,6 +96,18 @@ def test_every_setting_is_in_the_api_reference(module):
     assert sorted(variable for variable in variables if f"`{variable}`" not in text) == []
 
 
+def test_every_proxy_route_is_in_the_api_reference(make_app):
+    """Each route of the proxy app, its parameters written `<id>` or `{id}` (Flask's own /static aside)."""
+    text = API_DOC.read_text()
+    rules = [rule.rule for rule in make_app().url_map.iter_rules() if rule.endpoint != "static"]
+    missing = []
+    for rule in rules:
+        pattern = re.sub(r"<[^>]+>", lambda _: r"(?:<[^>]+>|\{[^}]+\})", re.escape(rule).replace(r"\<", "<").replace(r"\>", ">"))
+        if not re.search(rf"(?<![\w/]){pattern}(?![\w/])", text):
+            missing.append(rule)
+    assert len(rules) >= 30 and missing == []
+
+
 @pytest.mark.parametrize("doc", DOCS, ids=lambda path: str(path.relative_to(REPO_ROOT)))
 def test_no_link_leaves_the_repository_or_points_at_nothing(doc):
     assert link_problems(doc) == []
