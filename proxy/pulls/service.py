@@ -274,8 +274,9 @@ class PullService:
             options, busy_wait_s = self.options, BUSY_WAIT_MAX_S if remote.source_host else 0.0
             if remote.source_host and has_next:
                 limit_s = self.mirrors.timeout_s
-                options = dataclasses.replace(options, max_retries=1, stall_timeout_s=min(options.stall_timeout_s,
-                                              limit_s), connect_timeout_s=min(options.connect_timeout_s, limit_s))
+                options = dataclasses.replace(
+                    options, max_retries=1, stall_ends=True, stall_timeout_s=min(options.stall_timeout_s, limit_s),
+                    connect_timeout_s=min(options.connect_timeout_s, limit_s))
                 busy_wait_s = self.mirrors.busy_wait_s
             digest = Transfer(remote.fetch, remote.size, path, progress_path(path), remote.sha256, options,
                               job.stop, on_progress=progress.file_callback(name),

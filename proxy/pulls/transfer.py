@@ -43,6 +43,9 @@ class TransferOptions:
     connect_timeout_s: float = 10.0
     max_retries: int = 6
     backoff: Backoff = field(default_factory=Backoff)
+    # A stall ends the transfer even after bytes came (a mirror with a source after it: a mirror that trickles a
+    # little and stalls again would otherwise hold the pull for ever, each attempt having gained something).
+    stall_ends: bool = False
 
 
 class TransferCancelled(Exception):
@@ -198,6 +201,8 @@ class Transfer:
                     continue
                 failures = 0 if self.state.done[index] > before else failures + 1
                 reason, retry_after = _describe(err)
+                if self.options.stall_ends and isinstance(err, requests.Timeout):
+                    raise ProxyError("hub_unavailable", f"the source stalled ({reason})") from err
             if failures >= self.options.max_retries:
                 raise ProxyError("hub_unavailable", f"download failed {failures} times in a row ({reason})")
             log.warning("part %d of %s: %s; retry %d/%d", index, self.dest.name, reason, failures,
