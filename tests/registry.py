@@ -127,6 +127,7 @@ class BearerFront:
         self.scopes: list[str] = []
         self.issued: list[str] = []
         self.store_auth_headers: list[str | None] = []
+        self.realm: str | None = None  # the token realm its challenges name; None: its own /token
         self._servers = []
 
     def grants_scope(self, scope: str) -> bool:
@@ -171,7 +172,7 @@ def _handler(front: BearerFront, role: str):
                 return self._token()
             if self.headers.get("Authorization", "").removeprefix("Bearer ") not in front.issued:
                 repo = path.removeprefix("/v2/").rsplit("/", 2)[0]
-                challenge = (f'Bearer realm="{front.url}/token",service="front",'
+                challenge = (f'Bearer realm="{front.realm or front.url + "/token"}",service="front",'
                              f'scope="repository:{repo}:pull"')
                 return self._answer(401, b'{"errors":[{"code":"UNAUTHORIZED"}]}', {"WWW-Authenticate": challenge})
             if "/blobs/" in path:
