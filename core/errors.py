@@ -102,7 +102,7 @@ def error_body(code: str, message: str) -> dict:
 
 
 # OpenAI-compatible endpoints answer errors in OpenAI's shape, so SDKs show the message (API.md).
-OPENAI_PATHS = frozenset({"/v1/completions", "/v1/chat/completions", "/v1/models"})
+OPENAI_PATHS = frozenset({"/v1/completions", "/v1/chat/completions", "/v1/models", "/v1/embeddings"})
 
 
 def openai_error_body(code: str, message: str, status: int) -> dict:

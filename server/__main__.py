@@ -37,7 +37,7 @@ def gunicorn_options(settings: Settings) -> dict:
         # One worker: models are loaded once, in one process; a second would double the memory.
         "workers": 1,
         "worker_class": "gthread",
-        "threads": settings.http_threads,
+        "threads": max(settings.http_threads, settings.parallel + settings.max_queue + 8),
         # gthread's timeout is the worker's heartbeat, sent by its main loop while requests run in
         # other threads, so a generation of any length is never killed by it.
         "timeout": 120,

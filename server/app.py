@@ -20,10 +20,11 @@ def create_app(settings: Settings | None = None, registry: ModelRegistry | None 
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False
+    gpu_offload = gpu_offload_supported()
     app.extensions["backend"] = Backend(
         settings=settings,
-        registry=registry or ModelRegistry(settings),
-        gpu_offload=gpu_offload_supported(),
+        registry=registry or ModelRegistry(settings, gpu_offload=gpu_offload),
+        gpu_offload=gpu_offload,
     )
     register_error_handlers(app, service="backend")
     app.register_blueprint(bp)

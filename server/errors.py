@@ -3,8 +3,9 @@ from __future__ import annotations
 
 from core.errors import ServiceError, error_body, register_error_handlers
 
-__all__ = ["BackendError", "InvalidRequest", "ModelLoadFailed", "ModelNotFound", "error_body",
-           "register_error_handlers"]
+__all__ = ["BackendError", "InvalidRequest", "ModelLoadFailed", "ModelNotFound", "ModelTooLarge", "ServerBusy",
+           "error_body", "register_error_handlers"]
+RETRY_AFTER_S = 1  # a full queue drains in about one generation's time
 
 
 class BackendError(ServiceError):
@@ -24,3 +25,15 @@ class ModelNotFound(BackendError):
 class ModelLoadFailed(BackendError):
     def __init__(self, message: str):
         super().__init__("model_load_failed", message)
+
+
+class ModelTooLarge(BackendError):
+    def __init__(self, message: str):
+        super().__init__("model_too_large", message)
+
+
+class ServerBusy(BackendError):
+    """Every slot runs and MAX_QUEUE requests wait (or the model is being unloaded): try again shortly."""
+
+    def __init__(self, message: str):
+        super().__init__("server_busy", message, headers={"Retry-After": str(RETRY_AFTER_S)})

@@ -1,153 +1,153 @@
-"""Generation on a leased model through llama-cpp-python, in the Shimmy and OpenAI shapes.
+"""Generation through the batching engine, in the Shimmy and OpenAI shapes.
 
-These run on the model's own thread (server.runner). Streams add no per-token work beyond
-llama-cpp-python's own but the least: each chunk it yields becomes one SSE event, formatted once,
-and goes to the request's thread through a queue.
+The request's thread renders and tokenizes the prompt, hands the engine a `Job`, and turns the job's events
+(text pieces, then `Finished`) into one answer or SSE events. The shapes are llama-cpp-python's own, so
+clients see what they saw before the engine.
 """
 from __future__ import annotations
 
-import contextlib
-import logging
+import time
+import uuid
 from typing import Any, Iterator
 
+from .engine import Finished, Job
 from .errors import BackendError
-from .loading import forget_pruned_prefix
 from .models import Lease
 from .params import GenerationRequest
+from .sampling import Sampling
 from .streaming import DONE_EVENT, json_event, text_event
-from .waiting import Abandoned
 
-log = logging.getLogger(__name__)
-
-
-def complete(lease: Lease, request: GenerationRequest) -> dict:
-    """An OpenAI text completion object.
-
-    Raises:
-        BackendError: llama-cpp-python rejected the request (prompt longer than the context).
-    """
-    with _generating(lease):
-        return _ready(lease).create_completion(request.prompt, model=lease.model.id, **request.sampling)
+Event = Any  # str (a piece of text) or Finished
 
 
-def stream_completion(lease: Lease, request: GenerationRequest) -> Iterator[str]:
-    """OpenAI completion chunks as SSE events, ending `data: [DONE]`."""
-    with _generating(lease):
-        chunks = _ready(lease).create_completion(
-            request.prompt, model=lease.model.id, stream=True, **request.sampling
-        )
-        for chunk in chunks:
-            yield json_event(chunk)
-    yield DONE_EVENT
-
-
-def chat(lease: Lease, request: GenerationRequest) -> dict:
-    """An OpenAI chat completion object.
+def make_job(lease: Lease, request: GenerationRequest, grammar: str | None = None) -> Job:
+    """The job for `request` on the leased model: its prompt rendered (chat) and tokenized, its sampling
+    (`grammar`: server.sampling.grammar_for of its response_format).
 
     Raises:
-        BackendError: llama-cpp-python rejected the request (context or chat template).
+        InvalidRequest: the messages do not fit the model's chat template.
     """
-    with _generating(lease):
-        return _ready(lease).create_chat_completion(
-            request.messages, model=lease.model.id, **request.sampling
-        )
+    handle = lease.loaded.llama
+    stop = tuple(request.sampling.get("stop") or ())
+    messages = chat_messages(handle.chat.has_template, request)
+    if messages is not None:
+        chat = handle.chat.render(messages)
+        tokens = handle.tokenize(chat.text, add_bos=not chat.added_special, special=True)
+        stop += chat.stop
+    else:
+        prompt = _raw_prompt(request)
+        tokens = handle.tokenize(prompt, add_bos=True, special=True) if prompt else [handle.model.token_bos()]
+    max_tokens = request.sampling.get("max_tokens")
+    return Job(prompt=tokens, sampling=Sampling.of(request.sampling, grammar),
+               max_tokens=max_tokens if max_tokens else None, stop=stop, waiter=lease.waiter)
 
 
-def stream_chat(lease: Lease, request: GenerationRequest) -> Iterator[str]:
-    """OpenAI chat completion chunks as SSE events, ending `data: [DONE]`."""
-    with _generating(lease):
-        chunks = _ready(lease).create_chat_completion(
-            request.messages, model=lease.model.id, stream=True, **request.sampling
-        )
-        for chunk in chunks:
-            yield json_event(chunk)
-    yield DONE_EVENT
-
-
-def generate_text(lease: Lease, request: GenerationRequest) -> str:
-    """Shimmy's generate: the whole response text.
+def run(lease: Lease, job: Job) -> Iterator[Event]:
+    """Submit `job` and yield its events until `Finished`; closing the iterator cancels the job.
 
     Raises:
-        BackendError: llama-cpp-python rejected the request (context or chat template).
+        ServerBusy: the model's queue is full.
+        BackendError: the job failed (Abandoned when nobody waits any more).
     """
-    messages = shimmy_messages(lease, request)
-    with _generating(lease):
-        if messages is None:
-            result = _ready(lease).create_completion(_raw_prompt(request), **request.sampling)
-            return result["choices"][0]["text"]
-        result = _ready(lease).create_chat_completion(messages, **request.sampling)
-        return result["choices"][0]["message"]["content"] or ""
+    lease.engine.submit(job)
+    try:
+        while True:
+            event = job.events.get()
+            if isinstance(event, BaseException):
+                raise event
+            yield event
+            if isinstance(event, Finished):
+                return
+    finally:
+        job.cancel()
 
 
-def stream_generate(lease: Lease, request: GenerationRequest) -> Iterator[str]:
-    """Shimmy's generate stream: `data: <token text>` events, ending `data: [DONE]`."""
-    messages = shimmy_messages(lease, request)
-    with _generating(lease):
-        if messages is None:
-            chunks = _ready(lease).create_completion(_raw_prompt(request), stream=True, **request.sampling)
-            for chunk in chunks:
-                text = chunk["choices"][0]["text"]
-                if text:
-                    yield text_event(text)
-        else:
-            chunks = _ready(lease).create_chat_completion(messages, stream=True, **request.sampling)
-            for chunk in chunks:
-                text = chunk["choices"][0]["delta"].get("content")
-                if text:
-                    yield text_event(text)
-    yield DONE_EVENT
+def chat_messages(has_template: bool, request: GenerationRequest) -> list[dict] | None:
+    """The chat messages to render, or None to complete the raw prompt.
 
-
-def shimmy_messages(lease: Lease, request: GenerationRequest) -> list[dict] | None:
-    """The chat messages for Shimmy's generate, or None to complete the raw prompt.
-
-    As Shimmy does, a bare `prompt` is sent as the user's message through the model's own chat
-    template; a model without a template completes the prompt as it is.
+    Chat requests have messages; Shimmy's generate sends a bare `prompt` as the user's message through the
+    model's own chat template, as Shimmy does, and completes it as it is on a model without one.
     """
     system = [{"role": "system", "content": request.system}] if request.system else []
     if request.messages is not None:
         return system + request.messages
-    if not has_chat_template(lease.llama):
+    if request.kind != "generate" or not has_template:
         return None
     return system + [{"role": "user", "content": request.prompt}]
 
 
-def has_chat_template(llama: Any) -> bool:
-    return "tokenizer.chat_template" in (getattr(llama, "metadata", None) or {})
-
-
-def _ready(lease: Lease) -> Any:
-    """The leased model's Llama, its KV cache safe to reuse for the next prompt."""
-    forget_pruned_prefix(lease.llama)
-    return lease.llama
-
-
 def _raw_prompt(request: GenerationRequest) -> str:
-    if request.system:
+    if request.system and request.kind == "generate":
         return f"{request.system}\n\n{request.prompt}"
     return request.prompt or ""
 
 
-@contextlib.contextmanager
-def _generating(lease: Lease) -> Iterator[None]:
-    """While generating, ask between tokens whether anyone still waits (server.interruptible); turn
-    llama-cpp-python's ValueError for requests it cannot serve into a 400.
+class Shapes:
+    """OpenAI's objects for one answer (llama-cpp-python's shapes), chat or text completion."""
 
-    Raises:
-        Abandoned: nobody waits any more (the lease's waiter); generation stopped before the next token.
-    """
-    lease.llama.between_tokens = lease.waiter.check
-    try:
-        yield
-    except Abandoned as err:
-        log.info("model %s %s", lease.model.id, err.message)
-        raise
-    except ValueError as err:
-        log.info("model %s rejected a request: %s", lease.model.id, err)
-        raise BackendError(
-            "invalid_request",
-            f"model {lease.model.id} cannot process this request: the prompt may be longer than its "
-            f"context window of {lease.n_ctx} tokens, or the messages may not fit its chat template",
-        ) from err
-    finally:
-        lease.llama.between_tokens = None
+    def __init__(self, model_id: str, chat: bool, include_usage: bool = False):
+        self.model_id = model_id
+        self.chat = chat
+        self.include_usage = include_usage
+        self.id = f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4()}"
+        self.created = int(time.time())
+
+    def whole(self, text: str, end: Finished) -> dict:
+        choice: dict[str, Any] = {"index": 0, "logprobs": None, "finish_reason": end.reason}
+        if self.chat:
+            choice = {"index": 0, "message": {"role": "assistant", "content": text}, "logprobs": None,
+                      "finish_reason": end.reason}
+        else:
+            choice = {"text": text, **choice}
+        return {**self._head("chat.completion" if self.chat else "text_completion"), "choices": [choice],
+                "usage": usage(end)}
+
+    def stream(self, events: Iterator[Event]) -> Iterator[str]:
+        if self.chat:
+            yield json_event(self._chunk({"role": "assistant"}, None))
+        for event in events:
+            if isinstance(event, Finished):
+                yield json_event(self._chunk({} if self.chat else "", event.reason))
+                if self.include_usage:
+                    yield json_event({**self._head(self._object), "choices": [], "usage": usage(event)})
+            else:
+                yield json_event(self._chunk({"content": event} if self.chat else event, None))
+        yield DONE_EVENT
+
+    @property
+    def _object(self) -> str:
+        return "chat.completion.chunk" if self.chat else "text_completion"
+
+    def _chunk(self, delta: Any, finish_reason: str | None) -> dict:
+        if self.chat:
+            choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
+        else:
+            choice = {"text": delta, "index": 0, "logprobs": None, "finish_reason": finish_reason}
+        return {**self._head(self._object), "choices": [choice]}
+
+    def _head(self, kind: str) -> dict:
+        return {"id": self.id, "object": kind, "created": self.created, "model": self.model_id}
+
+
+def usage(end: Finished) -> dict:
+    return {"prompt_tokens": end.prompt_tokens, "completion_tokens": end.completion_tokens,
+            "total_tokens": end.prompt_tokens + end.completion_tokens,
+            "prompt_tokens_details": {"cached_tokens": end.cached_tokens}}
+
+
+def collect(events: Iterator[Event]) -> tuple[str, Finished]:
+    """The whole text of a job and how it ended."""
+    parts = []
+    for event in events:
+        if isinstance(event, Finished):
+            return "".join(parts), event
+        parts.append(event)
+    raise BackendError("internal_error", "generation ended without an answer; see the backend's log")
+
+
+def shimmy_stream(events: Iterator[Event]) -> Iterator[str]:
+    """Shimmy's generate stream: `data: <token text>` events, ending `data: [DONE]`."""
+    for event in events:
+        if not isinstance(event, Finished) and event:
+            yield text_event(event)
+    yield DONE_EVENT

@@ -1,110 +1,155 @@
-"""Loading a GGUF model with llama-cpp-python under the backend's settings."""
+"""Loading a GGUF model with llama.cpp under the backend's settings: the weights, one context whose KV cache
+holds PARALLEL sequences of N_CTX tokens, and the batching engine that runs it."""
 from __future__ import annotations
 
 import logging
+import math
 import os
 import threading
 import time
 from dataclasses import dataclass, field
-from functools import partial
 from typing import Any
 
 from core.gguf_check import GGUFHeader, InvalidGGUF, scan_gguf_header
 
 from .discovery import ModelFile
+from .engine import Engine
 from .errors import ModelLoadFailed
-from .runner import ModelRunner
+from .memory import estimate_bytes
+from .prompts import ChatFormat, chat_format_for
 from .settings import DEFAULT_CTX_CAP, Settings
+from .stats import ServingStats
 
 log = logging.getLogger(__name__)
-
-# Chat formats for GGUF files without a chat template (base models): llama-cpp-python would fall
-# back to Llama 2's; like llama.cpp's server we use ChatML, or the model family's own format.
-_FORMAT_BY_ARCH = {"gemma": "gemma", "gemma2": "gemma", "gemma3": "gemma"}
-_DEFAULT_CHAT_FORMAT = "chatml"
 
 
 @dataclass(eq=False)
 class LoadedModel:
-    """A model in memory. Use it only while holding `lock`, and only through `runner`, the thread
-    that runs its llama.cpp calls (server.runner says why); once `closed`, load it again."""
+    """A model in memory and what residency knows of it. Its llama.cpp calls run on `engine`'s thread."""
 
     model: ModelFile
-    llama: Any  # llama_cpp.Llama; Any so that tests can hand in a small fake
-    n_ctx: int
-    runner: ModelRunner
-    lock: threading.Lock = field(default_factory=threading.Lock)
+    engine: Any  # server.engine.Engine; Any so that tests can hand in a small fake
+    n_ctx: int  # the context one request may use
+    size_bytes: int = 0  # the memory estimate it was admitted with
+    gpu_layers: int = 0
+    llama: Any = None  # server.llama_model.LlamaModelHandle: tokenizer, chat format, embeddings
+    users: int = 0  # requests holding it (never unloaded while > 0)
+    keep_alive_s: float | None = 300.0  # None: forever
+    pinned: bool = False  # loaded with keep_alive -1 by POST /api/load (keep_loaded): until unloaded
+    last_used: float = field(default_factory=time.monotonic)
+    loaded_at: float = field(default_factory=time.time)
     closed: bool = False
 
+    def expires_at(self) -> float | None:
+        """Wall-clock time it is unloaded if still idle then; None for never."""
+        if self.keep_alive_s is None:
+            return None
+        return time.time() + max(0.0, self.last_used + self.keep_alive_s - time.monotonic())
+
     def close(self) -> None:
-        """Free the model's memory and stop its thread; the caller holds `lock`."""
+        """Stop the engine (running requests end with an error) and free the model's memory."""
         self.closed = True
-        close = getattr(self.llama, "close", None)
-        try:
-            if close is not None:
-                self.runner.call(close)
-        finally:
-            self.runner.shutdown()
+        free = getattr(self.llama, "free", None)
+        self.engine.close(free)
 
 
-def load_model(settings: Settings, model: ModelFile) -> LoadedModel:
-    """Load `model` with llama.cpp under the backend's settings.
+class LlamaModelHandle:
+    """The llama.cpp side of a loaded model: weights, vocab, the generating context, chat format and (made on
+    first use) an embedding context. Created and freed on the engine's thread."""
+
+    def __init__(self, settings: Settings, model: ModelFile, header: GGUFHeader, n_ctx: int):
+        import llama_cpp as ll
+        from llama_cpp._internals import LlamaModel
+        from llama_cpp._logger import set_verbose
+
+        set_verbose(False)  # llama.cpp's own log: errors only (it prints every graph node at debug)
+        params = ll.llama_model_default_params()
+        layers = gpu_layers(settings)
+        params.n_gpu_layers = 0x7FFFFFFF if layers == -1 else layers
+        self._ll = ll
+        self.settings = settings
+        self.model = LlamaModel(path_model=model.path, params=params, verbose=False)
+        self.vocab = ll.llama_model_get_vocab(self.model.model)
+        self.n_ctx = n_ctx
+        self.n_slots = max(1, settings.parallel)
+        self.threads = settings.n_threads or available_cores()
+        self.ctx = self._new_context(n_ctx * self.n_slots, self.n_slots, settings.n_batch, embeddings=False)
+        self.n_swa = ll.llama_model_n_swa(self.model.model)
+        self.chat: ChatFormat = chat_format_for(self.model, header)
+        self.embedding_ctx: Any = None
+        self.lock = threading.Lock()
+
+    def _new_context(self, n_ctx: int, n_seq: int, n_batch: int, embeddings: bool) -> Any:
+        ll = self._ll
+        params = ll.llama_context_default_params()
+        params.n_ctx = n_ctx
+        params.n_batch = params.n_ubatch = n_batch
+        params.n_seq_max = n_seq
+        params.n_threads = params.n_threads_batch = self.threads
+        params.flash_attn_type = (ll.LLAMA_FLASH_ATTN_TYPE_ENABLED if self.settings.flash_attn
+                                  else ll.LLAMA_FLASH_ATTN_TYPE_DISABLED)
+        params.swa_full = self.settings.swa_full
+        params.kv_unified = embeddings
+        if embeddings:
+            params.embeddings = True
+            if ll.llama_model_has_encoder(self.model.model) is False and \
+                    params.pooling_type in (ll.LLAMA_POOLING_TYPE_UNSPECIFIED, ll.LLAMA_POOLING_TYPE_NONE):
+                params.pooling_type = ll.LLAMA_POOLING_TYPE_MEAN
+        ctx = ll.llama_init_from_model(self.model.model, params)
+        if not ctx:
+            raise ModelLoadFailed("llama.cpp could not create a context for the model (out of memory?)")
+        return ctx
+
+    def tokenize(self, text: str, add_bos: bool = True, special: bool = True) -> list[int]:
+        """Tokens of `text` (thread-safe: the vocabulary is read only)."""
+        return self.model.tokenize(text.encode("utf-8"), add_bos=add_bos, special=special)
+
+    def free(self) -> None:
+        """Free the contexts and the weights (on the engine's thread)."""
+        if self.embedding_ctx is not None:
+            self._ll.llama_free(self.embedding_ctx)
+            self.embedding_ctx = None
+        if self.ctx is not None:
+            self._ll.llama_free(self.ctx)
+            self.ctx = None
+        self.model.close()
+
+
+def load_model(settings: Settings, model: ModelFile, stats: ServingStats | None = None) -> LoadedModel:
+    """Load `model` with llama.cpp under the backend's settings and start its engine.
 
     Raises:
         ModelLoadFailed: the file is not a GGUF model llama.cpp can load.
     """
-    from .interruptible import InterruptibleLlama  # llama.cpp in the worker only, never in gunicorn's master
-
-    kwargs = llama_kwargs(settings, check_header(model))
+    header = check_header(model)
+    n_ctx = context_length(settings, header)
     started = time.monotonic()
-    runner = ModelRunner(model.id)
-    try:
-        llama = runner.call(partial(InterruptibleLlama, model_path=model.path, **kwargs))
+    try:  # the weights load on the engine's own thread, as every later llama.cpp call of the model
+        engine = Engine(model.id, lambda: LlamaModelHandle(settings, model, header, n_ctx),
+                        n_slots=max(1, settings.parallel), n_ctx_slot=n_ctx, n_batch=settings.n_batch,
+                        max_queue=settings.max_queue, stats=stats)
     except (ValueError, RuntimeError, OSError) as err:
-        runner.shutdown()
         log.warning("loading %s failed: %r", model.path, err)
         raise ModelLoadFailed(
-            f"{model.files[0]} could not be loaded: not a GGUF model llama.cpp can read"
-        ) from err
-    log.info(
-        "loaded model %s from %s: n_ctx=%d threads=%d gpu_layers=%d in %.1fs", model.id, model.files[0],
-        kwargs["n_ctx"], kwargs["n_threads"], kwargs["n_gpu_layers"], time.monotonic() - started,
-    )
-    return LoadedModel(model=model, llama=llama, n_ctx=kwargs["n_ctx"], runner=runner)
+            f"{model.files[0]} could not be loaded: not a GGUF model llama.cpp can read") from err
+    handle = engine.handle
+    log.info("loaded model %s from %s: n_ctx=%d x %d slots, threads=%d gpu_layers=%d in %.1fs", model.id,
+             model.files[0], n_ctx, handle.n_slots, handle.threads, gpu_layers(settings),
+             time.monotonic() - started)
+    return LoadedModel(model=model, engine=engine, n_ctx=n_ctx, size_bytes=estimate(settings, model, header),
+                       gpu_layers=gpu_layers(settings), llama=handle)
 
 
-def llama_kwargs(settings: Settings, header: GGUFHeader) -> dict[str, Any]:
-    """Keyword arguments for `llama_cpp.Llama` (the benchmark uses them too, for a fair comparison)."""
-    threads = settings.n_threads or available_cores()
-    kwargs: dict[str, Any] = {
-        "n_ctx": settings.n_ctx or min(header.context_length or DEFAULT_CTX_CAP, DEFAULT_CTX_CAP),
-        "n_batch": settings.n_batch,
-        "n_threads": threads,
-        "n_threads_batch": threads,
-        "n_gpu_layers": gpu_layers(settings),
-        "flash_attn": settings.flash_attn,
-        "swa_full": settings.swa_full,
-        "verbose": False,
-    }
-    if "tokenizer.chat_template" not in header.metadata:
-        kwargs["chat_format"] = _FORMAT_BY_ARCH.get(header.architecture or "", _DEFAULT_CHAT_FORMAT)
-    return kwargs
+def context_length(settings: Settings, header: GGUFHeader) -> int:
+    """N_CTX, or the model's own training context capped at DEFAULT_CTX_CAP."""
+    return settings.n_ctx or min(header.context_length or DEFAULT_CTX_CAP, DEFAULT_CTX_CAP)
 
 
-def forget_pruned_prefix(llama: Any) -> None:
-    """Make the next generation evaluate its whole prompt if the KV cache lost its oldest tokens.
-
-    With SWA_FULL off, sliding-window layers keep only the last window of tokens; llama-cpp-python
-    would still reuse an older common prefix of the next prompt, and generate from a cache missing
-    part of it (garbage, silently). llama.cpp's own server checks the same position.
-    """
-    import llama_cpp
-
-    if not llama.n_tokens:
-        return
-    memory = llama_cpp.llama_get_memory(llama.ctx)
-    if memory is not None and llama_cpp.llama_memory_seq_pos_min(memory, 0) > 0:
-        llama.reset()  # n_tokens = 0: the next eval clears the cache and starts from the first token
+def estimate(settings: Settings, model: ModelFile, header: GGUFHeader | None = None) -> int:
+    """The model's memory estimate under these settings (server.memory)."""
+    header = header or check_header(model)
+    n_ctx = context_length(settings, header)
+    return estimate_bytes(header, model.size_bytes, n_ctx * max(1, settings.parallel), settings.n_batch)
 
 
 def check_header(model: ModelFile) -> GGUFHeader:
@@ -125,11 +170,24 @@ def check_header(model: ModelFile) -> GGUFHeader:
 
 
 def available_cores() -> int:
-    """CPU cores this process may run on (its affinity mask, which cgroup cpusets also narrow)."""
+    """CPU cores this process may use: its affinity mask (which cgroup cpusets narrow), and the container's
+    CPU quota (cgroup cpu.max), so a pod limited to 2 CPUs on a 64-core node starts 2 threads, not 64."""
     try:
-        return len(os.sched_getaffinity(0))
+        cores = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
-        return os.cpu_count() or 1
+        cores = os.cpu_count() or 1
+    quota = cpu_quota()
+    return max(1, min(cores, math.ceil(quota))) if quota else cores
+
+
+def cpu_quota(path: str = "/sys/fs/cgroup/cpu.max") -> float | None:
+    """CPUs the cgroup may use (quota / period), or None without a limit."""
+    try:
+        with open(path) as f:
+            quota, period = f.read().split()[:2]
+        return None if quota == "max" else int(quota) / int(period)
+    except (OSError, ValueError):
+        return None
 
 
 def gpu_layers(settings: Settings) -> int:

@@ -1,66 +1,64 @@
-"""The models the backend serves: discovery on demand, lazy loading, an LRU of loaded models and
-one lock a model, since a llama.cpp context serves one request at a time."""
+"""Which models are in memory (API.md, Residency), in the manner of Ollama's scheduler: one registry owns
+what is loaded. Requests ask it for a model; it loads, waits or unloads by the memory estimate against
+MAX_MODEL_MEMORY, by MAX_LOADED_MODELS, and by each model's keep_alive; nothing else touches residency.
+A model that requests hold is never unloaded."""
 from __future__ import annotations
 
 import contextlib
 import logging
 import threading
+import time
 from collections import OrderedDict
-from typing import Any, Callable, Iterator, TypeVar
+from typing import Callable, Iterator
 
 from .discovery import ModelFile, resolve_model, scan_models
-from .errors import ModelLoadFailed, ModelNotFound
-from .loading import LoadedModel, load_model
+from .errors import ModelLoadFailed, ModelNotFound, ModelTooLarge
+from .loading import LoadedModel, estimate, load_model
+from .memory import default_budget, format_bytes
 from .settings import Settings
+from .stats import ServingStats
 from .waiting import Waiter
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
-LOCK_POLL_S = 0.1  # how often a request waiting for a busy model asks whether its client still waits
+ROOM_POLL_S = 0.1  # how often a request waiting for room asks whether its client still waits
+REAP_INTERVAL_S = 0.5  # how often idle models are checked against their keep_alive
+
+Loader = Callable[[ModelFile], LoadedModel]
+Estimator = Callable[[ModelFile], int]
 
 
 class Lease:
-    """Exclusive use of one loaded model until `release()` (also a context manager)."""
+    """A request's hold on a loaded model, until `release()` (also a context manager)."""
 
-    def __init__(self, loaded: LoadedModel, waiter: Waiter | None = None):
-        self._loaded = loaded
+    def __init__(self, registry: "ModelRegistry", loaded: LoadedModel, waiter: Waiter | None = None):
+        self._registry = registry
+        self.loaded = loaded
         self._released = False
-        self.waiter = waiter or Waiter()  # asked between tokens whether anyone still waits
+        self.waiter = waiter or Waiter()
 
     @property
     def model(self) -> ModelFile:
-        return self._loaded.model
+        return self.loaded.model
 
     @property
-    def llama(self) -> Any:
-        return self._loaded.llama
+    def engine(self):
+        return self.loaded.engine
 
     @property
     def n_ctx(self) -> int:
-        return self._loaded.n_ctx
-
-    def call(self, function: Callable[..., T], *args) -> T:
-        """Run `function(*args)` on the model's own thread (server.runner says why)."""
-        return self._loaded.runner.call(function, *args)
-
-    def stream(self, make_items: Callable[[], Iterator[T]]) -> Iterator[T]:
-        """Iterate `make_items()` on the model's own thread; closing the result stops it."""
-        return self._loaded.runner.stream(make_items)
+        return self.loaded.n_ctx
 
     def release(self) -> None:
-        """Free the model for the next request; calling it again does nothing."""
+        """Let the model go idle (its keep_alive starts); calling it again does nothing."""
         if not self._released:
             self._released = True
-            self._loaded.lock.release()
+            self._registry._release(self.loaded)
 
     def __enter__(self) -> "Lease":
         return self
 
     def __exit__(self, *_exc) -> None:
         self.release()
-
-
-Loader = Callable[[ModelFile], LoadedModel]
 
 
 def not_installed_message(name: str) -> str:
@@ -71,139 +69,242 @@ def not_installed_message(name: str) -> str:
 
 
 class ModelRegistry:
-    """Finds models in MODELS_DIR, loads them on first use and keeps at most `max_loaded` loaded."""
+    """Finds models in MODELS_DIR, loads them on first use, and unloads them when idle or to make room."""
 
-    def __init__(self, settings: Settings, loader: Loader | None = None):
+    def __init__(self, settings: Settings, loader: Loader | None = None, estimator: Estimator | None = None,
+                 budget_bytes: int | None = None, gpu_offload: bool = False):
         self._models_dir = settings.models_dir
         self._max_loaded = max(1, settings.max_loaded_models)
-        self._loader: Loader = loader or (lambda model: load_model(settings, model))
-        self._catalog: dict[str, ModelFile] = {}
-        self._catalog_lock = threading.Lock()
+        self._default_keep_alive = settings.keep_alive_s
+        self.stats = ServingStats()
+        self._loader: Loader = loader or (lambda model: load_model(settings, model, self.stats))
+        self._estimator: Estimator = estimator or (lambda model: estimate(settings, model))
+        self.budget_bytes = budget_bytes or settings.max_model_memory_bytes or default_budget(gpu_offload)
         self._loaded: OrderedDict[str, LoadedModel] = OrderedDict()  # least recently used first
-        self._load_lock = threading.Lock()  # guards _loaded; loads and unloads happen under it
-        self._loaded_ids: tuple[str, ...] = ()  # a copy for /health, which must never wait on a load
+        self._cond = threading.Condition()  # guards _loaded and each LoadedModel's users/keep_alive
+        self._load_lock = threading.Lock()  # one load (and the unloads that make room for it) at a time
+        self._stop = threading.Event()
+        self._reaper = threading.Thread(target=self._reap, name="residency", daemon=True)
+        self._reaper.start()
+
+    # --- what is installed ---
 
     def list_models(self) -> list[ModelFile]:
         """Every servable model, rescanning MODELS_DIR so new files appear without a restart."""
-        return list(self._rescan().values())
+        return list(scan_models(self._models_dir).values())
 
     def find(self, name: str) -> ModelFile:
-        """The model `name` stands for, from a fresh scan of MODELS_DIR (one directory listing): a model
-        installed or deleted a moment ago is known or unknown at once, and no stale list makes a name
-        ambiguous.
+        """The model `name` stands for, from a fresh scan of MODELS_DIR: a model installed or deleted a moment
+        ago is known or unknown at once.
 
         Raises:
             ModelNotFound: no model (or more than one) matches `name`.
         """
-        model = resolve_model(self._rescan(), name)
+        model = resolve_model(scan_models(self._models_dir), name)
         if model is None:
             raise ModelNotFound(not_installed_message(name))
         return model
 
-    def acquire(self, name: str, waiter: Waiter | None = None) -> Lease:
-        """Exclusive use of model `name`, loading it first if needed; waits while another request uses it,
-        for as long as `waiter` still waits.
+    # --- residency ---
+
+    def acquire(self, name: str, waiter: Waiter | None = None, keep_alive_s: float | None | str = "default",
+                pin: bool = False) -> Lease:
+        """A hold on model `name`, loading it first if needed (unloading idle models to make room, or
+        waiting for busy ones to go idle, for as long as `waiter` waits). `keep_alive_s` (None: forever)
+        becomes the model's keep_alive; "default" keeps what it has (KEEP_ALIVE for a new load). `pin` keeps
+        it loaded until `unload`, whatever later requests ask.
 
         Raises:
             ModelNotFound: no model matches `name`.
+            ModelTooLarge: the model's estimate exceeds MAX_MODEL_MEMORY even with nothing else loaded.
             ModelLoadFailed: the file is not a model llama.cpp can load.
-            Abandoned: the waiter's client hung up or its deadline passed while the model was busy.
+            Abandoned: the waiter's client hung up or its deadline passed while waiting for room.
         """
         model = self.find(name)
-        while True:
-            loaded = self._get_or_load(model)
-            _wait_for(loaded.lock, waiter)
-            if not loaded.closed:
-                return Lease(loaded, waiter)
-            loaded.lock.release()  # unloaded while we waited for it: load it again
+        loaded = self._hold_loaded(model, keep_alive_s, pin)
+        if loaded is None:
+            loaded = self._load(model, waiter, keep_alive_s, pin)
+        return Lease(self, loaded, waiter)
+
+    def unload(self, name: str) -> bool:
+        """Unload model `name` once no request holds it; False when it was not loaded.
+
+        Raises:
+            ModelNotFound: no model matches `name`.
+        """
+        model = self.find(name)
+        with self._cond:
+            loaded = self._loaded.get(model.id)
+            if loaded is None:
+                return False
+            while loaded.users > 0:
+                self._cond.wait()
+            if self._loaded.get(model.id) is not loaded:
+                return False
+            del self._loaded[model.id]
+        self._close(loaded, "asked to")
+        return True
+
+    def running(self) -> list[LoadedModel]:
+        """The loaded models, least recently used first."""
+        with self._cond:
+            return list(self._loaded.values())
+
+    def loaded_ids(self) -> list[str]:
+        """Ids of the models in memory, least recently used first (never waits on a load)."""
+        with self._cond:
+            return list(self._loaded)
 
     @contextlib.contextmanager
     def trying(self, name: str) -> Iterator[None]:
         """A trial of model `name` (a pull's smoke test) that leaves the models in memory as it found them.
 
-        Why here and not in the proxy: only the registry knows what a load evicted, and a reload must happen
-        before the pull says `complete`. The model tried becomes the least recently used, so with room for it
-        it evicts nobody now and is the first to go later; the models evicted to make room for it are loaded
-        back, in their old order, once the block ends (the tried model going first), even when it failed.
+        The model tried becomes the least recently used and unloads when idle, and the models unloaded to
+        make room for it are loaded back, in their old order, once the block ends, even when it failed.
 
         Raises:
             ModelNotFound: no model matches `name`.
         """
         tried = self.find(name).id
-        with self._load_lock:
-            before = [loaded.model for loaded in self._loaded.values()]  # least recently used first
+        before = [loaded.model for loaded in self.running()]
         try:
             yield
         finally:
             self._restore(before, tried)
 
-    def loaded_ids(self) -> list[str]:
-        """Ids of the models in memory, least recently used first."""
-        return list(self._loaded_ids)
-
     def close(self) -> None:
-        """Unload every model, waiting for running requests to finish."""
+        """Unload every model, ending their running requests."""
+        self._stop.set()
+        with self._cond:
+            loaded, self._loaded = list(self._loaded.values()), OrderedDict()
+        for item in loaded:
+            self._close(item, "shutting down")
+
+    def _hold_loaded(self, model: ModelFile, keep_alive_s, pin: bool = False) -> LoadedModel | None:
+        with self._cond:
+            loaded = self._loaded.get(model.id)
+            if loaded is None or loaded.model != model or loaded.closed or not _alive(loaded):
+                return None
+            self._hold(loaded, keep_alive_s, pin)
+            return loaded
+
+    def _hold(self, loaded: LoadedModel, keep_alive_s, pin: bool = False) -> None:
+        loaded.users += 1
+        if pin:  # POST /api/load with keep_alive -1 (a keep_loaded model): requests do not shorten it
+            loaded.pinned, loaded.keep_alive_s = True, None
+        elif keep_alive_s != "default" and not loaded.pinned:
+            loaded.keep_alive_s = keep_alive_s
+        self._loaded.move_to_end(loaded.model.id)
+
+    def _load(self, model: ModelFile, waiter: Waiter | None, keep_alive_s, pin: bool) -> LoadedModel:
+        need = self._estimator(model)
+        if need > self.budget_bytes:
+            raise ModelTooLarge(
+                f"model {model.id} needs about {format_bytes(need)} (weights plus KV cache for N_CTX x PARALLEL) "
+                f"and MAX_MODEL_MEMORY is {format_bytes(self.budget_bytes)}: lower N_CTX or PARALLEL, or raise "
+                f"MAX_MODEL_MEMORY")
         with self._load_lock:
-            while self._loaded:
-                self._unload_least_recent()
+            loaded = self._hold_loaded(model, keep_alive_s, pin)  # loaded by another request meanwhile
+            if loaded is not None:
+                return loaded
+            for victim in self._make_room(model, need, waiter):
+                self._close(victim, f"to make room for {model.id}")
+            loaded = self._loader(model)
+            loaded.size_bytes = loaded.size_bytes or need
+            loaded.keep_alive_s = self._default_keep_alive if keep_alive_s == "default" else keep_alive_s
+            with self._cond:
+                self._loaded[model.id] = loaded
+                self._hold(loaded, "default", pin)
+                self._cond.notify_all()
+            return loaded
+
+    def _make_room(self, model: ModelFile, need: int, waiter: Waiter | None) -> list[LoadedModel]:
+        """Take out of the loaded set the idle models (least recently used first) whose memory and count
+        must go for `model`; waits while busy ones stand in the way.
+
+        Raises:
+            Abandoned: from `waiter.check()` while waiting.
+        """
+        with self._cond:
+            while True:
+                victims = self._victims(model, need)
+                if victims is not None:
+                    for victim in victims:
+                        del self._loaded[victim.model.id]
+                    return victims
+                if waiter is not None:
+                    waiter.check()
+                self._cond.wait(ROOM_POLL_S)
+
+    def _victims(self, model: ModelFile, need: int) -> list[LoadedModel] | None:
+        """The idle models, least recently used first, to unload so `model` fits; None while it cannot."""
+        victims: list[LoadedModel] = []
+        stale = self._loaded.get(model.id)  # its file was replaced since it was loaded, or its engine stopped
+        if stale is not None:
+            if stale.users > 0 and _alive(stale):
+                return None
+            victims.append(stale)
+
+        def fits() -> bool:
+            rest = [m for m in self._loaded.values() if m not in victims]
+            return sum(m.size_bytes for m in rest) + need <= self.budget_bytes and len(rest) < self._max_loaded
+
+        for loaded in self._loaded.values():
+            if fits():
+                return victims
+            if loaded not in victims and loaded.users == 0 and loaded.engine.idle():
+                victims.append(loaded)
+        return victims if fits() else None
+
+    def _release(self, loaded: LoadedModel) -> None:
+        with self._cond:
+            loaded.users -= 1
+            loaded.last_used = time.monotonic()
+            unload_now = loaded.users == 0 and loaded.keep_alive_s == 0 \
+                and self._loaded.get(loaded.model.id) is loaded
+            if unload_now:
+                del self._loaded[loaded.model.id]
+            self._cond.notify_all()
+        if unload_now:
+            self._close(loaded, "keep_alive 0")
+
+    def _reap(self) -> None:
+        """Unload models idle past their keep_alive."""
+        while not self._stop.wait(REAP_INTERVAL_S):
+            now = time.monotonic()
+            with self._cond:
+                expired = [m for m in self._loaded.values() if m.users == 0 and m.keep_alive_s is not None
+                           and now >= m.last_used + m.keep_alive_s and m.engine.idle()]
+                for loaded in expired:
+                    del self._loaded[loaded.model.id]
+            for loaded in expired:
+                self._close(loaded, f"idle for its keep_alive of {loaded.keep_alive_s:g} s")
+
+    def _close(self, loaded: LoadedModel, why: str) -> None:
+        try:
+            loaded.close()
+        finally:
+            log.info("unloaded model %s (%s)", loaded.model.id, why)
+            with self._cond:
+                self._cond.notify_all()
 
     def _restore(self, before: list[ModelFile], tried: str) -> None:
         """Make `tried` the least recently used, load back what `before` had and lost, in `before`'s order."""
-        with self._load_lock:
+        with self._cond:
             if tried in self._loaded:
                 self._loaded.move_to_end(tried, last=False)
-                self._loaded_ids = tuple(self._loaded)
-        catalog = self._rescan()
         for model in before:
-            current = catalog.get(model.id)
-            if current is None:  # deleted since: nothing to load back
+            try:
+                current = self.find(model.id)
+            except ModelNotFound:  # deleted since: nothing to load back
                 continue
             try:
-                self._get_or_load(current)  # evicts the least recently used: the tried model first
-            except ModelLoadFailed:
+                self.acquire(current.id).release()  # evicts the least recently used: the tried model first
+            except (ModelLoadFailed, ModelTooLarge):
                 log.warning("could not load %s back after trying %s", model.id, tried)
-        log.info("tried model %s; loaded now: %s", tried, ", ".join(self._loaded_ids))
-
-    def _rescan(self) -> dict[str, ModelFile]:
-        catalog = scan_models(self._models_dir)
-        with self._catalog_lock:
-            self._catalog = catalog
-        return catalog
-
-    def _get_or_load(self, model: ModelFile) -> LoadedModel:
-        with self._load_lock:
-            loaded = self._loaded.get(model.id)
-            if loaded is not None and loaded.model == model:
-                self._loaded.move_to_end(model.id)
-                self._loaded_ids = tuple(self._loaded)
-                return loaded
-            if loaded is not None:  # the file was replaced since it was loaded: unload it first
-                self._loaded.move_to_end(model.id, last=False)
-                self._unload_least_recent()
-            while len(self._loaded) >= self._max_loaded:
-                self._unload_least_recent()
-            loaded = self._loader(model)
-            self._loaded[model.id] = loaded
-            self._loaded_ids = tuple(self._loaded)
-            return loaded
-
-    def _unload_least_recent(self) -> None:
-        loaded = self._loaded.popitem(last=False)[1]
-        self._loaded_ids = tuple(self._loaded)
-        with loaded.lock:  # waits for the request using it, if any
-            loaded.close()
-        log.info("unloaded model %s", loaded.model.id)
+        log.info("tried model %s; loaded now: %s", tried, ", ".join(self.loaded_ids()))
 
 
-def _wait_for(lock: threading.Lock, waiter: Waiter | None) -> None:
-    """Take `lock`; a waiter whose client left gives up instead (it would hold the model for nobody).
-
-    Raises:
-        Abandoned: from `waiter.check()`.
-    """
-    if waiter is None:
-        lock.acquire()
-        return
-    waiter.check()
-    while not lock.acquire(timeout=LOCK_POLL_S):
-        waiter.check()
+def _alive(loaded: LoadedModel) -> bool:
+    alive = getattr(loaded.engine, "alive", None)
+    return alive() if alive is not None else True

@@ -6,6 +6,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from core.units import parse_keep_alive
+
 from .errors import InvalidRequest
 
 # Without max_tokens, every endpoint generates to the end of sequence or of the context (API.md,
@@ -13,6 +15,8 @@ from .errors import InvalidRequest
 UNTIL_DONE: Mapping[str, Any] = {"max_tokens": None}
 # Shimmy's sampling defaults for /api/generate; the OpenAI endpoints keep llama-cpp-python's.
 SHIMMY_DEFAULTS: Mapping[str, Any] = {**UNTIL_DONE, "temperature": 0.7, "top_p": 0.9, "top_k": 40}
+# llama-cpp-python's chat handler defaults (completions keep server.sampling.Sampling's).
+CHAT_DEFAULTS: Mapping[str, Any] = {"temperature": 0.2, "repeat_penalty": 1.1}
 
 _NUMBER = (int, float)
 _TYPE_NAMES = {(str,): "a string", (bool,): "true or false"}
@@ -39,7 +43,18 @@ class GenerationRequest:
     messages: list[dict] | None = None
     system: str | None = None
     stream: bool = False
-    sampling: Mapping[str, Any] = field(default_factory=dict)  # keyword arguments for llama-cpp-python
+    sampling: Mapping[str, Any] = field(default_factory=dict)  # server.sampling.Sampling's fields, max_tokens, stop
+    kind: str = "completion"  # "generate" (Shimmy's), "completion" or "chat"
+    response_format: Any = None  # OpenAI's; server.sampling.grammar_for checks it
+    keep_alive: Any = "default"  # seconds, None for forever, or "default" (the model keeps what it has)
+    include_usage: bool = False  # stream_options.include_usage: a last chunk with `usage`
+
+
+@dataclass(frozen=True)
+class EmbeddingRequest:
+    model: str
+    inputs: list[str]
+    keep_alive: Any = "default"
 
 
 def parse_json_body(raw: bytes) -> dict:
@@ -74,6 +89,8 @@ def parse_generate(body: dict) -> GenerationRequest:
         system=_optional(body, "system", (str,)),
         stream=_stream(body),
         sampling={**SHIMMY_DEFAULTS, **_sampling(body)},
+        kind="generate",
+        keep_alive=keep_alive(body),
     )
 
 
@@ -89,7 +106,9 @@ def parse_completion(body: dict) -> GenerationRequest:
     if not isinstance(prompt, str):
         raise InvalidRequest("`prompt` must be a string (one prompt a request)")
     return GenerationRequest(
-        model=_model(body), prompt=prompt, stream=_stream(body), sampling={**UNTIL_DONE, **_sampling(body)}
+        model=_model(body), prompt=prompt, stream=_stream(body), sampling={**UNTIL_DONE, **_sampling(body)},
+        response_format=body.get("response_format"), keep_alive=keep_alive(body),
+        include_usage=_include_usage(body),
     )
 
 
@@ -103,8 +122,56 @@ def parse_chat(body: dict) -> GenerationRequest:
     if sampling["max_tokens"] is None and body.get("max_completion_tokens") is not None:
         sampling["max_tokens"] = _number(body, "max_completion_tokens", (int,), 0)
     return GenerationRequest(
-        model=_model(body), messages=_messages(body), stream=_stream(body), sampling=sampling
+        model=_model(body), messages=_messages(body), stream=_stream(body), sampling={**CHAT_DEFAULTS, **sampling},
+        kind="chat", response_format=body.get("response_format"), keep_alive=keep_alive(body),
+        include_usage=_include_usage(body),
     )
+
+
+def parse_embeddings(body: dict) -> EmbeddingRequest:
+    """OpenAI's `/v1/embeddings` body: `input` a string or a list of strings.
+
+    Raises:
+        InvalidRequest: a missing field or a field of the wrong type.
+    """
+    inputs = body.get("input")
+    if isinstance(inputs, str):
+        inputs = [inputs]
+    if not isinstance(inputs, list) or not inputs or not all(isinstance(item, str) for item in inputs):
+        raise InvalidRequest("`input` must be a string or a non-empty list of strings")
+    return EmbeddingRequest(model=_model(body), inputs=inputs, keep_alive=keep_alive(body))
+
+
+def keep_alive(body: dict) -> Any:
+    """The request's `keep_alive` in seconds (None: forever), or "default" when it has none.
+
+    Raises:
+        InvalidRequest: not a duration, a number, -1 or 0.
+    """
+    if body.get("keep_alive") is None:
+        return "default"
+    try:
+        return parse_keep_alive(body["keep_alive"])
+    except ValueError as err:
+        raise InvalidRequest(f"`keep_alive`: {err}") from err
+
+
+def _include_usage(body: dict) -> bool:
+    options = body.get("stream_options")
+    if options is None:
+        return False
+    if not isinstance(options, dict):
+        raise InvalidRequest("`stream_options` must be an object")
+    return bool(options.get("include_usage"))
+
+
+def model_name(body: dict) -> str:
+    """The body's `model`.
+
+    Raises:
+        InvalidRequest: absent or not a non-empty string.
+    """
+    return _model(body)
 
 
 def _model(body: dict) -> str:

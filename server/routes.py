@@ -1,15 +1,20 @@
-"""The backend's endpoints: Shimmy-compatible (/api/...) and OpenAI-compatible (/v1/...)."""
+"""The backend's endpoints: Shimmy-compatible (/api/...), OpenAI-compatible (/v1/...) and residency."""
 from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from datetime import datetime, timezone
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from . import generation
+from .embeddings import embed
+from .generation import Shapes
+from .loading import LoadedModel
 from .models import ModelRegistry
-from .params import GenerationRequest, parse_chat, parse_completion, parse_generate, parse_json_body
+from .params import (GenerationRequest, keep_alive, model_name, parse_chat, parse_completion, parse_embeddings,
+                     parse_generate, parse_json_body)
+from .sampling import grammar_for
 from .settings import Settings
 from .streaming import sse_response
 from .waiting import Waiter
@@ -36,9 +41,19 @@ def _backend() -> Backend:
 @bp.get("/health")
 def health():
     backend = _backend()
-    loaded = backend.registry.loaded_ids()  # least recently used first
-    models = {"total": len(backend.registry.list_models()), "loaded": len(loaded), "loaded_ids": loaded}
-    return jsonify(status="ok", gpu_offload=backend.gpu_offload, models=models)
+    running = backend.registry.running()  # least recently used first
+    models = {"total": len(backend.registry.list_models()), "loaded": len(running),
+              "loaded_ids": [loaded.model.id for loaded in running]}
+    busy, waiting, total = _load(running)
+    return jsonify(status="ok", gpu_offload=backend.gpu_offload, models=models,
+                   slots={"total": total, "busy": busy}, queue=waiting)
+
+
+@bp.get("/stats")
+def stats():
+    registry = _backend().registry
+    busy, waiting, total = _load(registry.running())
+    return jsonify(**registry.stats.to_dict(), slots={"total": total, "busy": busy}, queue=waiting)
 
 
 @bp.get("/v1/models")
@@ -59,39 +74,99 @@ def shimmy_models():
     return jsonify(models=models)
 
 
+@bp.get("/api/running")
+def running():
+    return jsonify(models=[_running_entry(loaded) for loaded in reversed(_backend().registry.running())])
+
+
+@bp.post("/api/load")
+def load():
+    body = parse_json_body(request.get_data())
+    waiter = Waiter.of_request(request.environ, request.headers)
+    seconds = keep_alive(body)
+    with _backend().registry.acquire(model_name(body), waiter, seconds, pin=seconds is None) as lease:
+        return jsonify(id=lease.model.id, status="loaded", size_in_memory=lease.loaded.size_bytes)
+
+
+@bp.post("/api/unload")
+def unload():
+    registry = _backend().registry
+    model = registry.find(model_name(parse_json_body(request.get_data())))
+    return jsonify(id=model.id, status="unloaded" if registry.unload(model.id) else "not_loaded")
+
+
 @bp.post("/api/generate")
 def generate():
     parsed = parse_generate(parse_json_body(request.get_data()))
     smoke_test = request.headers.get(SMOKE_TEST_HEADER) == "1" and not parsed.stream
     with _backend().registry.trying(parsed.model) if smoke_test else contextlib.nullcontext():
-        return _run(parsed, lambda lease: {"response": generation.generate_text(lease, parsed)},
-                    generation.stream_generate)
+        return _run(parsed, None)
 
 
 @bp.post("/v1/completions")
 def completions():
     parsed = parse_completion(parse_json_body(request.get_data()))
-    return _run(parsed, lambda lease: generation.complete(lease, parsed), generation.stream_completion)
+    return _run(parsed, Shapes)
 
 
 @bp.post("/v1/chat/completions")
 def chat_completions():
     parsed = parse_chat(parse_json_body(request.get_data()))
-    return _run(parsed, lambda lease: generation.chat(lease, parsed), generation.stream_chat)
+    return _run(parsed, Shapes)
 
 
-def _run(
-    parsed: GenerationRequest,
-    answer: Callable[..., dict],
-    stream: Callable[..., Iterator[str]],
-) -> Response:
-    """Lease the model, then answer in one piece or as an SSE stream that holds the lease; either
-    stops between tokens once nobody waits for it (server.waiting)."""
+@bp.post("/v1/embeddings")
+def embeddings():
+    parsed = parse_embeddings(parse_json_body(request.get_data()))
     waiter = Waiter.of_request(request.environ, request.headers)
-    lease = _backend().registry.acquire(parsed.model, waiter)
+    with _backend().registry.acquire(parsed.model, waiter, parsed.keep_alive) as lease:
+        handle = lease.loaded.llama
+        inputs = [handle.tokenize(text, add_bos=True, special=False) for text in parsed.inputs]
+        vectors = lease.engine.call(embed, handle, inputs)
+        n_tokens = sum(map(len, inputs))
+        data = [{"object": "embedding", "index": i, "embedding": vector} for i, vector in enumerate(vectors)]
+        return jsonify(object="list", data=data, model=lease.model.id,
+                       usage={"prompt_tokens": n_tokens, "total_tokens": n_tokens})
+
+
+def _run(parsed: GenerationRequest, shapes: type[Shapes] | None) -> Response:
+    """Lease the model and run the request through its engine: one answer, or an SSE stream that holds the
+    lease; either stops within a step once nobody waits for it (server.waiting). `shapes` None: Shimmy's."""
+    grammar = grammar_for(parsed.response_format)  # a bad schema is a 400 before any model loads
+    waiter = Waiter.of_request(request.environ, request.headers)
+    lease = _backend().registry.acquire(parsed.model, waiter, parsed.keep_alive)
+    try:
+        job = generation.make_job(lease, parsed, grammar)
+        events = generation.run(lease, job)
+        shape = None if shapes is None else shapes(lease.model.id, parsed.kind == "chat", parsed.include_usage)
+    except BaseException:
+        lease.release()
+        raise
     if parsed.stream:
-        response = sse_response(lease, lease.stream(lambda: stream(lease, parsed)))
+        body = generation.shimmy_stream(events) if shape is None else shape.stream(events)
+        response = sse_response(lease, body, job.cancel)
         waiter.answering()
         return response
-    with lease:
-        return jsonify(lease.call(answer, lease))
+    with lease, contextlib.closing(events):
+        text, end = generation.collect(events)
+        return jsonify({"response": text} if shape is None else shape.whole(text, end))
+
+
+def _load(running: list[LoadedModel]) -> tuple[int, int, int]:
+    busy = waiting = total = 0
+    for loaded in running:
+        slots_busy, queued = loaded.engine.load()
+        busy, waiting, total = busy + slots_busy, waiting + queued, total + loaded.engine.n_slots
+    return busy, waiting, total
+
+
+def _running_entry(loaded: LoadedModel) -> dict:
+    busy, queued = loaded.engine.load()
+    expires = loaded.expires_at()
+    return {"id": loaded.model.id, "size_in_memory": loaded.size_bytes, "gpu_layers": loaded.gpu_layers,
+            "slots": {"total": loaded.engine.n_slots, "busy": busy}, "queue": queued,
+            "expires_at": None if expires is None else _iso(expires), "loaded_at": _iso(loaded.loaded_at)}
+
+
+def _iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, timezone.utc).isoformat().replace("+00:00", "Z")

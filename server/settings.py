@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Mapping
 
 from core.env import setting, values_from_env
+from core.units import parse_keep_alive, parse_size
 
 # The cap on the default context: a model's own training context can be 128k tokens, whose KV
 # cache would not fit a small pod. N_CTX overrides it either way.
@@ -32,20 +33,45 @@ class Settings:
         None, "N_THREADS", "threads for generation and prompt processing; None: every core we may run on")
     max_loaded_models: int = setting(
         1, "MAX_LOADED_MODELS", "models kept in memory; the least recently used is unloaded first")
-    n_batch: int = setting(512, "N_BATCH", "prompt tokens evaluated per llama_decode call")
+    n_batch: int = setting(512, "N_BATCH", "tokens one llama_decode step evaluates at most: every running "
+                           "request's next token plus a chunk of a prompt being read")
+    parallel: int = setting(4, "PARALLEL", "requests one loaded model decodes at once, in one batch; the KV "
+                            "cache holds PARALLEL x N_CTX tokens")
+    max_queue: int = setting(64, "MAX_QUEUE", "requests waiting for a slot of a model; past it 503 server_busy")
+    keep_alive: str = setting("5m", "KEEP_ALIVE", "how long a model stays loaded unused: a duration (30s, 5m, "
+                              "1h), -1 forever, 0 unload when its request ends")
+    max_model_memory: str | None = setting(
+        None, "MAX_MODEL_MEMORY", "memory loaded models may take (bytes, or e.g. 8GiB); None: the container's "
+        "memory limit or the machine's memory less 1 GiB, the GPU's free memory with offload")
     flash_attn: bool = setting(
         True, "FLASH_ATTN", "llama.cpp's fused attention; faster decoding on CPU as well (see the benchmark)")
     # Off, as in llama.cpp's server: less memory and faster decoding; a cached prompt prefix is then reused
-    # only while the window still holds it (server.loading.forget_pruned_prefix).
+    # only while the window still holds it (server.engine.Engine._can_reuse).
     swa_full: bool = setting(
         False, "SWA_FULL", "a full-size KV cache for sliding-window layers (Gemma 2/3, ...)")
     http_threads: int = setting(
-        32, "HTTP_THREADS", "gunicorn threads; requests for a busy model wait on its lock in one, enough are "
-        "left for /health and listings while generations queue")
+        32, "HTTP_THREADS", "gunicorn threads at least; raised to PARALLEL + MAX_QUEUE + 8 so that every request "
+        "a model may hold or queue has one, with some left for /health and listings")
     graceful_timeout_s: int = setting(
         30, "GRACEFUL_TIMEOUT_S", "seconds gunicorn waits for running generations after SIGTERM")
     max_body_bytes: int = setting(8 * 1024 * 1024, None, "largest request body; more is 413 body_too_large")
     log_level: str = setting("info", "LOG_LEVEL", "log level of the backend and its gunicorn")
+
+    def __post_init__(self) -> None:
+        parse_keep_alive(self.keep_alive)  # a bad KEEP_ALIVE stops the start, with its message
+        if self.max_model_memory is not None:
+            parse_size(self.max_model_memory)
+        if self.parallel < 1 or self.max_queue < 0:
+            raise ValueError("PARALLEL must be at least 1 and MAX_QUEUE at least 0")
+
+    @property
+    def keep_alive_s(self) -> float | None:
+        """KEEP_ALIVE in seconds; None for forever."""
+        return parse_keep_alive(self.keep_alive)
+
+    @property
+    def max_model_memory_bytes(self) -> int | None:
+        return None if self.max_model_memory is None else parse_size(self.max_model_memory)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":

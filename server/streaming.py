@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from typing import Iterator
+from typing import Callable, Iterator
 
 from flask import Response
 
@@ -36,9 +36,10 @@ class LeasedStream:
     included; closing stops the generation and frees the model for the next request.
     """
 
-    def __init__(self, lease: Lease, events: Iterator[str]):
+    def __init__(self, lease: Lease, events: Iterator[str], cancel: Callable[[], None] | None = None):
         self._lease = lease
         self._events = events
+        self._cancel = cancel  # stops the generation behind `events` (its slot is freed at the next step)
         self._pending: list[str] = []
         self._finished = False
 
@@ -79,6 +80,8 @@ class LeasedStream:
 
     def close(self) -> None:
         try:
+            if self._cancel is not None:
+                self._cancel()
             close = getattr(self._events, "close", None)
             if close is not None:
                 close()
@@ -90,12 +93,12 @@ class LeasedStream:
         self._lease.release()
 
 
-def sse_response(lease: Lease, events: Iterator[str]) -> Response:
+def sse_response(lease: Lease, events: Iterator[str], cancel: Callable[[], None] | None = None) -> Response:
     """A streaming `text/event-stream` response of `events`, holding `lease` while it runs.
 
     Raises:
         Whatever the generation raises before its first event (the lease is released then).
     """
-    stream = LeasedStream(lease, events)
+    stream = LeasedStream(lease, events, cancel)
     stream.prime()
     return Response(stream, mimetype="text/event-stream", headers=SSE_HEADERS)

@@ -1,22 +1,14 @@
 """Noticing clients that went away, without a model: the socket check, the proxy's watch of its client,
-the backend's waiter between tokens and while a model is busy (tests/test_cancellation_process.py runs
-the whole of it on the real model)."""
+the backend's waiter (tests/test_engine_gemma.py shows the engine freeing a slot at the next step, and
+tests/test_cancellation_process.py runs the whole of it on the real model)."""
 from __future__ import annotations
 
 import socket
-import threading
 import time
-from pathlib import Path
 
 import pytest
 
 from core.hangup import CLOSED, OPEN, UNKNOWN, ClientWatch, peer_state
-from server import generation
-from server.loading import LoadedModel
-from server.models import ModelRegistry
-from server.params import GenerationRequest
-from server.runner import ModelRunner
-from server.settings import Settings
 from server.waiting import Abandoned, Waiter
 
 
@@ -89,51 +81,3 @@ def test_waiter_gives_up_when_its_client_hangs_up(pair):
     theirs.close()
     with pytest.raises(Abandoned, match="closed its connection"):
         waiter.check()
-
-
-class _TokenLlama:
-    """Generates for as long as asked, asking `between_tokens` before each token as InterruptibleLlama does."""
-
-    n_tokens = 0
-    between_tokens = None
-
-    def __init__(self):
-        self.tokens = 0
-
-    def create_completion(self, prompt, **_sampling):
-        while True:
-            self.between_tokens()
-            self.tokens += 1
-            time.sleep(0.001)
-
-
-def _registry(tmp_path: Path) -> tuple[ModelRegistry, _TokenLlama]:
-    (tmp_path / "a-Q4_0.gguf").write_bytes(b"x" * 16)
-    llama = _TokenLlama()
-    loader = lambda model: LoadedModel(model=model, llama=llama, n_ctx=64, runner=ModelRunner(model.id))  # noqa: E731
-    return ModelRegistry(Settings(models_dir=str(tmp_path)), loader=loader), llama
-
-
-def test_generation_stops_between_tokens_once_nobody_waits(tmp_path, pair):
-    registry, llama = _registry(tmp_path)
-    ours, theirs = pair
-    threading.Timer(0.2, theirs.close).start()
-    started = time.monotonic()
-
-    with registry.acquire("a", Waiter(ours)) as lease, pytest.raises(Abandoned):
-        lease.call(generation.complete, lease, GenerationRequest(model="a", prompt="count"))
-
-    assert time.monotonic() - started < 1 and llama.tokens > 0
-    assert llama.between_tokens is None  # the next request starts without this one's waiter
-    registry.acquire("a").release()  # and the model is free
-
-
-def test_request_waiting_for_a_busy_model_gives_up_when_its_client_hangs_up(tmp_path, pair):
-    registry, _ = _registry(tmp_path)
-    ours, theirs = pair
-    busy = registry.acquire("a")
-    threading.Timer(0.2, theirs.close).start()
-
-    with pytest.raises(Abandoned):
-        registry.acquire("a", Waiter(ours))
-    busy.release()

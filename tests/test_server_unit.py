@@ -14,7 +14,6 @@ from server.discovery import resolve_model, scan_models
 from server.errors import ModelNotFound
 from server.loading import LoadedModel
 from server.models import ModelRegistry
-from server.runner import ModelRunner
 from server.settings import Settings
 from server.streaming import LeasedStream, text_event
 
@@ -174,12 +173,22 @@ def test_sse_text_event_splits_line_breaks_over_data_lines():
 
 
 class _FakeLlama:
+    """A loaded model's engine without llama.cpp: always idle, closed when unloaded."""
+
+    n_slots = 1
+
     def __init__(self, name: str):
         self.name = name
         self.closed = False
 
-    def close(self) -> None:
+    def close(self, free=None) -> None:
         self.closed = True
+
+    def idle(self) -> bool:
+        return True
+
+    def load(self) -> tuple[int, int]:
+        return 0, 0
 
 
 def _fake_registry(models_dir: Path, max_loaded: int):
@@ -187,10 +196,10 @@ def _fake_registry(models_dir: Path, max_loaded: int):
 
     def loader(model):
         loads.append(_FakeLlama(model.id))
-        return LoadedModel(model=model, llama=loads[-1], n_ctx=64, runner=ModelRunner(model.id))
+        return LoadedModel(model=model, engine=loads[-1], n_ctx=64)
 
     settings = Settings(models_dir=str(models_dir), max_loaded_models=max_loaded)
-    return ModelRegistry(settings, loader=loader), loads
+    return ModelRegistry(settings, loader=loader, estimator=lambda model: 1, budget_bytes=1 << 30), loads
 
 
 def test_least_recently_used_model_is_unloaded_first(models_dir):
@@ -299,10 +308,11 @@ def test_health_answers_while_a_model_is_loading(models_dir):
     def slow_loader(model):
         loading.set()
         finish.wait(10)
-        return LoadedModel(model=model, llama=_FakeLlama(model.id), n_ctx=64, runner=ModelRunner(model.id))
+        return LoadedModel(model=model, engine=_FakeLlama(model.id), n_ctx=64)
 
     settings = Settings(models_dir=str(models_dir))
-    client = create_app(settings, registry=ModelRegistry(settings, loader=slow_loader)).test_client()
+    registry = ModelRegistry(settings, loader=slow_loader, estimator=lambda model: 1, budget_bytes=1 << 30)
+    client = create_app(settings, registry=registry).test_client()
     registry = client.application.extensions["backend"].registry
     loader_thread = threading.Thread(target=lambda: registry.acquire("slow"))
     loader_thread.start()
@@ -314,6 +324,7 @@ def test_health_answers_while_a_model_is_loading(models_dir):
         loader_thread.join(5)
 
     assert health["status"] == "ok" and health["models"] == {"total": 1, "loaded": 0, "loaded_ids": []}
+    assert health["slots"] == {"total": 0, "busy": 0} and health["queue"] == 0
 
 
 def test_body_over_the_limit_is_413(models_dir):
@@ -334,7 +345,7 @@ def test_error_mid_stream_becomes_the_last_event_and_frees_the_model(models_dir)
         yield "data: one\n\n"
         raise RuntimeError("secret detail")
 
-    stream = LeasedStream(lease, lease.stream(events))
+    stream = LeasedStream(lease, events())
     stream.prime()
     body = list(stream)
     stream.close()
@@ -342,28 +353,29 @@ def test_error_mid_stream_becomes_the_last_event_and_frees_the_model(models_dir)
     assert body[0] == "data: one\n\n"
     assert json.loads(body[1][len("data: "):]) == {
         "status": "error", "error": "generation failed; see the backend's log", "code": "internal_error"}
-    registry.acquire("a").release()  # would wait forever if the stream still held the model
+    assert registry.running()[0].users == 0  # the stream let go of the model
 
 
 def test_closing_a_stream_stops_its_generation(models_dir):
     _touch(models_dir, "a-Q4_0.gguf")
     registry, _ = _fake_registry(models_dir, max_loaded=1)
     lease = registry.acquire("a")
-    produced = []
+    produced, cancelled = [], []
 
     def endless():
         while True:
             produced.append(1)
             yield "data: x\n\n"
 
-    stream = LeasedStream(lease, lease.stream(endless))
+    stream = LeasedStream(lease, endless(), cancel=lambda: cancelled.append(True))
     stream.prime()
     stream.close()
     count = len(produced)
     time.sleep(0.05)
 
-    assert len(produced) == count  # the producer stopped when close returned
-    registry.acquire("a").release()
+    assert len(produced) == count and cancelled == [True]  # the generation was told to stop
+    with registry.acquire("a") as again:
+        assert again.loaded.users == 1  # the stream's hold on the model was released
 
 
 @pytest.mark.parametrize("parse, body", [

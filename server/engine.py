@@ -1,0 +1,407 @@
+"""The batching engine: one loop per loaded model that decodes up to PARALLEL requests together.
+
+Modelled on llama.cpp's server (STYLE.md): slots and one loop. Each step gathers the next token of every
+generating slot and, in the room left of N_BATCH, a chunk of any prompt being read, decodes them in one
+`llama_decode`, samples each slot's token with its own sampler chain and hands the text to its request. A
+request joins at the next step and leaves the step it ends; a slot keeps its tokens in the KV cache, so a
+request whose prompt starts with them (a chat's next turn) evaluates only the rest.
+
+Every llama.cpp call of a model runs on its engine's thread (llama.cpp's OpenMP workers belong to the thread
+that calls it; many calling threads oversubscribe the cores). Requests talk to it through `Job`s.
+"""
+from __future__ import annotations
+
+import ctypes
+import logging
+import queue
+import threading
+import time
+from collections import deque
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any, Callable, TypeVar
+
+from .errors import BackendError, InvalidRequest, ServerBusy
+from .sampling import Sampling, make_chain
+from .stats import ServingStats
+from .textout import TextOut
+from .waiting import Abandoned, Waiter
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Finished:
+    """The last event of a job: why it ended and what it counted."""
+
+    reason: str  # "stop" (end of sequence or a stop string) or "length" (max_tokens or the context)
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int  # prompt tokens found in the slot's cache, not evaluated again
+
+
+@dataclass(eq=False)
+class Job:
+    """One request's generation. `events` yields text pieces (str), then a `Finished` or a BackendError."""
+
+    prompt: list[int]
+    sampling: Sampling
+    max_tokens: int | None = None
+    stop: tuple[str, ...] = ()
+    waiter: Waiter = field(default_factory=Waiter)
+    events: "queue.SimpleQueue[object]" = field(default_factory=queue.SimpleQueue)
+    submitted: float = field(default_factory=time.monotonic)
+    cancelled: bool = False  # set by the request's thread when nobody reads the events any more
+    first_token_at: float | None = None
+    n_generated: int = 0
+
+    def cancel(self) -> None:
+        """Stop generating for this job; its slot is freed at the next step."""
+        self.cancelled = True
+
+
+@dataclass(eq=False)
+class _Slot:
+    seq: int
+    tokens: list[int] = field(default_factory=list)  # what the KV cache holds for `seq`
+    job: Job | None = None
+    pending: list[int] = field(default_factory=list)  # prompt tokens not yet evaluated
+    next_token: int | None = None  # sampled, to be fed at the next step
+    chain: Any = None
+    out: TextOut | None = None
+    logit_index: int | None = None
+    cached: int = 0
+    last_used: float = 0.0
+
+
+class Engine:
+    """The slots and the loop of one loaded model (`ctx` made with n_seq_max = `n_slots`)."""
+
+    def __init__(self, name: str, open_model: Callable[[], Any], *, n_slots: int, n_ctx_slot: int,
+                 n_batch: int, max_queue: int, stats: ServingStats | None = None):
+        """Start the loop; `open_model()` runs first on its thread and gives the llama.cpp side (`ctx`,
+        `vocab`, `n_swa`), kept as `self.handle`.
+
+        Raises:
+            Whatever `open_model` raises (the thread ends then).
+        """
+        import llama_cpp as ll
+
+        self.name = name
+        self._ll = ll
+        self.n_ctx_slot = n_ctx_slot
+        self._n_batch = n_batch
+        self._max_queue = max_queue
+        self._stats = stats or ServingStats()
+        self._slots = [_Slot(seq) for seq in range(n_slots)]
+        self._waiting: deque[Job] = deque()
+        self._tasks: deque[Callable[[], None]] = deque()
+        self._cond = threading.Condition()
+        self._stopping = False
+        self._final: Callable[[], None] | None = None
+        opened: Future = Future()
+        self._thread = threading.Thread(target=self._run, args=(open_model, opened), name=f"engine-{name}",
+                                        daemon=True)
+        self._thread.start()
+        self.handle = opened.result()
+
+    def _run(self, open_model: Callable[[], Any], opened: Future) -> None:
+        try:
+            handle = open_model()
+        except BaseException as err:
+            opened.set_exception(err)
+            return
+        self._ctx, self._vocab, self._n_swa = handle.ctx, handle.vocab, handle.n_swa
+        self._memory = self._ll.llama_get_memory(self._ctx)
+        self._batch = self._ll.llama_batch_init(self._n_batch, 0, 1)
+        opened.set_result(handle)
+        self._loop()
+
+    # --- the request threads' side ---
+
+    def submit(self, job: Job) -> Job:
+        """Queue `job` for the next free slot.
+
+        Raises:
+            InvalidRequest: the prompt leaves no room in the context for an answer.
+            ServerBusy: MAX_QUEUE requests wait already.
+        """
+        if len(job.prompt) >= self.n_ctx_slot:
+            raise InvalidRequest(
+                f"the prompt is {len(job.prompt)} tokens; model {self.name}'s context (N_CTX) is "
+                f"{self.n_ctx_slot} tokens and must also hold the answer: shorten the prompt or raise N_CTX")
+        with self._cond:
+            if self._stopping:
+                raise ServerBusy(f"model {self.name} is being unloaded; try again")
+            free = sum(1 for slot in self._slots if slot.job is None)
+            if len(self._waiting) >= free + self._max_queue:
+                raise ServerBusy(f"model {self.name} has {len(self._slots)} requests running and "
+                                 f"{self._max_queue} waiting (MAX_QUEUE); try again shortly")
+            self._waiting.append(job)
+            self._cond.notify()
+        return job
+
+    def call(self, function: Callable[..., T], *args: Any) -> T:
+        """Run `function(*args)` on the engine's thread between two steps; return (or raise) what it does."""
+        future: Future = Future()
+
+        def task() -> None:
+            if future.set_running_or_notify_cancel():
+                try:
+                    future.set_result(function(*args))
+                except BaseException as err:  # handed to the caller, which raises it
+                    future.set_exception(err)
+
+        with self._cond:
+            if self._stopping:
+                raise ServerBusy(f"model {self.name} is being unloaded; try again")
+            self._tasks.append(task)
+            self._cond.notify()
+        return future.result()
+
+    def load(self) -> tuple[int, int]:
+        """Slots busy (running a request) and requests waiting for one."""
+        with self._cond:
+            return sum(1 for slot in self._slots if slot.job is not None), len(self._waiting)
+
+    @property
+    def n_slots(self) -> int:
+        return len(self._slots)
+
+    def alive(self) -> bool:
+        """Whether the loop still runs (False once it stopped or was closed: load the model again)."""
+        return self._thread.is_alive() and not self._stopping
+
+    def idle(self) -> bool:
+        busy, waiting = self.load()
+        return busy == 0 and waiting == 0 and not self._tasks
+
+    def close(self, free: Callable[[], None] | None = None) -> None:
+        """Stop the loop (running jobs end with an error), then run `free` on its thread and end it."""
+        with self._cond:
+            self._stopping = True
+            self._final = free
+            self._cond.notify()
+        self._thread.join()
+
+    # --- the engine thread ---
+
+    def _loop(self) -> None:
+        try:
+            while True:
+                with self._cond:
+                    while not (self._stopping or self._tasks or self._waiting or self._active()):
+                        self._cond.wait()
+                    if self._stopping:
+                        break
+                    tasks = list(self._tasks)
+                    self._tasks.clear()
+                    admitted = self._admit()
+                for task in tasks:
+                    task()
+                for slot in admitted:
+                    self._start(slot)
+                self._drop_abandoned()
+                if self._active():
+                    self._step()
+        except Exception:  # never silently: every waiting request gets an answer
+            log.exception("the engine of model %s stopped", self.name)
+        finally:
+            self._shutdown()
+
+    def _active(self) -> bool:
+        return any(slot.job is not None for slot in self._slots)
+
+    def _admit(self) -> list[_Slot]:
+        """Give waiting jobs free slots, each the slot whose cached tokens share the longest prefix with it."""
+        admitted = []
+        while self._waiting:
+            free = [slot for slot in self._slots if slot.job is None]
+            if not free:
+                break
+            job = self._waiting.popleft()
+            if self._abandoned(job):
+                continue
+            slot = max(free, key=lambda s: (_common_prefix(s.tokens, job.prompt), -s.last_used))
+            slot.job = job
+            admitted.append(slot)
+        for job in list(self._waiting):  # a queued client that left, or whose time ran out, stops waiting
+            if self._abandoned(job):
+                self._waiting.remove(job)
+        return admitted
+
+    def _abandoned(self, job: Job) -> bool:
+        try:
+            if job.cancelled:
+                raise Abandoned("stopped: the client went away")
+            job.waiter.check()
+        except Abandoned as err:
+            job.events.put(err)
+            return True
+        return False
+
+    def _start(self, slot: _Slot) -> None:
+        """Keep the slot's cached prefix of the job's prompt, drop the rest, and set up its sampler."""
+        ll, job = self._ll, slot.job
+        assert job is not None
+        keep = min(_common_prefix(slot.tokens, job.prompt), len(job.prompt) - 1)
+        if keep > 0 and not self._can_reuse(slot.seq, keep):
+            keep = 0
+        if not ll.llama_memory_seq_rm(self._memory, slot.seq, keep, -1):
+            ll.llama_memory_seq_rm(self._memory, slot.seq, -1, -1)
+            keep = 0
+        slot.tokens = slot.tokens[:keep]
+        slot.pending = job.prompt[keep:]
+        slot.cached = keep
+        slot.next_token = None
+        slot.out = TextOut(job.stop)
+        try:
+            slot.chain = make_chain(job.sampling, self._vocab)
+        except BackendError as err:
+            job.events.put(err)
+            self._release(slot)
+        except Exception:  # one request's setup never stops the others
+            log.exception("could not start a request on model %s", self.name)
+            job.events.put(BackendError("internal_error", "generation failed; see the backend's log"))
+            self._release(slot)
+
+    def _can_reuse(self, seq: int, keep: int) -> bool:
+        """Whether the cache still holds what the tokens after `keep` attend to (sliding-window layers keep
+        only their window: llama.cpp's server checks the same position)."""
+        pos_min = self._ll.llama_memory_seq_pos_min(self._memory, seq)
+        return pos_min <= 0 or (self._n_swa > 0 and pos_min <= keep - self._n_swa)
+
+    def _drop_abandoned(self) -> None:
+        for slot in self._slots:
+            if slot.job is not None and self._abandoned(slot.job):
+                self._release(slot)
+
+    def _step(self) -> None:
+        """One llama_decode: every generating slot's next token, then prompt chunks in the room left."""
+        ll, batch = self._ll, self._batch
+        n = 0
+        for slot in self._slots:
+            slot.logit_index = None
+            if slot.job is not None and slot.next_token is not None:
+                _put(batch, n, slot.next_token, len(slot.tokens), slot.seq, True)
+                slot.tokens.append(slot.next_token)
+                slot.next_token, slot.logit_index = None, n
+                n += 1
+        room = self._n_batch - n
+        for slot in sorted((s for s in self._slots if s.job is not None and s.pending), key=lambda s: s.job.submitted):
+            if room <= 0:
+                break
+            chunk, slot.pending = slot.pending[:room], slot.pending[room:]
+            start = len(slot.tokens)
+            for i, token in enumerate(chunk):
+                _put(batch, n + i, token, start + i, slot.seq, False)
+            slot.tokens.extend(chunk)
+            n += len(chunk)
+            room -= len(chunk)
+            if not slot.pending:
+                batch.logits[n - 1] = True
+                slot.logit_index = n - 1
+        batch.n_tokens = n
+        if n == 0:
+            return
+        code = ll.llama_decode(self._ctx, batch)
+        if code != 0:
+            self._fail_step(code)
+            return
+        now = time.monotonic()
+        for slot in self._slots:
+            if slot.job is not None and slot.logit_index is not None:
+                token = ll.llama_sampler_sample(slot.chain, self._ctx, slot.logit_index)
+                self._on_token(slot, token, now)
+
+    def _on_token(self, slot: _Slot, token: int, now: float) -> None:
+        job = slot.job
+        assert job is not None and slot.out is not None
+        if job.first_token_at is None:
+            job.first_token_at = now
+        if self._ll.llama_vocab_is_eog(self._vocab, token):
+            self._finish(slot, "stop", now)
+            return
+        job.n_generated += 1
+        text = slot.out.push(_piece(self._ll, self._vocab, token))
+        if text:
+            job.events.put(text)
+        if slot.out.stopped:
+            self._finish(slot, "stop", now)
+        elif job.max_tokens is not None and job.n_generated >= job.max_tokens:
+            self._finish(slot, "length", now)
+        elif len(slot.tokens) >= self.n_ctx_slot:
+            self._finish(slot, "length", now)
+        else:
+            slot.next_token = token
+
+    def _finish(self, slot: _Slot, reason: str, now: float) -> None:
+        job = slot.job
+        assert job is not None and slot.out is not None
+        tail = slot.out.flush()
+        if tail:
+            job.events.put(tail)
+        self._stats.record(job.submitted, job.first_token_at, now, len(job.prompt) - slot.cached,
+                           job.n_generated)
+        job.events.put(Finished(reason, len(job.prompt), job.n_generated, slot.cached))
+        self._release(slot)
+
+    def _release(self, slot: _Slot) -> None:
+        if slot.chain is not None:
+            self._ll.llama_sampler_free(slot.chain)
+        slot.chain, slot.job, slot.out, slot.next_token, slot.pending = None, None, None, None, []
+        slot.last_used = time.monotonic()
+
+    def _fail_step(self, code: int) -> None:
+        log.error("llama_decode failed with %d for model %s; the requests in that step end", code, self.name)
+        for slot in self._slots:
+            if slot.job is not None:
+                slot.job.events.put(BackendError("internal_error", "generation failed; see the backend's log"))
+                self._ll.llama_memory_seq_rm(self._memory, slot.seq, -1, -1)
+                slot.tokens = []
+                self._release(slot)
+
+    def _shutdown(self) -> None:
+        with self._cond:
+            self._stopping = True
+            waiting, self._waiting = list(self._waiting), deque()
+            tasks, self._tasks = list(self._tasks), deque()
+        gone = ServerBusy(f"model {self.name} was unloaded; try again")
+        for job in waiting:
+            job.events.put(gone)
+        for slot in self._slots:
+            if slot.job is not None:
+                slot.job.events.put(gone)
+                self._release(slot)
+        for task in tasks:
+            task()  # runs with _stopping set: callers get their answer instead of waiting forever
+        self._ll.llama_batch_free(self._batch)
+        if self._final is not None:
+            self._final()
+
+
+def _put(batch: Any, i: int, token: int, pos: int, seq: int, logits: bool) -> None:
+    batch.token[i] = token
+    batch.pos[i] = pos
+    batch.n_seq_id[i] = 1
+    batch.seq_id[i][0] = seq
+    batch.logits[i] = logits
+
+
+def _piece(ll: Any, vocab: Any, token: int) -> bytes:
+    """The bytes of `token` (special tokens render as nothing, as llama-cpp-python renders them)."""
+    buffer = ctypes.create_string_buffer(64)
+    n = ll.llama_token_to_piece(vocab, token, buffer, 64, 0, False)
+    if n < 0:
+        buffer = ctypes.create_string_buffer(-n)
+        n = ll.llama_token_to_piece(vocab, token, buffer, -n, 0, False)
+    return buffer.raw[:n]
+
+
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i

@@ -1,0 +1,57 @@
+"""A slot's output text: token bytes decoded to UTF-8 without splitting a character across events, and
+`stop` strings held back until they can no longer match (API.md, Serving)."""
+from __future__ import annotations
+
+import codecs
+from typing import Sequence
+
+
+class TextOut:
+    """Turns a request's token pieces into the text it may send now.
+
+    `push(piece)` answers the text that is safe to send: complete UTF-8 characters only, minus any tail that
+    could still grow into a stop string. Once a stop string appears, `stopped` is set, the text before it is
+    the last text, and everything after it is dropped.
+    """
+
+    def __init__(self, stop: Sequence[str] = ()):
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._stop = tuple(s for s in stop if s)
+        self._held = ""
+        self.stopped = False
+
+    def push(self, piece: bytes) -> str:
+        """The text that `piece` makes ready to send ("" while a character or a stop match is pending)."""
+        if self.stopped:
+            return ""
+        self._held += self._decoder.decode(piece)
+        if not self._stop:
+            text, self._held = self._held, ""
+            return text
+        first = min((i for i in (self._held.find(s) for s in self._stop) if i >= 0), default=-1)
+        if first >= 0:
+            self.stopped = True
+            text, self._held = self._held[:first], ""
+            return text
+        keep = _longest_stop_prefix_tail(self._held, self._stop)
+        text, self._held = self._held[: len(self._held) - keep], self._held[len(self._held) - keep:]
+        return text
+
+    def flush(self) -> str:
+        """What is still held when generation ends for another reason (end of sequence, length)."""
+        if self.stopped:
+            return ""
+        text = self._held + self._decoder.decode(b"", final=True)
+        self._held = ""
+        return text
+
+
+def _longest_stop_prefix_tail(text: str, stops: Sequence[str]) -> int:
+    """Length of the longest tail of `text` that is a proper prefix of some stop string."""
+    longest = 0
+    for stop in stops:
+        for n in range(min(len(stop) - 1, len(text)), longest, -1):
+            if text.endswith(stop[:n]):
+                longest = n
+                break
+    return longest
