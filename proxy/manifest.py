@@ -18,6 +18,8 @@ from proxy.pulls.request import PullRequest, parse_pull_request
 SHA256_RE = re.compile(r"^[0-9a-f]{64}\Z")
 ENTRY_FIELDS = ("model", "filename", "quant", "revision", "sha256", "files", "verify", "keep_loaded")
 WHERE = "MODELS_MANIFEST"
+# A ConfigMap holds at most 1 MiB; a larger file is refused before it is parsed (YAML of 50 MB takes a minute).
+FILE_MAX_BYTES = 1024 * 1024
 
 
 class ManifestError(ValueError):
@@ -61,11 +63,28 @@ def read_manifest(path: str | Path) -> Manifest:
     Raises:
         ManifestError: unreadable, not YAML or JSON, or an entry or field that a pull would refuse.
     """
+    raw = read_manifest_bytes(path)
+    return Manifest(parse_manifest(raw.decode("utf-8", "replace"), str(path)), digest_of(raw))
+
+
+def read_manifest_bytes(path: str | Path) -> bytes:
+    """The file's content, read no further than FILE_MAX_BYTES.
+
+    Raises:
+        ManifestError: unreadable, or larger than FILE_MAX_BYTES.
+    """
     try:
-        raw = Path(path).read_bytes()
+        with open(path, "rb") as handle:
+            raw = handle.read(FILE_MAX_BYTES + 1)
     except OSError as err:
         raise ManifestError(f"{WHERE} {path}: cannot be read ({err.strerror or err})") from err
-    return Manifest(parse_manifest(raw.decode("utf-8", "replace"), str(path)), hashlib.sha256(raw).hexdigest())
+    if len(raw) > FILE_MAX_BYTES:
+        raise ManifestError(f"{WHERE} {path}: larger than {FILE_MAX_BYTES // 1024} KiB")
+    return raw
+
+
+def digest_of(raw: bytes) -> str:
+    return hashlib.sha256(raw).hexdigest()
 
 
 def load_document(text: str, name: str = "") -> Any:
@@ -78,9 +97,12 @@ def load_document(text: str, name: str = "") -> Any:
         if name.lower().endswith(".json") or text.lstrip().startswith("{"):
             return json.loads(text)
         return yaml.safe_load(text)
+    except RecursionError as err:  # [[[[...]]]] past what the parsers recurse into
+        raise ManifestError(f"{WHERE}: nested too deeply to be a manifest") from err
     except (ValueError, yaml.YAMLError) as err:
+        first_line = (str(err).splitlines() or [type(err).__name__])[0][:200]
         raise ManifestError(f"{WHERE}: not valid {'JSON' if name.endswith('.json') else 'YAML or JSON'}: "
-                            f"{str(err).splitlines()[0]}") from err
+                            f"{first_line}") from err
 
 
 def parse_manifest(text: str, name: str = "") -> tuple[Entry, ...]:
@@ -88,7 +110,7 @@ def parse_manifest(text: str, name: str = "") -> tuple[Entry, ...]:
     document = load_document(text, name)
     if not isinstance(document, dict) or not isinstance(document.get("models"), list):
         raise ManifestError(f"{WHERE}: expected a mapping with a `models` list")
-    unknown = sorted(set(document) - {"models"})
+    unknown = sorted(set(document) - {"models"}, key=str)  # keys of any type: YAML allows numbers
     if unknown:
         raise ManifestError(f"{WHERE}.{unknown[0]}: unknown field (expected only `models`)")
     return tuple(parse_entry(i, item) for i, item in enumerate(document["models"]))
@@ -147,7 +169,7 @@ def _files(where: str, value: Any) -> tuple[tuple[str, str], ...]:
     for i, part in enumerate(value):
         if not isinstance(part, dict) or not isinstance(part.get("filename"), str):
             raise ManifestError(f"{where}[{i}].filename: required")
-        unknown = sorted(set(part) - {"filename", "sha256"})
+        unknown = sorted(set(part) - {"filename", "sha256"}, key=str)
         if unknown:
             raise ManifestError(f"{where}[{i}].{unknown[0]}: unknown field")
         if part.get("sha256") is None:

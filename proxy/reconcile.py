@@ -10,10 +10,11 @@ from typing import Any
 
 from core import naming
 from proxy.errors import ProxyError
-from proxy.manifest import Entry, ManifestError, read_manifest
+from proxy.manifest import Entry, ManifestError, digest_of, parse_manifest, read_manifest, read_manifest_bytes
 from proxy.pulls.events import Complete, Failed, Queued
 from proxy.pulls.jobs import PullJob
 from proxy.pulls.pins import is_commit
+from proxy.pulls.request import parse_model
 from proxy.pulls.service import PullService
 from proxy.residency_pin import TRANSIENT, ResidencyPinner
 from proxy.store import ModelStore
@@ -52,6 +53,8 @@ class Reconciler:
         self.poll_interval_s = poll_interval_s
         self._states: list[EntryState] = []
         self._digest: str | None = None
+        self._bad_digest: str | None = None  # content found malformed last: not parsed again until it changes
+        self.error: str | None = None  # why the file as it is now is not in force (the last good entries are)
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -79,9 +82,12 @@ class Reconciler:
             self._wake.clear()
             if self._stop.is_set():
                 return
-            if self._reread() or asked:
-                self.reconcile()
-            self.keep_loaded()
+            try:
+                if self._reread() or self._lost() or asked:
+                    self.reconcile()
+                self.keep_loaded()
+            except Exception:  # noqa: BLE001 - the reconciler never stops: the next poll tries again
+                log.exception("reconciling the declared models failed; trying again in %.0f s", self.poll_interval_s)
 
     def request_sync(self) -> None:
         self._wake.set()
@@ -114,10 +120,18 @@ class Reconciler:
         """Pull every declared entry, then every PRELOAD_MODELS one, one after another."""
         with self._lock:
             states = list(self._states)
+        done: dict[tuple, EntryState] = {}
         for state in states:
             if self._stop.is_set():
                 return
+            twin = done.get(_key(state.entry))
+            if twin is not None:  # the same declaration again: one pull, one outcome (not 3 source calls each)
+                with self._lock:
+                    state.state, state.filename, state.sha256 = twin.state, twin.filename, twin.sha256
+                    state.revision, state.error, state.code = twin.revision, twin.error, twin.code
+                continue
             self._reconcile_entry(state)
+            done[_key(state.entry)] = state
         for body in self.preload:
             if self._stop.is_set():
                 return
@@ -195,7 +209,10 @@ class Reconciler:
         pins = dict((naming.basename(n), sha) for n, sha in entry.files)
         if names and entry.sha256:
             pins.setdefault(names[0], entry.sha256)
-        repo = entry.model.partition(":")[0].lower()
+        try:
+            repo = parse_model(entry.model)[0].lower()  # a Hub repo id, or a registry's canonical reference
+        except ProxyError:
+            return None
         found = [records.get(name) for name in names]
         if not found or any(r is None or r.repo.lower() != repo or not self.store.final_path(r.filename).is_file()
                             or (pins.get(r.filename) and r.sha256 != pins[r.filename])
@@ -204,21 +221,48 @@ class Reconciler:
             return None
         return found[0]
 
+    def _lost(self) -> bool:
+        """Whether a ready entry's files are gone (deleted, evicted by hand): it leaves `ready` (/readyz says so)
+        and is pulled again."""
+        with self._lock:
+            ready = [state for state in self._states if state.state == "ready" and state.job is None]
+        lost = [state for state in ready if self._installed_as_declared(state) is None]
+        with self._lock:
+            for state in lost:
+                log.warning("manifest entry %s: %s is gone; pulling it again", state.entry.model, state.filename)
+                state.state, state.error, state.code = "queued", "its installed file is gone; pulling it again", None
+        return bool(lost)
+
     def _reread(self) -> bool:
         """Read the file again (through its symlinks); True when its content changed. A file made invalid
-        keeps the entries read last, and says why in the log."""
+        keeps the entries read last, says why in the log and in `error`, and is not parsed again until its
+        content changes."""
         if not self.path:
             return False
         try:
-            manifest = read_manifest(self.path)
+            raw = read_manifest_bytes(self.path)
         except ManifestError as err:
-            log.error("%s; keeping the manifest read before", err)
+            return self._malformed(err, None)
+        digest = digest_of(raw)
+        if digest == self._digest:
+            self.error = None
             return False
-        if manifest.digest == self._digest:
+        if digest == self._bad_digest:
             return False
-        log.info("manifest %s changed: %d entries", self.path, len(manifest.entries))
-        self._replace(manifest.entries, manifest.digest)
+        try:
+            entries = parse_manifest(raw.decode("utf-8", "replace"), str(self.path))
+        except ManifestError as err:
+            return self._malformed(err, digest)
+        log.info("manifest %s changed: %d entries", self.path, len(entries))
+        self.error, self._bad_digest = None, None
+        self._replace(entries, digest)
         return True
+
+    def _malformed(self, err: ManifestError, digest: str | None) -> bool:
+        if str(err) != self.error:
+            log.error("%s; keeping the manifest read before", err)
+        self.error, self._bad_digest = str(err), digest
+        return False
 
     def _replace(self, entries: tuple[Entry, ...], digest: str) -> None:
         """New entries; one unchanged keeps what is known of it until it is reconciled again."""

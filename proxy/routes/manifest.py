@@ -12,7 +12,8 @@ bp = Blueprint("manifest", __name__)
 def get_manifest():
     reconciler = current_app.extensions["reconciler"]
     models = reconciler.views()
-    return jsonify(ready=all(m["state"] == "ready" for m in models), models=models)
+    # `error`: why the file as it is now is not in force (malformed); the last good entries are.
+    return jsonify(ready=all(m["state"] == "ready" for m in models), models=models, error=reconciler.error)
 
 
 @bp.post("/v1/api/manifest/sync")
