@@ -143,16 +143,16 @@ def run_lock(args: argparse.Namespace) -> int:
     """Resolve at the sources (HF_ENDPOINT, HF_TOKEN); MODELS_DIR is not touched."""
     from pathlib import Path
 
-    from proxy.lock import LockError, describe, lock_manifest
+    from proxy.lock import LockError, describe, lock_manifest, lock_source
     from proxy.manifest import ManifestError
-    from proxy.sources.huggingface import HuggingFaceHub
 
     settings = _local_settings(args)
-    source = HuggingFaceHub(settings.hf_endpoint, settings.hf_token, settings.hub_timeout_s, settings.pull_max_retries)
     try:
-        pins = lock_manifest(Path(args.file), source)
+        pins = lock_manifest(Path(args.file), lock_source(settings))
     except ManifestError as err:
         raise CliError(str(err), "invalid_request", EXIT_USAGE) from err
+    except ValueError as err:  # REGISTRY_AUTH_FILE set and unreadable or malformed
+        raise CliError(str(err), None, EXIT_USAGE) from err
     except OSError as err:
         raise CliError(f"{args.file}: {err.strerror or err}", None, EXIT_USAGE) from err
     except LockError as err:

@@ -19,7 +19,13 @@ import yaml
 from core import naming
 from proxy.errors import ProxyError
 from proxy.manifest import Entry, parse_manifest
+from proxy.retry import Backoff
+from proxy.settings import Settings
 from proxy.sources.base import Wanted
+from proxy.sources.huggingface import HuggingFaceHub
+from proxy.sources.registry import RegistrySource
+from proxy.sources.registry_auth import default_auth_file, load_auth_file
+from proxy.sources.router import SourceRouter
 
 log = logging.getLogger(__name__)
 PIN_KEYS = ("filename", "revision", "sha256", "files")
@@ -48,6 +54,23 @@ def lock_manifest(path: Path, source) -> list[dict]:
         raise LockError("; ".join(failures))
     path.write_text(write_json(text, pins) if _is_json(text, path.name) else write_yaml(text, pins))
     return pins
+
+
+def lock_source(settings: Settings) -> SourceRouter:
+    """Every source a manifest may name, as a pull reaches it: the Hub (HF_ENDPOINT, HF_TOKEN; the truth, not
+    HF_MIRRORS) and the registries (REGISTRY_AUTH_FILE, INSECURE_REGISTRIES).
+
+    Raises:
+        ValueError: REGISTRY_AUTH_FILE is set and unreadable or malformed.
+    """
+    backoff = Backoff(settings.pull_backoff_base_s, settings.pull_backoff_max_s)
+    credentials = load_auth_file(Path(settings.registry_auth_file), required=True) if settings.registry_auth_file \
+        else load_auth_file(default_auth_file(settings.docker_config), required=False)
+    return SourceRouter(
+        HuggingFaceHub(settings.hf_endpoint, settings.hf_token, settings.hub_timeout_s, settings.pull_max_retries,
+                       backoff),
+        RegistrySource(credentials, settings.insecure_registries, settings.hub_timeout_s, settings.pull_max_retries,
+                       backoff))
 
 
 def resolve_pins(entry: Entry, source) -> dict:
