@@ -148,3 +148,16 @@ def test_a_flood_of_pull_through_misses_never_delays_the_probes(tmp_path):
         assert max(s for _, s in answers) < 1.0, "every miss is answered at once"
         retry = requests.get(f"{url}/owner0/repo0/resolve/main/model.Q4_K_M.gguf", timeout=10)
         assert retry.status_code in (503, 404)
+
+
+def test_an_empty_suffix_range_is_416(make_app, hub, make_gguf):
+    source = make_gguf(FILE, 64 * KiB)
+    hub.add_repo(REPO, files={FILE: source})
+    client = make_app().test_client()
+    assert client.post("/v1/api/pull", json={"model": REPO, "filename": FILE, "stream": False}).status_code == 200
+
+    empty = client.get(f"/{REPO}/resolve/main/{FILE}", headers={"Range": "bytes=-0"})
+    last = client.get(f"/{REPO}/resolve/main/{FILE}", headers={"Range": "bytes=-1"})
+
+    assert empty.status_code == 416 and empty.headers["Content-Range"] == f"bytes */{64 * KiB}"
+    assert last.status_code == 206 and last.data == source.read_bytes()[-1:]

@@ -7,6 +7,7 @@ bytes, so a 16 MiB range costs the proxy no Python loop (werkzeug's send_file se
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
@@ -15,6 +16,9 @@ from werkzeug.datastructures import ContentRange
 from werkzeug.http import parse_range_header, unquote_etag
 
 BLOCK_BYTES = 1024 * 1024
+# `bytes=-0`: a well-formed suffix range of no bytes, which no file satisfies (RFC 9110, 14.1.2); werkzeug
+# takes it for a malformed header (a whole-file 200).
+_EMPTY_SUFFIX_RE = re.compile(r"bytes\s*=\s*-0+\s*")
 
 
 def file_response(path: Path, etag: str) -> Response:
@@ -62,6 +66,8 @@ def _requested_span(size: int, etag: str) -> tuple[int, int] | str | None:
     if_range = request.headers.get("If-Range")
     if not header or (if_range and unquote_etag(if_range)[0] != etag):
         return None
+    if _EMPTY_SUFFIX_RE.fullmatch(header):
+        return "unsatisfiable"
     ranges = parse_range_header(header)
     if ranges is None or ranges.units != "bytes" or len(ranges.ranges) != 1:
         return None
