@@ -138,3 +138,41 @@ def test_mirrors_get_mirror_api_key_never_proxy_api_key(make_app, hub, make_gguf
         # (its CDN, where /resolve redirects, gets no key at all: a fetch scopes it to the mirror's own host)
         shown = {record.authorization for record in mirror.requests() if record.place != "cdn"}
         assert shown == {mirror_key is not None}, "a bearer only from MIRROR_API_KEY"
+
+
+def _endless_listing_handler(sent: list[int]):
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.0"  # no Content-Length: the body ends when the connection does
+
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            with contextlib.suppress(OSError):
+                self.wfile.write(b'{"id": "acme/tiny-GGUF", "siblings": [')
+                while sent[0] < 150 * 1024 * KiB:
+                    self.wfile.write(b" " * 1024 * KiB)
+                    sent[0] += 1024 * KiB
+
+        def log_message(self, *args):
+            pass
+
+    return Handler
+
+
+def test_a_mirrors_150_mb_listing_is_not_read_past_its_cap(make_app, hub, make_gguf):
+    source = make_gguf(FILES[0], 64 * KiB)
+    hub.add_repo(REPO, files={FILES[0]: source})
+    sent = [0]
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _endless_listing_handler(sent))
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        client = make_app(hf_mirrors=(f"http://127.0.0.1:{server.server_address[1]}",)).test_client()
+        final = pull(client, model=REPO, filename=FILES[0])[-1]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+    assert final["status"] == "complete" and final["source_host"] == hub.url.removeprefix("http://"), final
+    assert sent[0] < 32 * 1024 * KiB, f"the proxy read {sent[0] // (1024 * KiB)} MiB of a mirror's listing"

@@ -3,10 +3,13 @@ so a larger or endless body fails that source instead of growing the proxy's mem
 from __future__ import annotations
 
 import json
-from typing import Any
+import threading
+from typing import Any, Iterator
 
+import httpx2
 import requests
 import urllib3
+from huggingface_hub.utils import _http as hf_http
 
 from proxy.errors import ProxyError
 
@@ -56,6 +59,52 @@ def parse_json(content: bytes) -> Any:
         return json.loads(content)
     except (ValueError, RecursionError):
         return None
+
+
+class BodyTooLarge(ValueError):
+    """A body from outside went past its cap while huggingface_hub read it (a ValueError: a source answering
+    what is not the Hub's API, which proxy/sources/huggingface.py turns into hub_unavailable)."""
+
+
+class _CappedStream(httpx2.SyncByteStream):
+    def __init__(self, stream: httpx2.SyncByteStream, max_bytes: int):
+        self._stream, self._max_bytes = stream, max_bytes
+
+    def __iter__(self) -> Iterator[bytes]:
+        count = 0
+        for chunk in self._stream:
+            count += len(chunk)
+            if count > self._max_bytes:
+                raise BodyTooLarge(f"an API body larger than {self._max_bytes // KiB} KiB")
+            yield chunk
+
+    def close(self) -> None:
+        self._stream.close()
+
+
+def _cap_api_body(response: httpx2.Response) -> None:
+    """huggingface_hub's response hook: a Hub API body (model info, a tree page) is read through the cap."""
+    if "/api/" in response.request.url.path:
+        response.stream = _CappedStream(response.stream, LISTING_MAX_BYTES)
+
+
+_capped = threading.Lock()
+
+
+def cap_hub_api_bodies() -> None:
+    """Have huggingface_hub's client (one per process, shared by HF_ENDPOINT and HF_MIRRORS alike) read API
+    bodies through LISTING_MAX_BYTES; its transport, proxies included, stays its own. Once per process."""
+    with _capped:
+        if getattr(hf_http, "_proxy_caps_api_bodies", False):
+            return
+
+        def factory() -> httpx2.Client:
+            client = hf_http.default_client_factory()
+            client.event_hooks["response"] = [*client.event_hooks["response"], _cap_api_body]
+            return client
+
+        hf_http.set_client_factory(factory)
+        hf_http._proxy_caps_api_bodies = True
 
 
 def _too_large(what: str, max_bytes: int) -> ProxyError:

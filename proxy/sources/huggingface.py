@@ -23,6 +23,7 @@ from core import naming
 from proxy.errors import ProxyError
 from proxy.pulls.remote import Fetch, RemoteFile, RepoFiles, host_of
 from proxy.sources.base import Wanted
+from proxy.sources.bounded import cap_hub_api_bodies
 from proxy.sources.select import select_files
 from proxy.retry import BUSY_WAIT_STEP_S, Backoff, parse_retry_after
 
@@ -46,6 +47,7 @@ class HuggingFaceHub:
         self._busy_wait_s = busy_wait_s  # a mirror's 503 + Retry-After: waited on this long per call, uncounted
         # token=False stops huggingface_hub from picking up a token saved on the machine.
         self._api = HfApi(endpoint=self.endpoint, token=token or False)
+        cap_hub_api_bodies()  # model info and tree pages are read through a size cap (API.md, Sources)
 
     def list_files(self, repo: str, revision: str) -> RepoFiles:
         """The GGUF files of `repo` at `revision`.
