@@ -43,6 +43,13 @@ def selects(selector: dict, labels: dict) -> bool:
     return True
 
 
+def _secret_ref(container: dict, name: str) -> tuple[str, str] | None:
+    """(Secret, key) an env variable of the container is read from, or None."""
+    entry = next((e for e in container.get("env", []) if e.get("name") == name), {})
+    ref = entry.get("valueFrom", {}).get("secretKeyRef")
+    return (ref.get("name"), ref.get("key")) if ref else None
+
+
 def port_matches(policy_port: int | str | None, container: dict) -> bool:
     """A NetworkPolicy port (number or name) names one of the container's ports."""
     return any(policy_port in (p.get("containerPort"), p.get("name")) for p in container.get("ports", []))
@@ -159,13 +166,18 @@ def cluster_problems(k8s_dir: Path, variant: str) -> list[str]:
     serving = apply_component(serving, component, problems)
     serving_pod = serving["spec"]["template"]
     proxy = proxy_container(serving_pod["spec"]) or {}
+    (cache_deployment,) = docs_of(cache_dir, "Deployment")
+    cache_pod = cache_deployment["spec"]["template"]
+    cache = proxy_container(cache_pod["spec"]) or {}
     for container in (c for c in pod_containers(serving_pod["spec"]) if "gguf-proxy" in c.get("image", "")):
         mirrors = (_env_value(container, "HF_MIRRORS") or "").split(",")
         if urlsplit(mirrors[0].strip()).netloc != cache_host:
             problems.append(f"{container['name']}: HF_MIRRORS {mirrors} does not name the cache first ({cache_host})")
-    (cache_deployment,) = docs_of(cache_dir, "Deployment")
-    cache_pod = cache_deployment["spec"]["template"]
-    cache = proxy_container(cache_pod["spec"]) or {}
+        # The cache hands out restricted files only for its PROXY_API_KEY: the serving proxies show it as
+        # MIRROR_API_KEY (API.md; their own PROXY_API_KEY never goes to a mirror).
+        if _secret_ref(container, "MIRROR_API_KEY") != _secret_ref(cache, "PROXY_API_KEY") \
+                or _secret_ref(cache, "PROXY_API_KEY") is None:
+            problems.append(f"{container['name']}: MIRROR_API_KEY is not the cache's PROXY_API_KEY")
     serving_labels = serving_pod["metadata"]["labels"]
     (cache_policy,) = docs_of(cache_dir, "NetworkPolicy")
     problems += [f"cache policy: {p}" for p in ingress_problems(cache_policy, cache_pod["metadata"]["labels"], cache,
@@ -252,6 +264,7 @@ CLUSTER_BREAKAGES = {
     "mirror-wrong-port": ("cache-client/kustomization.yaml", "value: http://gguf-model-cache:8080",
                           "value: http://gguf-model-cache:8081"),
     "patch-unknown-container": ("cache-client/kustomization.yaml", "- name: prepull", "- name: pre-pull"),
+    "no-mirror-key": ("cache-client/kustomization.yaml", "- name: MIRROR_API_KEY", "- name: MIRROR_API_KEYS"),
     "client-label-mismatch": ("cache/networkpolicy.yaml", '              gguf-model-cache/client: "true"',
                               '              gguf-model-cache/client: "yes"'),
     "cache-ingress-wrong-port": ("cache/networkpolicy.yaml", "port: 8080", "port: 8081"),
