@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -159,3 +160,20 @@ def test_references_that_cannot_be_right_are_400_at_once(make_app, hub, model):
     assert answer.status_code == 400 and answer.get_json()["code"] in ("invalid_repo_id", "invalid_request")
     assert time.monotonic() - started < 1.0
     assert hub.requests() == []
+
+
+def test_a_registry_that_never_answers_is_given_up_on_after_its_timeout(make_app, hub):
+    """Not PULL_MAX_RETRIES timeouts in a row (2 minutes and more with the defaults) before any status."""
+    silent = socket.create_server(("127.0.0.1", 0))  # accepts (the kernel's backlog) and never answers
+    host = f"127.0.0.1:{silent.getsockname()[1]}"
+    try:
+        client = make_app(insecure_registries=(host,), hub_timeout_s=1.0, pull_max_retries=6,
+                          pull_backoff_base_s=0.5, pull_backoff_max_s=1.0).test_client()
+        started = time.monotonic()
+        answer = client.post("/v1/api/pull", json={"model": f"oci://{host}/models/tiny:v1"})
+        took_s = time.monotonic() - started
+    finally:
+        silent.close()
+
+    assert (answer.status_code, answer.get_json()["code"]) == (502, "hub_unavailable")
+    assert took_s < 3.5, f"{took_s:.1f} s before any status"
