@@ -192,16 +192,7 @@ class RegistryAuth:
                              f"({type(err).__name__})") from err
         # An OAuth2 refresh grant the endpoint does not take is a 400 (invalid_grant), not a 401.
         refused = (400, 401, 403) if creds and creds.identity_token else (401, 403)
-        if response.status_code in refused:
-            response.close()
-            raise _refused(host, repository, f"refused the credentials at its token endpoint (HTTP {response.status_code})")
-        body = json_capped(response, TOKEN_MAX_BYTES, f"the token endpoint of {host}'s answer") if response.ok else None
-        token = (body.get("token") or body.get("access_token")) if isinstance(body, dict) else None
-        if not isinstance(token, str) or not token:
-            response.close()
-            raise ProxyError("hub_unavailable", f"the token endpoint of {host} answered HTTP {response.status_code} "
-                             "without a token")
-        return f"Bearer {token}", time.monotonic() + max(_ttl_s(body.get("expires_in")) - EXPIRY_MARGIN_S, 1)
+        return _read_token(response, host, repository, refused)
 
     def refused(self, host: str, repository: str, status: int) -> ProxyError:
         """The error of a registry that still answers 401/403 with the header a challenge gave."""
@@ -232,6 +223,27 @@ class LiveHeaders(Mapping[str, Mapping[str, str]]):
 
     def __repr__(self) -> str:
         return f"LiveHeaders({self._host})"
+
+
+def _read_token(response: requests.Response, host: str, repository: str,
+                refused: tuple[int, ...]) -> tuple[str, float]:
+    """The header value and expiry of a token endpoint's answer, its body read through TOKEN_MAX_BYTES.
+
+    Raises:
+        ProxyError: source_auth_failed (a status in `refused`), hub_unavailable (no token, a body too large).
+    """
+    status = response.status_code
+    if status in refused or not response.ok:
+        response.close()
+        if status in refused:
+            raise _refused(host, repository, f"refused the credentials at its token endpoint (HTTP {status})")
+        body = None
+    else:
+        body = json_capped(response, TOKEN_MAX_BYTES, f"the answer of the token endpoint of {host}")
+    token = (body.get("token") or body.get("access_token")) if isinstance(body, dict) else None
+    if not isinstance(token, str) or not token:
+        raise ProxyError("hub_unavailable", f"the token endpoint of {host} answered HTTP {status} without a token")
+    return f"Bearer {token}", time.monotonic() + max(_ttl_s(body.get("expires_in")) - EXPIRY_MARGIN_S, 1)
 
 
 def _check_realm(host: str, repository: str, realm: str) -> None:
