@@ -51,10 +51,7 @@ def cdn_location(hub: FakeHub, path: str = GGUF, token: str | None = None) -> st
 def wait_for_responses_to_end(hub: FakeHub, prefix: str, timeout_s: float = 5.0) -> list:
     """The log's records for `prefix` once each response is finished: the client can hold the last byte
     a moment before the server thread has counted it."""
-    deadline = time.monotonic() + timeout_s
-    while not all(r.done for r in hub.requests_to(prefix)) and time.monotonic() < deadline:
-        time.sleep(0.01)
-    return hub.requests_to(prefix)
+    return hub.wait_for_responses(prefix, timeout_s)
 
 
 def read_body(url: str, **kwargs) -> tuple[bytes, Exception | None]:

@@ -205,6 +205,11 @@ class FakeHub:
         """Body bytes sent (so far) to requests whose path starts with `path_prefix`."""
         return sum(r.body_bytes for r in self.requests_to(path_prefix))
 
+    def wait_for_responses(self, path_prefix: str = "", timeout_s: float = 5.0) -> list[RequestRecord]:
+        """Logged requests whose path starts with `path_prefix`, once each response has ended (at most
+        `timeout_s`): a client can see a response end (a drop, a reset) before the server has."""
+        return self.log.wait_done(path_prefix, timeout_s)
+
     def connections(self, path_prefix: str = "") -> int:
         """Distinct client connections (client ports) that asked for paths starting with `path_prefix`."""
         return len({r.client_port for r in self.requests_to(path_prefix)})

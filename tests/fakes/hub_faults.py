@@ -159,10 +159,25 @@ class RequestLog:
     def __init__(self) -> None:
         self._records: list[RequestRecord] = []
         self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
 
     def append(self, record: RequestRecord) -> None:
         with self._lock:
             self._records.append(record)
+
+    def finish(self, record: RequestRecord) -> None:
+        """Mark `record`'s response as ended (sent, failed or cut) and wake those waiting for it."""
+        with self._changed:
+            record.done = True
+            self._changed.notify_all()
+
+    def wait_done(self, path_prefix: str, timeout_s: float) -> list[RequestRecord]:
+        """The records for `path_prefix` once each response has ended, or as they are after `timeout_s`."""
+        with self._changed:
+            self._changed.wait_for(
+                lambda: all(r.done for r in self._records if r.path.startswith(path_prefix)), timeout_s
+            )
+            return [r for r in self._records if r.path.startswith(path_prefix)]
 
     def records(self) -> list[RequestRecord]:
         with self._lock:

@@ -115,7 +115,7 @@ class HubRequestHandler(BaseHTTPRequestHandler):
         except OSError:  # the client went away, or the hub is stopping
             self.close_connection = True
         finally:
-            record.done = True
+            hub.log.finish(record)
 
     def serve_target(self, method, target, query, headers, fault: Fault | None, record: RequestRecord) -> None:
         hub = self.server.hub
@@ -146,13 +146,14 @@ class HubRequestHandler(BaseHTTPRequestHandler):
             length -= len(chunk)
 
     def send_head(self, reply: Reply, record: RequestRecord) -> None:
+        # Recorded before the head goes out: a client that has the answer must find it in the log.
+        record.status = reply.status
         self.send_response(reply.status)
         for name, value in reply.headers:
             self.send_header(name, value)
         self.send_header("Content-Length", str(reply.content_length))
         self.send_header("X-Request-Id", request_id())
         self.end_headers()
-        record.status = reply.status
 
     def send_body(self, reply: Reply, fault: Fault | None, record: RequestRecord) -> None:
         total = reply.content_length
@@ -175,7 +176,11 @@ class HubRequestHandler(BaseHTTPRequestHandler):
             source.close()
 
     def send_span(self, source: BodySource, start: int, end: int, record: RequestRecord) -> None:
-        """Send body bytes [start, end), paced when the hub is throttled."""
+        """Send body bytes [start, end), paced when the hub is throttled.
+
+        Each slice is counted before it is sent (and taken back if the send fails): a client holding the
+        last byte must never see a count that lacks it (the server thread may run again only later).
+        """
         began, pos = time.monotonic(), start
         while pos < end:
             rate = self.server.hub.throttle_bps
@@ -184,9 +189,13 @@ class HubRequestHandler(BaseHTTPRequestHandler):
                 ahead_s = (pos - start) / rate - (time.monotonic() - began)
                 if ahead_s > 0:
                     time.sleep(ahead_s)
-            source.send(self.connection, pos, count)
-            pos += count
             record.body_bytes += count
+            try:
+                source.send(self.connection, pos, count)
+            except BaseException:
+                record.body_bytes -= count
+                raise
+            pos += count
 
     def wait(self, seconds: float | None) -> bool:
         """Sleep `seconds` (None: forever); False when the hub stops or the test releases stalls first."""
