@@ -29,6 +29,7 @@ from proxy.reconcile import Reconciler
 from proxy.residency_pin import ResidencyPinner
 from proxy.retry import Backoff
 from proxy.pushes.service import PushService
+from proxy.services import Services
 from proxy.routes import forward, health, manifest, models, observability, peer, pull, push
 from proxy.routes import embeddings, ollama, ollama_generate, residency
 from proxy.settings import Settings
@@ -51,24 +52,24 @@ def create_app(settings: Settings | None = None, source=None) -> Flask:
     app.json.sort_keys = False
     register_error_handlers(app)
     services = build_services(settings, source)
-    app.extensions.update(services)
-    app.extensions["forward_slots"] = threading.BoundedSemaphore(settings.forward_max_in_flight)
-    install_request_metrics(app, services["metrics"])
+    services.attach(app)
+    app.extensions.update(vars(services))  # by name for proxy/routes/peer.py until it reads services() too
+    install_request_metrics(app, services.metrics)
     for module in (health, pull, push, models, forward, observability, manifest, peer,
                    ollama, ollama_generate, residency, embeddings):
         app.register_blueprint(module.bp)
-    start_staging_sweeper(services["store"], settings.staging_sweep_interval_s, also=(services["retention"].sweep,))
-    services["usage"].start_flusher(settings.last_used_flush_interval_s)
-    atexit.register(services["usage"].flush)  # gunicorn's worker_exit flushes too
-    start_preload(services)
+    start_staging_sweeper(services.store, settings.staging_sweep_interval_s, also=(services.retention.sweep,))
+    services.usage.start_flusher(settings.last_used_flush_interval_s)
+    atexit.register(services.usage.flush)  # gunicorn's worker_exit flushes too
+    start_preload({"store": services.store, "reconciler": services.reconciler, "pull_service": services.pull_service})
     return app
 
 
-def build_services(settings: Settings, source=None, protected: Callable[[str], bool] | None = None) -> dict:
+def build_services(settings: Settings, source=None, protected: Callable[[str], bool] | None = None) -> Services:
     """Everything a pull needs, wired once; the app and `python -m proxy --local` both use it.
 
     `protected(filename)`: whether a file must never be evicted (declared models); also settable later as
-    `services["retention"].protected`.
+    `services.retention.protected`.
     """
     metrics = Metrics()
     backoff = Backoff(settings.pull_backoff_base_s, settings.pull_backoff_max_s)
@@ -104,11 +105,12 @@ def build_services(settings: Settings, source=None, protected: Callable[[str], b
     reconciler.load()  # before anything runs: a malformed manifest stops the start here
     declared, protected = reconciler.declared_filenames, retention.protected
     retention.protected = lambda name: name in declared() or protected(name)  # declared models are never evicted
-    return dict(settings=settings, store=store, backend=backend, source=source, pulls=registry,
-                pull_service=service, metrics=metrics, reconciler=reconciler, usage=usage, in_flight=in_flight,
-                retention=retention, push_service=PushService(
-                    store, source.registry, metrics, settings.push_chunk_bytes, settings.pull_max_retries, backoff,
-                    settings.progress_interval_s))
+    pushes = PushService(store, source.registry, metrics, settings.push_chunk_bytes, settings.pull_max_retries,
+                         backoff, settings.progress_interval_s)
+    return Services(settings=settings, store=store, backend=backend, source=source, pulls=registry,
+                    pull_service=service, metrics=metrics, reconciler=reconciler, usage=usage, in_flight=in_flight,
+                    retention=retention, push_service=pushes,
+                    forward_slots=threading.BoundedSemaphore(settings.forward_max_in_flight))
 
 
 def _hub_source(settings: Settings, backoff: Backoff, health: MirrorHealth):

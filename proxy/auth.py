@@ -4,14 +4,15 @@ from __future__ import annotations
 import functools
 import hmac
 
-from flask import current_app, request
+from flask import request
 
 from proxy.errors import ProxyError
+from proxy.services import services
 
 
 def bears_api_key() -> bool:
     """Whether this request carries PROXY_API_KEY; never true when it is unset."""
-    key = current_app.extensions["settings"].api_key
+    key = services().settings.api_key
     if not key:
         return False
     scheme, _, given = request.headers.get("Authorization", "").partition(" ")
@@ -23,7 +24,7 @@ def require_api_key(view):
 
     @functools.wraps(view)
     def wrapper(*args, **kwargs):
-        if current_app.extensions["settings"].api_key and not bears_api_key():
+        if services().settings.api_key and not bears_api_key():
             raise ProxyError("auth_required", "this endpoint needs 'Authorization: Bearer <PROXY_API_KEY>'")
         return view(*args, **kwargs)
 

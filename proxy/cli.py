@@ -232,14 +232,14 @@ def _pull_local(args: argparse.Namespace, request: PullRequest) -> Iterable[dict
 
     services = build_services(_local_settings(args))
     try:
-        ticket = services["pull_service"].start(request)
+        ticket = services.pull_service.start(request)
     except ProxyError as err:
         raise CliError(err.message, err.code) from err
     try:
         yield from (event.to_json() for event in ticket.events())
     finally:
         if ticket.job is not None and not ticket.job.done:  # interrupted: let the transfer save its progress
-            services["pulls"].shutdown()
+            services.pulls.shutdown()
             ticket.job.wait(STOP_WAIT_S)
 
 
@@ -271,7 +271,7 @@ def _push_local(args: argparse.Namespace, body: dict) -> Iterable[dict]:
     """The same push the proxy runs, in this process, from MODELS_DIR."""
     from proxy.app import build_services
 
-    service = build_services(_local_settings(args))["push_service"]
+    service = build_services(_local_settings(args)).push_service
     try:
         prepared = service.prepare(body)
     except ProxyError as err:

@@ -8,6 +8,7 @@ import signal
 import threading
 
 from core.serving import ACCESS_LOG_FORMAT
+from proxy.services import EXTENSION
 from proxy.settings import Settings
 
 proxy_settings = Settings.from_env()  # HOST, PORT, PROXY_THREADS, ... (proxy/settings.py describes each)
@@ -56,13 +57,17 @@ def worker_exit(server, worker):
     """Stop running pulls and wait a little for each to save its progress for the next start to resume;
     write the last-used times not written yet."""
     _stop_pulls(worker, wait_s=SAVE_WAIT_S)
-    usage = getattr(getattr(worker, "wsgi", None), "extensions", {}).get("usage")
-    if usage is not None:
-        usage.flush()
+    services = _services(worker)
+    if services is not None:
+        services.usage.flush()
 
 
 def _stop_pulls(worker, wait_s: float = 0.0) -> None:
-    app = getattr(worker, "wsgi", None)
-    registry = getattr(app, "extensions", {}).get("pulls") if app is not None else None
-    if registry is not None:
-        registry.shutdown(wait_s)
+    services = _services(worker)
+    if services is not None:
+        services.pulls.shutdown(wait_s)
+
+
+def _services(worker):
+    """The worker's app's proxy.services.Services; None before the app is loaded."""
+    return getattr(getattr(worker, "wsgi", None), "extensions", {}).get(EXTENSION)

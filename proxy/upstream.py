@@ -8,11 +8,12 @@ import logging
 from typing import Callable, Iterator
 
 import requests
-from flask import current_app, request
+from flask import request
 
 from core.hangup import ClientWatch
 from proxy.errors import STATUS_BY_CODE, ProxyError
 from proxy.routes.forward import RETRY_AFTER_S, TIMEOUT_HEADER, _broken_answer
+from proxy.services import services
 
 log = logging.getLogger(__name__)
 ERROR_BODY_MAX = 64 * 1024  # an error answer larger than this is not the backend's JSON error
@@ -77,15 +78,15 @@ def call_backend(path: str, body: dict, files: list[str], method: str = "POST",
         ProxyError: server_busy (FORWARD_MAX_IN_FLIGHT), backend_unavailable, backend_timeout, and the
             backend's own error when it answers one (with its status).
     """
-    slots = current_app.extensions["forward_slots"]
+    slots = services().forward_slots
     if not slots.acquire(blocking=False):
-        limit = current_app.extensions["settings"].forward_max_in_flight
+        limit = services().settings.forward_max_in_flight
         raise ProxyError("server_busy", f"{limit} requests are being forwarded to the backend already "
                          "(FORWARD_MAX_IN_FLIGHT); try again in a moment", headers={"Retry-After": str(RETRY_AFTER_S)})
     releases = [slots.release]
     try:
-        releases.append(current_app.extensions["in_flight"].hold(files))
-        current_app.extensions["usage"].touch(files)
+        releases.append(services().in_flight.hold(files))
+        services().usage.touch(files)
         upstream = Upstream(_send(method, path, body, timeout_s), releases)
     except BaseException:
         for release in reversed(releases):
@@ -99,7 +100,7 @@ def call_backend(path: str, body: dict, files: list[str], method: str = "POST",
 
 
 def _send(method: str, path: str, body: dict | None, timeout_s: float | None) -> requests.Response:
-    backend = current_app.extensions["backend"]
+    backend = services().backend
     data = None if body is None else json.dumps(body, ensure_ascii=False).encode()
     with ClientWatch(request.environ.get("gunicorn.socket")):
         # Connection: close, so no other request reuses a socket the watch holds (as forward.py does).

@@ -20,6 +20,7 @@ from flask import Flask
 
 from proxy.app import create_app
 from proxy.settings import Settings
+from proxy.services import services_of
 from tests.fakes.gguf_files import random_gguf
 from tests.fakes.hub import FakeHub, RequestRecord
 from tests.fakes.hub_repos import Blob, lfs_pointer
@@ -81,10 +82,10 @@ def make_app(hub, models_dir):
 
     yield make
     for app in apps:
-        app.extensions["reconciler"].stop()
-        app.extensions["pulls"].shutdown()
+        services_of(app).reconciler.stop()
+        services_of(app).pulls.shutdown()
     for app in apps:
-        for job in app.extensions["pulls"].jobs():
+        for job in services_of(app).pulls.jobs():
             assert job.wait(10).status in ("complete", "error"), "every pull ends after a shutdown"
 
 

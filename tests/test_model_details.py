@@ -8,6 +8,7 @@ from gguf import GGUFValueType
 
 from core.gguf_check import scan_gguf_header
 from proxy.model_details import UNKNOWN, DetailsCache
+from proxy.services import services_of
 from tests.fakes.gguf_files import TensorSpec, write_gguf
 from tests.pull_fixtures import hub, make_app, models_dir  # noqa: F401
 
@@ -46,7 +47,7 @@ def test_pulled_gemma_lists_its_gguf_details_recorded_at_install(make_app, hub, 
     client = app.test_client()
     assert client.post("/v1/api/pull", json={"model": GEMMA_REPO, "stream": False}).status_code == 200
     scan = CountingScan()
-    app.extensions["store"].details = DetailsCache(scan=scan)
+    services_of(app).store.details = DetailsCache(scan=scan)
 
     model = listed(client)[gemma_gguf.name]
 
@@ -63,7 +64,7 @@ def test_a_file_put_in_place_by_hand_is_scanned_once_until_it_changes(make_app, 
     client = app.test_client()
     path = write_small_model(models_dir / "hand.F16.gguf")
     scan = CountingScan()
-    app.extensions["store"].details = DetailsCache(scan=scan)
+    services_of(app).store.details = DetailsCache(scan=scan)
 
     assert listed(client)["hand.F16.gguf"]["details"] == HAND_PLACED_DETAILS
     assert listed(client)["hand.F16.gguf"]["details"] == HAND_PLACED_DETAILS
@@ -79,7 +80,7 @@ def test_a_record_without_details_and_an_unreadable_file_still_list_details(make
     client = app.test_client()
     write_small_model(models_dir / "old.F16.gguf")
     (models_dir / "broken.gguf").write_bytes(b"<html>not a model</html>")
-    store = app.extensions["store"]
+    store = services_of(app).store
     store.provenance.path.parent.mkdir(parents=True, exist_ok=True)
     store.provenance.path.write_text(json.dumps({"models": [{  # as a proxy before details wrote it
         "filename": "old.F16.gguf", "repo": "acme/old", "repo_path": "old.F16.gguf", "revision": "main",

@@ -16,6 +16,7 @@ from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError
 from werkzeug.serving import make_server
 
 from proxy.app import create_app
+from proxy.services import services_of
 from tests.pull_fixtures import (  # noqa: F401
     REPO, TOKEN, KiB, hub, make_app, make_gguf, models_dir, proxy_settings, pull,
 )
@@ -105,7 +106,7 @@ def test_a_gated_file_pulled_with_a_token_is_served_only_with_the_api_key(make_a
     app = make_app(hf_token=TOKEN, api_key=api_key)
     bearer = {"Authorization": f"Bearer {KEY}"}
     assert pull(app.test_client(), headers=bearer, model=REPO)[-1]["status"] == "complete"
-    assert app.extensions["store"].provenance.get(FILE).restricted
+    assert services_of(app).store.provenance.get(FILE).restricted
     with serving(app) as url:
         resolve, info = f"{url}/{REPO}/resolve/main/{FILE}", f"{url}/api/models/{REPO}"
         for headers in ({}, {"Authorization": "Bearer wrong"}):
@@ -211,14 +212,14 @@ def test_a_peer_sharing_the_api_key_gets_a_gated_file_from_its_mirror_and_keeps_
             assert final["source_host"] == a_url.removeprefix("http://")
             assert hub.bytes_served(hub.cdn_path(REPO, FILE)) == 0
             assert (tmp_path / "b" / FILE).read_bytes() == source.read_bytes()
-            assert b.extensions["store"].provenance.get(FILE).restricted, "B hands it out only with the key"
+            assert services_of(b).store.provenance.get(FILE).restricted, "B hands it out only with the key"
             with serving(b) as b_url:
                 resolve = f"{b_url}/{REPO}/resolve/main/{FILE}"
                 assert requests.get(resolve, timeout=5).status_code == 404
                 assert requests.get(resolve, headers={"Authorization": f"Bearer {KEY}"}, timeout=5).status_code == 200
         finally:
-            b.extensions["reconciler"].stop()
-            b.extensions["pulls"].shutdown()
+            services_of(b).reconciler.stop()
+            services_of(b).pulls.shutdown()
 
 
 def test_llama_cpp_hf_requests_find_mains_commit_its_tree_and_the_bytes(make_app, hub, make_gguf):

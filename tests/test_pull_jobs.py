@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import time
 
+from proxy.services import services_of
 from tests.fakes.hub import Fault
 from tests.pull_fixtures import (
     REPO, KiB, MiB, content_gets, open_stream, pull, range_start, same_bytes, staging_files, statuses,
@@ -143,7 +144,7 @@ def test_shutdown_ends_a_stalled_pull_at_once_and_the_next_app_resumes_it(make_a
     assert queued.until(lambda event: event["status"] == "queued")["position"] == 1
 
     started = time.monotonic()
-    app.extensions["pulls"].shutdown(wait_s=5)
+    services_of(app).pulls.shutdown(wait_s=5)
     events, queued_events = stream.rest(), queued.rest()
 
     assert time.monotonic() - started < 2, "a stalled socket does not hold the shutdown for the stall timeout"
@@ -169,7 +170,7 @@ def test_a_queued_async_pull_survives_a_shutdown_and_the_next_start_resumes_it(m
     accepted = client.post("/v1/api/pull", json={"model": "acme/other-GGUF", "async": True})
     assert accepted.status_code == 202 and accepted.get_json()["status"] == "queued"
 
-    app.extensions["pulls"].shutdown(wait_s=5)
+    services_of(app).pulls.shutdown(wait_s=5)
     stopped = client.get(accepted.get_json()["status_url"]).get_json()
     restarted = make_app().test_client()  # nobody asks again: the new start resumes both pulls by itself
     resumed = wait_until(lambda: (p := pulls_by_filename(restarted)).get(other, {}).get("status") == "complete" and p,

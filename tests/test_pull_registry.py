@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from proxy.preload import parse_preload_entry
+from proxy.services import services_of
 from tests.fakes.gguf_files import sha256_file
 from tests.fakes.relay import FaultRelay
 from tests.helpers import REPO_ROOT
@@ -145,7 +146,7 @@ def test_preload_and_the_cli_take_registry_references(registry, registry_app, ma
                             cwd=REPO_ROOT, env={**os.environ, **env}, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "cli-models" / "cli.gguf").is_file()
-    assert app.extensions["pulls"].jobs()
+    assert services_of(app).pulls.jobs()
 
 
 def test_a_pulled_reference_names_the_model_in_its_short_form_too():

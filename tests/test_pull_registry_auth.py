@@ -10,6 +10,7 @@ import pytest
 
 from proxy.app import create_app
 from proxy.sources.registry_auth import load_auth_file
+from proxy.services import services_of
 from tests.fakes.gguf_files import sha256_file
 from tests.pull_fixtures import KiB, proxy_settings, pull, pull_error
 from tests.registry import DMR_GGUF, TITLE, BearerFront, running_registry
@@ -53,7 +54,7 @@ def app_for(hub, models_dir, tmp_path):
 
     yield make
     for app in apps:
-        app.extensions["pulls"].shutdown()
+        services_of(app).pulls.shutdown()
 
 
 def test_basic_auth_registry_pulls_with_the_right_credentials_only(basic_registry, app_for, make_gguf, models_dir):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from urllib.parse import unquote
 
+from proxy.services import services_of
 from tests.fakes.gguf_files import sha256_file
 from tests.fakes.relay import FaultRelay
 from tests.pull_fixtures import KiB, ndjson, pull
@@ -119,14 +120,14 @@ def test_a_model_being_pushed_cannot_be_deleted_or_evicted_and_a_busy_one_is_not
         assert relay.held.wait(10), "the upload reached the registry"
         refused = client.delete("/v1/api/delete", json={"model": "held-Q4_0"})
         assert refused.status_code == 409 and refused.get_json()["code"] == "model_busy", refused.get_json()
-        assert app.extensions["retention"].make_room(1) == []
+        assert services_of(app).retention.make_room(1) == []
         assert (models_dir / "held-Q4_0.gguf").is_file()
         relay.release.set()
         assert ndjson(response)[-1]["status"] == "complete"
         assert client.delete("/v1/api/delete", json={"model": "held-Q4_0"}).status_code == 200
 
     assert pull(client, model=REPO, filename="held-Q4_0.gguf")[-1]["status"] == "complete"
-    with app.extensions["store"].lock("held-Q4_0.gguf"):  # as a pull replacing the file holds it
+    with services_of(app).store.lock("held-Q4_0.gguf"):  # as a pull replacing the file holds it
         busy = client.post("/v1/api/push", json={"model": "held-Q4_0", "target": f"oci://{registry.host}/ai/held:v2"})
     assert busy.status_code == 409 and busy.get_json()["code"] == "model_busy", busy.get_json()
 

@@ -15,6 +15,7 @@ import requests
 
 from core import naming
 from proxy.store import ModelStore
+from proxy.services import services_of
 from tests.pull_fixtures import (  # noqa: F401 - fixtures
     KiB, hub, make_app, make_gguf, models_dir, pull, pull_error, slow_backend, statuses, top_level_ggufs, wait_until,
 )
@@ -102,7 +103,7 @@ def test_a_protected_model_is_not_evicted_and_with_nothing_evictable_the_pull_is
     client = app.test_client()
     for key in ("alpha", "beta"):
         assert pull(client, model=f"acme/{key}-GGUF")[-1]["status"] == "complete"
-    retention = app.extensions["retention"]
+    retention = services_of(app).retention
 
     retention.protected = lambda filename: True  # every model declared
     pull_error(client, 507, "insufficient_storage", model="acme/gamma-GGUF")
@@ -138,7 +139,7 @@ def test_last_used_follows_a_generate_and_survives_the_batching(make_app, hub, m
         flushed = models_dir / ".proxy" / "last_used.json"
         assert not flushed.exists(), "no write a request: batched until the flush"
 
-        app.extensions["usage"].flush()
+        services_of(app).usage.flush()
         restarted = make_app(backend_url=backend_url).test_client()
         assert last_used(restarted) == after
 
@@ -162,7 +163,7 @@ def test_a_model_unused_for_the_ttl_is_evicted_at_start(make_app, hub, make_gguf
     client = app.test_client()
     pull(client, model="acme/alpha-GGUF")
     pull(client, model="acme/beta-GGUF")
-    app.extensions["usage"].flush()
+    services_of(app).usage.flush()
     age_last_used(models_dir, NAMES["alpha"], 3 * DAY_S)
 
     make_app(models_ttl_days=2)
@@ -174,7 +175,7 @@ def test_a_model_past_the_ttl_is_evicted_by_the_hourly_sweep(make_app, hub, make
     add_models(hub, make_gguf)
     first = make_app()
     pull(first.test_client(), model="acme/alpha-GGUF")
-    first.extensions["usage"].flush()
+    services_of(first).usage.flush()
     make_app(models_ttl_days=1, staging_sweep_interval_s=0.05)
     time.sleep(0.3)
     assert top_level_ggufs(models_dir) == [NAMES["alpha"]], "used just now: kept"
@@ -217,8 +218,8 @@ def test_a_declared_model_is_never_evicted(tmp_path):
     models = tmp_path / "models"
     services = build_services(Settings(models_dir=str(models), models_manifest=str(manifest),
                                        backend_url="http://127.0.0.1:9", hf_endpoint="http://127.0.0.1:9"))
-    assert services["retention"].protected("declared.Q4_K_M.gguf")
-    assert not services["retention"].protected("other.Q4_K_M.gguf")
+    assert services.retention.protected("declared.Q4_K_M.gguf")
+    assert not services.retention.protected("other.Q4_K_M.gguf")
 
 
 # --- running pulls ---------------------------------------------------------------------------------
@@ -282,7 +283,7 @@ def test_a_model_being_pushed_is_not_counted_on_so_no_other_model_is_evicted_in_
     client = app.test_client()
     for key in ("alpha", "beta"):
         assert pull(client, model=f"acme/{key}-GGUF")[-1]["status"] == "complete"
-    store = app.extensions["store"]
+    store = services_of(app).store
     with store.lock(NAMES["alpha"], shared=True):  # as a push holds it
         pull_error(client, 507, "insufficient_storage", model="acme/delta-GGUF")
         assert top_level_ggufs(models_dir) == [NAMES["alpha"], NAMES["beta"]]

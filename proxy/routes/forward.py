@@ -6,12 +6,13 @@ import logging
 from typing import Iterator
 
 import requests
-from flask import Blueprint, Response, current_app, request
+from flask import Blueprint, Response, request
 from urllib3.exceptions import ReadTimeoutError
 
 from proxy.errors import ProxyError
 from proxy.openai_fields import check_openai_fields
 from proxy.pulled_names import is_pulled_name
+from proxy.services import services
 from core.hangup import ClientWatch
 
 log = logging.getLogger(__name__)
@@ -31,18 +32,18 @@ CLIENT_CLOSED = 499  # nginx's status for a client that hung up first; only the 
 
 def _forward(backend_path: str) -> Response:
     """Raises: ProxyError server_busy, backend_unavailable, backend_timeout."""
-    slots = current_app.extensions["forward_slots"]
+    slots = services().forward_slots
     # Over the cap, answer at once: a request waiting for a slot would hold a thread just the same.
     if not slots.acquire(blocking=False):
-        limit = current_app.extensions["settings"].forward_max_in_flight
+        limit = services().settings.forward_max_in_flight
         raise ProxyError("server_busy", f"{limit} requests are being forwarded to the backend already "
                          "(FORWARD_MAX_IN_FLIGHT); try again in a moment", headers={"Retry-After": str(RETRY_AFTER_S)})
     releases = [slots.release]
     try:
         body, files = _with_model_id(request.get_data(cache=False))
         # In flight until the answer ends: eviction leaves these files alone (proxy/retention.py).
-        releases.append(current_app.extensions["in_flight"].hold(files))
-        current_app.extensions["usage"].touch(files)
+        releases.append(services().in_flight.hold(files))
+        services().usage.touch(files)
         response = _relay(backend_path, body)
     except BaseException:
         _release_all(releases)
@@ -59,7 +60,7 @@ def _release_all(releases: list) -> None:
 def _relay(backend_path: str, body: bytes) -> Response:
     """Until the backend's answer (or a stream's first event) is here, a client that hangs up closes the
     backend connection: the backend stops generating. A stream's later hang-up is seen on writing."""
-    backend = current_app.extensions["backend"]
+    backend = services().backend
     with ClientWatch(request.environ.get("gunicorn.socket")) as watch:
         try:
             upstream = backend.request("POST", backend_path, body=body, stream=True,
@@ -94,7 +95,7 @@ def _with_model_id(body: bytes) -> tuple[bytes, list[str]]:
     name = parsed.get("model") if isinstance(parsed, dict) else None
     if not isinstance(name, str) or not name:
         return body, []
-    store = current_app.extensions["store"]
+    store = services().store
     if not is_pulled_name(name):
         return body, store.files_of_model(name)  # an id, file name or alias, as the backend resolves it
     parsed["model"] = store.model_id_pulled_as(name)

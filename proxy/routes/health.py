@@ -1,10 +1,11 @@
 """Service info, readiness (/v1/health, asks the backend) and liveness (/livez, does not)."""
 from __future__ import annotations
 
-from flask import Blueprint, current_app, jsonify
+from flask import Blueprint, jsonify
 
 from proxy import VERSION
 from proxy.pulls.events import Downloading
+from proxy.services import services
 
 bp = Blueprint("health", __name__)
 ENDPOINTS = {
@@ -17,7 +18,7 @@ ENDPOINTS = {
 
 @bp.get("/")
 def info():
-    registry = current_app.extensions["pulls"]
+    registry = services().pulls
     running, waiting = registry.counts()
     jobs = registry.jobs()
     current = next((job for job in jobs if not job.done), None)
@@ -37,7 +38,7 @@ def info():
 
 @bp.get("/v1/health")
 def health():
-    client = current_app.extensions["backend"]
+    client = services().backend
     backend = client.health()
     if backend is None:
         down = client.unavailable("the backend does not answer its /health", wait=False)

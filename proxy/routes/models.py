@@ -1,7 +1,7 @@
 """Installed models: the OpenAI list, the list with provenance, and delete."""
 from __future__ import annotations
 
-from flask import Blueprint, current_app, jsonify
+from flask import Blueprint, jsonify
 
 from core import naming
 from proxy.auth import require_api_key
@@ -9,6 +9,7 @@ from proxy.errors import ProxyError
 from proxy.pulls.request import parse_repo_id
 from proxy.routes.body import json_body
 from proxy.usage import iso_seconds
+from proxy.services import services
 
 bp = Blueprint("models", __name__)
 
@@ -16,9 +17,9 @@ bp = Blueprint("models", __name__)
 @bp.get("/v1/models")
 def openai_models():
     """The backend's list, plus installed files it does not list yet (or at all, when it is down)."""
-    listed = current_app.extensions["backend"].model_ids()
+    listed = services().backend.model_ids()
     seen = {entry["id"] for entry in listed}
-    for filename in current_app.extensions["store"].installed_files():
+    for filename in services().store.installed_files():
         model = naming.model_id(filename)
         if model not in seen:
             seen.add(model)
@@ -28,8 +29,8 @@ def openai_models():
 
 @bp.get("/v1/api/models")
 def installed_models():
-    used = current_app.extensions["usage"].last_used()
-    return jsonify(models=current_app.extensions["store"].describe_installed(
+    used = services().usage.last_used()
+    return jsonify(models=services().store.describe_installed(
         {name: iso_seconds(when) for name, when in used.items()}))
 
 
@@ -37,7 +38,7 @@ def installed_models():
 @require_api_key
 def delete_model():
     name = _delete_target(json_body())
-    store = current_app.extensions["store"]
+    store = services().store
     files = store.files_of_model(name)
     # Checked before "absent": a model whose first pull is still running is busy, not unknown.
     if _being_pulled(name, files):
@@ -51,7 +52,7 @@ def delete_model():
 
 def _being_pulled(name: str, files: list[str]) -> bool:
     """A running or queued pull of one of `files`, of the file or model `name` names, or from repo `name`."""
-    for job in current_app.extensions["pulls"].jobs():
+    for job in services().pulls.jobs():
         if job.done:
             continue
         if job.key in files or naming.model_id(job.key) == naming.model_id(name) or job.repo.lower() == name.lower():

@@ -1,16 +1,17 @@
 """GET /metrics (Prometheus text) and GET /openapi.json."""
 from __future__ import annotations
 
-from flask import Blueprint, current_app, jsonify
+from flask import Blueprint, jsonify
 
 from proxy.openapi import build_openapi
+from proxy.services import services
 
 bp = Blueprint("observability", __name__)
 
 
 @bp.get("/metrics")
 def metrics():
-    return current_app.extensions["metrics"].render()
+    return services().metrics.render()
 
 
 @bp.get("/openapi.json")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from typing import Iterable, Iterator
 
-from flask import Blueprint, Flask, Response, current_app, jsonify
+from flask import Blueprint, Flask, Response, jsonify
 from werkzeug.exceptions import HTTPException
 
 from core.errors import ServiceError
@@ -18,6 +18,7 @@ from proxy.ollama_pull import ProgressLines, pull_body, source_digests
 from proxy.pulls.events import Failed
 from proxy.routes.body import json_body
 from proxy.upstream import call_backend
+from proxy.services import services
 
 bp = Blueprint("ollama", __name__)
 NDJSON = "application/x-ndjson"
@@ -58,13 +59,13 @@ def version():
 
 @bp.get("/api/tags")
 def tags():
-    return jsonify(models=[tags_entry(model) for model in installed_models(current_app.extensions["store"])])
+    return jsonify(models=[tags_entry(model) for model in installed_models(services().store)])
 
 
 @bp.post("/api/show")
 def show():
     body = ollama_body()
-    store = current_app.extensions["store"]
+    store = services().store
     model, _ = resolve_ollama_name(store, body.get("model") or body.get("name"))
     return jsonify(show_model(store, model))
 
@@ -72,7 +73,7 @@ def show():
 @bp.get("/api/ps")
 def ps():
     running = call_backend("/api/running", None, [], method="GET").json().get("models")
-    listed = {m["id"]: m for m in installed_models(current_app.extensions["store"])}
+    listed = {m["id"]: m for m in installed_models(services().store)}
     models = []
     for entry in running if isinstance(running, list) else []:
         if not isinstance(entry, dict) or entry.get("id") not in listed:
@@ -89,14 +90,14 @@ def ps():
 @require_api_key
 def pull():
     body = pull_body(ollama_body())
-    ticket = current_app.extensions["pull_service"].start(body)
+    ticket = services().pull_service.start(body)
     if body.get("stream") is False:
         final = ticket.wait()
         if isinstance(final, Failed):
             return jsonify(error=final.error), final.http_status
         return jsonify(status="success")
     asked = ticket.request
-    digests = source_digests(current_app.extensions["source"], asked.repo, asked.revision)
+    digests = source_digests(services().source, asked.repo, asked.revision)
     lines = ProgressLines(digests).lines(ticket.events())
     return Response(_ndjson(lines), mimetype=NDJSON, headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
@@ -105,9 +106,9 @@ def pull():
 @require_api_key
 def delete():
     body = ollama_body()
-    store = current_app.extensions["store"]
+    store = services().store
     model, files = resolve_ollama_name(store, body.get("model") or body.get("name"))
-    pulling = {job.key for job in current_app.extensions["pulls"].jobs() if not job.done}
+    pulling = {job.key for job in services().pulls.jobs() if not job.done}
     if pulling & set(files) or not store.delete_unless_busy(files):
         raise ProxyError("model_busy", f"{model} is being pulled or pushed; delete it when that ends")
     return Response(status=200)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from flask import Blueprint, Response, current_app, jsonify
+from flask import Blueprint, Response, jsonify
 
 from proxy.errors import ProxyError
 from proxy.ollama_convert import (Translated, chat_request, embed_inputs, generate_request, keep_alive, metrics,
@@ -13,6 +13,7 @@ from proxy.ollama_names import resolve_ollama_name
 from proxy.ollama_stream import ndjson_lines, piece, whole_answer
 from proxy.routes.ollama import NDJSON, ollama_body, register_ollama_errors
 from proxy.upstream import call_backend
+from proxy.services import services
 
 bp = Blueprint("ollama_generate", __name__)
 register_ollama_errors(bp)
@@ -62,7 +63,7 @@ def embeddings():
 
 def _resolve(body: dict) -> tuple[str, list[str]]:
     """Raises: ProxyError invalid_request, model_not_found."""
-    return resolve_ollama_name(current_app.extensions["store"], body.get("model"))
+    return resolve_ollama_name(services().store, body.get("model"))
 
 
 def _generation(name: str, files: list[str], asked: Translated, chat: bool):

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from typing import Iterable, Iterator
 
-from flask import Blueprint, Response, current_app, jsonify, request, url_for
+from flask import Blueprint, Response, jsonify, request, url_for
 
 from core import naming
 from proxy.auth import require_api_key
@@ -14,6 +14,7 @@ from proxy.pulls.jobs import PullJob
 from proxy.pulls.request import check_repo_allowed, parse_model, parse_revision
 from proxy.sources.select import group_models, recommended
 from proxy.routes.body import json_body
+from proxy.services import services
 
 bp = Blueprint("pull", __name__)
 NDJSON = "application/x-ndjson"
@@ -22,7 +23,7 @@ NDJSON = "application/x-ndjson"
 @bp.post("/v1/api/pull")
 @require_api_key
 def pull():
-    ticket = current_app.extensions["pull_service"].start(json_body())
+    ticket = services().pull_service.start(json_body())
     asked = ticket.request
     if ticket.cached is not None:
         return _answer_final(ticket.cached, stream=asked.stream and not asked.run_async)
@@ -37,12 +38,12 @@ def pull():
 
 @bp.get("/v1/api/pulls")
 def list_pulls():
-    return jsonify(pulls=[job.summary() for job in current_app.extensions["pulls"].jobs()])
+    return jsonify(pulls=[job.summary() for job in services().pulls.jobs()])
 
 
 @bp.get("/v1/api/pulls/<job_id>")
 def get_pull(job_id: str):
-    job: PullJob | None = current_app.extensions["pulls"].get(job_id)
+    job: PullJob | None = services().pulls.get(job_id)
     if job is None:
         raise ProxyError("not_found", f"no pull with id {job_id}")
     return jsonify(job.summary())
@@ -52,8 +53,8 @@ def get_pull(job_id: str):
 def list_files():
     repo = parse_model(request.args.get("model", ""))[0]
     revision = parse_revision(request.args.get("revision"))
-    check_repo_allowed(repo, current_app.extensions["settings"].allowed_repos)
-    listing = current_app.extensions["source"].list_files(repo, revision)
+    check_repo_allowed(repo, services().settings.allowed_repos)
+    listing = services().source.list_files(repo, revision)
     files = [_describe_file(remote) for group in group_models(listing) for remote in group]
     return jsonify(model=repo, revision=revision, commit=listing.commit, files=files,
                    recommended=recommended(listing))

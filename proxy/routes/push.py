@@ -4,11 +4,12 @@ from __future__ import annotations
 import json
 from typing import Iterable, Iterator
 
-from flask import Blueprint, Response, current_app, jsonify
+from flask import Blueprint, Response, jsonify
 
 from proxy.auth import require_api_key
 from proxy.pulls.events import Failed, PullEvent
 from proxy.routes.body import json_body
+from proxy.services import services
 
 bp = Blueprint("push", __name__)
 NDJSON = "application/x-ndjson"
@@ -17,7 +18,7 @@ NDJSON = "application/x-ndjson"
 @bp.post("/v1/api/push")
 @require_api_key
 def push():
-    service = current_app.extensions["push_service"]
+    service = services().push_service
     prepared = service.prepare(json_body())
     if not prepared.request.stream:
         final = service.run(prepared, lambda event: None)

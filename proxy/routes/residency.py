@@ -3,7 +3,7 @@ POST /v1/api/unload, forwarded to the backend's /api/running, /api/load and /api
 what it was pulled as."""
 from __future__ import annotations
 
-from flask import Blueprint, current_app, jsonify
+from flask import Blueprint, jsonify
 
 from proxy.auth import require_api_key
 from proxy.errors import ProxyError
@@ -12,6 +12,7 @@ from proxy.ollama_listing import installed_models
 from proxy.ollama_names import pulled_as, resolve_model
 from proxy.routes.body import json_body
 from proxy.upstream import call_backend
+from proxy.services import services
 
 bp = Blueprint("residency", __name__)
 
@@ -29,7 +30,7 @@ def running():
 @require_api_key
 def load():
     body = _residency_body()
-    model, files = resolve_model(current_app.extensions["store"], body["model"])
+    model, files = resolve_model(services().store, body["model"])
     answer = call_backend("/api/load", {"model": model, **keep_alive(body)}, files).json()
     return jsonify(model=_pulled_names().get(model, model), **answer)
 
@@ -38,7 +39,7 @@ def load():
 @require_api_key
 def unload():
     body = _residency_body()
-    model, files = resolve_model(current_app.extensions["store"], body["model"])
+    model, files = resolve_model(services().store, body["model"])
     answer = call_backend("/api/unload", {"model": model}, files).json()
     return jsonify(model=_pulled_names().get(model, model), **answer)
 
@@ -53,4 +54,4 @@ def _residency_body() -> dict:
 
 def _pulled_names() -> dict[str, str]:
     """Model id -> what it was pulled as, for every installed model."""
-    return {model["id"]: pulled_as(model) for model in installed_models(current_app.extensions["store"])}
+    return {model["id"]: pulled_as(model) for model in installed_models(services().store)}
