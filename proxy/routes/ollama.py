@@ -3,9 +3,6 @@
 The generating endpoints are in proxy/routes/ollama_generate.py."""
 from __future__ import annotations
 
-import json
-from typing import Iterable, Iterator
-
 from flask import Blueprint, Flask, Response, jsonify
 from werkzeug.exceptions import HTTPException
 
@@ -17,11 +14,11 @@ from proxy.ollama_names import resolve_ollama_name
 from proxy.ollama_pull import ProgressLines, pull_body, source_digests
 from proxy.pulls.events import Failed
 from proxy.routes.body import json_body
+from proxy.routes.ndjson import object_stream
 from proxy.upstream import call_backend
 from proxy.services import services
 
 bp = Blueprint("ollama", __name__)
-NDJSON = "application/x-ndjson"
 # The Ollama release whose API shapes these endpoints follow (ollama/ollama api/types.go); clients such as
 # Open WebUI ask for it to check that an Ollama answers.
 OLLAMA_API_VERSION = "0.9.0"
@@ -99,7 +96,7 @@ def pull():
     asked = ticket.request
     digests = source_digests(services().source, asked.repo, asked.revision)
     lines = ProgressLines(digests).lines(ticket.events())
-    return Response(_ndjson(lines), mimetype=NDJSON, headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    return object_stream(lines)
 
 
 @bp.delete("/api/delete")
@@ -112,8 +109,3 @@ def delete():
     if pulling & set(files) or not store.delete_unless_busy(files):
         raise ProxyError("model_busy", f"{model} is being pulled or pushed; delete it when that ends")
     return Response(status=200)
-
-
-def _ndjson(lines: Iterable[dict]) -> Iterator[str]:
-    for line in lines:
-        yield json.dumps(line) + "\n"

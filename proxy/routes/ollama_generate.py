@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import time
 
-from flask import Blueprint, Response, jsonify
+from flask import Blueprint, jsonify
 
 from proxy.errors import ProxyError
 from proxy.ollama_convert import (Translated, chat_request, embed_inputs, generate_request, keep_alive, metrics,
                                   normalized)
 from proxy.ollama_names import resolve_ollama_name
 from proxy.ollama_stream import ndjson_lines, piece, whole_answer
-from proxy.routes.ollama import NDJSON, ollama_body, register_ollama_errors
+from proxy.routes.ndjson import ndjson_response
+from proxy.routes.ollama import ollama_body, register_ollama_errors
 from proxy.upstream import call_backend
 from proxy.services import services
 
@@ -74,8 +75,7 @@ def _generation(name: str, files: list[str], asked: Translated, chat: bool):
     upstream = call_backend(asked.path, asked.body, files)
     if not asked.stream:
         return jsonify(whole_answer(upstream, name, chat, started))
-    response = Response(ndjson_lines(upstream, name, chat, started), mimetype=NDJSON,
-                        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    response = ndjson_response(ndjson_lines(upstream, name, chat, started))
     response.call_on_close(upstream.close)
     return response
 

@@ -1,23 +1,19 @@
 """POST /v1/api/pull and the views of pulls and of a repo's files."""
 from __future__ import annotations
 
-import json
-from typing import Iterable, Iterator
-
-from flask import Blueprint, Response, jsonify, request, url_for
+from flask import Blueprint, jsonify, request, url_for
 
 from core import naming
 from proxy.auth import require_api_key
 from proxy.errors import ProxyError
-from proxy.pulls.events import Failed, PullEvent
 from proxy.pulls.jobs import PullJob
 from proxy.pulls.request import check_repo_allowed, parse_model, parse_revision
 from proxy.sources.select import group_models, recommended
 from proxy.routes.body import json_body
+from proxy.routes.ndjson import event_stream, final_answer
 from proxy.services import services
 
 bp = Blueprint("pull", __name__)
-NDJSON = "application/x-ndjson"
 
 
 @bp.post("/v1/api/pull")
@@ -26,14 +22,13 @@ def pull():
     ticket = services().pull_service.start(json_body())
     asked = ticket.request
     if ticket.cached is not None:
-        return _answer_final(ticket.cached, stream=asked.stream and not asked.run_async)
+        return event_stream([ticket.cached]) if asked.stream and not asked.run_async else final_answer(ticket.cached)
     if asked.run_async:
         status_url = url_for("pull.get_pull", job_id=ticket.job.id)
         return jsonify(id=ticket.job.id, status=ticket.job.latest.status, status_url=status_url), 202
     if not asked.stream:
-        return _answer_final(ticket.wait(), stream=False)
-    return Response(_ndjson(ticket.events()), mimetype=NDJSON,
-                    headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        return final_answer(ticket.wait())
+    return event_stream(ticket.events())
 
 
 @bp.get("/v1/api/pulls")
@@ -66,13 +61,3 @@ def _describe_file(remote) -> dict:
             "quant": naming.quant_of(remote.filename),
             "split": {"index": part.index, "count": part.count} if part else None}
 
-
-def _answer_final(event: PullEvent, stream: bool):
-    if stream:
-        return Response(_ndjson([event]), mimetype=NDJSON)
-    return jsonify(event.to_json()), event.http_status if isinstance(event, Failed) else 200
-
-
-def _ndjson(events: Iterable[PullEvent]) -> Iterator[str]:
-    for event in events:
-        yield json.dumps(event.to_json()) + "\n"
