@@ -93,6 +93,8 @@ def timed_pull(client, filename: str, limit_s: float = 30.0) -> tuple[dict, floa
 
 BAD_MIRRORS = {
     "busy": lambda mirror: mirror.faults.add(Fault.status(503, times=None, retry_after="30"), on="any"),
+    # asks to wait a second, again and again (a peer pulling a large file through): waited on for a while only
+    "busy_briefly": lambda mirror: mirror.faults.add(Fault.status(503, times=None, retry_after="1"), on="any"),
     "stalled": lambda mirror: mirror.faults.add(Fault.stall(after_bytes=16 * KiB, times=None), on="content"),
     "hanging": lambda mirror: mirror.faults.add(Fault.hang(times=None), on="any"),
 }
