@@ -2,8 +2,9 @@
 """Tokens/s of the backend server (over HTTP, streamed and not) against llama-cpp-python called
 directly, in one run, on the same model, prompt and settings.
 
-Both sides build `llama_cpp.Llama` from the same keyword arguments (server.loading.llama_kwargs),
-generate greedily a fixed number of tokens, and take turns, so that load from other processes
+The direct side builds `llama_cpp.Llama` with the backend's settings (context, batch, threads, offload, flash
+attention, SWA cache: `llama_kwargs` below); both generate greedily a fixed number of tokens, one request at
+a time (scripts/bench_concurrency.py measures many at once), and take turns, so that load from other processes
 falls on both alike. Reported: the median and the best of the runs, and server/direct ratios.
 
     .venv/bin/python scripts/bench_backend.py                  # Gemma 3 270M Q4_K_M, 128 tokens
@@ -29,7 +30,7 @@ sys.path.insert(0, str(REPO_ROOT))
 
 import server  # noqa: E402,F401  first: loads llama.cpp before numpy (server/__init__.py says why)
 from core.gguf_check import scan_gguf_header  # noqa: E402
-from server.loading import available_cores, llama_kwargs  # noqa: E402
+from server.loading import context_length, default_threads, gpu_layers  # noqa: E402
 from server.settings import Settings  # noqa: E402
 from tests.helpers import free_port, running_process  # noqa: E402
 
@@ -43,7 +44,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--model", type=Path, help="a GGUF file (default: the Gemma 3 270M test model)")
     parser.add_argument("--max-tokens", type=int, default=128)
     parser.add_argument("--runs", type=int, default=7)
-    parser.add_argument("--threads", type=int, default=available_cores(), help="N_THREADS on both sides")
+    parser.add_argument("--threads", type=int, default=default_threads(), help="N_THREADS on both sides")
     parser.add_argument("--n-ctx", type=int, default=4096)
     parser.add_argument("--n-batch", type=int, default=Settings.n_batch)
     parser.add_argument("--flash-attn", choices=("on", "off"), default="on" if Settings.flash_attn else "off")
@@ -60,6 +61,14 @@ def gemma_model(folder: Path) -> Path:
     path = folder / "gemma-3-270m-Q4_K_M.gguf"
     assemble(str(path))
     return path
+
+
+def llama_kwargs(settings: Settings, header) -> dict:
+    """`llama_cpp.Llama`'s keyword arguments for the backend's settings."""
+    threads = settings.n_threads or default_threads()
+    return {"n_ctx": context_length(settings, header), "n_batch": settings.n_batch, "n_threads": threads,
+            "n_threads_batch": threads, "n_gpu_layers": gpu_layers(settings), "flash_attn": settings.flash_attn,
+            "swa_full": settings.swa_full, "verbose": False}
 
 
 class DirectRunner:

@@ -344,14 +344,16 @@ class Engine:
             job.events.put(tail)
         self._stats.record(job.submitted, job.first_token_at, now, len(job.prompt) - slot.cached,
                            job.n_generated)
-        job.events.put(Finished(reason, len(job.prompt), job.n_generated, slot.cached))
-        self._release(slot)
+        end = Finished(reason, len(job.prompt), job.n_generated, slot.cached)
+        self._release(slot)  # first: a client that has its answer sees the slot free
+        job.events.put(end)
 
     def _release(self, slot: _Slot) -> None:
         if slot.chain is not None:
             self._ll.llama_sampler_free(slot.chain)
-        slot.chain, slot.job, slot.out, slot.next_token, slot.pending = None, None, None, None, []
-        slot.last_used = time.monotonic()
+        with self._cond:
+            slot.chain, slot.job, slot.out, slot.next_token, slot.pending = None, None, None, None, []
+            slot.last_used = time.monotonic()
 
     def _fail_step(self, code: int) -> None:
         log.error("llama_decode failed with %d for model %s; the requests in that step end", code, self.name)

@@ -30,7 +30,8 @@ class Settings:
     n_gpu_layers: int | None = setting(
         None, "N_GPU_LAYERS", "layers offloaded; None: -1 (all) when llama.cpp was built with GPU offload, else 0")
     n_threads: int | None = setting(
-        None, "N_THREADS", "threads for generation and prompt processing; None: every core we may run on")
+        None, "N_THREADS", "threads for generation and prompt processing; None: half the cores this process may use "
+        "(affinity mask and cgroup CPU quota), at least one")
     max_loaded_models: int = setting(
         1, "MAX_LOADED_MODELS", "models kept in memory; the least recently used is unloaded first")
     n_batch: int = setting(512, "N_BATCH", "tokens one llama_decode step evaluates at most: every running "
