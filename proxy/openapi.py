@@ -131,7 +131,8 @@ def _schemas() -> dict:
             "sha256": NULLABLE_STR, "revision": NULLABLE_STR, "error": NULLABLE_STR,
             "code": {"oneOf": [{"type": "null"}, {"enum": codes}]}}},
         "Manifest": {"type": "object", "required": ["ready", "models"], "properties": {
-            "ready": {"type": "boolean"}, "models": {"type": "array", "items": _ref("DeclaredModel")}}},
+            "ready": {"type": "boolean"}, "models": {"type": "array", "items": _ref("DeclaredModel")},
+            "error": NULLABLE_STR}},  # why the file as it is now is not in force (the last good entries are)
         "NotReady": {"type": "object", "required": ["status", "backend", "not_ready"], "properties": {
             "status": {"const": "not_ready"}, "backend": {"type": "boolean"}, "not_ready": {"type": "array", "items": {
                 "type": "object", "required": ["model", "filename", "state", "code"], "properties": {
