@@ -11,7 +11,7 @@ import pytest
 
 from tests.helpers import REPO_ROOT
 
-SETUP = REPO_ROOT / "scripts" / "_setup.sh"
+BUILD = REPO_ROOT / "scripts" / "build_llama.sh"
 
 
 def system_info() -> dict[str, str]:
@@ -38,14 +38,25 @@ def test_backend_build_has_no_amx_and_keeps_the_hosts_vector_extensions():
         assert info.get("AVX512") == "1", info
 
 
-def test_setup_keys_the_cached_build_by_its_flags_and_this_cpu():
-    """A wheel built with other flags (or on another CPU) is never picked up: the key covers all three."""
-    text = SETUP.read_text()
-    key_line = next(line for line in text.splitlines() if line.startswith("build_key="))
-    for part in ("$llama_req", "$LLAMA_CMAKE_ARGS", "$LLAMA_CFLAGS", "$cpu_flags"):
-        assert part in key_line, key_line
-    assert "--no-cache-dir" in text and "--force-reinstall" in text
+def test_build_is_keyed_by_its_flags_and_this_cpu():
+    """A build made with other flags (or on another CPU) is never picked up: the key covers all three."""
+    text = BUILD.read_text()
+    key_lines = text[text.index("key=\"$("):].split("\n")[:2]
+    for part in ("$llama_req", "$LLAMA_CMAKE_ARGS", "$LLAMA_CFLAGS", "$FIXED_ARGS", "$cpu_flags"):
+        assert part in "".join(key_lines), key_lines
     assert "-mno-amx-tile" in text
+
+
+def test_llama_cpp_python_and_llama_cpps_tools_come_from_one_build():
+    """llama.cpp is compiled once: the library llama-cpp-python loads is the build's, beside its tools."""
+    import llama_cpp.llama_cpp as bindings
+
+    folder = Path(subprocess.run(["bash", str(BUILD)], capture_output=True, text=True, check=True,
+                                 cwd=REPO_ROOT).stdout.strip())
+    loaded = Path(bindings._lib._name)
+    assert loaded.read_bytes() == (folder / "libllama.so").read_bytes()
+    for tool in ("llama-completion", "llama-server"):
+        assert (folder / tool).stat().st_mode & 0o111, tool
 
 
 def test_the_backend_loads_llama_cpp_before_numpy():

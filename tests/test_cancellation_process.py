@@ -34,8 +34,10 @@ def stack(tmp_path_factory, gemma_gguf):
     backend_port, proxy_port = free_port(), free_port()
     backend_url, proxy_url = f"http://127.0.0.1:{backend_port}", f"http://127.0.0.1:{proxy_port}"
     # One thread: two OpenMP threads on cores shared with other work slow down tenfold at their barriers.
+    # One slot: the abandoned generation holds it, so the next request is answered at once only if it is freed
+    # (and a stream can time out queued behind it).
     backend_env = {"MODELS_DIR": str(models), "HOST": "127.0.0.1", "BACKEND_PORT": str(backend_port),
-                   "N_CTX": "1024", "N_THREADS": "1"}
+                   "N_CTX": "1024", "N_THREADS": "1", "PARALLEL": "1"}
     proxy_env = {"MODELS_DIR": str(models), "HOST": "127.0.0.1", "PORT": str(proxy_port),
                  "BACKEND_URL": backend_url, "BACKEND_TIMEOUT_S": str(BACKEND_TIMEOUT_S),
                  "HF_ENDPOINT": f"http://127.0.0.1:{free_port()}"}
