@@ -9,14 +9,18 @@ from typing import Callable, Iterator
 
 import requests
 from flask import request
+from urllib3.exceptions import ReadTimeoutError
 
 from core.hangup import ClientWatch
 from proxy.errors import STATUS_BY_CODE, ProxyError
-from proxy.routes.forward import RETRY_AFTER_S, TIMEOUT_HEADER, _broken_answer
 from proxy.services import services
 
 log = logging.getLogger(__name__)
 ERROR_BODY_MAX = 64 * 1024  # an error answer larger than this is not the backend's JSON error
+RETRY_AFTER_S = 1
+# How long the proxy waits for the answer (or a stream's first event): the backend stops generating
+# after that, as nobody waits any more (server.waiting).
+TIMEOUT_HEADER = "X-Request-Timeout-S"
 
 
 class Upstream:
@@ -40,7 +44,7 @@ class Upstream:
         try:
             body = self.response.json()
         except requests.RequestException as err:
-            raise _broken_answer(err) from err
+            raise broken_answer(err) from err
         except ValueError as err:
             raise ProxyError("backend_unavailable", "the backend answered what is not JSON") from err
         finally:
@@ -65,7 +69,7 @@ class Upstream:
                     if data:
                         yield "\n".join(data)
         except requests.RequestException as err:
-            raise _broken_answer(err) from err
+            raise broken_answer(err) from err
         finally:
             self.close()
 
@@ -78,25 +82,54 @@ def call_backend(path: str, body: dict, files: list[str], method: str = "POST",
         ProxyError: server_busy (FORWARD_MAX_IN_FLIGHT), backend_unavailable, backend_timeout, and the
             backend's own error when it answers one (with its status).
     """
-    slots = services().forward_slots
-    if not slots.acquire(blocking=False):
-        limit = services().settings.forward_max_in_flight
-        raise ProxyError("server_busy", f"{limit} requests are being forwarded to the backend already "
-                         "(FORWARD_MAX_IN_FLIGHT); try again in a moment", headers={"Retry-After": str(RETRY_AFTER_S)})
-    releases = [slots.release]
+    releases = [forward_slot()]
     try:
-        releases.append(services().in_flight.hold(files))
-        services().usage.touch(files)
+        releases.append(use_files(files))
         upstream = Upstream(_send(method, path, body, timeout_s), releases)
     except BaseException:
-        for release in reversed(releases):
-            release()
+        release_all(releases)
         raise
     if upstream.response.status_code >= 400:
         with_error = backend_error(upstream.response)
         upstream.close()
         raise with_error
     return upstream
+
+
+def forward_slot() -> Callable[[], None]:
+    """One of FORWARD_MAX_IN_FLIGHT slots, and how to give it back.
+
+    Raises:
+        ProxyError: server_busy, at once: a request waiting for a slot would hold a thread just the same.
+    """
+    slots = services().forward_slots
+    if not slots.acquire(blocking=False):
+        limit = services().settings.forward_max_in_flight
+        raise ProxyError("server_busy", f"{limit} requests are being forwarded to the backend already "
+                         "(FORWARD_MAX_IN_FLIGHT); try again in a moment", headers={"Retry-After": str(RETRY_AFTER_S)})
+    return slots.release
+
+
+def use_files(files: list[str]) -> Callable[[], None]:
+    """Mark `files` used, and in flight until the returned release: eviction leaves them alone
+    (proxy/retention.py)."""
+    release = services().in_flight.hold(files)
+    services().usage.touch(files)
+    return release
+
+
+def release_all(releases: list[Callable[[], None]]) -> None:
+    for release in reversed(releases):
+        release()
+
+
+def broken_answer(err: requests.RequestException) -> ProxyError:
+    """Our error for a backend answer that stopped part way: too slow, or cut off."""
+    # requests reports a read timeout in the body as a ConnectionError wrapping urllib3's error.
+    if isinstance(err, requests.Timeout) or (err.args and isinstance(err.args[0], ReadTimeoutError)):
+        return ProxyError("backend_timeout", "the backend took too long to send the rest of its answer")
+    return ProxyError("backend_unavailable", "the backend closed the connection mid-answer; it may have "
+                      "stopped or been restarted")
 
 
 def _send(method: str, path: str, body: dict | None, timeout_s: float | None) -> requests.Response:

@@ -7,12 +7,13 @@ from typing import Iterator
 
 import requests
 from flask import Blueprint, Response, request
-from urllib3.exceptions import ReadTimeoutError
 
 from proxy.errors import ProxyError
 from proxy.openai_fields import check_openai_fields
 from proxy.pulled_names import is_pulled_name
 from proxy.services import services
+from proxy.upstream import TIMEOUT_HEADER, broken_answer, forward_slot, release_all, use_files
+from core.errors import openai_error_body
 from core.hangup import ClientWatch
 
 log = logging.getLogger(__name__)
@@ -23,38 +24,21 @@ ROUTES = {
     "/v1/chat/completions": "/v1/chat/completions",
 }
 PASSED_HEADERS = ("Content-Type", "Cache-Control")
-RETRY_AFTER_S = 1
-# How long the proxy waits for the answer (or a stream's first event): the backend stops generating
-# after that, as nobody waits any more (server.waiting).
-TIMEOUT_HEADER = "X-Request-Timeout-S"
 CLIENT_CLOSED = 499  # nginx's status for a client that hung up first; only the access log sees it
 
 
 def _forward(backend_path: str) -> Response:
     """Raises: ProxyError server_busy, backend_unavailable, backend_timeout."""
-    slots = services().forward_slots
-    # Over the cap, answer at once: a request waiting for a slot would hold a thread just the same.
-    if not slots.acquire(blocking=False):
-        limit = services().settings.forward_max_in_flight
-        raise ProxyError("server_busy", f"{limit} requests are being forwarded to the backend already "
-                         "(FORWARD_MAX_IN_FLIGHT); try again in a moment", headers={"Retry-After": str(RETRY_AFTER_S)})
-    releases = [slots.release]
+    releases = [forward_slot()]
     try:
         body, files = _with_model_id(request.get_data(cache=False))
-        # In flight until the answer ends: eviction leaves these files alone (proxy/retention.py).
-        releases.append(services().in_flight.hold(files))
-        services().usage.touch(files)
+        releases.append(use_files(files))  # in flight until the answer ends
         response = _relay(backend_path, body)
     except BaseException:
-        _release_all(releases)
+        release_all(releases)
         raise
-    response.call_on_close(lambda: _release_all(releases))  # when the last byte went out or the client left
+    response.call_on_close(lambda: release_all(releases))  # when the last byte went out or the client left
     return response
-
-
-def _release_all(releases: list) -> None:
-    for release in reversed(releases):
-        release()
 
 
 def _relay(backend_path: str, body: bytes) -> Response:
@@ -111,7 +95,7 @@ def _relay_events(upstream: requests.Response) -> Iterator[bytes]:
             tail = (tail + chunk)[-2:]
             yield chunk
     except requests.RequestException as err:
-        error = _broken_answer(err)
+        error = broken_answer(err)
         log.warning("backend stream of %s broke off: %s (%s)", upstream.url, error.code, type(err).__name__)
         # End a half-sent event first, so that the error is an event of its own.
         yield (b"" if tail == b"\n\n" else b"\n\n") + _error_event(error)
@@ -121,8 +105,7 @@ def _relay_events(upstream: requests.Response) -> Iterator[bytes]:
 
 def _error_event(error: ProxyError) -> bytes:
     """An SSE event in OpenAI's error shape, which SDKs raise with its message."""
-    body = {"error": {"message": error.message, "type": "server_error", "code": error.code}}
-    return f"data: {json.dumps(body)}\n\n".encode()
+    return f"data: {json.dumps(openai_error_body(error.code, error.message, error.status))}\n\n".encode()
 
 
 def _read_body(upstream: requests.Response) -> bytes:
@@ -130,16 +113,7 @@ def _read_body(upstream: requests.Response) -> bytes:
     try:
         return upstream.content
     except requests.RequestException as err:
-        raise _broken_answer(err) from err
-
-
-def _broken_answer(err: requests.RequestException) -> ProxyError:
-    """Our error for a backend answer that stopped part way: too slow, or cut off."""
-    # requests reports a read timeout in the body as a ConnectionError wrapping urllib3's error.
-    if isinstance(err, requests.Timeout) or (err.args and isinstance(err.args[0], ReadTimeoutError)):
-        return ProxyError("backend_timeout", "the backend took too long to send the rest of its answer")
-    return ProxyError("backend_unavailable", "the backend closed the connection mid-answer; it may have "
-                      "stopped or been restarted")
+        raise broken_answer(err) from err
 
 
 for _path, _backend_path in ROUTES.items():
