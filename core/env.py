@@ -4,13 +4,33 @@
 
 `values_from_env(Settings, os.environ)` reads every field that names a variable, parsed by the field's
 type; a variable that is unset or empty leaves the default. `describe(Settings)` lists them for people.
+A settings dataclass derives from EnvSettings for its `from_env` and `replace`.
 """
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Mapping
+import os
+from typing import Any, Callable, Mapping, TypeVar
 
 Env = Mapping[str, str]
+S = TypeVar("S", bound="EnvSettings")
+
+
+class EnvSettings:
+    """The loader of a frozen settings dataclass: built from the environment in one place, changed by copy."""
+
+    @classmethod
+    def from_env(cls: type[S], env: Env | None = None) -> S:
+        """Build settings from environment variables (API.md, Settings); `env` defaults to os.environ.
+
+        Raises:
+            ValueError: a variable that should be a number or a boolean is not (or the class's own checks fail).
+        """
+        return cls(**values_from_env(cls, os.environ if env is None else env))
+
+    def replace(self: S, **changes: Any) -> S:
+        """A copy with `changes` (field names), checked as a new value is."""
+        return dataclasses.replace(self, **changes)
 
 
 def setting(default: Any, env: str | None, help: str, **kwargs: Any) -> Any:

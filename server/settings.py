@@ -1,12 +1,9 @@
 """Backend settings: one frozen value built from the environment in one place, each field described."""
 from __future__ import annotations
 
-import dataclasses
-import os
 from dataclasses import dataclass
-from typing import Mapping
 
-from core.env import setting, values_from_env
+from core.env import EnvSettings, setting
 from core.units import parse_keep_alive, parse_size
 
 # The cap on the default context: a model's own training context can be 128k tokens, whose KV
@@ -15,7 +12,7 @@ DEFAULT_CTX_CAP = 4096
 
 
 @dataclass(frozen=True)
-class Settings:
+class Settings(EnvSettings):
     """Everything the backend is configured with. None means "work it out at load time".
 
     N_CTX, N_GPU_LAYERS, N_THREADS and MAX_LOADED_MODELS are in shared/API.md's settings table; the
@@ -73,15 +70,3 @@ class Settings:
     @property
     def max_model_memory_bytes(self) -> int | None:
         return None if self.max_model_memory is None else parse_size(self.max_model_memory)
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
-        """Build settings from environment variables (API.md, Settings).
-
-        Raises:
-            ValueError: a variable that should be a number or a boolean is not.
-        """
-        return cls(**values_from_env(cls, os.environ if env is None else env))
-
-    def replace(self, **changes) -> "Settings":
-        return dataclasses.replace(self, **changes)
