@@ -24,6 +24,7 @@ from proxy.pulls.install import Installer
 from proxy.pulls.jobs import PullRegistry
 from proxy.pulls.planning import Planner
 from proxy.pulls.service import PullService
+from proxy.pulls.through import PullThrough
 from proxy.pulls.transfer import TransferOptions
 from proxy.reconcile import Reconciler
 from proxy.residency_pin import ResidencyPinner
@@ -53,7 +54,6 @@ def create_app(settings: Settings | None = None, source=None) -> Flask:
     register_error_handlers(app)
     services = build_services(settings, source)
     services.attach(app)
-    app.extensions.update(vars(services))  # by name for proxy/routes/peer.py until it reads services() too
     install_request_metrics(app, services.metrics)
     for module in (health, pull, push, models, forward, observability, manifest, peer,
                    ollama, ollama_generate, residency, embeddings):
@@ -61,7 +61,7 @@ def create_app(settings: Settings | None = None, source=None) -> Flask:
     start_staging_sweeper(services.store, settings.staging_sweep_interval_s, also=(services.retention.sweep,))
     services.usage.start_flusher(settings.last_used_flush_interval_s)
     atexit.register(services.usage.flush)  # gunicorn's worker_exit flushes too
-    start_preload({"store": services.store, "reconciler": services.reconciler, "pull_service": services.pull_service})
+    start_preload(services)
     return app
 
 
@@ -110,7 +110,9 @@ def build_services(settings: Settings, source=None, protected: Callable[[str], b
     return Services(settings=settings, store=store, backend=backend, source=source, pulls=registry,
                     pull_service=service, metrics=metrics, reconciler=reconciler, usage=usage, in_flight=in_flight,
                     retention=retention, push_service=pushes,
-                    forward_slots=threading.BoundedSemaphore(settings.forward_max_in_flight))
+                    forward_slots=threading.BoundedSemaphore(settings.forward_max_in_flight),
+                    pull_through=PullThrough(service),
+                    upstream_listings=threading.BoundedSemaphore(peer.UPSTREAM_LISTINGS_MAX))
 
 
 def _hub_source(settings: Settings, backoff: Backoff, health: MirrorHealth):

@@ -4,27 +4,30 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from proxy.sources.reference import is_registry_reference
 from proxy.pulls.events import Complete, Failed
 from proxy.pulls.request import PullRequest, parse_pull_request
 from proxy.pulls.service import PullService
 
+if TYPE_CHECKING:
+    from proxy.services import Services
+
 log = logging.getLogger(__name__)
 
 
-def start_preload(services: dict) -> threading.Thread | None:
+def start_preload(services: Services) -> threading.Thread | None:
     """In a daemon thread: resume the pulls a previous run left unfinished, then run the reconciler (every
     declared model, then every PRELOAD_MODELS entry, and again on sync or a change of the manifest). None
     when there is nothing to do."""
-    work = [(f"{body.get('model')}/{body.get('filename')}", body) for body in services["store"].intents()]
-    reconciler = services["reconciler"]
+    work = [(f"{body.get('model')}/{body.get('filename')}", body) for body in services.store.intents()]
+    reconciler = services.reconciler
     if not work and not reconciler.active:
         return None
 
     def run() -> None:
-        preload(work, services["pull_service"])
+        preload(work, services.pull_service)
         if reconciler.active:
             reconciler.run()
 

@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     from proxy.metrics import Metrics
     from proxy.pulls.jobs import PullRegistry
     from proxy.pulls.service import PullService
+    from proxy.pulls.through import PullThrough
     from proxy.pushes.service import PushService
     from proxy.reconcile import Reconciler
     from proxy.retention import Retention
@@ -40,6 +41,8 @@ class Services:
     retention: Retention
     push_service: PushService
     forward_slots: threading.BoundedSemaphore
+    pull_through: PullThrough  # pulls a peer's miss asks for
+    upstream_listings: threading.BoundedSemaphore  # caps the upstream listings asked for peers at once
 
     def attach(self, app: Flask) -> None:
         app.extensions[EXTENSION] = self

@@ -1,16 +1,13 @@
 """Proxy settings: one frozen value built from the environment in one place, each field described."""
 from __future__ import annotations
 
-import dataclasses
-import os
 from dataclasses import dataclass
-from typing import Mapping
 
-from core.env import setting, values_from_env
+from core.env import EnvSettings, setting
 
 
 @dataclass(frozen=True)
-class Settings:
+class Settings(EnvSettings):
     """Everything the proxy is configured with. Tests build it directly with small timeouts.
 
     Fields with a variable are read by `from_env`; shared/API.md's settings table is the contract for
@@ -100,15 +97,3 @@ class Settings:
     graceful_timeout_s: int = setting(
         20, "PROXY_GRACEFUL_TIMEOUT_S", "seconds running pulls get to save their progress after SIGTERM")
     log_level: str = setting("info", "LOG_LEVEL", "gunicorn's log level")
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
-        """Build settings from environment variables (API.md, Settings).
-
-        Raises:
-            ValueError: a variable that should be a number or a boolean is not.
-        """
-        return cls(**values_from_env(cls, os.environ if env is None else env))
-
-    def replace(self, **changes) -> "Settings":
-        return dataclasses.replace(self, **changes)

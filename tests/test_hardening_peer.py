@@ -13,6 +13,7 @@ from typing import Iterator
 import pytest
 import requests
 
+from proxy.services import services_of
 from scripts.stack import proxy
 from tests.helpers import free_port
 from tests.pull_fixtures import REPO, KiB, hub, make_app, make_gguf, models_dir  # noqa: F401
@@ -35,7 +36,7 @@ def test_a_keyless_miss_does_not_pull_through_when_a_key_is_set(make_app, hub, m
         assert (keyless.status_code, keyless.headers.get("X-Error-Code")) == (404, "RepoNotFound"), keyless.text
         assert listing.status_code == 404, "a keyless listing of a repo it does not hold: the Hub's 404"
         assert hub.requests() == [], "a keyless miss asks the Hub nothing"
-        assert app.extensions["pulls"].jobs() == [], "and starts no pull"
+        assert services_of(app).pulls.jobs() == [], "and starts no pull"
 
         served = wait_served(f"{url}/{REPO}/resolve/main/{FILE}", headers={"Authorization": f"Bearer {KEY}"})
         assert served.status_code == 200 and served.content == source.read_bytes(), "with the key it pulls through"

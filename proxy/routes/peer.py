@@ -10,9 +10,8 @@ Names in the path are checked as a pull checks them: what could not be pulled is
 from __future__ import annotations
 
 import contextlib
-import threading
 
-from flask import Blueprint, current_app, jsonify
+from flask import Blueprint, jsonify
 
 from core import naming
 from proxy.auth import bears_api_key
@@ -22,8 +21,8 @@ from proxy.pulls.events import Failed
 from proxy.pulls.planning import Plan
 from proxy.pulls.remote import RepoFiles
 from proxy.pulls.request import PullRequest, check_repo_allowed, parse_repo_id, parse_revision
-from proxy.pulls.through import PullThrough
 from proxy.routes.file_bytes import file_response
+from proxy.services import services
 
 bp = Blueprint("peer", __name__)
 # An LFS pointer file's size: huggingface_hub reads `pointerSize`; ours are never served, any plausible size does.
@@ -130,7 +129,7 @@ def resolve_file(owner: str, name: str, revision: str, filename: str):
         raise _not_found("repo_not_found", "RepoNotFound", f"this proxy holds no file of {repo} at {revision}")
     if record is not None:
         with contextlib.suppress(FileNotFoundError):  # else removed (evicted, deleted) since it was listed
-            response = file_response(current_app.extensions["store"].final_path(record.filename), record.sha256)
+            response = file_response(services().store.final_path(record.filename), record.sha256)
             response.headers.update({"X-Linked-Etag": f'"{record.sha256}"', "X-Linked-Size": str(record.size),
                                      "X-Repo-Commit": record.commit, "Accept-Ranges": "bytes"})
             return response
@@ -155,7 +154,7 @@ def _checked_repo(owner: str, name: str, revision: str = "main") -> str:
 
 def _held(repo: str) -> list[Provenance]:
     """The intact Hub files of `repo` that this request may have, at any revision."""
-    store = current_app.extensions["store"]
+    store = services().store
     installed, allowed = set(store.installed_files()), bears_api_key()
     return [r for r in store.provenance.all().values()
             if r.source is None and r.repo.lower() == repo.lower()
@@ -176,7 +175,7 @@ def _records_at(repo: str, revision: str) -> list[Provenance]:
 def _pulls_through(repo: str) -> bool:
     """MIRROR_PULL_THROUGH is on, the request bears PROXY_API_KEY when one is set (a keyless miss must not make
     this proxy pull, nor evict for it), and the repo is within ALLOWED_REPOS."""
-    settings = current_app.extensions["settings"]
+    settings = services().settings
     if not settings.mirror_pull_through or (settings.api_key and not bears_api_key()):
         return False
     try:
@@ -193,11 +192,11 @@ def _upstream_listing(repo: str, revision: str) -> RepoFiles:
     Raises: ProxyError repo_not_found (RepoNotFound), server_busy (503, Retry-After) while UPSTREAM_LISTINGS_MAX
         listings are asked already, and as the source's list_files (hub_unavailable).
     """
-    slots = current_app.extensions.setdefault("upstream_listings", threading.BoundedSemaphore(UPSTREAM_LISTINGS_MAX))
+    slots = services().upstream_listings
     if not slots.acquire(blocking=False):
         raise _busy("this proxy is asking its upstream for other listings; ask again")
     try:
-        listing = current_app.extensions["source"].hub.list_files(repo, revision)
+        listing = services().source.hub.list_files(repo, revision)
     except ProxyError as err:
         if err.code in _REPO_MISSES:
             raise _not_found("repo_not_found", "RepoNotFound", f"no such repo upstream: {repo} at {revision}") from err
@@ -222,9 +221,7 @@ def _pull_through(repo: str, revision: str, filename: str) -> list[Provenance]:
     request = PullRequest(repo=repo, filename=filename, revision=revision)
     may_have_restricted = bears_api_key()
     try:
-        ended = current_app.extensions.setdefault(
-            "pull_through", PullThrough(current_app.extensions["pull_service"])).ask(
-            request, lambda plan: _admit(plan, may_have_restricted))
+        ended = services().pull_through.ask(request, lambda plan: _admit(plan, may_have_restricted))
     except ProxyError as err:
         if err.code in ("pull_queue_full", "model_busy"):
             raise _busy(f"this proxy's pull queue is busy ({err.code}); ask again", QUEUE_FULL_RETRY_AFTER_S) from err
