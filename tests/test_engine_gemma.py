@@ -159,21 +159,34 @@ def test_next_chat_turn_evaluates_only_the_new_tokens(app):
 def test_requests_past_the_queue_get_503_server_busy_at_once(models_dir):
     app = _app(models_dir, n_ctx=512, parallel=1, max_queue=2)
     client = app.test_client()
-    responses = []
+    running = client.post("/v1/completions", json={"model": MODEL, "prompt": "Count:", "max_tokens": 300,
+                                                   "stream": True}, buffered=False)
+    short = {"model": MODEL, "prompt": "Hi", "max_tokens": 2}
+    queued = [threading.Thread(target=lambda: client.post("/v1/completions", json=short)) for _ in range(2)]
     try:
-        for _ in range(3):  # one running, two waiting
-            responses.append(client.post("/v1/completions", json={"model": MODEL, "prompt": "Count:",
-                                                                  "max_tokens": 300, "stream": True},
-                                         buffered=False))
+        for thread in queued:
+            thread.start()
+        assert _wait_for(lambda: client.get("/health").get_json()["queue"] == 2)
         began = time.monotonic()
         busy = client.post("/v1/completions", json={"model": MODEL, "prompt": "x", "max_tokens": 1})
         assert time.monotonic() - began < 1
         assert busy.status_code == 503 and busy.get_json()["error"]["code"] == "server_busy"
         assert busy.headers["Retry-After"]
+        streamed_chat = client.post("/v1/chat/completions", json={
+            "model": MODEL, "messages": [{"role": "user", "content": "x"}], "stream": True})
+        assert streamed_chat.status_code == 503  # a status, not an error event inside a 200 stream
     finally:
-        for response in responses:
-            response.close()
+        running.close()
+        for thread in queued:
+            thread.join(60)
         app.extensions["backend"].registry.close()
+
+
+def _wait_for(predicate, timeout_s: float = 20.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and not predicate():
+        time.sleep(0.05)
+    return predicate()
 
 
 def test_json_schema_response_format_gives_valid_json_for_the_schema(app):
@@ -203,8 +216,12 @@ def test_schema_without_a_grammar_is_400_naming_the_part(app):
     assert "json_schema" in response.get_json()["error"]["message"]
 
 
-def test_prompt_longer_than_the_context_says_its_token_count_and_n_ctx(app):
-    response = app.test_client().post("/v1/completions", json={"model": MODEL, "prompt": "word " * 3000})
+@pytest.mark.parametrize("path, body", [
+    ("/v1/completions", {"prompt": "word " * 3000}),
+    ("/v1/chat/completions", {"messages": [{"role": "user", "content": "word " * 3000}], "stream": True}),
+])
+def test_prompt_longer_than_the_context_says_its_token_count_and_n_ctx(app, path, body):
+    response = app.test_client().post(path, json={"model": MODEL, **body})
     message = response.get_json()["error"]["message"]
     assert response.status_code == 400 and "N_CTX" in message and "2048" in message
     assert re.search(r"prompt is \d{4} tokens", message)
