@@ -61,7 +61,73 @@ class ErrorCode(StrEnum):
     NOT_FOUND = "not_found", 404
     METHOD_NOT_ALLOWED = "method_not_allowed", 405
     INTERNAL_ERROR = "internal_error", 500
+    # The command line's own (`error: <message> [<code>]`, exit status 3), never an HTTP answer; the status is
+    # what the failure would be as one.
+    PROXY_UNREACHABLE = "proxy_unreachable", 502  # no connection to the proxy
+    CONNECTION_LOST = "connection_lost", 502  # the connection broke mid-pull or mid-push
+    STREAM_ENDED = "stream_ended", 502  # the stream ended without its final line
 
+    # What a code means to the code that handles it, declared here once (the sets below).
+
+    @property
+    def tries_next_source(self) -> bool:
+        """A pull's download from a mirror that fails so goes on to the next source (the Hub last)."""
+        return self in _NEXT_SOURCE
+
+    @property
+    def source_lacks_it(self) -> bool:
+        """The source said it has no such repo or file: it is not broken, it does not cool down."""
+        return self in _SOURCE_LACKS
+
+    @property
+    def bytes_were_wrong(self) -> bool:
+        """The bytes that came were not the file's: nothing of them is kept to resume."""
+        return self in _WRONG_BYTES
+
+    @property
+    def mirror_is_broken(self) -> bool:
+        """A mirror answering a listing or a resolve so is broken, not lacking the repo: it cools down."""
+        return self in _MIRROR_BROKEN
+
+    @property
+    def hub_lists_nothing(self) -> bool:
+        """The Hub's listing failed so for this proxy: a mirror's listing is used instead, if one has it."""
+        return self in _HUB_LISTS_NOTHING
+
+    @property
+    def peer_repo_miss(self) -> bool:
+        """Upstream's answer that a peer is shown as the Hub's repo 404, so it moves on."""
+        return self in _PEER_REPO_MISS
+
+    @property
+    def peer_file_miss(self) -> bool:
+        """Upstream's answer that a peer is shown as the Hub's file 404, so it moves on."""
+        return self in _PEER_FILE_MISS
+
+    @property
+    def queue_is_busy(self) -> bool:
+        """The pull queue has no room for this pull now: a peer is told to ask again later."""
+        return self in _QUEUE_BUSY
+
+    @property
+    def may_pass_later(self) -> bool:
+        """A backend call that failed so may work when tried again (starting, restarting, busy)."""
+        return self in _MAY_PASS_LATER
+
+
+_NEXT_SOURCE = frozenset({ErrorCode.HUB_UNAVAILABLE, ErrorCode.CHECKSUM_MISMATCH, ErrorCode.INVALID_GGUF,
+                          ErrorCode.FILE_NOT_FOUND, ErrorCode.REPO_NOT_FOUND})
+_SOURCE_LACKS = frozenset({ErrorCode.FILE_NOT_FOUND, ErrorCode.REPO_NOT_FOUND})
+_WRONG_BYTES = frozenset({ErrorCode.CHECKSUM_MISMATCH, ErrorCode.INVALID_GGUF})
+_MIRROR_BROKEN = frozenset({ErrorCode.HUB_UNAVAILABLE, ErrorCode.HUB_TOKEN_REJECTED})
+_HUB_LISTS_NOTHING = frozenset({ErrorCode.HUB_UNAVAILABLE, ErrorCode.GATED_REPO, ErrorCode.REPO_NOT_FOUND})
+_PEER_REPO_MISS = frozenset({ErrorCode.REPO_NOT_FOUND, ErrorCode.GATED_REPO, ErrorCode.REVISION_NOT_FOUND,
+                             ErrorCode.REPO_NOT_ALLOWED, ErrorCode.HUB_TOKEN_REJECTED})
+_PEER_FILE_MISS = frozenset({ErrorCode.FILE_NOT_FOUND, ErrorCode.NOT_GGUF, ErrorCode.UNSAFE_FILENAME,
+                             ErrorCode.NAME_CONFLICT, ErrorCode.INVALID_REQUEST})
+_QUEUE_BUSY = frozenset({ErrorCode.PULL_QUEUE_FULL, ErrorCode.MODEL_BUSY})
+_MAY_PASS_LATER = frozenset({ErrorCode.BACKEND_UNAVAILABLE, ErrorCode.BACKEND_TIMEOUT, ErrorCode.SERVER_BUSY,
+                             ErrorCode.NOT_FOUND})
 
 STATUS_BY_CODE: dict[str, int] = {code.value: code.status for code in ErrorCode}
 

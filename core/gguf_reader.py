@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 from gguf.constants import GGUFValueType
+from core.errors import ErrorCode
 
 CHUNK_BYTES = 1 << 20
 _FORMATS = {"UINT8": "B", "INT8": "b", "UINT16": "H", "INT16": "h", "UINT32": "I", "INT32": "i",
@@ -28,7 +29,7 @@ class InvalidGGUF(Exception):
     answers to clients.
     """
 
-    code = "invalid_gguf"
+    code = ErrorCode.INVALID_GGUF
 
     def __init__(self, detail: str, client_message: str = MALFORMED):
         super().__init__(detail)

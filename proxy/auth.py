@@ -6,7 +6,7 @@ import hmac
 
 from flask import request
 
-from proxy.errors import ProxyError
+from proxy.errors import ErrorCode, ProxyError
 from proxy.services import services
 
 
@@ -25,7 +25,7 @@ def require_api_key(view):
     @functools.wraps(view)
     def wrapper(*args, **kwargs):
         if services().settings.api_key and not bears_api_key():
-            raise ProxyError("auth_required", "this endpoint needs 'Authorization: Bearer <PROXY_API_KEY>'")
+            raise ProxyError(ErrorCode.AUTH_REQUIRED, "this endpoint needs 'Authorization: Bearer <PROXY_API_KEY>'")
         return view(*args, **kwargs)
 
     return wrapper

@@ -9,7 +9,7 @@ from typing import Callable
 
 import requests
 
-from proxy.errors import ProxyError
+from proxy.errors import ErrorCode, ProxyError
 from core.hangup import ClientWatch, WatchedAdapter
 
 log = logging.getLogger(__name__)
@@ -55,7 +55,7 @@ class BackendClient:
         except requests.ConnectTimeout as err:
             raise self.unavailable("the backend did not accept a connection", wait=not probe) from err
         except requests.Timeout as err:
-            raise ProxyError("backend_timeout", "the backend took too long to answer") from err
+            raise ProxyError(ErrorCode.BACKEND_TIMEOUT, "the backend took too long to answer") from err
         except requests.RequestException as err:
             raise self.unavailable("the backend is not reachable", wait=not (probe or _client_left())) from err
 
@@ -69,7 +69,7 @@ class BackendClient:
         if reason is None and wait and self.exit_file:
             time.sleep(EXIT_FILE_WAIT_S)
             reason = self._exit_reason()
-        return ProxyError("backend_unavailable", f"{message}: {reason}" if reason else message)
+        return ProxyError(ErrorCode.BACKEND_UNAVAILABLE, f"{message}: {reason}" if reason else message)
 
     def _exit_reason(self) -> str | None:
         if not self.exit_file:
@@ -108,7 +108,7 @@ class BackendClient:
         response = self.request("POST", "/api/generate", body=body.encode(), content_type="application/json",
                                 headers={"X-Smoke-Test": "1"})
         if response.status_code != 200:
-            raise ProxyError("smoke_test_failed", f"the backend could not load {model_id} "
+            raise ProxyError(ErrorCode.SMOKE_TEST_FAILED, f"the backend could not load {model_id} "
                              f"(HTTP {response.status_code}, {_error_code(response)})")
         log.info("smoke test of %s passed", model_id)
 

@@ -12,7 +12,7 @@ from typing import Iterable, Mapping
 import requests
 
 from proxy.cli_progress import PullProgress, format_bytes
-from proxy.errors import ProxyError
+from proxy.errors import ErrorCode, ProxyError
 from proxy.pulls.request import PullRequest, parse_pull_request
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
@@ -150,7 +150,7 @@ def run_lock(args: argparse.Namespace) -> int:
     try:
         pins = lock_manifest(Path(args.file), lock_source(settings))
     except ManifestError as err:
-        raise CliError(str(err), "invalid_request", EXIT_USAGE) from err
+        raise CliError(str(err), ErrorCode.INVALID_REQUEST, EXIT_USAGE) from err
     except ValueError as err:  # REGISTRY_AUTH_FILE set and unreadable or malformed
         raise CliError(str(err), None, EXIT_USAGE) from err
     except OSError as err:
@@ -181,7 +181,7 @@ def run_pull(args: argparse.Namespace) -> int:
 
 def scheme_hint(model: str, code: str) -> str:
     """For a refused `name:tag` (Ollama's way of naming a model), the reference it probably meant."""
-    if code != "invalid_repo_id" or not OLLAMA_NAME_RE.match(model):
+    if code != ErrorCode.INVALID_REPO_ID or not OLLAMA_NAME_RE.match(model):
         return ""
     return f"; did you mean ollama://{model} (Ollama's registry)? A Hub repo id is owner/name[:QUANT]"
 
@@ -200,7 +200,7 @@ def follow(events: Iterable[dict], progress: PullProgress) -> int:
             progress.end_bar()
             raise CliError(str(event.get("error")), event.get("code"))
     raise CliError("the stream ended before the pull did; it may go on: see GET /v1/api/pulls",
-                   "stream_ended", EXIT_UNREACHABLE)
+                   ErrorCode.STREAM_ENDED, EXIT_UNREACHABLE)
 
 
 def _pull_remote(args: argparse.Namespace, body: dict) -> Iterable[dict]:
@@ -223,7 +223,7 @@ def _stream(args: argparse.Namespace, path: str, body: dict, what: str = "pull")
         except (requests.RequestException, ValueError) as err:
             goes_on = "the pull goes on: see GET /v1/api/pulls" if what == "pull" else "the push may go on"
             raise CliError(f"lost the connection to the proxy at {args.url} mid-{what} ({_reason(err)}); "
-                           f"{goes_on}", "connection_lost", EXIT_UNREACHABLE) from err
+                           f"{goes_on}", ErrorCode.CONNECTION_LOST, EXIT_UNREACHABLE) from err
 
 
 def _pull_local(args: argparse.Namespace, request: PullRequest) -> Iterable[dict]:
@@ -250,7 +250,7 @@ def _local_settings(args: argparse.Namespace):
     try:
         settings = Settings.from_env(args.env)
     except ValueError as err:
-        raise CliError(str(err), "invalid_request", EXIT_USAGE) from err
+        raise CliError(str(err), ErrorCode.INVALID_REQUEST, EXIT_USAGE) from err
     settings = settings.replace(models_manifest=None)  # a local pull is one model, not the declared set
     return settings.replace(models_dir=args.models_dir) if args.models_dir else settings
 
@@ -320,9 +320,9 @@ def _delete_local(args: argparse.Namespace) -> list[str]:
     store = _local_store(args)
     files = store.files_of_model(args.name)
     if not files:
-        raise CliError(f"no installed model named {args.name}", "model_not_found")
+        raise CliError(f"no installed model named {args.name}", ErrorCode.MODEL_NOT_FOUND)
     if not store.delete_unless_busy(files):
-        raise CliError(f"{args.name} is being pulled or pushed; delete it when that ends", "model_busy")
+        raise CliError(f"{args.name} is being pulled or pushed; delete it when that ends", ErrorCode.MODEL_BUSY)
     return files
 
 
@@ -345,7 +345,7 @@ def _call(args: argparse.Namespace, method: str, path: str, **kwargs) -> request
     try:
         response = requests.request(method, args.url.rstrip("/") + path, headers=headers, **kwargs)
     except requests.RequestException as err:
-        raise CliError(f"cannot reach the proxy at {args.url} ({_reason(err)})", "proxy_unreachable",
+        raise CliError(f"cannot reach the proxy at {args.url} ({_reason(err)})", ErrorCode.PROXY_UNREACHABLE,
                        EXIT_UNREACHABLE) from err
     if response.status_code >= 400:
         with response:

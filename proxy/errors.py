@@ -32,4 +32,4 @@ def disk_full_is_insufficient_storage(message: str = "the models volume is full;
     except OSError as err:
         if err.errno not in (errno.ENOSPC, errno.EDQUOT):
             raise
-        raise ProxyError("insufficient_storage", message) from err
+        raise ProxyError(ErrorCode.INSUFFICIENT_STORAGE, message) from err

@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from core import naming
-from proxy.errors import ProxyError
+from proxy.errors import ErrorCode, ProxyError
 from proxy.manifest import Entry, parse_manifest
 from proxy.retry import Backoff
 from proxy.settings import Settings
@@ -79,7 +79,7 @@ def resolve_pins(entry: Entry, source) -> dict:
     resolved = source.resolve(Wanted(request.repo, request.revision, request.filename, request.quant))
     missing = [f.filename for f in resolved.files if not f.sha256]
     if missing:
-        raise ProxyError("hub_unavailable", f"the source gives no sha256 for {', '.join(missing)}")
+        raise ProxyError(ErrorCode.HUB_UNAVAILABLE, f"the source gives no sha256 for {', '.join(missing)}")
     pins: dict[str, Any] = {"filename": resolved.files[0].filename, "revision": resolved.commit}
     if len(resolved.files) == 1:
         pins["sha256"] = resolved.files[0].sha256

@@ -7,7 +7,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from proxy.errors import ProxyError
+from proxy.errors import ErrorCode, ProxyError
 
 # Ollama's `options` the backend has a field for; the others (num_ctx, num_gpu, mirostat, ...) are set at load
 # time by our settings, or have no llama.cpp counterpart here, and are ignored as Ollama ignores unknown ones.
@@ -31,7 +31,7 @@ def chat_request(body: dict, model_id: str) -> Translated:
     """Raises: ProxyError invalid_request (a field of the wrong type, images, tools, thinking)."""
     messages = body.get("messages")
     if not isinstance(messages, list):
-        raise ProxyError("invalid_request", "messages must be a list of {role, content}")
+        raise ProxyError(ErrorCode.INVALID_REQUEST, "messages must be a list of {role, content}")
     _unsupported(body, messages)
     out = [{"role": m["role"], "content": m.get("content") or ""} for m in map(_message, messages)]
     return Translated("/v1/chat/completions", {"model": model_id, "messages": out, **_common(body)},
@@ -43,10 +43,10 @@ def generate_request(body: dict, model_id: str) -> Translated:
     prompt, system = _text(body, "prompt"), _text(body, "system")
     _unsupported(body, [])
     if _text(body, "suffix"):
-        raise ProxyError("invalid_request", f"{body.get('model')!r} does not support insert")
+        raise ProxyError(ErrorCode.INVALID_REQUEST, f"{body.get('model')!r} does not support insert")
     if body.get("raw") is True:
         if system or _text(body, "template") or body.get("context"):
-            raise ProxyError("invalid_request", "raw mode does not support template, system, or context")
+            raise ProxyError(ErrorCode.INVALID_REQUEST, "raw mode does not support template, system, or context")
         return Translated("/v1/completions", {"model": model_id, "prompt": prompt, **_common(body)}, _stream(body))
     messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
     return Translated("/v1/chat/completions", {"model": model_id, "messages": messages, **_common(body)},
@@ -63,7 +63,7 @@ def embed_inputs(body: dict, field: str) -> list[str]:
         return []
     value = [value] if isinstance(value, str) else value
     if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
-        raise ProxyError("invalid_request", "invalid input type")
+        raise ProxyError(ErrorCode.INVALID_REQUEST, "invalid input type")
     return [item for item in value if item] if field == "prompt" else value
 
 
@@ -77,7 +77,7 @@ def keep_alive(body: dict) -> dict:
         return {}
     if isinstance(value, bool) or not isinstance(value, (str, int, float)) or \
             (isinstance(value, float) and not math.isfinite(value)):
-        raise ProxyError("invalid_request", 'keep_alive must be a duration such as "5m" or "1h", seconds as a '
+        raise ProxyError(ErrorCode.INVALID_REQUEST, 'keep_alive must be a duration such as "5m" or "1h", seconds as a '
                          "number, -1 (forever) or 0 (unload at once)")
     return {"keep_alive": value}
 
@@ -92,7 +92,7 @@ def _options(options: Any) -> dict:
     if options is None:
         return {}
     if not isinstance(options, dict):
-        raise ProxyError("invalid_request", "options must be an object such as {\"temperature\": 0.2}")
+        raise ProxyError(ErrorCode.INVALID_REQUEST, "options must be an object such as {\"temperature\": 0.2}")
     out = {OPTIONS[k]: v for k, v in options.items() if k in OPTIONS and v is not None}
     predict = out.get("max_tokens")
     if isinstance(predict, int) and not isinstance(predict, bool) and predict < 0:
@@ -107,7 +107,7 @@ def _format(value: Any) -> dict:
         return {"response_format": {"type": "json_object"}}
     if isinstance(value, dict):
         return {"response_format": {"type": "json_schema", "json_schema": {"name": "response", "schema": value}}}
-    raise ProxyError("invalid_request", 'format must be "json" or a JSON schema object')
+    raise ProxyError(ErrorCode.INVALID_REQUEST, 'format must be "json" or a JSON schema object')
 
 
 def _stream(body: dict) -> bool:
@@ -115,7 +115,7 @@ def _stream(body: dict) -> bool:
     if value is None:
         return True
     if not isinstance(value, bool):
-        raise ProxyError("invalid_request", "stream must be true or false")
+        raise ProxyError(ErrorCode.INVALID_REQUEST, "stream must be true or false")
     return value
 
 
@@ -124,16 +124,16 @@ def _text(body: dict, field: str) -> str:
     if value is None:
         return ""
     if not isinstance(value, str):
-        raise ProxyError("invalid_request", f"{field} must be a string")
+        raise ProxyError(ErrorCode.INVALID_REQUEST, f"{field} must be a string")
     return value
 
 
 def _message(message: Any) -> dict:
     if not isinstance(message, dict) or not isinstance(message.get("role"), str) or \
             not isinstance(message.get("content") or "", str):
-        raise ProxyError("invalid_request", "each message must be {\"role\": string, \"content\": string}")
+        raise ProxyError(ErrorCode.INVALID_REQUEST, "each message must be {\"role\": string, \"content\": string}")
     if message.get("images"):
-        raise ProxyError("invalid_request", "images are not supported: the models served here take text only")
+        raise ProxyError(ErrorCode.INVALID_REQUEST, "images are not supported: the models served here take text only")
     return {**message, "role": message["role"].lower()}
 
 
@@ -141,11 +141,11 @@ def _unsupported(body: dict, messages: list) -> None:
     """Raises: ProxyError invalid_request for what the backend cannot do, as Ollama words it for a model."""
     model = body.get("model")
     if body.get("images"):
-        raise ProxyError("invalid_request", "images are not supported: the models served here take text only")
+        raise ProxyError(ErrorCode.INVALID_REQUEST, "images are not supported: the models served here take text only")
     if body.get("tools"):
-        raise ProxyError("invalid_request", f"{model!r} does not support tools")
+        raise ProxyError(ErrorCode.INVALID_REQUEST, f"{model!r} does not support tools")
     if body.get("think") not in (None, False):
-        raise ProxyError("invalid_request", f"{model!r} does not support thinking")
+        raise ProxyError(ErrorCode.INVALID_REQUEST, f"{model!r} does not support thinking")
 
 
 def now_iso() -> str:

@@ -7,7 +7,7 @@ from typing import Any
 
 from core.gguf_check import InvalidGGUF, scan_gguf_header
 from core.gguf_reader import SkippedValue
-from proxy.errors import ProxyError
+from proxy.errors import ErrorCode, ProxyError
 from proxy.ollama_names import ollama_name
 from proxy.store import ModelStore
 
@@ -63,7 +63,7 @@ def show_model(store: ModelStore, model_id: str) -> dict:
     """
     model = next((m for m in installed_models(store) if m["id"] == model_id), None)
     if model is None:
-        raise ProxyError("model_not_found", f"model '{model_id}' not found")
+        raise ProxyError(ErrorCode.MODEL_NOT_FOUND, f"model '{model_id}' not found")
     info: dict[str, Any] = {}
     try:
         header = scan_gguf_header(store.final_path(model["files"][0]))

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Mapping
 
 from core import naming
-from proxy.errors import ProxyError
+from proxy.errors import ErrorCode, ProxyError
 from proxy.pulled_names import is_pulled_name
 from proxy.sources.reference import OLLAMA_HOST, is_registry_reference
 from proxy.store import ModelStore
@@ -41,7 +41,7 @@ def resolve_ollama_name(store: ModelStore, name: str) -> tuple[str, list[str]]:
     """
     name = name.strip() if isinstance(name, str) else ""
     if not name:
-        raise ProxyError("invalid_request", "model is required")
+        raise ProxyError(ErrorCode.INVALID_REQUEST, "model is required")
     hub = _hub_name(name)
     if hub:  # its own message: what the repo has installed, or which several it matches
         return resolve_model(store, hub)
@@ -52,7 +52,7 @@ def resolve_ollama_name(store: ModelStore, name: str) -> tuple[str, list[str]]:
             continue
         if files:
             return model, files
-    raise ProxyError("model_not_found", f"model '{name}' not found, try pulling it first "
+    raise ProxyError(ErrorCode.MODEL_NOT_FOUND, f"model '{name}' not found, try pulling it first "
                      f"(POST /api/pull {{\"model\": \"{name}\"}}; GET /api/tags lists the installed models)")
 
 

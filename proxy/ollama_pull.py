@@ -7,7 +7,7 @@ import logging
 from typing import Callable, Iterable, Iterator
 
 from core import naming
-from proxy.errors import ProxyError
+from proxy.errors import ErrorCode, ProxyError
 from proxy.ollama_names import HUB_ALIASES, LATEST
 from proxy.pulls.events import Complete, Downloading, Failed, PullEvent, Starting, Verifying
 from proxy.sources.reference import HUB_PREFIXES, is_registry_reference
@@ -24,7 +24,7 @@ def pull_body(body: dict) -> dict:
     """
     name = body.get("model") or body.get("name")
     if not isinstance(name, str) or not name.strip():
-        raise ProxyError("invalid_request", "model is required")
+        raise ProxyError(ErrorCode.INVALID_REQUEST, "model is required")
     name = name.strip()
     hub = next((name[len(alias):] for alias in HUB_ALIASES if name.lower().startswith(alias)), None)
     if hub is not None:

@@ -7,7 +7,7 @@ import logging
 import time
 from typing import Iterator
 
-from proxy.errors import ProxyError
+from proxy.errors import ErrorCode, ProxyError
 from proxy.ollama_convert import DONE_REASONS, metrics, now_iso
 from proxy.upstream import Upstream
 
@@ -32,7 +32,8 @@ def whole_answer(upstream: Upstream, name: str, chat: bool, started: float) -> d
         text = choice["message"]["content"] if "message" in choice else choice["text"]
         usage = answer.get("usage") or {}
     except (KeyError, IndexError, TypeError) as err:
-        raise ProxyError("backend_unavailable", "the backend answered a completion of an unknown shape") from err
+        raise ProxyError(ErrorCode.BACKEND_UNAVAILABLE,
+                         "the backend answered a completion of an unknown shape") from err
     done = piece(name, text or "", chat, done=True)
     done["done_reason"] = DONE_REASONS.get(choice.get("finish_reason"), "stop")
     done.update(metrics(time.monotonic() - started, None, _count(usage, "prompt_tokens"),

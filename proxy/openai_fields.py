@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any, Callable
 
-from proxy.errors import ProxyError
+from proxy.errors import ErrorCode, ProxyError
 
 OPENAI_GENERATING_PATHS = frozenset({"/v1/completions", "/v1/chat/completions"})
 
@@ -50,7 +50,7 @@ def check_openai_fields(path: str, body: Any) -> None:
         return
     for field, (unsupported, why) in RULES.items():
         if field in body and unsupported(body[field]):
-            raise ProxyError("invalid_request", f"unsupported field {field!r} "
+            raise ProxyError(ErrorCode.INVALID_REQUEST, f"unsupported field {field!r} "
                              f"(sent {_shown(body[field])}): {why}")
 
 

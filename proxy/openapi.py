@@ -5,7 +5,7 @@ import dataclasses
 import typing
 
 from proxy import VERSION
-from proxy.errors import STATUS_BY_CODE
+from proxy.errors import STATUS_BY_CODE, ErrorCode
 from proxy import openapi_ollama
 from proxy.pulls.events import EVENT_TYPES, PullEvent
 from proxy.pushes.events import PUSH_EVENT_TYPES
@@ -60,7 +60,8 @@ def _forwarded(summary: str, error_schema: str = "OpenAIError") -> dict:
 
 
 # JSON Schema of an event field, by its type hint.
-_FIELD_SCHEMAS = {str: STR, str | None: NULLABLE_STR, int: INT, float: {"type": "number"}, bool: {"type": "boolean"},
+_FIELD_SCHEMAS = {str: STR, ErrorCode: STR, str | None: NULLABLE_STR, int: INT, float: {"type": "number"},
+                  bool: {"type": "boolean"},
                   tuple[str, ...]: {"type": "array", "items": STR}}
 
 

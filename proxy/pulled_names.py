@@ -10,7 +10,7 @@ import json
 from typing import Iterable
 
 from core import naming
-from proxy.errors import ProxyError
+from proxy.errors import ErrorCode, ProxyError
 
 HUB_PREFIXES = ("hf.co/", "hf://")
 REGISTRY_SCHEMES = ("ollama://", "oci://")
@@ -46,11 +46,12 @@ def _only_one(name: str, pull_as: str, repo: str | None, matching: dict[str, str
     if len(matching) == 1:
         return next(iter(matching))
     if matching:
-        raise ProxyError("model_not_found", f"model {name!r} is ambiguous: it matches {_listing(matching, repo)}; "
+        raise ProxyError(ErrorCode.MODEL_NOT_FOUND,
+                         f"model {name!r} is ambiguous: it matches {_listing(matching, repo)}; "
                          "name one of them")
     installed = f" (installed from {repo}: {_listing(from_repo, repo)})" if from_repo else ""
     # The backend's message for an unknown model (server.models.not_installed_message), with the exact pull.
-    raise ProxyError("model_not_found", f"model {name!r} is not installed{installed}; pull it first: "
+    raise ProxyError(ErrorCode.MODEL_NOT_FOUND, f"model {name!r} is not installed{installed}; pull it first: "
                      f"POST /v1/api/pull {json.dumps({'model': pull_as})} (GET /v1/models lists the installed "
                      "models)")
 

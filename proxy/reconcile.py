@@ -16,7 +16,7 @@ from proxy.pulls.jobs import PullJob
 from proxy.pulls.pins import is_commit
 from proxy.pulls.request import parse_model
 from proxy.pulls.service import PullService
-from proxy.residency_pin import TRANSIENT, ResidencyPinner
+from proxy.residency_pin import ResidencyPinner
 from proxy.store import ModelStore
 
 log = logging.getLogger(__name__)
@@ -180,7 +180,9 @@ class Reconciler:
         except ProxyError as err:
             log.warning("manifest entry %s: keep_loaded load failed: %s (%s)", state.entry.model, err.message, err.code)
             with self._lock:
-                state.state = "loading" if err.code in TRANSIENT else "failed"
+                # One that may pass later (the backend starting, restarting, busy) is tried at the next poll; any
+                # other (model_too_large, model_load_failed) stays until the manifest or the file changes.
+                state.state = "loading" if err.code.may_pass_later else "failed"
                 state.error, state.code = err.message, err.code
             return
         with self._lock:

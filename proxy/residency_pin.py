@@ -11,9 +11,6 @@ from proxy.upstream import backend_error
 
 log = logging.getLogger(__name__)
 RUNNING_TIMEOUT_S = 5.0
-# A load that fails with these may work later (the backend starting, restarting, busy): tried again at the next
-# poll. Any other failure (model_too_large, model_load_failed) stays until the manifest or the file changes.
-TRANSIENT = ("backend_unavailable", "backend_timeout", "server_busy", "not_found")
 
 
 class ResidencyPinner:

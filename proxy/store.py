@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Iterator, Mapping
 
 from core import naming
-from proxy.errors import ProxyError
+from proxy.errors import ErrorCode, ProxyError
 from proxy.fsutil import file_lock, fsync_dir, write_json_atomically
 from proxy.model_details import DetailsCache
 from proxy.provenance import Provenance, ProvenanceStore
@@ -182,7 +182,7 @@ class ModelStore:
 def _child(folder: Path, name: str) -> Path:
     """folder/name, refusing anything that is not a safe name (core.naming.is_safe_name)."""
     if not naming.is_safe_name(name):
-        raise ProxyError("unsafe_filename", "the file name is not a plain file name")
+        raise ProxyError(ErrorCode.UNSAFE_FILENAME, "the file name is not a plain file name")
     return folder / name
 
 

@@ -12,12 +12,15 @@ from flask import request
 from urllib3.exceptions import ReadTimeoutError
 
 from core.hangup import ClientWatch
-from proxy.errors import STATUS_BY_CODE, ProxyError
+from proxy.errors import ErrorCode, ProxyError, STATUS_BY_CODE
 from proxy.services import services
 
 log = logging.getLogger(__name__)
 ERROR_BODY_MAX = 64 * 1024  # an error answer larger than this is not the backend's JSON error
 RETRY_AFTER_S = 1
+# A backend error answer without a code we know stands for the code of its status.
+_CODE_BY_STATUS = {404: ErrorCode.NOT_FOUND, 405: ErrorCode.METHOD_NOT_ALLOWED, 413: ErrorCode.BODY_TOO_LARGE,
+                   502: ErrorCode.BACKEND_UNAVAILABLE, 503: ErrorCode.SERVER_BUSY, 504: ErrorCode.BACKEND_TIMEOUT}
 # How long the proxy waits for the answer (or a stream's first event): the backend stops generating
 # after that, as nobody waits any more (server.waiting).
 TIMEOUT_HEADER = "X-Request-Timeout-S"
@@ -46,11 +49,11 @@ class Upstream:
         except requests.RequestException as err:
             raise broken_answer(err) from err
         except ValueError as err:
-            raise ProxyError("backend_unavailable", "the backend answered what is not JSON") from err
+            raise ProxyError(ErrorCode.BACKEND_UNAVAILABLE, "the backend answered what is not JSON") from err
         finally:
             self.close()
         if not isinstance(body, dict):
-            raise ProxyError("backend_unavailable", "the backend answered what is not a JSON object")
+            raise ProxyError(ErrorCode.BACKEND_UNAVAILABLE, "the backend answered what is not a JSON object")
         return body
 
     def sse_data(self) -> Iterator[str]:
@@ -105,7 +108,7 @@ def forward_slot() -> Callable[[], None]:
     slots = services().forward_slots
     if not slots.acquire(blocking=False):
         limit = services().settings.forward_max_in_flight
-        raise ProxyError("server_busy", f"{limit} requests are being forwarded to the backend already "
+        raise ProxyError(ErrorCode.SERVER_BUSY, f"{limit} requests are being forwarded to the backend already "
                          "(FORWARD_MAX_IN_FLIGHT); try again in a moment", headers={"Retry-After": str(RETRY_AFTER_S)})
     return slots.release
 
@@ -127,8 +130,8 @@ def broken_answer(err: requests.RequestException) -> ProxyError:
     """Our error for a backend answer that stopped part way: too slow, or cut off."""
     # requests reports a read timeout in the body as a ConnectionError wrapping urllib3's error.
     if isinstance(err, requests.Timeout) or (err.args and isinstance(err.args[0], ReadTimeoutError)):
-        return ProxyError("backend_timeout", "the backend took too long to send the rest of its answer")
-    return ProxyError("backend_unavailable", "the backend closed the connection mid-answer; it may have "
+        return ProxyError(ErrorCode.BACKEND_TIMEOUT, "the backend took too long to send the rest of its answer")
+    return ProxyError(ErrorCode.BACKEND_UNAVAILABLE, "the backend closed the connection mid-answer; it may have "
                       "stopped or been restarted")
 
 
@@ -156,10 +159,8 @@ def backend_error(response: requests.Response) -> ProxyError:
     else:
         message, code = inner, body.get("code") if isinstance(body, dict) else None
     status = response.status_code
-    if code not in STATUS_BY_CODE:
-        code = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large", 502: "backend_unavailable",
-                503: "server_busy", 504: "backend_timeout"}.get(status, "invalid_request" if status < 500 else
-                                                                  "backend_unavailable")
+    if not isinstance(code, str) or code not in STATUS_BY_CODE:  # a list or an object is no code either
+        code = _CODE_BY_STATUS.get(status, ErrorCode.INVALID_REQUEST if status < 500 else ErrorCode.BACKEND_UNAVAILABLE)
     if not isinstance(message, str) or not message:
         message = f"the backend answered HTTP {status} ({code})"
     headers = {"Retry-After": response.headers["Retry-After"]} if "Retry-After" in response.headers else None

@@ -21,6 +21,8 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Callable, TypeVar
 
+from core.errors import ErrorCode
+
 from .errors import BackendError, InvalidRequest, ServerBusy
 from .sampling import Sampling, make_chain
 from .stats import ServingStats
@@ -263,7 +265,7 @@ class Engine:
             self._release(slot)
         except Exception:  # one request's setup never stops the others
             log.exception("could not start a request on model %s", self.name)
-            job.events.put(BackendError("internal_error", "generation failed; see the backend's log"))
+            job.events.put(BackendError(ErrorCode.INTERNAL_ERROR, "generation failed; see the backend's log"))
             self._release(slot)
 
     def _can_reuse(self, seq: int, keep: int) -> bool:
@@ -359,7 +361,7 @@ class Engine:
         log.error("llama_decode failed with %d for model %s; the requests in that step end", code, self.name)
         for slot in self._slots:
             if slot.job is not None:
-                slot.job.events.put(BackendError("internal_error", "generation failed; see the backend's log"))
+                slot.job.events.put(BackendError(ErrorCode.INTERNAL_ERROR, "generation failed; see the backend's log"))
                 self._ll.llama_memory_seq_rm(self._memory, slot.seq, -1, -1)
                 slot.tokens = []
                 self._release(slot)

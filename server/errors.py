@@ -1,7 +1,7 @@
 """The backend's typed errors; codes, statuses, the JSON shape and the handler are core.errors'."""
 from __future__ import annotations
 
-from core.errors import ServiceError, error_body, register_error_handlers
+from core.errors import ErrorCode, ServiceError, error_body, register_error_handlers
 
 __all__ = ["BackendError", "InvalidRequest", "ModelLoadFailed", "ModelNotFound", "ModelTooLarge", "ServerBusy",
            "error_body", "register_error_handlers"]
@@ -14,26 +14,26 @@ class BackendError(ServiceError):
 
 class InvalidRequest(BackendError):
     def __init__(self, message: str):
-        super().__init__("invalid_request", message)
+        super().__init__(ErrorCode.INVALID_REQUEST, message)
 
 
 class ModelNotFound(BackendError):
     def __init__(self, message: str):
-        super().__init__("model_not_found", message)
+        super().__init__(ErrorCode.MODEL_NOT_FOUND, message)
 
 
 class ModelLoadFailed(BackendError):
     def __init__(self, message: str):
-        super().__init__("model_load_failed", message)
+        super().__init__(ErrorCode.MODEL_LOAD_FAILED, message)
 
 
 class ModelTooLarge(BackendError):
     def __init__(self, message: str):
-        super().__init__("model_too_large", message)
+        super().__init__(ErrorCode.MODEL_TOO_LARGE, message)
 
 
 class ServerBusy(BackendError):
     """Every slot runs and MAX_QUEUE requests wait (or the model is being unloaded): try again shortly."""
 
     def __init__(self, message: str):
-        super().__init__("server_busy", message, headers={"Retry-After": str(RETRY_AFTER_S)})
+        super().__init__(ErrorCode.SERVER_BUSY, message, headers={"Retry-After": str(RETRY_AFTER_S)})

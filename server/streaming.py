@@ -8,6 +8,8 @@ from typing import Callable, Iterator
 
 from flask import Response
 
+from core.errors import ErrorCode
+
 from .errors import BackendError, error_body
 from .models import Lease
 
@@ -76,7 +78,7 @@ class LeasedStream:
         except Exception:
             log.exception("generation failed mid-stream for model %s", self._lease.model.id)
             self._finish()
-            return json_event(error_body("internal_error", "generation failed; see the backend's log"))
+            return json_event(error_body(ErrorCode.INTERNAL_ERROR, "generation failed; see the backend's log"))
 
     def close(self) -> None:
         try:

@@ -7,6 +7,7 @@ import socket
 import time
 from typing import Callable, Mapping, Optional
 
+from core.errors import ErrorCode
 from core.hangup import CLOSED, peer_state
 
 from .errors import BackendError
@@ -19,7 +20,7 @@ class Abandoned(BackendError):
     """Nobody waits for this answer any more: the client hung up, or the time it waits passed."""
 
     def __init__(self, message: str):
-        super().__init__("backend_timeout", message, status=504)
+        super().__init__(ErrorCode.BACKEND_TIMEOUT, message, status=504)
 
 
 class Waiter:

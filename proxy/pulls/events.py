@@ -9,7 +9,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from proxy.errors import STATUS_BY_CODE, ProxyError
+from core.errors import error_code
+from proxy.errors import STATUS_BY_CODE, ErrorCode, ProxyError
 
 OPTIONAL = {"optional": True}  # field metadata: the line leaves the field out while it has its default
 
@@ -98,7 +99,11 @@ class Failed(PullEvent):
     status: ClassVar[str] = "error"
     ends: ClassVar[bool] = True
     error: str
-    code: str = field(metadata={"schema": {"enum": sorted(STATUS_BY_CODE)}})
+    code: ErrorCode = field(metadata={"schema": {"enum": sorted(STATUS_BY_CODE)}})
+
+    def __post_init__(self) -> None:
+        """Raises: ValueError when `code` is not an ErrorCode (a typo would otherwise reach a client)."""
+        object.__setattr__(self, "code", error_code(self.code))
 
     @classmethod
     def of(cls, err: ProxyError) -> "Failed":
@@ -107,7 +112,7 @@ class Failed(PullEvent):
     @property
     def http_status(self) -> int:
         """The status a `stream: false` answer carries."""
-        return STATUS_BY_CODE.get(self.code, 500)
+        return self.code.status
 
 
 EVENT_TYPES: tuple[type[PullEvent], ...] = (Starting, Queued, Evicting, Downloading, Verifying, SmokeTesting,

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Callable
 
 from core import naming
-from proxy.errors import ProxyError
+from proxy.errors import ErrorCode, ProxyError
 from core.gguf_check import GGUFHeader, InvalidGGUF, scan_gguf_header
 from proxy.model_details import details_of
 from proxy.provenance import Provenance
@@ -124,7 +124,7 @@ class Installer:
         try:
             self.smoke_test(naming.model_id(key))
         except ProxyError as err:
-            if err.code == "smoke_test_failed":
+            if err.code == ErrorCode.SMOKE_TEST_FAILED:
                 self.store.quarantine(names)
                 raise
             raise ProxyError(err.code, f"{err.message}: {key} is installed but not smoke-tested; pull it "
@@ -149,12 +149,13 @@ def _verify(path: Path, remote: RemoteFile, digest: str) -> GGUFHeader:
     """
     size = path.stat().st_size
     if size != remote.size:
-        raise ProxyError("checksum_mismatch", f"received {size} bytes, the source lists {remote.size}")
+        raise ProxyError(ErrorCode.CHECKSUM_MISMATCH, f"received {size} bytes, the source lists {remote.size}")
     if remote.sha256 and digest != remote.sha256.lower():
-        raise ProxyError("checksum_mismatch", "sha256 of the received bytes differs from the one its source lists")
+        raise ProxyError(ErrorCode.CHECKSUM_MISMATCH,
+                         "sha256 of the received bytes differs from the one its source lists")
     try:
         return scan_gguf_header(path)
     except InvalidGGUF as err:
         log.warning("%s is not a valid GGUF file: %s", path.name, err)  # the detail: for the log only
-        raise ProxyError("invalid_gguf", f"not a valid GGUF file: {err.client_message}") from err
+        raise ProxyError(ErrorCode.INVALID_GGUF, f"not a valid GGUF file: {err.client_message}") from err
 

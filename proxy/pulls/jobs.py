@@ -7,7 +7,7 @@ import time
 import uuid
 from typing import Callable, Iterator
 
-from proxy.errors import ProxyError
+from proxy.errors import ErrorCode, ProxyError
 from proxy.pulls.events import Downloading, Failed, PullEvent, Queued, Starting
 
 log = logging.getLogger(__name__)
@@ -96,9 +96,9 @@ class PullJob:
             self.publish(Failed.of(err))
         except Exception:  # noqa: BLE001 - a job must always end with a final line
             log.exception("pull %s of %s/%s failed", self.id, self.repo, self.filename)
-            self.publish(Failed("internal error; see the proxy's log", "internal_error"))
+            self.publish(Failed("internal error; see the proxy's log", ErrorCode.INTERNAL_ERROR))
         if not self.done:
-            code = "pull_stopped" if self.stop.is_set() else "hub_unavailable"
+            code = ErrorCode.PULL_STOPPED if self.stop.is_set() else ErrorCode.HUB_UNAVAILABLE
             self.publish(Failed("the pull was interrupted", code))
         self._on_end(self)
 
@@ -143,10 +143,10 @@ class PullRegistry:
             job = self._active.get(key)
             if job is not None:
                 if job.repo.lower() != repo.lower():
-                    raise ProxyError("model_busy", f"{key} is being pulled from {job.repo}")
+                    raise ProxyError(ErrorCode.MODEL_BUSY, f"{key} is being pulled from {job.repo}")
                 return job, True
             if len(self._running) >= self.concurrency and len(self._waiting) >= self.queue_max:
-                raise ProxyError("pull_queue_full", "too many pulls are waiting; try again later")
+                raise ProxyError(ErrorCode.PULL_QUEUE_FULL, "too many pulls are waiting; try again later")
             job = make()
             self._active[key] = job
             self._remember(job)
@@ -175,7 +175,7 @@ class PullRegistry:
                 self._active.pop(job.key, None)
         for job in waiting:
             job.publish(Failed("the proxy stopped before this pull started; its next start resumes it",
-                               "pull_stopped"))
+                               ErrorCode.PULL_STOPPED))
         for job in jobs:
             job.stop.set()
         deadline = time.monotonic() + wait_s

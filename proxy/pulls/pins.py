@@ -6,7 +6,7 @@ import dataclasses
 import re
 
 from core import naming
-from proxy.errors import ProxyError
+from proxy.errors import ErrorCode, ProxyError
 from proxy.pulls.remote import RemoteFile, RepoFiles
 from proxy.pulls.request import PullRequest
 
@@ -25,7 +25,7 @@ def apply_pins(request: PullRequest, resolved: RepoFiles) -> RepoFiles:
             checksum_mismatch (the source serves other bytes than the pin).
     """
     if is_commit(request.revision) and resolved.commit.lower() != request.revision.lower():
-        raise ProxyError("revision_not_found", f"{request.repo}: the pinned commit {request.revision} resolved "
+        raise ProxyError(ErrorCode.REVISION_NOT_FOUND, f"{request.repo}: the pinned commit {request.revision} resolved "
                          f"to {resolved.commit}")
     if request.pinned_sha256 is None and not request.pinned_parts:
         return resolved
@@ -40,7 +40,7 @@ def _pinned(request: PullRequest, resolved: RepoFiles, remote: RemoteFile, pin: 
     if pin is None:
         return remote
     if remote.sha256 is not None and remote.sha256.lower() != pin:
-        raise ProxyError("checksum_mismatch", f"{request.repo} at {resolved.commit[:12]} serves "
+        raise ProxyError(ErrorCode.CHECKSUM_MISMATCH, f"{request.repo} at {resolved.commit[:12]} serves "
                          f"{naming.basename(remote.filename)} with sha256 {remote.sha256}, not the pinned {pin}; "
                          "nothing was fetched and what is installed stays")
     return dataclasses.replace(remote, digest=pin, digest_algorithm="sha256")

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Mapping
 
 from core import naming
-from proxy.errors import ProxyError
+from proxy.errors import ErrorCode, ProxyError
 from proxy.provenance import Provenance
 from proxy.pulls.install import Installer, Origin
 from proxy.pulls.pins import apply_pins
@@ -118,7 +118,7 @@ class Planner:
             why = "" if self.retention is None else \
                 " (the volume's free space and MODELS_MAX_BYTES), and evicting what is not in use would not do"
             held = f"; pulls running or queued hold {self._reserved_bytes()} more" if self._reserved else ""
-            raise ProxyError("insufficient_storage",
+            raise ProxyError(ErrorCode.INSUFFICIENT_STORAGE,
                              f"{needed} bytes needed in MODELS_DIR, {max(room, 0)} left{why}{held}")
         return evicted
 
@@ -141,12 +141,12 @@ def check_name_free(request: PullRequest, remote: RemoteFile, records: Mapping[s
     if request.replace or record is None or record.repo.lower() == request.repo.lower() \
             or not store.final_path(name).is_file():
         return
-    raise ProxyError("name_conflict", f"{name} is installed from {record.repo}; pull with "
+    raise ProxyError(ErrorCode.NAME_CONFLICT, f"{name} is installed from {record.repo}; pull with "
                      '"replace": true to replace it with the file of ' + request.repo)
 
 
 def _check_size(remote: RemoteFile) -> None:
     """Raises: ProxyError hub_unavailable when the source reports no size, or one no file can have."""
     if not isinstance(remote.size, int) or remote.size < 0:
-        raise ProxyError("hub_unavailable", f"the source reported no valid size for {remote.filename} "
+        raise ProxyError(ErrorCode.HUB_UNAVAILABLE, f"the source reported no valid size for {remote.filename} "
                          f"({remote.size!r}); try again later")

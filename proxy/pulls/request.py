@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from core import naming
-from proxy.errors import ProxyError
+from proxy.errors import ErrorCode, ProxyError
 from proxy.pulls.install import MAX_FILENAME_BYTES
 from proxy.sources.reference import HUB_PREFIXES, is_registry_reference, parse_reference, scheme_of
 
@@ -36,19 +36,19 @@ class PullRequest:
 def parse_pull_request(body: Any) -> PullRequest:
     """Raises: ProxyError invalid_request, invalid_repo_id, unsafe_filename, not_gguf."""
     if not isinstance(body, dict):
-        raise ProxyError("invalid_request", "the body must be a JSON object")
+        raise ProxyError(ErrorCode.INVALID_REQUEST, "the body must be a JSON object")
     model = _field(body, "model", str, required=True)
     repo, model_quant = parse_model(model)
     quant = _field(body, "quant", str) or model_quant or None
     if quant is not None and not _QUANT_RE.match(quant):
-        raise ProxyError("invalid_request", "quant must be a quant tag such as Q4_K_M")
+        raise ProxyError(ErrorCode.INVALID_REQUEST, "quant must be a quant tag such as Q4_K_M")
     filename = _field(body, "filename", str)
     if filename is not None:
         filename = check_filename(filename)
     revision = parse_revision(_field(body, "revision", str))
     verify = _field(body, "verify", str) or "checksum"
     if verify not in ("checksum", "load"):
-        raise ProxyError("invalid_request", 'verify must be "checksum" or "load"')
+        raise ProxyError(ErrorCode.INVALID_REQUEST, 'verify must be "checksum" or "load"')
     stream = _field(body, "stream", bool)
     run_async = _field(body, "async", bool)
     replace = _field(body, "replace", bool)
@@ -76,7 +76,7 @@ def parse_model(model: str) -> tuple[str, str | None]:
 def parse_repo_id(repo: str) -> str:
     """Raises: ProxyError invalid_repo_id."""
     if not _REPO_RE.match(repo) or ".." in repo or "--" in repo:
-        raise ProxyError("invalid_repo_id", "model must be a Hub repo id: owner/name, letters, digits, . _ -")
+        raise ProxyError(ErrorCode.INVALID_REPO_ID, "model must be a Hub repo id: owner/name, letters, digits, . _ -")
     return repo
 
 
@@ -84,7 +84,7 @@ def parse_revision(revision: str | None) -> str:
     """Raises: ProxyError invalid_request."""
     revision = revision or "main"
     if not _REVISION_RE.match(revision) or ".." in revision:
-        raise ProxyError("invalid_request", "revision must be a branch, tag or commit id")
+        raise ProxyError(ErrorCode.INVALID_REQUEST, "revision must be a branch, tag or commit id")
     return revision
 
 
@@ -95,13 +95,13 @@ def check_filename(filename: str) -> str:
         ProxyError: unsafe_filename, not_gguf.
     """
     if not naming.is_safe_path(filename):  # before the length: a lone surrogate cannot be encoded
-        raise ProxyError("unsafe_filename", "filename must be a relative path inside the repo, without "
+        raise ProxyError(ErrorCode.UNSAFE_FILENAME, "filename must be a relative path inside the repo, without "
                          "'..', hidden parts, '%', backslashes or control characters")
     if len(naming.basename(filename).encode()) > MAX_FILENAME_BYTES:
-        raise ProxyError("unsafe_filename", f"the file name is too long: at most {MAX_FILENAME_BYTES} bytes "
+        raise ProxyError(ErrorCode.UNSAFE_FILENAME, f"the file name is too long: at most {MAX_FILENAME_BYTES} bytes "
                          "fit in MODELS_DIR once staged")
     if not naming.is_gguf(filename):
-        raise ProxyError("not_gguf", "only .gguf files can be pulled")
+        raise ProxyError(ErrorCode.NOT_GGUF, "only .gguf files can be pulled")
     return filename
 
 
@@ -113,16 +113,16 @@ def check_repo_allowed(repo: str, patterns: tuple[str, ...]) -> None:
     registry = is_registry_reference(repo)
     if patterns and not any(fnmatch.fnmatchcase(repo.lower(), p.lower()) for p in patterns
                             if (scheme_of(p) is not None) == registry):
-        raise ProxyError("repo_not_allowed", "this repo is not in ALLOWED_REPOS")
+        raise ProxyError(ErrorCode.REPO_NOT_ALLOWED, "this repo is not in ALLOWED_REPOS")
 
 
 def _field(body: dict, name: str, kind: type, required: bool = False) -> Any:
     value = body.get(name)
     if value is None:
         if required:
-            raise ProxyError("invalid_request", f"'{name}' is required")
+            raise ProxyError(ErrorCode.INVALID_REQUEST, f"'{name}' is required")
         return None
     # bool is an int subclass; neither should pass for the other.
     if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
-        raise ProxyError("invalid_request", f"'{name}' must be a {kind.__name__}")
+        raise ProxyError(ErrorCode.INVALID_REQUEST, f"'{name}' must be a {kind.__name__}")
     return value

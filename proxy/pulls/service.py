@@ -13,7 +13,7 @@ from typing import Any, Callable, Iterator, Mapping
 
 from core import naming
 from core.gguf_check import GGUFHeader
-from proxy.errors import ProxyError, disk_full_is_insufficient_storage
+from proxy.errors import ErrorCode, ProxyError, disk_full_is_insufficient_storage
 from proxy.metrics import Metrics
 from proxy.provenance import Provenance
 from proxy.pulls.events import Complete, Evicting, Failed, PullEvent, Queued, SmokeTesting, Verifying
@@ -128,7 +128,7 @@ class PullService:
             if not remember:
                 raise err
             log.error("pull of %s failed", _who(request)[0], exc_info=err)
-            err = ProxyError("internal_error", "internal error; see the proxy's log")
+            err = ProxyError(ErrorCode.INTERNAL_ERROR, "internal error; see the proxy's log")
         self.metrics.count_pull("rejected", err.code)
         if not remember:
             raise err
@@ -193,7 +193,7 @@ class PullService:
 
     def _resumable(self, err: BaseException, plan: Plan) -> bool:
         """A full volume stopped the pull with bytes staged: once there is room, it goes on from there."""
-        return (isinstance(err, ProxyError) and err.code == "insufficient_storage"
+        return (isinstance(err, ProxyError) and err.code == ErrorCode.INSUFFICIENT_STORAGE
                 and any(self.installer.staged_bytes(f.filename) for f in plan.files))
 
     def _run(self, job: PullJob, plan: Plan) -> Complete:
@@ -251,9 +251,9 @@ class PullService:
             try:
                 return (*self._fetch(job, candidate, progress, has_next=True), candidate)
             except ProxyError as err:
-                if err.code not in _NEXT_SOURCE_CODES:
+                if not err.code.tries_next_source:
                     raise
-                if err.code not in ("file_not_found", "repo_not_found"):  # a mirror that lacks it is not broken
+                if not err.code.source_lacks_it:
                     self.mirrors.failed(candidate.source_host, err.code)
                 self.installer.discard_staging(naming.basename(candidate.filename))
                 log.warning("fetching %s from %s failed (%s); trying the next source", candidate.filename,
@@ -285,9 +285,10 @@ class PullService:
             job.publish(Verifying(name))
             header = self.installer.verify(path, remote, digest)
         except TransferCancelled as err:  # shutdown: the transfer saved its progress for the next start
-            raise ProxyError("pull_stopped", "the proxy stopped while pulling; its next start resumes it") from err
+            raise ProxyError(ErrorCode.PULL_STOPPED,
+                             "the proxy stopped while pulling; its next start resumes it") from err
         except ProxyError as err:
-            if err.code in ("checksum_mismatch", "invalid_gguf"):  # not the source's bytes: nothing to resume
+            if err.code.bytes_were_wrong:
                 self.installer.discard_staging(name)
             raise
         return path, header
@@ -305,7 +306,8 @@ class PullService:
                 job.publish(Queued(1, "another process is pulling this file"))
                 announced = True
             if job.stop.wait(LOCK_POLL_S):
-                raise ProxyError("pull_stopped", "the proxy stopped while another process was pulling this file")
+                raise ProxyError(ErrorCode.PULL_STOPPED,
+                                 "the proxy stopped while another process was pulling this file")
 
     def _complete(self, plan: Plan) -> Complete:
         record = self.store.provenance.all().get(plan.key)
@@ -318,7 +320,6 @@ class PullService:
 
 
 # A source failing with these is skipped for the file; the next one is asked.
-_NEXT_SOURCE_CODES = ("hub_unavailable", "checksum_mismatch", "invalid_gguf", "file_not_found", "repo_not_found")
 
 
 def _who(request: PullRequest | Mapping | Any) -> tuple[str, str | None]:

@@ -21,7 +21,7 @@ from typing import Callable, Iterator
 import requests
 import urllib3
 
-from proxy.errors import ProxyError, disk_full_is_insufficient_storage
+from proxy.errors import ErrorCode, ProxyError, disk_full_is_insufficient_storage
 from proxy.fsutil import start_writeback
 from proxy.pulls.remote import Fetch
 from proxy.pulls.transfer_state import PartsState
@@ -147,7 +147,7 @@ class Transfer:
                 if self.state.is_complete():
                     self._hash_prefix()
                     return
-                raise ProxyError("hub_unavailable", "download ended with parts missing")
+                raise ProxyError(ErrorCode.HUB_UNAVAILABLE, "download ended with parts missing")
             if time.monotonic() - last_save >= SAVE_INTERVAL_S:
                 self.state.save()
                 last_save = time.monotonic()
@@ -202,9 +202,9 @@ class Transfer:
                 failures = 0 if self.state.done[index] > before else failures + 1
                 reason, retry_after = _describe(err)
                 if self.options.stall_ends and isinstance(err, requests.Timeout):
-                    raise ProxyError("hub_unavailable", f"the source stalled ({reason})") from err
+                    raise ProxyError(ErrorCode.HUB_UNAVAILABLE, f"the source stalled ({reason})") from err
             if failures >= self.options.max_retries:
-                raise ProxyError("hub_unavailable", f"download failed {failures} times in a row ({reason})")
+                raise ProxyError(ErrorCode.HUB_UNAVAILABLE, f"download failed {failures} times in a row ({reason})")
             log.warning("part %d of %s: %s; retry %d/%d", index, self.dest.name, reason, failures,
                         self.options.max_retries)
             if not self.options.backoff.sleep(max(failures, 1), self._abort, retry_after):
@@ -261,14 +261,16 @@ class Transfer:
         if response.status_code == 206:
             first, total = _content_range(response.headers.get("Content-Range"))
             if total is not None and total != self.size:
-                raise ProxyError("checksum_mismatch", f"the server has {total} bytes, the source lists {self.size}")
+                raise ProxyError(ErrorCode.CHECKSUM_MISMATCH,
+                                 f"the server has {total} bytes, the source lists {self.size}")
             if first != position:
                 raise _RetryableHTTP(206)
             return position
         if response.status_code == 200:
             length = response.headers.get("Content-Length")
             if length is not None and length.isdigit() and int(length) != self.size:
-                raise ProxyError("checksum_mismatch", f"the server sent {length} bytes, the source lists {self.size}")
+                raise ProxyError(ErrorCode.CHECKSUM_MISMATCH,
+                                 f"the server sent {length} bytes, the source lists {self.size}")
             if len(self.state.done) > 1:
                 raise _NoRangeSupport()
             self.state.restart_stream()  # the whole body again: restart the file cleanly

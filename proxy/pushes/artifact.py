@@ -7,7 +7,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from proxy.errors import ProxyError
+from proxy.errors import ErrorCode, ProxyError
 from proxy.store import ModelStore
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -52,7 +52,7 @@ def build_artifact(store: ModelStore, model: str) -> Artifact:
     """
     files = store.files_of_model(model)
     if not files:
-        raise ProxyError("model_not_found", f"no installed model named {model!r}; see GET /v1/api/models")
+        raise ProxyError(ErrorCode.MODEL_NOT_FOUND, f"no installed model named {model!r}; see GET /v1/api/models")
     records = store.provenance.all()
     layers = []
     for name in files:

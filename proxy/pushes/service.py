@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
-from proxy.errors import ProxyError
+from proxy.errors import ErrorCode, ProxyError
 from proxy.metrics import Metrics
 from proxy.pulls.events import Failed, PullEvent
 from proxy.pushes.artifact import Artifact, Blob, build_artifact
@@ -34,19 +34,21 @@ class PushRequest:
 def parse_push_request(body: Any) -> PushRequest:
     """Raises: ProxyError invalid_request, unsupported_source, invalid_repo_id."""
     if not isinstance(body, dict):
-        raise ProxyError("invalid_request", 'the body must be a JSON object: {"model": ..., "target": "oci://..."}')
+        raise ProxyError(ErrorCode.INVALID_REQUEST,
+                         'the body must be a JSON object: {"model": ..., "target": "oci://..."}')
     model, target, stream = body.get("model"), body.get("target"), body.get("stream", True)
     if not isinstance(model, str) or not model.strip() or len(model) > 512:
-        raise ProxyError("invalid_request", "model must name an installed model (its id or file name)")
+        raise ProxyError(ErrorCode.INVALID_REQUEST, "model must name an installed model (its id or file name)")
     if not isinstance(target, str) or not target:
-        raise ProxyError("invalid_request", "target must be an oci://host[:port]/repository:tag reference")
+        raise ProxyError(ErrorCode.INVALID_REQUEST, "target must be an oci://host[:port]/repository:tag reference")
     if not isinstance(stream, bool):
-        raise ProxyError("invalid_request", "stream must be true or false")
+        raise ProxyError(ErrorCode.INVALID_REQUEST, "stream must be true or false")
     if scheme_of(target) != "oci":
-        raise ProxyError("unsupported_source", "a push target must be oci://host[:port]/repository:tag")
+        raise ProxyError(ErrorCode.UNSUPPORTED_SOURCE, "a push target must be oci://host[:port]/repository:tag")
     ref = parse_reference(target)
     if ref.digest:
-        raise ProxyError("invalid_repo_id", "a push target names a tag, not a digest: oci://host/repository:tag")
+        raise ProxyError(ErrorCode.INVALID_REPO_ID,
+                         "a push target names a tag, not a digest: oci://host/repository:tag")
     return PushRequest(model.strip(), ref, stream)
 
 
@@ -82,9 +84,9 @@ class PushService:
         try:
             for name in self.store.files_of_model(request.model):
                 if not holding.enter_context(self.store.lock(name, blocking=False, shared=True)):
-                    raise ProxyError("model_busy", f"{name} is being pulled or deleted; push it when that ends")
+                    raise ProxyError(ErrorCode.MODEL_BUSY, f"{name} is being pulled or deleted; push it when that ends")
                 if not self.store.final_path(name).is_file():
-                    raise ProxyError("model_not_found", f"{name} was removed; see GET /v1/api/models")
+                    raise ProxyError(ErrorCode.MODEL_NOT_FOUND, f"{name} was removed; see GET /v1/api/models")
             return PreparedPush(request, build_artifact(self.store, request.model), holding)
         except BaseException:
             holding.close()
@@ -99,7 +101,7 @@ class PushService:
             final = Failed.of(err)
         except Exception:  # noqa: BLE001 - logged with its traceback; the client gets no internals
             log.exception("push of %s to %s failed", request.model, request.target.canonical)
-            final = Failed("the push failed unexpectedly; see the proxy's log", "internal_error")
+            final = Failed("the push failed unexpectedly; see the proxy's log", ErrorCode.INTERNAL_ERROR)
         finally:
             push.release()
         self.metrics.count_push(final, time.monotonic() - started)

@@ -14,7 +14,7 @@ from urllib.parse import urljoin, urlsplit
 
 import requests
 
-from proxy.errors import ProxyError
+from proxy.errors import ErrorCode, ProxyError
 from proxy.pushes.artifact import OCI_MANIFEST, Blob
 from proxy.retry import Backoff, parse_retry_after
 from proxy.sources.reference import RegistryRef
@@ -29,7 +29,7 @@ class TransientError(ProxyError):
     """A failure worth another attempt: the registry's 5xx or 429, a dropped connection, a lost session."""
 
     def __init__(self, message: str, retry_after_s: float | None = None):
-        super().__init__("hub_unavailable", message)
+        super().__init__(ErrorCode.HUB_UNAVAILABLE, message)
         self.retry_after_s = retry_after_s
 
 
@@ -117,11 +117,11 @@ class RegistryUploader:
             ProxyError: hub_unavailable naming the attempts, or the proxy stopping during the wait.
         """
         if failed >= self._max_attempts:
-            raise ProxyError("hub_unavailable", f"{err.message}; gave up after {failed} attempts") from err
+            raise ProxyError(ErrorCode.HUB_UNAVAILABLE, f"{err.message}; gave up after {failed} attempts") from err
         log.warning("%s to %s/%s failed (%s); attempt %d of %d", doing, self._ref.host, self._ref.repository,
                     err.message, failed + 1, self._max_attempts)
         if self._stop.wait(self._backoff.delay_s(failed, err.retry_after_s)):
-            raise ProxyError("hub_unavailable", f"the proxy stopped while {doing}") from err
+            raise ProxyError(ErrorCode.HUB_UNAVAILABLE, f"the proxy stopped while {doing}") from err
 
     def _send_blob(self, blob: Blob, mount_from: str | None, on_sent: Callable[[int], None]) -> str:
         if self._has_blob(blob.digest):
@@ -247,7 +247,7 @@ class RegistryUploader:
             try:
                 response = self._session.request(method, url, headers=headers, timeout=self._timeout_s, **kwargs)
             except requests.exceptions.SSLError as err:
-                raise ProxyError("hub_unavailable", f"registry {host} could not be reached over HTTPS (TLS "
+                raise ProxyError(ErrorCode.HUB_UNAVAILABLE, f"registry {host} could not be reached over HTTPS (TLS "
                                  "failed); a registry that serves plain HTTP must be listed in INSECURE_REGISTRIES"
                                  ) from err
             except requests.RequestException as err:
@@ -278,7 +278,7 @@ class RegistryUploader:
                   f"{self._ref.canonical}"
         if response.status_code >= 500 or response.status_code == 429 or "BLOB_UPLOAD_UNKNOWN" in codes:
             return TransientError(message, parse_retry_after(response.headers.get("Retry-After")))
-        return ProxyError("hub_unavailable", message)
+        return ProxyError(ErrorCode.HUB_UNAVAILABLE, message)
 
 
 def _range_end(value: str | None) -> int | None:

@@ -5,7 +5,7 @@ from typing import Any
 
 from flask import request
 
-from proxy.errors import ProxyError
+from proxy.errors import ErrorCode, ProxyError
 
 
 def json_body() -> Any:
@@ -17,4 +17,4 @@ def json_body() -> Any:
     try:
         return request.get_json(force=True, silent=True)
     except RecursionError as err:  # not a ValueError, so `silent` does not catch it
-        raise ProxyError("invalid_request", "the JSON body is nested too deeply") from err
+        raise ProxyError(ErrorCode.INVALID_REQUEST, "the JSON body is nested too deeply") from err

@@ -5,7 +5,7 @@ from flask import Blueprint, jsonify
 
 from core import naming
 from proxy.auth import require_api_key
-from proxy.errors import ProxyError
+from proxy.errors import ErrorCode, ProxyError
 from proxy.pulls.request import parse_repo_id
 from proxy.routes.body import json_body
 from proxy.usage import iso_seconds
@@ -42,11 +42,11 @@ def delete_model():
     files = store.files_of_model(name)
     # Checked before "absent": a model whose first pull is still running is busy, not unknown.
     if _being_pulled(name, files):
-        raise ProxyError("model_busy", f"{name} is being pulled; delete it when the pull ends")
+        raise ProxyError(ErrorCode.MODEL_BUSY, f"{name} is being pulled; delete it when the pull ends")
     if not files:
-        raise ProxyError("model_not_found", f"no installed model named {name}")
+        raise ProxyError(ErrorCode.MODEL_NOT_FOUND, f"no installed model named {name}")
     if not store.delete_unless_busy(files):
-        raise ProxyError("model_busy", f"{name} is being pulled or pushed; delete it when that ends")
+        raise ProxyError(ErrorCode.MODEL_BUSY, f"{name} is being pulled or pushed; delete it when that ends")
     return jsonify(status="deleted", files=files)
 
 
@@ -63,13 +63,13 @@ def _being_pulled(name: str, files: list[str]) -> bool:
 def _delete_target(body) -> str:
     """Raises: ProxyError invalid_request, unsafe_filename."""
     if not isinstance(body, dict):
-        raise ProxyError("invalid_request", 'the body must be {"filename": ...} or {"model": ...}')
+        raise ProxyError(ErrorCode.INVALID_REQUEST, 'the body must be {"filename": ...} or {"model": ...}')
     name = body.get("filename") if body.get("filename") is not None else body.get("model")
     if not isinstance(name, str) or not name:
-        raise ProxyError("invalid_request", '"filename" or "model" must be a non-empty string')
+        raise ProxyError(ErrorCode.INVALID_REQUEST, '"filename" or "model" must be a non-empty string')
     if "/" in name and body.get("filename") is None:
         return parse_repo_id(name)  # every installed file pulled from this repo
     if not naming.is_safe_name(name):
-        raise ProxyError("unsafe_filename", "give the installed file name or model id: not a path, and without "
+        raise ProxyError(ErrorCode.UNSAFE_FILENAME, "give the installed file name or model id: not a path, and without "
                          "control or invisible characters")
     return name

@@ -6,7 +6,7 @@ from __future__ import annotations
 from flask import Blueprint, Flask, Response, jsonify
 from werkzeug.exceptions import HTTPException
 
-from core.errors import ServiceError
+from core.errors import ErrorCode, ServiceError
 from proxy.auth import require_api_key
 from proxy.errors import ProxyError
 from proxy.ollama_listing import installed_models, show_model, tags_entry
@@ -45,7 +45,7 @@ def ollama_body() -> dict:
     """Raises: ProxyError invalid_request (no body, not a JSON object)."""
     body = json_body()
     if not isinstance(body, dict):
-        raise ProxyError("invalid_request", "missing request body" if body is None else "invalid JSON body")
+        raise ProxyError(ErrorCode.INVALID_REQUEST, "missing request body" if body is None else "invalid JSON body")
     return body
 
 
@@ -107,5 +107,5 @@ def delete():
     model, files = resolve_ollama_name(store, body.get("model") or body.get("name"))
     pulling = {job.key for job in services().pulls.jobs() if not job.done}
     if pulling & set(files) or not store.delete_unless_busy(files):
-        raise ProxyError("model_busy", f"{model} is being pulled or pushed; delete it when that ends")
+        raise ProxyError(ErrorCode.MODEL_BUSY, f"{model} is being pulled or pushed; delete it when that ends")
     return Response(status=200)

@@ -6,7 +6,7 @@ import time
 
 from flask import Blueprint, jsonify
 
-from proxy.errors import ProxyError
+from proxy.errors import ErrorCode, ProxyError
 from proxy.ollama_convert import (Translated, chat_request, embed_inputs, generate_request, keep_alive, metrics,
                                   normalized)
 from proxy.ollama_names import resolve_ollama_name
@@ -105,9 +105,9 @@ def _embeddings(model: str, files: list[str], inputs: list[str], body: dict) -> 
         data = sorted(answer["data"], key=lambda item: item["index"])
         vectors = [[float(x) for x in item["embedding"]] for item in data]
     except (KeyError, TypeError, ValueError) as err:
-        raise ProxyError("backend_unavailable", "the backend answered embeddings of an unknown shape") from err
+        raise ProxyError(ErrorCode.BACKEND_UNAVAILABLE, "the backend answered embeddings of an unknown shape") from err
     if len(vectors) != len(inputs):
-        raise ProxyError("backend_unavailable", f"the backend answered {len(vectors)} embeddings for "
+        raise ProxyError(ErrorCode.BACKEND_UNAVAILABLE, f"the backend answered {len(vectors)} embeddings for "
                          f"{len(inputs)} inputs")
     usage = answer.get("usage")
     tokens = usage.get("prompt_tokens") if isinstance(usage, dict) else None
@@ -120,5 +120,5 @@ def _dimensions(body: dict) -> int | None:
     if value in (None, 0):
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ProxyError("invalid_request", "dimensions must be a positive integer")
+        raise ProxyError(ErrorCode.INVALID_REQUEST, "dimensions must be a positive integer")
     return value

@@ -15,7 +15,7 @@ from flask import Blueprint, jsonify
 
 from core import naming
 from proxy.auth import bears_api_key
-from proxy.errors import ProxyError
+from proxy.errors import ErrorCode, ProxyError
 from proxy.provenance import Provenance
 from proxy.pulls.events import Failed
 from proxy.pulls.planning import Plan
@@ -30,9 +30,7 @@ POINTER_SIZE = 134
 PULL_THROUGH_RETRY_AFTER_S = 2  # what a peer is told to wait while this proxy pulls the file it asked for
 QUEUE_FULL_RETRY_AFTER_S = 10  # ... and when the pull queue has no room for another pull
 UPSTREAM_LISTINGS_MAX = 4  # listings asked of the upstream at once for peers; more are answered 503 at once
-# Upstream errors that mean "not here" to a peer (the Hub's 404s), so it moves on.
-_REPO_MISSES = ("repo_not_found", "gated_repo", "revision_not_found", "repo_not_allowed", "hub_token_rejected")
-_FILE_MISSES = ("file_not_found", "not_gguf", "unsafe_filename", "name_conflict", "invalid_request")
+# Upstream errors that mean "not here" to a peer (the Hub's 404s): ErrorCode.peer_repo_miss, peer_file_miss.
 
 
 @bp.get("/api/models/<owner>/<name>")
@@ -46,7 +44,7 @@ def model_info(owner: str, name: str, revision: str = "main"):
         return jsonify(id=repo, modelId=repo, sha=listing.commit, **_gating(listing.restricted),
                        siblings=[_sibling(f.filename, f.size, f.sha256) for f in listing.files])
     if not records:
-        raise _not_found("repo_not_found", "RepoNotFound", f"this proxy holds no file of {repo} at {revision}")
+        raise _not_found(ErrorCode.REPO_NOT_FOUND, "RepoNotFound", f"this proxy holds no file of {repo} at {revision}")
     return jsonify(id=repo, modelId=repo, sha=records[0].commit, **_gating(any(r.restricted for r in records)),
                    siblings=[_sibling(r.repo_path, r.size, r.sha256) for r in records])
 
@@ -79,7 +77,7 @@ def model_tree(owner: str, name: str, revision: str):
     if not records and _pulls_through(repo):
         return jsonify([_tree_entry(f.filename, f.size, f.sha256) for f in _upstream_listing(repo, revision).files])
     if not records:
-        raise _not_found("repo_not_found", "RepoNotFound", f"this proxy holds no file of {repo} at {revision}")
+        raise _not_found(ErrorCode.REPO_NOT_FOUND, "RepoNotFound", f"this proxy holds no file of {repo} at {revision}")
     return jsonify([_tree_entry(r.repo_path, r.size, r.sha256) for r in records])
 
 
@@ -96,7 +94,7 @@ def model_refs(owner: str, name: str):
     if not records and _pulls_through(repo):
         return jsonify(branches=[_branch("main", _upstream_listing(repo, "main").commit)], tags=[], converts=[])
     if not records:
-        raise _not_found("repo_not_found", "RepoNotFound", f"this proxy holds no file of {repo}")
+        raise _not_found(ErrorCode.REPO_NOT_FOUND, "RepoNotFound", f"this proxy holds no file of {repo}")
     newest: dict[str, Provenance] = {}
     for record in sorted(records, key=lambda r: r.pulled_at):
         if not record.commit.startswith(record.revision):  # a name, not a (short) commit
@@ -119,21 +117,21 @@ def resolve_file(owner: str, name: str, revision: str, filename: str):
     """
     repo = _checked_repo(owner, name, revision)
     if not naming.is_safe_path(filename):
-        raise _not_found("file_not_found", "EntryNotFound", f"this proxy does not hold that file of {repo}")
+        raise _not_found(ErrorCode.FILE_NOT_FOUND, "EntryNotFound", f"this proxy does not hold that file of {repo}")
     records = _records_at(repo, revision)
     record = next((r for r in records if r.repo_path == filename), None)
     if record is None and _pulls_through(repo):
         records = _pull_through(repo, revision, filename)
         record = next((r for r in records if r.repo_path == filename), None)
     if not records:
-        raise _not_found("repo_not_found", "RepoNotFound", f"this proxy holds no file of {repo} at {revision}")
+        raise _not_found(ErrorCode.REPO_NOT_FOUND, "RepoNotFound", f"this proxy holds no file of {repo} at {revision}")
     if record is not None:
         with contextlib.suppress(FileNotFoundError):  # else removed (evicted, deleted) since it was listed
             response = file_response(services().store.final_path(record.filename), record.sha256)
             response.headers.update({"X-Linked-Etag": f'"{record.sha256}"', "X-Linked-Size": str(record.size),
                                      "X-Repo-Commit": record.commit, "Accept-Ranges": "bytes"})
             return response
-    raise _not_found("file_not_found", "EntryNotFound", f"this proxy does not hold that file of {repo}")
+    raise _not_found(ErrorCode.FILE_NOT_FOUND, "EntryNotFound", f"this proxy does not hold that file of {repo}")
 
 
 def _checked_repo(owner: str, name: str, revision: str = "main") -> str:
@@ -144,11 +142,12 @@ def _checked_repo(owner: str, name: str, revision: str = "main") -> str:
     try:
         repo = parse_repo_id(f"{owner}/{name}")
     except ProxyError as err:
-        raise _not_found("repo_not_found", "RepoNotFound", "no such repo: not an owner/name a pull accepts") from err
+        raise _not_found(ErrorCode.REPO_NOT_FOUND,
+                         "RepoNotFound", "no such repo: not an owner/name a pull accepts") from err
     try:
         parse_revision(revision)
     except ProxyError as err:
-        raise _not_found("revision_not_found", "RevisionNotFound", f"no such revision of {repo}") from err
+        raise _not_found(ErrorCode.REVISION_NOT_FOUND, "RevisionNotFound", f"no such revision of {repo}") from err
     return repo
 
 
@@ -198,13 +197,14 @@ def _upstream_listing(repo: str, revision: str) -> RepoFiles:
     try:
         listing = services().source.hub.list_files(repo, revision)
     except ProxyError as err:
-        if err.code in _REPO_MISSES:
-            raise _not_found("repo_not_found", "RepoNotFound", f"no such repo upstream: {repo} at {revision}") from err
+        if err.code.peer_repo_miss:
+            raise _not_found(ErrorCode.REPO_NOT_FOUND,
+                             "RepoNotFound", f"no such repo upstream: {repo} at {revision}") from err
         raise
     finally:
         slots.release()
     if listing.restricted and not bears_api_key():  # a peer never gets what the Hub would not give it
-        raise _not_found("repo_not_found", "RepoNotFound", f"this proxy holds no file of {repo} at {revision}")
+        raise _not_found(ErrorCode.REPO_NOT_FOUND, "RepoNotFound", f"this proxy holds no file of {repo} at {revision}")
     return listing
 
 
@@ -216,21 +216,21 @@ def _pull_through(repo: str, revision: str, filename: str) -> list[Provenance]:
     the Hub's 404s for what upstream lacks or the asker may not have; how else the pull failed.
     """
     if not naming.is_gguf(filename):
-        raise _not_found("file_not_found", "EntryNotFound", f"this proxy pulls only GGUF files of {repo}")
+        raise _not_found(ErrorCode.FILE_NOT_FOUND, "EntryNotFound", f"this proxy pulls only GGUF files of {repo}")
     # As asked: the installed file is found under this revision.
     request = PullRequest(repo=repo, filename=filename, revision=revision)
     may_have_restricted = bears_api_key()
     try:
         ended = services().pull_through.ask(request, lambda plan: _admit(plan, may_have_restricted))
     except ProxyError as err:
-        if err.code in ("pull_queue_full", "model_busy"):
+        if err.code.queue_is_busy:
             raise _busy(f"this proxy's pull queue is busy ({err.code}); ask again", QUEUE_FULL_RETRY_AFTER_S) from err
         raise
     if isinstance(ended, Failed):
-        if ended.code in _REPO_MISSES:
-            raise _not_found("repo_not_found", "RepoNotFound", f"{repo} cannot be pulled: {ended.code}")
-        if ended.code in _FILE_MISSES:
-            raise _not_found("file_not_found", "EntryNotFound", f"{filename} cannot be pulled: {ended.code}")
+        if ended.code.peer_repo_miss:
+            raise _not_found(ErrorCode.REPO_NOT_FOUND, "RepoNotFound", f"{repo} cannot be pulled: {ended.code}")
+        if ended.code.peer_file_miss:
+            raise _not_found(ErrorCode.FILE_NOT_FOUND, "EntryNotFound", f"{filename} cannot be pulled: {ended.code}")
         raise ProxyError(ended.code, f"this proxy's pull of {filename} failed: {ended.error}")
     records = _records_at(repo, revision)
     if ended is None or not records:
@@ -244,12 +244,12 @@ def _admit(plan: Plan, may_have_restricted: bool) -> None:
     Raises: ProxyError repo_not_found.
     """
     if plan.resolved.restricted and not may_have_restricted:
-        raise ProxyError("repo_not_found", f"{plan.request.repo} is restricted; this proxy pulls it only for "
+        raise ProxyError(ErrorCode.REPO_NOT_FOUND, f"{plan.request.repo} is restricted; this proxy pulls it only for "
                          "requests bearing PROXY_API_KEY")
 
 
 def _busy(message: str, retry_after_s: int = PULL_THROUGH_RETRY_AFTER_S) -> ProxyError:
-    return ProxyError("server_busy", message, headers={"Retry-After": str(retry_after_s)})
+    return ProxyError(ErrorCode.SERVER_BUSY, message, headers={"Retry-After": str(retry_after_s)})
 
 
 def _not_found(code: str, hub_code: str, message: str) -> ProxyError:

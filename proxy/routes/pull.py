@@ -5,7 +5,7 @@ from flask import Blueprint, jsonify, request, url_for
 
 from core import naming
 from proxy.auth import require_api_key
-from proxy.errors import ProxyError
+from proxy.errors import ErrorCode, ProxyError
 from proxy.pulls.jobs import PullJob
 from proxy.pulls.request import check_repo_allowed, parse_model, parse_revision
 from proxy.sources.select import group_models, recommended
@@ -40,7 +40,7 @@ def list_pulls():
 def get_pull(job_id: str):
     job: PullJob | None = services().pulls.get(job_id)
     if job is None:
-        raise ProxyError("not_found", f"no pull with id {job_id}")
+        raise ProxyError(ErrorCode.NOT_FOUND, f"no pull with id {job_id}")
     return jsonify(job.summary())
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from flask import Blueprint, jsonify
 
 from proxy.auth import require_api_key
-from proxy.errors import ProxyError
+from proxy.errors import ErrorCode, ProxyError
 from proxy.ollama_convert import keep_alive
 from proxy.ollama_listing import installed_models
 from proxy.ollama_names import pulled_as, resolve_model
@@ -48,7 +48,7 @@ def _residency_body() -> dict:
     """Raises: ProxyError invalid_request."""
     body = json_body()
     if not isinstance(body, dict) or not isinstance(body.get("model"), str) or not body["model"].strip():
-        raise ProxyError("invalid_request", 'the body must be {"model": ..., "keep_alive"?: ...}')
+        raise ProxyError(ErrorCode.INVALID_REQUEST, 'the body must be {"model": ..., "keep_alive"?: ...}')
     return body
 
 

@@ -11,7 +11,7 @@ import requests
 import urllib3
 from huggingface_hub.utils import _http as hf_http
 
-from proxy.errors import ProxyError
+from proxy.errors import ErrorCode, ProxyError
 
 KiB, MiB = 1024, 1024 * 1024
 MANIFEST_MAX_BYTES = 4 * MiB
@@ -38,7 +38,7 @@ def read_capped(response: requests.Response, max_bytes: int, what: str) -> bytes
                 raise _too_large(what, max_bytes)
             chunks.append(block)
     except (urllib3.exceptions.HTTPError, OSError) as err:
-        raise ProxyError("hub_unavailable", f"{what} could not be read ({type(err).__name__})") from err
+        raise ProxyError(ErrorCode.HUB_UNAVAILABLE, f"{what} could not be read ({type(err).__name__})") from err
     finally:
         response.close()
     return b"".join(chunks)
@@ -108,4 +108,4 @@ def cap_hub_api_bodies() -> None:
 
 
 def _too_large(what: str, max_bytes: int) -> ProxyError:
-    return ProxyError("hub_unavailable", f"{what} is larger than {max_bytes // KiB} KiB; not read further")
+    return ProxyError(ErrorCode.HUB_UNAVAILABLE, f"{what} is larger than {max_bytes // KiB} KiB; not read further")

@@ -20,7 +20,7 @@ from huggingface_hub.errors import (
 from huggingface_hub.utils import build_hf_headers, paginate
 
 from core import naming
-from proxy.errors import ProxyError
+from proxy.errors import ErrorCode, ProxyError
 from proxy.pulls.remote import Fetch, RemoteFile, RepoFiles, host_of
 from proxy.sources.base import Wanted
 from proxy.sources.bounded import cap_hub_api_bodies
@@ -117,7 +117,8 @@ class HuggingFaceHub:
             try:
                 return fn()
             except _UNPARSEABLE as err:  # a 200 with an HTML page, `{}`, entries of another shape: not retried
-                raise ProxyError("hub_unavailable", f"{asked.endpoint} answered what does not parse as the Hub's "
+                raise ProxyError(ErrorCode.HUB_UNAVAILABLE,
+                                 f"{asked.endpoint} answered what does not parse as the Hub's "
                                  f"API ({type(err).__name__}) when asked for {asked.what()}") from err
             except (httpx2.TransportError, HfHubHTTPError) as err:
                 busy_s = _busy_retry_after(err)
@@ -133,7 +134,7 @@ class HuggingFaceHub:
                             asked.what(), _reason(err), delay_s, attempt + 1, self._max_retries)
                 stop.wait(delay_s)
                 attempt += 1
-        raise ProxyError("hub_unavailable", f"{asked.endpoint} was not asked: PULL_MAX_RETRIES is below 1")
+        raise ProxyError(ErrorCode.HUB_UNAVAILABLE, f"{asked.endpoint} was not asked: PULL_MAX_RETRIES is below 1")
 
 
 @dataclass(frozen=True)
@@ -154,22 +155,25 @@ def map_hub_error(err: Exception, asked: Asked, attempts: int = 1) -> ProxyError
     says what was asked of which endpoint."""
     where = f"asked {asked.endpoint} for {asked.what()}"
     if isinstance(err, GatedRepoError):
-        return ProxyError("gated_repo", "this repo is gated: accept its terms on the Hub and set an HF_TOKEN of "
+        return ProxyError(ErrorCode.GATED_REPO,
+                          "this repo is gated: accept its terms on the Hub and set an HF_TOKEN of "
                           f"an approved account; {where}")
     if isinstance(err, RepositoryNotFoundError):
-        return ProxyError("repo_not_found", f"no such repo, or it is private and HF_TOKEN has no access; {where}")
+        return ProxyError(ErrorCode.REPO_NOT_FOUND,
+                          f"no such repo, or it is private and HF_TOKEN has no access; {where}")
     if isinstance(err, RevisionNotFoundError):
-        return ProxyError("revision_not_found", f"no such branch, tag or commit in this repo; {where}")
+        return ProxyError(ErrorCode.REVISION_NOT_FOUND, f"no such branch, tag or commit in this repo; {where}")
     if isinstance(err, RemoteEntryNotFoundError):
-        return ProxyError("file_not_found", f"no such file in this repo at this revision; {where}")
+        return ProxyError(ErrorCode.FILE_NOT_FOUND, f"no such file in this repo at this revision; {where}")
     if isinstance(err, HfHubHTTPError) and err.response is not None:
         status = err.response.status_code
         if status == 401 and err.response.headers.get("X-Error-Message") == _INVALID_TOKEN_MESSAGE:
-            return ProxyError("hub_token_rejected", f"the Hub rejected the configured HF_TOKEN; {where}")
+            return ProxyError(ErrorCode.HUB_TOKEN_REJECTED, f"the Hub rejected the configured HF_TOKEN; {where}")
         if status in (401, 403):
-            return ProxyError("hub_token_rejected", f"the Hub refused access ({status}); check HF_TOKEN; {where}")
-        return ProxyError("hub_unavailable", f"the Hub answered HTTP {status} ({_tries(attempts)}); {where}")
-    return ProxyError("hub_unavailable", f"the Hub could not be reached ({_reason(err)}, {_tries(attempts)}); "
+            return ProxyError(ErrorCode.HUB_TOKEN_REJECTED,
+                              f"the Hub refused access ({status}); check HF_TOKEN; {where}")
+        return ProxyError(ErrorCode.HUB_UNAVAILABLE, f"the Hub answered HTTP {status} ({_tries(attempts)}); {where}")
+    return ProxyError(ErrorCode.HUB_UNAVAILABLE, f"the Hub could not be reached ({_reason(err)}, {_tries(attempts)}); "
                       f"{where}; check HF_ENDPOINT and the network")
 
 

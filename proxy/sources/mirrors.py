@@ -19,10 +19,6 @@ from proxy.sources.cooldown import MirrorHealth
 from proxy.sources.huggingface import HuggingFaceHub
 
 log = logging.getLogger(__name__)
-# The Hub's answers that list nothing for this proxy: a mirror's listing is used instead, if one has it.
-_NO_LISTING_FROM_HUB = ("hub_unavailable", "gated_repo", "repo_not_found")
-# A mirror's answers that say it is broken, not that it lacks the repo: it cools down.
-_MIRROR_FAILURES = ("hub_unavailable", "hub_token_rejected")
 
 
 class MirroredHub:
@@ -40,7 +36,7 @@ class MirroredHub:
         try:
             return self.upstream.list_files(repo, revision)
         except ProxyError as err:
-            if err.code not in _NO_LISTING_FROM_HUB:
+            if not err.code.hub_lists_nothing:
                 raise
             for mirror in self.mirrors:
                 listing = self._ask(mirror, lambda m: m.list_files(repo, revision))
@@ -57,7 +53,7 @@ class MirroredHub:
         try:
             truth = self.upstream.resolve(wanted)
         except ProxyError as err:
-            if err.code not in _NO_LISTING_FROM_HUB:
+            if not err.code.hub_lists_nothing:
                 raise
             return self._resolve_from_mirrors(wanted, err)
         pinned = dataclasses.replace(wanted, revision=truth.commit)  # the mirror must hold the Hub's commit
@@ -86,7 +82,7 @@ class MirroredHub:
             answer = call(mirror)
         except ProxyError as err:
             log.info("mirror %s skipped: %s", mirror.endpoint, err.code)
-            if err.code in _MIRROR_FAILURES:
+            if err.code.mirror_is_broken:
                 self.health.failed(host, err.code)
             return None
         return dataclasses.replace(answer, files=tuple(dataclasses.replace(f, source_host=host) for f in answer.files))

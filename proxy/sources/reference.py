@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from proxy.errors import ProxyError
+from proxy.errors import ErrorCode, ProxyError
 
 OLLAMA_HOST = "registry.ollama.ai"
 REGISTRY_SCHEMES = ("ollama", "oci")
@@ -69,7 +69,7 @@ def parse_reference(model: str) -> RegistryRef:
     """
     scheme = scheme_of(model)
     if scheme not in REGISTRY_SCHEMES:
-        raise ProxyError("unsupported_source", f"unknown source scheme {scheme!r}: model must be a Hub repo id "
+        raise ProxyError(ErrorCode.UNSUPPORTED_SOURCE, f"unknown source scheme {scheme!r}: model must be a Hub repo id "
                          "owner/name, ollama://[host/][namespace/]name[:tag] or oci://host/repository[:tag]")
     rest = model[len(scheme) + 3:]
     if len(model) > _REFERENCE_MAX or not rest:
@@ -103,5 +103,5 @@ def _looks_like_host(part: str) -> bool:
 def _bad(scheme: str, why: str = "") -> ProxyError:
     forms = {"ollama": "ollama://[host[:port]/][namespace/]name[:tag]",
              "oci": "oci://host[:port]/repository[:tag] or oci://host[:port]/repository@sha256:<hex>"}
-    return ProxyError("invalid_repo_id", f"{why + '; ' if why else ''}an {scheme}:// reference must be "
+    return ProxyError(ErrorCode.INVALID_REPO_ID, f"{why + '; ' if why else ''}an {scheme}:// reference must be "
                       f"{forms[scheme]}, in lowercase letters, digits and . _ -")

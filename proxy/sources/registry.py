@@ -12,7 +12,7 @@ from typing import Mapping
 import requests
 
 from core import naming
-from proxy.errors import ProxyError
+from proxy.errors import ErrorCode, ProxyError
 from proxy.pulls.remote import Fetch, RemoteFile, RepoFiles
 from proxy.retry import Backoff
 from proxy.sources.base import Wanted
@@ -66,7 +66,7 @@ class RegistrySource:
         """
         listing = self.list_files(wanted.repo, wanted.revision)
         if not listing.files:
-            raise ProxyError("file_not_found", f"{listing.repo} has no GGUF layer (media types "
+            raise ProxyError(ErrorCode.FILE_NOT_FOUND, f"{listing.repo} has no GGUF layer (media types "
                              f"{', '.join(GGUF_LAYER_TYPES)})")
         if wanted.filename is None and wanted.quant is None:
             return listing
@@ -109,7 +109,7 @@ class RegistrySource:
             body, _ = self._fetch_manifest(ref, entry["digest"], MANIFEST_TYPES, entry["digest"])
             if _gguf_layers(body):
                 return body
-        raise ProxyError("file_not_found", f"{ref.canonical} is an image index without a model manifest (none "
+        raise ProxyError(ErrorCode.FILE_NOT_FOUND, f"{ref.canonical} is an image index without a model manifest (none "
                          f"of its {len(entries)} manifests has a GGUF layer of media types "
                          f"{', '.join(GGUF_LAYER_TYPES)})")
 
@@ -127,11 +127,11 @@ class RegistrySource:
         content = read_capped(response, MANIFEST_MAX_BYTES, f"the manifest {reference} of {ref.canonical}")
         digest = "sha256:" + hashlib.sha256(content).hexdigest()
         if expected_digest and digest != expected_digest:
-            raise ProxyError("checksum_mismatch", f"the manifest {reference} of {ref.canonical} does not match "
+            raise ProxyError(ErrorCode.CHECKSUM_MISMATCH, f"the manifest {reference} of {ref.canonical} does not match "
                              "its digest")
         body = parse_json(content)
         if not isinstance(body, dict) or not isinstance(body.get("layers", []), list):
-            raise ProxyError("file_not_found", f"{ref.canonical} is not an image manifest (media type "
+            raise ProxyError(ErrorCode.FILE_NOT_FOUND, f"{ref.canonical} is not an image manifest (media type "
                              f"{media_type})")
         return body, digest
 
@@ -143,7 +143,7 @@ class RegistrySource:
         for layer, name in zip(layers, names):
             algorithm, _, hexdigest = str(layer.get("digest", "")).partition(":")
             if algorithm != "sha256" or len(hexdigest) != 64:
-                raise ProxyError("hub_unavailable", f"{ref.canonical} has a layer without a sha256 digest")
+                raise ProxyError(ErrorCode.HUB_UNAVAILABLE, f"{ref.canonical} has a layer without a sha256 digest")
             size = layer.get("size")
             files.append(RemoteFile(name, size if isinstance(size, int) else None, hexdigest.lower(),
                                     Fetch(f"{self.base_url(ref)}/blobs/sha256:{hexdigest}", auth)))
@@ -163,18 +163,18 @@ class RegistrySource:
             try:
                 response = self._authorized_get(ref, url, headers)
             except requests.exceptions.SSLError as err:
-                raise ProxyError("hub_unavailable", f"registry {ref.host} could not be reached over HTTPS (TLS "
+                raise ProxyError(ErrorCode.HUB_UNAVAILABLE, f"registry {ref.host} could not be reached over HTTPS (TLS "
                                  "failed); a registry that serves plain HTTP must be listed in INSECURE_REGISTRIES"
                                  ) from err
             except requests.RequestException as err:
                 failure: ProxyError | None = ProxyError(
-                    "hub_unavailable", f"registry {ref.host} could not be reached ({type(err).__name__}, "
+                    ErrorCode.HUB_UNAVAILABLE, f"registry {ref.host} could not be reached ({type(err).__name__}, "
                     f"{attempt} attempts) for {ref.canonical}; check the host, INSECURE_REGISTRIES and the network")
             else:
                 if response.ok:
                     return response
                 failure = self._error(ref, response, attempt)
-                if failure.code == "revision_not_found" and not self._has_repository(ref):
+                if failure.code == ErrorCode.REVISION_NOT_FOUND and not self._has_repository(ref):
                     failure = _no_repository(ref)
                 if response.status_code < 500 and response.status_code != 429:
                     raise failure
@@ -219,9 +219,9 @@ class RegistrySource:
         if "NAME_UNKNOWN" in codes or (response.status_code == 404 and "MANIFEST_UNKNOWN" not in codes):
             return _no_repository(ref)
         if "MANIFEST_UNKNOWN" in codes:
-            return ProxyError("revision_not_found", f"registry {ref.host} has no tag or digest {ref.reference} "
+            return ProxyError(ErrorCode.REVISION_NOT_FOUND, f"registry {ref.host} has no tag or digest {ref.reference} "
                               f"in {ref.repository}")
-        return ProxyError("hub_unavailable", f"registry {ref.host} answered HTTP {response.status_code} for "
+        return ProxyError(ErrorCode.HUB_UNAVAILABLE, f"registry {ref.host} answered HTTP {response.status_code} for "
                           f"{ref.canonical} ({attempt} attempts)")
 
 
@@ -262,5 +262,5 @@ def _error_codes(response: requests.Response) -> set:
 
 
 def _no_repository(ref: RegistryRef) -> ProxyError:
-    return ProxyError("repo_not_found", f"registry {ref.host} has no repository {ref.repository} "
+    return ProxyError(ErrorCode.REPO_NOT_FOUND, f"registry {ref.host} has no repository {ref.repository} "
                       f"(asked for {ref.canonical})")

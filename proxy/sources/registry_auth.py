@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 import requests
 
-from proxy.errors import ProxyError
+from proxy.errors import ErrorCode, ProxyError
 from proxy.sources.bounded import TOKEN_MAX_BYTES, json_capped
 
 log = logging.getLogger(__name__)
@@ -167,7 +167,7 @@ class RegistryAuth:
         try:
             self.answer(host, repository, "bearer", {**challenge[1], "scope": scope})
         except ProxyError as err:
-            if err.code != "source_auth_failed":
+            if err.code != ErrorCode.SOURCE_AUTH_FAILED:
                 raise
             return False
         return True
@@ -188,7 +188,7 @@ class RegistryAuth:
                 response = self._session.get(params["realm"], params=query, timeout=self._timeout_s, stream=True,
                                              headers={"Authorization": basic} if basic else {})
         except requests.RequestException as err:
-            raise ProxyError("hub_unavailable", f"the token endpoint of {host} could not be reached "
+            raise ProxyError(ErrorCode.HUB_UNAVAILABLE, f"the token endpoint of {host} could not be reached "
                              f"({type(err).__name__})") from err
         # An OAuth2 refresh grant the endpoint does not take is a 400 (invalid_grant), not a 401.
         refused = (400, 401, 403) if creds and creds.identity_token else (401, 403)
@@ -242,7 +242,8 @@ def _read_token(response: requests.Response, host: str, repository: str,
         body = json_capped(response, TOKEN_MAX_BYTES, f"the answer of the token endpoint of {host}")
     token = (body.get("token") or body.get("access_token")) if isinstance(body, dict) else None
     if not isinstance(token, str) or not token:
-        raise ProxyError("hub_unavailable", f"the token endpoint of {host} answered HTTP {status} without a token")
+        raise ProxyError(ErrorCode.HUB_UNAVAILABLE,
+                         f"the token endpoint of {host} answered HTTP {status} without a token")
     return f"Bearer {token}", time.monotonic() + max(_ttl_s(body.get("expires_in")) - EXPIRY_MARGIN_S, 1)
 
 
@@ -280,5 +281,5 @@ def _ttl_s(value: object) -> float:
 
 
 def _refused(host: str, repository: str, why: str) -> ProxyError:
-    return ProxyError("source_auth_failed", f"registry {host} {why} (repository {repository}); "
+    return ProxyError(ErrorCode.SOURCE_AUTH_FAILED, f"registry {host} {why} (repository {repository}); "
                       "check REGISTRY_AUTH_FILE")

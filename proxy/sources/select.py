@@ -4,7 +4,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 from core import naming
-from proxy.errors import ProxyError
+from proxy.errors import ErrorCode, ProxyError
 from proxy.pulls.remote import RemoteFile, RepoFiles
 
 DEFAULT_QUANTS = ("Q4_K_M", "Q8_0")
@@ -35,7 +35,7 @@ def select_files(listing: RepoFiles, filename: str | None, quant: str | None) ->
         for files in models:
             if any(f.filename == filename for f in files):
                 return _complete_set(files)
-        raise ProxyError("file_not_found", f"{filename} is not in {listing.repo} at {listing.revision}"
+        raise ProxyError(ErrorCode.FILE_NOT_FOUND, f"{filename} is not in {listing.repo} at {listing.revision}"
                          f"{what_exists(models)}")
     candidates = [files for files in models if not _is_projector(files[0].filename)]
     wanted = (quant,) if quant else DEFAULT_QUANTS
@@ -45,7 +45,8 @@ def select_files(listing: RepoFiles, filename: str | None, quant: str | None) ->
             return _complete_set(min(matching, key=_total_size))
     if quant or not candidates:
         what = f"no GGUF file with quant {quant}" if quant else "no GGUF file"
-        raise ProxyError("file_not_found", f"{what} in {listing.repo} at {listing.revision}{what_exists(models)}")
+        raise ProxyError(ErrorCode.FILE_NOT_FOUND,
+                         f"{what} in {listing.repo} at {listing.revision}{what_exists(models)}")
     return _complete_set(min(candidates, key=_total_size))
 
 
@@ -70,7 +71,7 @@ def recommended(listing: RepoFiles) -> str | None:
 def _complete_set(files: tuple[RemoteFile, ...]) -> tuple[RemoteFile, ...]:
     part = naming.split_part(files[0].filename)
     if part and [naming.split_part(f.filename).index for f in files] != list(range(1, part.count + 1)):
-        raise ProxyError("file_not_found", f"split set {part.base} is missing parts on the Hub")
+        raise ProxyError(ErrorCode.FILE_NOT_FOUND, f"split set {part.base} is missing parts on the Hub")
     return files
 
 
