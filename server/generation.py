@@ -10,6 +10,8 @@ import time
 import uuid
 from typing import Any, Iterator
 
+from core.errors import ErrorCode
+
 from .engine import Finished, Job
 from .errors import BackendError
 from .models import Lease
@@ -142,7 +144,7 @@ def collect(events: Iterator[Event]) -> tuple[str, Finished]:
         if isinstance(event, Finished):
             return "".join(parts), event
         parts.append(event)
-    raise BackendError("internal_error", "generation ended without an answer; see the backend's log")
+    raise BackendError(ErrorCode.INTERNAL_ERROR, "generation ended without an answer; see the backend's log")
 
 
 def shimmy_stream(events: Iterator[Event]) -> Iterator[str]:
