@@ -16,7 +16,6 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.utils import floatToGoString
 
 from proxy.errors import ProxyError
-from proxy.pulls.events import Failed
 
 PULL_BUCKETS_S = (1, 5, 15, 60, 300, 900, 1800, 3600, 7200, 14400)
 BACKEND_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
@@ -57,13 +56,13 @@ class Metrics:
     def count_push(self, final, duration_s: float) -> None:
         """Called when a push ends, with its final event."""
         outcome = final.status
-        self.pushes.labels(outcome=outcome, code=final.code if isinstance(final, Failed) else "").inc()
+        self.pushes.labels(outcome=outcome, code=getattr(final, "code", None) or "").inc()  # Failed's code
         self.push_duration.labels(outcome=outcome).observe(duration_s)
 
     def count_job(self, job) -> None:
         """Called when a pull job ends."""
         final = job.latest
-        code = final.code if isinstance(final, Failed) else None
+        code = getattr(final, "code", None)  # a Failed event's; metrics sits below the pulls, it imports none
         self.count_pull(final.status, code, time.time() - job.created_at)
 
     def watch(self, queue_counts: Callable[[], tuple[int, int]], backend_up: Callable[[], bool]) -> None:

@@ -11,7 +11,7 @@ from typing import Mapping
 
 from core import naming
 from proxy.errors import ErrorCode, ProxyError
-from proxy.pulled_names import is_pulled_name
+from proxy.pulled_names import is_pulled_name, model_id_pulled_as
 from proxy.sources.reference import OLLAMA_HOST, is_registry_reference
 from proxy.store import ModelStore
 
@@ -27,7 +27,7 @@ def resolve_model(store: ModelStore, name: str) -> tuple[str, list[str]]:
         ProxyError: model_not_found (a name as pulled that matches none, or several).
     """
     if is_pulled_name(name):
-        model = store.model_id_pulled_as(name)
+        model = model_id_pulled_as(store, name)
         return model, store.files_of_model(model)
     files = store.files_of_model(name)
     return (naming.model_id(files[0]) if files else name), files

@@ -11,6 +11,7 @@ from typing import Iterable
 
 from core import naming
 from proxy.errors import ErrorCode, ProxyError
+from proxy.store import ModelStore
 
 HUB_PREFIXES = ("hf.co/", "hf://")
 REGISTRY_SCHEMES = ("ollama://", "oci://")
@@ -18,6 +19,15 @@ REGISTRY_SCHEMES = ("ollama://", "oci://")
 
 def is_pulled_name(name: str) -> bool:
     return "/" in name
+
+
+def model_id_pulled_as(store: ModelStore, name: str) -> str:
+    """The id of the installed model in `store` a name as pulled stands for.
+
+    Raises:
+        ProxyError: model_not_found (none, or several).
+    """
+    return resolve_pulled_name(store.installed_records(), name)
 
 
 def resolve_pulled_name(installed: Iterable[dict], name: str) -> str:

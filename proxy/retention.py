@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Callable, Iterable
 
 from core import naming
-from proxy.pulls.install import PARTIAL_SUFFIX, STAGING
+from proxy.staging import PARTIAL_SUFFIX, STAGING
 from proxy.store import QUARANTINE, ModelStore
 from proxy.usage import UsageLog
 

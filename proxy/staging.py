@@ -14,10 +14,13 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from core import naming
-from proxy.pulls.install import PARTIAL_SUFFIX, STAGING
 from proxy.store import ModelStore
 
 log = logging.getLogger(__name__)
+# The staging layout, shared by the pulls that write it (proxy/pulls/install.py) and what reclaims it.
+STAGING = ".staging"
+PARTIAL_SUFFIX = ".partial"  # <name>.partial: the bytes of a download
+PROGRESS_SUFFIX = ".json"  # <name>.partial.json beside it: what a resume needs (see transfer_state.py)
 MAX_AGE_S = 24 * 3600.0
 SWEEP_INTERVAL_S = 3600.0
 

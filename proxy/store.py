@@ -15,7 +15,6 @@ from proxy.errors import ErrorCode, ProxyError
 from proxy.fsutil import file_lock, fsync_dir, write_json_atomically
 from proxy.model_details import DetailsCache
 from proxy.provenance import Provenance, ProvenanceStore
-from proxy.pulled_names import resolve_pulled_name
 
 QUARANTINE = ".quarantine"
 LOCKS = ".locks"
@@ -158,17 +157,12 @@ class ModelStore:
         self.details.keep_only(paths)
         return models
 
-    def model_id_pulled_as(self, name: str) -> str:
-        """The id of the installed model a name as pulled stands for (proxy.pulled_names).
-
-        Raises:
-            ProxyError: model_not_found (none, or several).
-        """
-        # The records alone, not describe_installed: no stat or header scan on every forwarded request.
+    def installed_records(self) -> list[dict]:
+        """Each installed file's `id`, `filename` and provenance record's fields, from the records alone (not
+        describe_installed: no stat or header scan, so cheap enough for every forwarded request)."""
         records = self.provenance.all()
-        installed = [{**(asdict(records[f]) if f in records else {}), "id": naming.model_id(f), "filename": f}
-                     for f in self.installed_files()]
-        return resolve_pulled_name(installed, name)
+        return [{**(asdict(records[f]) if f in records else {}), "id": naming.model_id(f), "filename": f}
+                for f in self.installed_files()]
 
     @contextlib.contextmanager
     def lock(self, filename: str, blocking: bool = True, shared: bool = False) -> Iterator[bool]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import requests
 import responses
 
-from proxy.pulls.remote import Fetch
+from proxy.sources.remote import Fetch
 
 HUB, CDN = "https://hub.example:8443", "https://cdn.example"
 TOKEN = {"Authorization": "Bearer hf_secret"}

@@ -15,13 +15,11 @@ from proxy.errors import ErrorCode, ProxyError
 from core.gguf_check import GGUFHeader, InvalidGGUF, scan_gguf_header
 from proxy.model_details import details_of
 from proxy.provenance import Provenance
-from proxy.pulls.remote import RemoteFile
+from proxy.sources.remote import RemoteFile
+from proxy.staging import PARTIAL_SUFFIX, PROGRESS_SUFFIX, STAGING
 from proxy.store import NAME_MAX_BYTES, RECORD_SUFFIX_BYTES, ModelStore
 
 log = logging.getLogger(__name__)
-STAGING = ".staging"
-PARTIAL_SUFFIX = ".partial"  # <name>.partial: the bytes of a download
-PROGRESS_SUFFIX = ".json"  # <name>.partial.json beside it: what a resume needs (see transfer_state.py)
 # The longest file name a pull takes: what fits once the store or the staging adds its suffix.
 MAX_FILENAME_BYTES = NAME_MAX_BYTES - max(len(PARTIAL_SUFFIX + PROGRESS_SUFFIX), RECORD_SUFFIX_BYTES)
 

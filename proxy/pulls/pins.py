@@ -7,7 +7,7 @@ import re
 
 from core import naming
 from proxy.errors import ErrorCode, ProxyError
-from proxy.pulls.remote import RemoteFile, RepoFiles
+from proxy.sources.remote import RemoteFile, RepoFiles
 from proxy.pulls.request import PullRequest
 
 COMMIT_RE = re.compile(r"^[0-9a-fA-F]{40}\Z")

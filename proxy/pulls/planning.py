@@ -13,7 +13,7 @@ from proxy.provenance import Provenance
 from proxy.pulls.install import Installer, Origin
 from proxy.pulls.pins import apply_pins
 from proxy.pulls.request import PullRequest, check_filename, check_repo_allowed
-from proxy.pulls.remote import RemoteFile, RepoFiles
+from proxy.sources.remote import RemoteFile, RepoFiles
 from proxy.sources.base import Source, Wanted
 from proxy.retention import Retention, allocated_bytes
 from proxy.staging import reclaim_staging

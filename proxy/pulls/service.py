@@ -23,7 +23,7 @@ from proxy.pulls.planning import Plan, Planner, check_name_free
 from proxy.pulls.progress import ProgressReporter
 from proxy.pulls.request import PullRequest, parse_pull_request
 from proxy.pulls.transfer import Transfer, TransferCancelled, TransferOptions
-from proxy.pulls.remote import RemoteFile
+from proxy.sources.remote import RemoteFile
 from proxy.retry import BUSY_WAIT_MAX_S
 from proxy.sources.cooldown import MirrorHealth
 

@@ -23,7 +23,7 @@ import urllib3
 
 from proxy.errors import ErrorCode, ProxyError, disk_full_is_insufficient_storage
 from proxy.fsutil import start_writeback
-from proxy.pulls.remote import Fetch
+from proxy.sources.remote import Fetch
 from proxy.pulls.transfer_state import PartsState
 from proxy.retry import BUSY_WAIT_STEP_S, Backoff, parse_retry_after
 
@@ -67,7 +67,7 @@ class Transfer:
     """Fetch `size` bytes as `fetch` says into `dest` (progress saved at `progress_path`, for a resume);
     `run()` returns the sha256 hex digest of what arrived.
 
-    Which headers a request carries is the fetch's to say (see proxy/pulls/remote.py), redirects included.
+    Which headers a request carries is the fetch's to say (see proxy/sources/remote.py), redirects included.
     """
 
     def __init__(self, fetch: Fetch, size: int, dest: Path, progress_path: Path, expected_sha256: str | None,

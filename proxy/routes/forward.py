@@ -10,7 +10,7 @@ from flask import Blueprint, Response, request
 
 from proxy.errors import ProxyError
 from proxy.openai_fields import check_openai_fields
-from proxy.pulled_names import is_pulled_name
+from proxy.pulled_names import is_pulled_name, model_id_pulled_as
 from proxy.services import services
 from proxy.upstream import TIMEOUT_HEADER, broken_answer, forward_slot, release_all, use_files
 from core.errors import openai_error_body
@@ -82,7 +82,7 @@ def _with_model_id(body: bytes) -> tuple[bytes, list[str]]:
     store = services().store
     if not is_pulled_name(name):
         return body, store.files_of_model(name)  # an id, file name or alias, as the backend resolves it
-    parsed["model"] = store.model_id_pulled_as(name)
+    parsed["model"] = model_id_pulled_as(store, name)
     return json.dumps(parsed, ensure_ascii=False).encode(), store.files_of_model(parsed["model"])
 
 

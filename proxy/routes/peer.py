@@ -19,7 +19,7 @@ from proxy.errors import ErrorCode, ProxyError
 from proxy.provenance import Provenance
 from proxy.pulls.events import Failed
 from proxy.pulls.planning import Plan
-from proxy.pulls.remote import RepoFiles
+from proxy.sources.remote import RepoFiles
 from proxy.pulls.request import PullRequest, check_repo_allowed, parse_repo_id, parse_revision
 from proxy.routes.file_bytes import file_response
 from proxy.services import services

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from proxy.pulls.remote import RemoteFile, RepoFiles
+from proxy.sources.remote import RemoteFile, RepoFiles
 
 __all__ = ["RemoteFile", "RepoFiles", "Source", "Wanted"]
 

@@ -21,7 +21,7 @@ from huggingface_hub.utils import build_hf_headers, paginate
 
 from core import naming
 from proxy.errors import ErrorCode, ProxyError
-from proxy.pulls.remote import Fetch, RemoteFile, RepoFiles, host_of
+from proxy.sources.remote import Fetch, RemoteFile, RepoFiles, host_of
 from proxy.sources.base import Wanted
 from proxy.sources.bounded import cap_hub_api_bodies
 from proxy.sources.select import select_files

@@ -13,7 +13,7 @@ import dataclasses
 import logging
 
 from proxy.errors import ProxyError
-from proxy.pulls.remote import RemoteFile, RepoFiles, host_of
+from proxy.sources.remote import RemoteFile, RepoFiles, host_of
 from proxy.sources.base import Wanted
 from proxy.sources.cooldown import MirrorHealth
 from proxy.sources.huggingface import HuggingFaceHub

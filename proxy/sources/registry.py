@@ -13,7 +13,7 @@ import requests
 
 from core import naming
 from proxy.errors import ErrorCode, ProxyError
-from proxy.pulls.remote import Fetch, RemoteFile, RepoFiles
+from proxy.sources.remote import Fetch, RemoteFile, RepoFiles
 from proxy.retry import Backoff
 from proxy.sources.base import Wanted
 from proxy.sources.bounded import ERROR_MAX_BYTES, MANIFEST_MAX_BYTES, json_capped, parse_json, read_capped

@@ -2,7 +2,7 @@
 else to the Hub."""
 from __future__ import annotations
 
-from proxy.pulls.remote import RepoFiles
+from proxy.sources.remote import RepoFiles
 from proxy.sources.base import Source, Wanted
 from proxy.sources.reference import is_registry_reference
 

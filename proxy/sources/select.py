@@ -5,7 +5,7 @@ from collections import defaultdict
 
 from core import naming
 from proxy.errors import ErrorCode, ProxyError
-from proxy.pulls.remote import RemoteFile, RepoFiles
+from proxy.sources.remote import RemoteFile, RepoFiles
 
 DEFAULT_QUANTS = ("Q4_K_M", "Q8_0")
 LISTED_FILES_MAX = 20  # a message names at most this many of a repo's files

@@ -1,0 +1,121 @@
+"""No import points back up the layers: each module imports only its own layer and those below it.
+
+A lower layer that needs a value of a higher one gets it moved down to a module both may import (the remote
+files to proxy/sources/remote.py, the staging layout to proxy/staging.py). Imports under `if TYPE_CHECKING:`
+are for annotations only and do not count.
+"""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import REPO_ROOT
+
+# Lowest first. A name stands for the module and everything under it; the longest name that matches wins.
+LAYERS: list[tuple[str, ...]] = [
+    ("core",),
+    ("proxy.errors", "proxy.fsutil", "proxy.retry", "proxy.settings", "proxy.metrics", "proxy.services",
+     "proxy.openai_fields", "proxy.cli_progress"),
+    # the models folder
+    ("proxy.provenance", "proxy.model_details", "proxy.store", "proxy.usage", "proxy.staging", "proxy.retention"),
+    ("proxy.sources",),
+    ("proxy.pulls", "proxy.pulled_names", "proxy.backend"),
+    ("proxy.pushes", "proxy.manifest", "proxy.lock", "proxy.reconcile", "proxy.preload", "proxy.residency_pin",
+     "proxy.ollama_names", "proxy.ollama_listing", "proxy.ollama_convert", "proxy.ollama_pull",
+     "proxy.ollama_stream", "proxy.upstream", "proxy.auth"),
+    ("proxy.routes", "proxy.openapi", "proxy.openapi_ollama", "proxy.app", "proxy.cli", "proxy.gunicorn",
+     "proxy.__main__", "proxy"),
+]
+# The backend and the proxy are separate processes; core is what both share.
+APART = {"core": ("proxy", "server"), "server": ("proxy",), "proxy": ("server",)}
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(REPO_ROOT).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts).replace(".conf", "")  # proxy/gunicorn.conf.py
+
+
+def layer_of(module: str) -> int | None:
+    matches = [(len(name), index) for index, names in enumerate(LAYERS) for name in names
+               if module == name or module.startswith(name + ".")]
+    return max(matches)[1] if matches else None
+
+
+def imports_of(path: Path, source: str) -> list[tuple[int, str]]:
+    """(line, module) of each import that runs: absolute names, relative ones resolved, TYPE_CHECKING skipped."""
+    module = module_name(path)
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    tree = ast.parse(source)
+    typing_only = {id(inner) for node in ast.walk(tree) if isinstance(node, ast.If) and _is_type_checking(node.test)
+                   for stmt in node.body for inner in ast.walk(stmt)}
+    found = []
+    for node in ast.walk(tree):
+        if id(node) in typing_only:
+            continue
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[:len(package.split(".")) - node.level + 1]
+                base = ".".join(anchor + ([base] if base else []))
+            # `from a.b import c`: a.b.c, a module or a name in a.b; either way it lies in a.b's layer or a.b.c's.
+            found += [(node.lineno, f"{base}.{alias.name}") for alias in node.names]
+    return found
+
+
+def _is_type_checking(test: ast.expr) -> bool:
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+
+
+def upward_imports(paths: list[Path]) -> list[str]:
+    found = []
+    for path in paths:
+        module = module_name(path)
+        own = layer_of(module)
+        for line, target in imports_of(path, path.read_text()):
+            top = target.partition(".")[0]
+            where = f"{path.relative_to(REPO_ROOT)}:{line} imports {target}"
+            if top in APART.get(module.partition(".")[0], ()):
+                found.append(where + " (another process's code)")
+            elif own is not None and (layer_of(target) or 0) > own:
+                found.append(where + " (a higher layer)")
+    return found
+
+
+def source_files() -> list[Path]:
+    return [path for folder in ("core", "proxy", "server") for path in sorted((REPO_ROOT / folder).rglob("*.py"))]
+
+
+def test_every_proxy_module_has_a_layer():
+    unplaced = [module_name(p) for p in source_files()
+                if module_name(p).startswith("proxy") and layer_of(module_name(p)) is None]
+    assert unplaced == []
+
+
+def test_no_import_points_back_up():
+    assert upward_imports(source_files()) == []
+
+
+@pytest.mark.parametrize("module, source, expected", [
+    ("proxy/store.py", "from proxy.pulls.install import STAGING",
+     "imports proxy.pulls.install.STAGING (a higher layer)"),
+    ("proxy/sources/base.py", "from ..pulls import remote", "imports proxy.pulls.remote (a higher layer)"),
+    ("proxy/metrics.py", "def f():\n    import proxy.app", "imports proxy.app (a higher layer)"),
+    ("core/naming.py", "from server.models import Lease", "imports server.models.Lease (another process's code)"),
+])
+def test_the_walk_sees_an_upward_import(monkeypatch, module, source, expected):
+    path = REPO_ROOT / module
+    monkeypatch.setattr(Path, "read_text", lambda self, *a, **k: source)
+    assert [f.split(" ", 1)[1] for f in upward_imports([path])] == [expected]
+
+
+def test_an_import_for_annotations_only_does_not_count(monkeypatch):
+    source = "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from proxy.app import create_app\n"
+    monkeypatch.setattr(Path, "read_text", lambda self, *a, **k: source)
+    assert upward_imports([REPO_ROOT / "proxy" / "store.py"]) == []
