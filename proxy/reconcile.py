@@ -13,7 +13,7 @@ from proxy.errors import ProxyError
 from proxy.manifest import Entry, ManifestError, digest_of, parse_manifest, read_manifest, read_manifest_bytes
 from proxy.pulls.events import Complete, Failed, Queued
 from proxy.pulls.jobs import PullJob
-from proxy.pulls.pins import is_commit
+from proxy.pulls.verify import is_commit
 from proxy.pulls.request import parse_model
 from proxy.pulls.service import PullService
 from proxy.residency_pin import ResidencyPinner

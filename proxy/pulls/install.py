@@ -4,7 +4,6 @@ test's outcome does to installed files."""
 from __future__ import annotations
 
 import datetime
-import hashlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,9 +11,10 @@ from typing import Callable
 
 from core import naming
 from proxy.errors import ErrorCode, ProxyError
-from core.gguf_check import GGUFHeader, InvalidGGUF, scan_gguf_header
+from core.gguf_check import GGUFHeader
 from proxy.model_details import details_of
 from proxy.provenance import Provenance
+from proxy.pulls.verify import file_digest, verify_download
 from proxy.sources.remote import RemoteFile
 from proxy.staging import PARTIAL_SUFFIX, PROGRESS_SUFFIX, STAGING
 from proxy.store import NAME_MAX_BYTES, RECORD_SUFFIX_BYTES, ModelStore
@@ -73,28 +73,17 @@ class Installer:
             return False
         return self.store.installed_size(record.filename) == record.size
 
-    @staticmethod
-    def verify(path: Path, remote: RemoteFile, digest: str) -> GGUFHeader:
-        """The checks a staged file must pass: size, then the digest, then the GGUF header; the header.
-
-        Raises:
-            ProxyError: checksum_mismatch, invalid_gguf.
-        """
-        return _verify(path, remote, digest)
-
     def adoptable(self, remote: RemoteFile) -> bool:
         """A file lies under the final name with the source's size, and its digest can tell whether it is
         the source's file: hashing it beats downloading it again."""
         final = self.store.final_path(remote.filename)
-        return bool(remote.sha256) and self.store.installed_size(final.name) == remote.size
+        return bool(remote.digest) and self.store.installed_size(final.name) == remote.size
 
     def adopt(self, remote: RemoteFile, origin: Origin) -> Provenance | None:
         """Take an adoptable file as installed when it is exactly the source's; its record, or None."""
         final = self.store.final_path(remote.filename)
-        with open(final, "rb") as handle:
-            digest = hashlib.file_digest(handle, "sha256").hexdigest()
         try:
-            header = _verify(final, remote, digest)
+            header = verify_download(final, remote, file_digest(final, remote.digest_algorithm))
         except ProxyError:
             return None  # not the source's file: download it and replace this one
         record = _record(remote, origin, header)
@@ -137,23 +126,4 @@ def _record(remote: RemoteFile, origin: Origin, header: GGUFHeader) -> Provenanc
         source_host=remote.source_host or origin.source_host, source=origin.source, digest=origin.commit if origin.source else None,
         restricted=origin.restricted,
         pulled_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
-
-
-def _verify(path: Path, remote: RemoteFile, digest: str) -> GGUFHeader:
-    """Size, then the digest, then the GGUF header, in that order; the header.
-
-    Raises:
-        ProxyError: checksum_mismatch, invalid_gguf.
-    """
-    size = path.stat().st_size
-    if size != remote.size:
-        raise ProxyError(ErrorCode.CHECKSUM_MISMATCH, f"received {size} bytes, the source lists {remote.size}")
-    if remote.sha256 and digest != remote.sha256.lower():
-        raise ProxyError(ErrorCode.CHECKSUM_MISMATCH,
-                         "sha256 of the received bytes differs from the one its source lists")
-    try:
-        return scan_gguf_header(path)
-    except InvalidGGUF as err:
-        log.warning("%s is not a valid GGUF file: %s", path.name, err)  # the detail: for the log only
-        raise ProxyError(ErrorCode.INVALID_GGUF, f"not a valid GGUF file: {err.client_message}") from err
 

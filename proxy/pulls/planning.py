@@ -11,7 +11,7 @@ from core import naming
 from proxy.errors import ErrorCode, ProxyError
 from proxy.provenance import Provenance
 from proxy.pulls.install import Installer, Origin
-from proxy.pulls.pins import apply_pins
+from proxy.pulls.verify import apply_pins
 from proxy.pulls.request import PullRequest, check_filename, check_repo_allowed
 from proxy.sources.remote import RemoteFile, RepoFiles
 from proxy.sources.base import Source, Wanted

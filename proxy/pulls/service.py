@@ -23,6 +23,7 @@ from proxy.pulls.planning import Plan, Planner, check_name_free
 from proxy.pulls.progress import ProgressReporter
 from proxy.pulls.request import PullRequest, parse_pull_request
 from proxy.pulls.transfer import Transfer, TransferCancelled, TransferOptions
+from proxy.pulls.verify import verify_download
 from proxy.sources.remote import RemoteFile
 from proxy.retry import BUSY_WAIT_MAX_S
 from proxy.sources.cooldown import MirrorHealth
@@ -278,12 +279,13 @@ class PullService:
                     options, max_retries=1, stall_ends=True, stall_timeout_s=min(options.stall_timeout_s, limit_s),
                     connect_timeout_s=min(options.connect_timeout_s, limit_s))
                 busy_wait_s = self.mirrors.busy_wait_s
-            digest = Transfer(remote.fetch, remote.size, path, progress_path(path), remote.sha256, options,
+            digest = Transfer(remote.fetch, remote.size, path, progress_path(path), remote.digest, options,
                               job.stop, on_progress=progress.file_callback(name),
-                              on_bytes=self.metrics.pull_bytes.inc, busy_wait_s=busy_wait_s).run()
+                              on_bytes=self.metrics.pull_bytes.inc, busy_wait_s=busy_wait_s,
+                              digest_algorithm=remote.digest_algorithm).run()
             progress.file_done(name, remote.size)
             job.publish(Verifying(name))
-            header = self.installer.verify(path, remote, digest)
+            header = verify_download(path, remote, digest)
         except TransferCancelled as err:  # shutdown: the transfer saved its progress for the next start
             raise ProxyError(ErrorCode.PULL_STOPPED,
                              "the proxy stopped while pulling; its next start resumes it") from err

@@ -9,7 +9,6 @@ handed to the disk as they come, so the closing fsync has little left to flush.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import os
 import threading
@@ -25,6 +24,7 @@ from proxy.errors import ErrorCode, ProxyError, disk_full_is_insufficient_storag
 from proxy.fsutil import start_writeback
 from proxy.sources.remote import Fetch
 from proxy.pulls.transfer_state import PartsState
+from proxy.pulls.verify import check_served_size, digest_hasher
 from proxy.retry import BUSY_WAIT_STEP_S, Backoff, parse_retry_after
 
 log = logging.getLogger(__name__)
@@ -65,20 +65,22 @@ class _RetryableHTTP(Exception):
 
 class Transfer:
     """Fetch `size` bytes as `fetch` says into `dest` (progress saved at `progress_path`, for a resume);
-    `run()` returns the sha256 hex digest of what arrived.
+    `run()` returns the hex digest of what arrived, in `digest_algorithm` (the remote file's).
 
     Which headers a request carries is the fetch's to say (see proxy/sources/remote.py), redirects included.
     """
 
-    def __init__(self, fetch: Fetch, size: int, dest: Path, progress_path: Path, expected_sha256: str | None,
+    def __init__(self, fetch: Fetch, size: int, dest: Path, progress_path: Path, expected_digest: str | None,
                  options: TransferOptions, stop: threading.Event,
                  on_progress: Callable[[int], None] = lambda completed: None,
-                 on_bytes: Callable[[int], None] = lambda count: None, busy_wait_s: float = 0.0):
-        self.fetch, self.size, self.dest = fetch, size, dest
+                 on_bytes: Callable[[int], None] = lambda count: None, busy_wait_s: float = 0.0,
+                 digest_algorithm: str = "sha256"):
+        self.fetch, self.size, self.dest, self.digest_algorithm = fetch, size, dest, digest_algorithm
         self.busy_wait_s = busy_wait_s  # a mirror's 503 + Retry-After: waited on this long in all, uncounted
         self._busy_waited = 0.0
         self.options, self.stop, self.on_progress, self.on_bytes = options, stop, on_progress, on_bytes
-        self.state = PartsState.load_or_create(dest, progress_path, size, expected_sha256, options.chunk_bytes)
+        # The expected digest keys the saved progress: another file's (or another algorithm's) starts afresh.
+        self.state = PartsState.load_or_create(dest, progress_path, size, expected_digest, options.chunk_bytes)
         self._lock = threading.Condition()
         self._pending: list[int] = []
         self._fatal: BaseException | None = None
@@ -110,7 +112,8 @@ class Transfer:
 
     def _reset_hash(self) -> None:
         self._hash_buffer = memoryview(bytearray(HASH_READ_BYTES))  # one buffer, read into again and again
-        self._hasher, self._hashed_to, self._hash_generation = hashlib.sha256(), 0, self.state.generation
+        self._hasher, self._hashed_to = digest_hasher(self.digest_algorithm), 0
+        self._hash_generation = self.state.generation
 
     def _run_plan(self) -> None:
         self._pending = self.state.incomplete_parts()
@@ -260,17 +263,13 @@ class Transfer:
             self._location = response.url
         if response.status_code == 206:
             first, total = _content_range(response.headers.get("Content-Range"))
-            if total is not None and total != self.size:
-                raise ProxyError(ErrorCode.CHECKSUM_MISMATCH,
-                                 f"the server has {total} bytes, the source lists {self.size}")
+            check_served_size(total, self.size, "has")
             if first != position:
                 raise _RetryableHTTP(206)
             return position
         if response.status_code == 200:
             length = response.headers.get("Content-Length")
-            if length is not None and length.isdigit() and int(length) != self.size:
-                raise ProxyError(ErrorCode.CHECKSUM_MISMATCH,
-                                 f"the server sent {length} bytes, the source lists {self.size}")
+            check_served_size(int(length) if length is not None and length.isdigit() else None, self.size, "sent")
             if len(self.state.done) > 1:
                 raise _NoRangeSupport()
             self.state.restart_stream()  # the whole body again: restart the file cleanly
