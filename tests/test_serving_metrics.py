@@ -77,8 +77,11 @@ def test_metrics_show_the_backends_serving_figures_through_gunicorn(hub, models_
         assert sample(idle, "proxy_backend_slots") == SLOTS and sample(idle, "proxy_backend_slots_busy") == 0
         assert sample(idle, "proxy_backend_generated_tokens", "proxy_backend_generated_tokens_total") == 0
         streams = [chat_stream(proxy.url, results) for _ in range(STREAMS)]
+        # Every slot busy and the one stream beyond them queued (the streams start in their own threads).
         busy = wait_until(lambda: (found := scrape_url(proxy.url)) and
-                          sample(found, "proxy_backend_slots_busy") == SLOTS and found, what="every slot busy")
+                          sample(found, "proxy_backend_slots_busy") == SLOTS and
+                          sample(found, "proxy_backend_queue_depth") == STREAMS - SLOTS and found,
+                          what="every slot busy and one stream queued")
         assert sample(busy, "proxy_backend_queue_depth") == STREAMS - SLOTS
         for stream in streams:
             stream.join(30)
