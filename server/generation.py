@@ -45,13 +45,23 @@ def make_job(lease: Lease, request: GenerationRequest, grammar: str | None = Non
 
 
 def run(lease: Lease, job: Job) -> Iterator[Event]:
-    """Submit `job` and yield its events until `Finished`; closing the iterator cancels the job.
+    """Submit `job` now (so a full queue or a prompt too long is a real HTTP status) and iterate its events
+    until `Finished`; closing the iterator cancels the job.
 
     Raises:
         ServerBusy: the model's queue is full.
-        BackendError: the job failed (Abandoned when nobody waits any more).
+        InvalidRequest: the prompt leaves no room for an answer in the context.
     """
     lease.engine.submit(job)
+    return _events(job)
+
+
+def _events(job: Job) -> Iterator[Event]:
+    """The job's events until `Finished`.
+
+    Raises:
+        BackendError: the job failed (Abandoned when nobody waits any more).
+    """
     try:
         while True:
             event = job.events.get()

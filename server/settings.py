@@ -61,6 +61,8 @@ class Settings(EnvSettings):
             parse_size(self.max_model_memory)
         if self.parallel < 1 or self.max_queue < 0:
             raise ValueError("PARALLEL must be at least 1 and MAX_QUEUE at least 0")
+        if self.n_batch < self.parallel:  # every running request puts its next token in each batch
+            raise ValueError(f"N_BATCH ({self.n_batch}) must be at least PARALLEL ({self.parallel})")
 
     @property
     def keep_alive_s(self) -> float | None:

@@ -13,16 +13,9 @@ import pytest
 
 from server.app import create_app
 from server.settings import Settings
-from tests.test_server import sse_events
+from tests.test_server import models_dir, sse_events  # noqa: F401  models_dir: the module's Gemma folder
 
 MODEL = "gemma-3-270m"
-
-
-@pytest.fixture(scope="module")
-def models_dir(tmp_path_factory, gemma_gguf) -> Path:
-    folder = tmp_path_factory.mktemp("models")
-    os.symlink(gemma_gguf, folder / gemma_gguf.name)
-    return folder
 
 
 def _app(models_dir: Path, **settings):
