@@ -5,10 +5,14 @@ import logging
 import threading
 import time
 import uuid
-from typing import Callable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable, Iterator
 
 from proxy.errors import ErrorCode, ProxyError
-from proxy.pulls.events import Downloading, Failed, PullEvent, Queued, Starting
+from proxy.pulls.events import Complete, Downloading, Failed, PullEvent, Queued, Starting
+
+if TYPE_CHECKING:
+    from proxy.pulls.request import PullRequest
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +105,22 @@ class PullJob:
             code = ErrorCode.PULL_STOPPED if self.stop.is_set() else ErrorCode.HUB_UNAVAILABLE
             self.publish(Failed("the pull was interrupted", code))
         self._on_end(self)
+
+
+@dataclass(frozen=True)
+class Ticket:
+    """What PullService.start() answers: the `complete` line of a pull already installed, or the job to follow."""
+
+    request: PullRequest | None  # None: the body did not parse (a remembered failure)
+    job: PullJob | None = None
+    joined: bool = False  # the job was already running for another caller
+    cached: Complete | None = None
+
+    def events(self) -> Iterator[PullEvent]:
+        yield from [self.cached] if self.cached is not None else self.job.follow(self.joined)
+
+    def wait(self, timeout_s: float | None = None) -> PullEvent:
+        return self.cached if self.cached is not None else self.job.wait(timeout_s)
 
 
 class PullRegistry:

@@ -3,6 +3,7 @@ no name of another repo's, room on the volume) — everything that can fail befo
 as an HTTP status."""
 from __future__ import annotations
 
+import dataclasses
 import threading
 from dataclasses import dataclass
 from typing import Mapping
@@ -10,6 +11,7 @@ from typing import Mapping
 from core import naming
 from proxy.errors import ErrorCode, ProxyError
 from proxy.provenance import Provenance
+from proxy.pulls.events import Complete
 from proxy.pulls.install import Installer, Origin
 from proxy.pulls.verify import apply_pins
 from proxy.pulls.request import PullRequest, check_filename, check_repo_allowed
@@ -79,6 +81,23 @@ class Planner:
         origin = Origin(request.repo, resolved.revision, resolved.commit, resolved.source_host or self.source.host,
                         resolved.source, resolved.restricted)
         return Plan(request, resolved, origin, records)
+
+    def cached(self, plan: Plan) -> Complete | None:
+        """The `complete` line of a pull with nothing to do: every file installed from this repo, still the
+        source's, and smoke-tested if the pull asks for it; None otherwise."""
+        if any(not self.installed(plan, plan.records, f) for f in plan.files) or plan.needs_smoke_test(plan.records):
+            return None
+        return dataclasses.replace(self.complete(plan, plan.records), cached=True)
+
+    def complete(self, plan: Plan, records: Mapping[str, Provenance]) -> Complete:
+        """The `complete` line of the plan, its files installed as `records` say."""
+        record = records.get(plan.key)
+        return Complete(model=plan.request.repo, filename=plan.key, path=str(self.store.final_path(plan.key)),
+                        size_mb=round(plan.total_bytes / 1e6, 1), sha256=plan.files[0].sha256,
+                        revision=plan.resolved.commit, model_id=naming.model_id(plan.key),
+                        files=tuple(plan.names) if len(plan.files) > 1 else (), source=plan.resolved.source,
+                        digest=plan.resolved.commit if plan.resolved.source else None,
+                        source_host=record.source_host if record is not None else None)
 
     def installed(self, plan: Plan, records: Mapping[str, Provenance], remote: RemoteFile) -> bool:
         """Installed from this pull's repo and still the source's bytes."""

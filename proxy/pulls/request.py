@@ -4,7 +4,7 @@ from __future__ import annotations
 import fnmatch
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Mapping
 
 from core import naming
 from proxy.errors import ErrorCode, ProxyError
@@ -114,6 +114,16 @@ def check_repo_allowed(repo: str, patterns: tuple[str, ...]) -> None:
     if patterns and not any(fnmatch.fnmatchcase(repo.lower(), p.lower()) for p in patterns
                             if (scheme_of(p) is not None) == registry):
         raise ProxyError(ErrorCode.REPO_NOT_ALLOWED, "this repo is not in ALLOWED_REPOS")
+
+
+def who_asked(request: PullRequest | Any) -> tuple[str, str | None]:
+    """Repo and file name to show for a pull, from its request or, when that did not parse, its body."""
+    if isinstance(request, PullRequest):
+        return request.repo, naming.basename(request.filename) if request.filename else None
+    body = request if isinstance(request, Mapping) else {}
+    model, filename = body.get("model"), body.get("filename")
+    repo = str(model) if not isinstance(model, str) or "://" in model else model.partition(":")[0]
+    return repo, naming.basename(filename) if isinstance(filename, str) and filename else None
 
 
 def _field(body: dict, name: str, kind: type, required: bool = False) -> Any:
