@@ -85,6 +85,8 @@ class LlamaModelHandle:
         params.n_ctx = n_ctx
         params.n_batch = params.n_ubatch = n_batch
         params.n_seq_max = n_seq
+        if not embeddings:  # a step needs logits for one token a slot at most: not for all N_BATCH tokens
+            params.n_outputs_max = n_seq  # (a 262k vocabulary x 512 outputs was 512 MiB of compute buffer)
         params.n_threads = params.n_threads_batch = self.threads
         params.flash_attn_type = (ll.LLAMA_FLASH_ATTN_TYPE_ENABLED if self.settings.flash_attn
                                   else ll.LLAMA_FLASH_ATTN_TYPE_DISABLED)
@@ -149,7 +151,8 @@ def estimate(settings: Settings, model: ModelFile, header: GGUFHeader | None = N
     """The model's memory estimate under these settings (server.memory)."""
     header = header or check_header(model)
     n_ctx = context_length(settings, header)
-    return estimate_bytes(header, model.size_bytes, n_ctx * max(1, settings.parallel), settings.n_batch)
+    return estimate_bytes(header, model.size_bytes, n_ctx * max(1, settings.parallel), settings.n_batch,
+                          max(1, settings.parallel))
 
 
 def check_header(model: ModelFile) -> GGUFHeader:

@@ -19,8 +19,9 @@ MARGIN_BYTES = GIB  # left to the process itself, the proxy and the page cache
 _KV_BYTES = 2  # f16
 
 
-def estimate_bytes(header: GGUFHeader, weights_bytes: int, n_ctx_total: int, n_batch: int) -> int:
-    """Weights plus KV cache for `n_ctx_total` tokens plus one batch's compute buffer."""
+def estimate_bytes(header: GGUFHeader, weights_bytes: int, n_ctx_total: int, n_batch: int, n_outputs: int) -> int:
+    """Weights plus KV cache for `n_ctx_total` tokens plus one batch's compute buffer and the logits of
+    `n_outputs` tokens (one a slot)."""
     md, arch = header.metadata, header.architecture or ""
     n_layer = _int(md.get(f"{arch}.block_count"), 0)
     n_embd = _int(md.get(f"{arch}.embedding_length"), 0)
@@ -29,7 +30,10 @@ def estimate_bytes(header: GGUFHeader, weights_bytes: int, n_ctx_total: int, n_b
     key_len = _int(md.get(f"{arch}.attention.key_length"), n_embd // n_head)
     value_len = _int(md.get(f"{arch}.attention.value_length"), key_len)
     kv = n_layer * n_ctx_total * n_head_kv * (key_len + value_len) * _KV_BYTES
-    compute = max(64 << 20, n_batch * n_embd * 4 * 24)
+    tokens = md.get("tokenizer.ggml.tokens")
+    n_vocab = _int(getattr(tokens, "count", None), 32000)
+    logits = 3 * n_outputs * n_vocab * 4  # the output matmul, the logits and their probabilities (f32)
+    compute = max(64 << 20, n_batch * n_embd * 4 * 24) + logits
     return weights_bytes + kv + compute
 
 
