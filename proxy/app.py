@@ -16,6 +16,7 @@ from proxy.metrics import Metrics, install_request_metrics
 from proxy.sources.cooldown import MirrorHealth
 from proxy.sources.huggingface import HuggingFaceHub
 from proxy.sources.mirrors import MirroredHub
+from proxy.sources.reference import HUB_SCHEME, REGISTRY_SCHEMES
 from proxy.sources.registry import RegistrySource
 from proxy.sources.registry_auth import default_auth_file, load_auth_file
 from proxy.sources.router import SourceRouter
@@ -79,10 +80,11 @@ def build_services(settings: Settings, source=None, protected: Callable[[str], b
                             observe=lambda path, s: metrics.backend_latency.labels(path=path).observe(s),
                             exit_file=settings.backend_exit_file)
     mirrors = MirrorHealth(settings.mirror_cooldown_s, settings.mirror_timeout_s, settings.mirror_busy_wait_s)
-    source = SourceRouter(
-        source or _hub_source(settings, backoff, mirrors),
-        RegistrySource(_registry_credentials(settings), settings.insecure_registries, settings.hub_timeout_s,
-                       settings.pull_max_retries, backoff))
+    registries = RegistrySource(_registry_credentials(settings), settings.insecure_registries,
+                                settings.hub_timeout_s, settings.pull_max_retries, backoff)
+    # The sources, by scheme; adding one is its module and a line here (SourceRouter.register).
+    source = SourceRouter({HUB_SCHEME: source or _hub_source(settings, backoff, mirrors),
+                           **dict.fromkeys(REGISTRY_SCHEMES, registries)})
     registry = PullRegistry(settings.pull_concurrency, settings.pull_queue_max)
     options = TransferOptions(
         connections=max(1, settings.pull_connections), chunk_bytes=settings.pull_chunk_bytes,
@@ -105,7 +107,7 @@ def build_services(settings: Settings, source=None, protected: Callable[[str], b
     reconciler.load()  # before anything runs: a malformed manifest stops the start here
     declared, protected = reconciler.declared_filenames, retention.protected
     retention.protected = lambda name: name in declared() or protected(name)  # declared models are never evicted
-    pushes = PushService(store, source.registry, metrics, settings.push_chunk_bytes, settings.pull_max_retries,
+    pushes = PushService(store, registries, metrics, settings.push_chunk_bytes, settings.pull_max_retries,
                          backoff, settings.progress_interval_s)
     return Services(settings=settings, store=store, backend=backend, source=source, pulls=registry,
                     pull_service=service, metrics=metrics, reconciler=reconciler, usage=usage, in_flight=in_flight,

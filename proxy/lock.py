@@ -23,6 +23,7 @@ from proxy.retry import Backoff
 from proxy.settings import Settings
 from proxy.sources.base import Wanted
 from proxy.sources.huggingface import HuggingFaceHub
+from proxy.sources.reference import HUB_SCHEME, REGISTRY_SCHEMES
 from proxy.sources.registry import RegistrySource
 from proxy.sources.registry_auth import default_auth_file, load_auth_file
 from proxy.sources.router import SourceRouter
@@ -66,11 +67,11 @@ def lock_source(settings: Settings) -> SourceRouter:
     backoff = Backoff(settings.pull_backoff_base_s, settings.pull_backoff_max_s)
     credentials = load_auth_file(Path(settings.registry_auth_file), required=True) if settings.registry_auth_file \
         else load_auth_file(default_auth_file(settings.docker_config), required=False)
-    return SourceRouter(
-        HuggingFaceHub(settings.hf_endpoint, settings.hf_token, settings.hub_timeout_s, settings.pull_max_retries,
-                       backoff),
-        RegistrySource(credentials, settings.insecure_registries, settings.hub_timeout_s, settings.pull_max_retries,
-                       backoff))
+    registries = RegistrySource(credentials, settings.insecure_registries, settings.hub_timeout_s,
+                                settings.pull_max_retries, backoff)
+    hub = HuggingFaceHub(settings.hf_endpoint, settings.hf_token, settings.hub_timeout_s, settings.pull_max_retries,
+                         backoff)
+    return SourceRouter({HUB_SCHEME: hub, **dict.fromkeys(REGISTRY_SCHEMES, registries)})
 
 
 def resolve_pins(entry: Entry, source) -> dict:

@@ -11,10 +11,8 @@ from typing import Iterable
 
 from core import naming
 from proxy.errors import ErrorCode, ProxyError
+from proxy.sources.reference import HUB_PREFIXES, canonical_reference, is_source_reference
 from proxy.store import ModelStore
-
-HUB_PREFIXES = ("hf.co/", "hf://")
-REGISTRY_SCHEMES = ("ollama://", "oci://")
 
 
 def is_pulled_name(name: str) -> bool:
@@ -42,7 +40,7 @@ def resolve_pulled_name(installed: Iterable[dict], name: str) -> str:
             repo has installed), or several models do (listing them).
     """
     name = name.strip()
-    if name.startswith(REGISTRY_SCHEMES):
+    if is_source_reference(name):
         source = _canonical(name)
         return _only_one(name, source, None, _by_id(e for e in installed if e.get("source") == source), {})
     repo, _, quant = _hub_name(name).partition(":")
@@ -86,9 +84,7 @@ def _listing(models: dict[str, str], repo: str | None) -> str:
 
 def _canonical(reference: str) -> str:
     """The canonical form provenance records (`ollama://gemma3:270m` is `ollama://registry.ollama.ai/...`)."""
-    from proxy.sources.reference import parse_reference
-
     try:
-        return parse_reference(reference).canonical
+        return canonical_reference(reference)
     except ProxyError:
         return reference

@@ -9,7 +9,7 @@ from typing import Any, Mapping
 from core import naming
 from proxy.errors import ErrorCode, ProxyError
 from proxy.pulls.install import MAX_FILENAME_BYTES
-from proxy.sources.reference import HUB_PREFIXES, is_registry_reference, parse_reference, scheme_of
+from proxy.sources.reference import HUB_PREFIXES, canonical_reference, is_source_reference, scheme_of
 
 _REPO_PART = r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?"
 _REPO_RE = re.compile(rf"^{_REPO_PART}/{_REPO_PART}\Z")
@@ -64,11 +64,11 @@ def parse_model(model: str) -> tuple[str, str | None]:
     Raises:
         ProxyError: invalid_repo_id, unsupported_source.
     """
-    if is_registry_reference(model):
-        return parse_reference(model).canonical, None
+    if is_source_reference(model):
+        return canonical_reference(model), None
     hub = next((model[len(p):] for p in HUB_PREFIXES if model.lower().startswith(p)), model)
     if scheme_of(hub) is not None:
-        parse_reference(hub)  # raises unsupported_source, naming the schemes there are
+        canonical_reference(hub)  # raises unsupported_source, naming the schemes there are
     repo, _, quant = hub.partition(":")
     return parse_repo_id(repo), quant or None
 
@@ -110,9 +110,9 @@ def check_repo_allowed(repo: str, patterns: tuple[str, ...]) -> None:
 
     A pattern with a scheme matches registry references (canonical), one without matches Hub repo ids."""
     # Hub repo ids are case-insensitive, so the patterns are too.
-    registry = is_registry_reference(repo)
+    by_scheme = is_source_reference(repo)
     if patterns and not any(fnmatch.fnmatchcase(repo.lower(), p.lower()) for p in patterns
-                            if (scheme_of(p) is not None) == registry):
+                            if (scheme_of(p) is not None) == by_scheme):
         raise ProxyError(ErrorCode.REPO_NOT_ALLOWED, "this repo is not in ALLOWED_REPOS")
 
 

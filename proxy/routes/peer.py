@@ -19,6 +19,7 @@ from proxy.errors import ErrorCode, ProxyError
 from proxy.provenance import Provenance
 from proxy.pulls.events import Failed
 from proxy.pulls.planning import Plan
+from proxy.sources.reference import HUB_SCHEME
 from proxy.sources.remote import RepoFiles
 from proxy.pulls.request import PullRequest, check_repo_allowed, parse_repo_id, parse_revision
 from proxy.routes.file_bytes import file_response
@@ -195,7 +196,7 @@ def _upstream_listing(repo: str, revision: str) -> RepoFiles:
     if not slots.acquire(blocking=False):
         raise _busy("this proxy is asking its upstream for other listings; ask again")
     try:
-        listing = services().source.hub.list_files(repo, revision)
+        listing = services().source.for_scheme(HUB_SCHEME).list_files(repo, revision)
     except ProxyError as err:
         if err.code.peer_repo_miss:
             raise _not_found(ErrorCode.REPO_NOT_FOUND,

@@ -1,13 +1,16 @@
-"""What `model` may name: a Hub repo id, or an `ollama://` / `oci://` registry reference, parsed to the one
-canonical form that pulls, provenance and ALLOWED_REPOS all use (shared/API.md, Sources)."""
+"""What `model` may name: a Hub repo id, or a reference of a source's scheme (`ollama://`, `oci://`: registry
+references), parsed to the one canonical form that pulls, provenance and ALLOWED_REPOS all use (shared/API.md,
+Sources). The schemes are written here once: CANONICAL maps each to how its references parse."""
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Callable
 
 from proxy.errors import ErrorCode, ProxyError
 
 OLLAMA_HOST = "registry.ollama.ai"
+HUB_SCHEME = "hf"  # the Hub's: a name without a scheme (`owner/name`, `hf.co/...`, `hf://...`)
 REGISTRY_SCHEMES = ("ollama", "oci")
 HUB_PREFIXES = ("hf://", "hf.co/")
 _SCHEME_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
@@ -61,6 +64,30 @@ def is_registry_reference(model: str) -> bool:
     return scheme_of(model) in REGISTRY_SCHEMES
 
 
+def is_source_reference(model: str) -> bool:
+    """A reference of a scheme a source is registered for (CANONICAL), not a Hub name."""
+    return scheme_of(model) in CANONICAL
+
+
+def canonical_reference(model: str) -> str:
+    """The canonical form of a reference, as its scheme's source parses it.
+
+    Raises:
+        ProxyError: unsupported_source (no source has the scheme), invalid_repo_id (a known scheme, a bad
+            reference).
+    """
+    parse = CANONICAL.get(scheme_of(model))
+    if parse is None:
+        raise _unsupported(scheme_of(model))
+    return parse(model)
+
+
+def _unsupported(scheme: str | None) -> ProxyError:
+    others = "".join(f", {s}://..." for s in CANONICAL if s not in REGISTRY_SCHEMES)
+    return ProxyError(ErrorCode.UNSUPPORTED_SOURCE, f"unknown source scheme {scheme!r}: model must be a Hub repo id "
+                      f"owner/name, ollama://[host/][namespace/]name[:tag] or oci://host/repository[:tag]{others}")
+
+
 def parse_reference(model: str) -> RegistryRef:
     """Parse an `ollama://` or `oci://` reference.
 
@@ -69,8 +96,7 @@ def parse_reference(model: str) -> RegistryRef:
     """
     scheme = scheme_of(model)
     if scheme not in REGISTRY_SCHEMES:
-        raise ProxyError(ErrorCode.UNSUPPORTED_SOURCE, f"unknown source scheme {scheme!r}: model must be a Hub repo id "
-                         "owner/name, ollama://[host/][namespace/]name[:tag] or oci://host/repository[:tag]")
+        raise _unsupported(scheme)
     rest = model[len(scheme) + 3:]
     if len(model) > _REFERENCE_MAX or not rest:
         raise _bad(scheme)
@@ -105,3 +131,9 @@ def _bad(scheme: str, why: str = "") -> ProxyError:
              "oci": "oci://host[:port]/repository[:tag] or oci://host[:port]/repository@sha256:<hex>"}
     return ProxyError(ErrorCode.INVALID_REPO_ID, f"{why + '; ' if why else ''}an {scheme}:// reference must be "
                       f"{forms[scheme]}, in lowercase letters, digits and . _ -")
+
+
+# Scheme -> the canonical form of its references (raising ProxyError invalid_repo_id for a bad one). A source
+# with a scheme of its own is added by SourceRouter.register (proxy/sources/router.py).
+CANONICAL: dict[str, Callable[[str], str]] = {scheme: lambda model: parse_reference(model).canonical
+                                              for scheme in REGISTRY_SCHEMES}
