@@ -35,10 +35,10 @@ from proxy.services import Services
 from proxy.routes import forward, health, manifest, models, observability, peer, pull, push
 from proxy.routes import embeddings, ollama, ollama_generate, residency
 from proxy.settings import Settings
-from proxy.staging import start_staging_sweeper
-from proxy.store import META, ModelStore
-from proxy.usage import InFlight, UsageLog
-from proxy.retention import Retention
+from proxy.models_dir.staging import start_staging_sweeper
+from proxy.models_dir.store import META, ModelStore
+from proxy.models_dir.usage import InFlight, UsageLog
+from proxy.models_dir.retention import Retention
 
 
 def create_app(settings: Settings | None = None, source=None) -> Flask:

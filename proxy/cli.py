@@ -327,7 +327,7 @@ def _delete_local(args: argparse.Namespace) -> list[str]:
 
 
 def _local_store(args: argparse.Namespace):
-    from proxy.store import ModelStore
+    from proxy.models_dir.store import ModelStore
 
     return ModelStore(_local_settings(args).models_dir)
 

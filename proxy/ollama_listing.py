@@ -9,7 +9,7 @@ from core.gguf_check import InvalidGGUF, scan_gguf_header
 from core.gguf_reader import SkippedValue
 from proxy.errors import ErrorCode, ProxyError
 from proxy.ollama_names import ollama_name
-from proxy.store import ModelStore
+from proxy.models_dir.store import ModelStore
 
 
 def installed_models(store: ModelStore) -> list[dict]:

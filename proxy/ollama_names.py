@@ -13,7 +13,7 @@ from core import naming
 from proxy.errors import ErrorCode, ProxyError
 from proxy.pulled_names import is_pulled_name, model_id_pulled_as
 from proxy.sources.reference import OLLAMA_HOST, is_registry_reference
-from proxy.store import ModelStore
+from proxy.models_dir.store import ModelStore
 
 HUB_ALIASES = ("huggingface.co/", "hf.co/")
 LATEST = ":latest"

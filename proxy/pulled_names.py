@@ -12,7 +12,7 @@ from typing import Iterable
 from core import naming
 from proxy.errors import ErrorCode, ProxyError
 from proxy.sources.reference import HUB_PREFIXES, canonical_reference, is_source_reference
-from proxy.store import ModelStore
+from proxy.models_dir.store import ModelStore
 
 
 def is_pulled_name(name: str) -> bool:

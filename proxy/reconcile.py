@@ -17,7 +17,7 @@ from proxy.pulls.verify import is_commit
 from proxy.pulls.request import parse_model
 from proxy.pulls.service import PullService
 from proxy.residency_pin import ResidencyPinner
-from proxy.store import ModelStore
+from proxy.models_dir.store import ModelStore
 
 log = logging.getLogger(__name__)
 

@@ -15,11 +15,11 @@ if TYPE_CHECKING:
     from proxy.pulls.through import PullThrough
     from proxy.pushes.service import PushService
     from proxy.reconcile import Reconciler
-    from proxy.retention import Retention
+    from proxy.models_dir.retention import Retention
     from proxy.settings import Settings
     from proxy.sources.router import SourceRouter
-    from proxy.store import ModelStore
-    from proxy.usage import InFlight, UsageLog
+    from proxy.models_dir.store import ModelStore
+    from proxy.models_dir.usage import InFlight, UsageLog
 
 EXTENSION = "gguf_proxy"  # the one key of app.extensions this app uses
 

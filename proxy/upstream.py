@@ -115,7 +115,7 @@ def forward_slot() -> Callable[[], None]:
 
 def use_files(files: list[str]) -> Callable[[], None]:
     """Mark `files` used, and in flight until the returned release: eviction leaves them alone
-    (proxy/retention.py)."""
+    (proxy/models_dir/retention.py)."""
     release = services().in_flight.hold(files)
     services().usage.touch(files)
     return release

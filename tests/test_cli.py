@@ -17,7 +17,7 @@ import pytest
 
 from proxy.cli import EXIT_UNREACHABLE, CliError, follow, main
 from proxy.cli_progress import PullProgress
-from proxy.store import ModelStore
+from proxy.models_dir.store import ModelStore
 from tests.fakes.gguf_files import random_gguf
 from tests.fakes.hub import Fault, FakeHub
 from tests.helpers import REPO_ROOT, free_port, running_process

@@ -1,7 +1,7 @@
 """No import points back up the layers: each module imports only its own layer and those below it.
 
 A lower layer that needs a value of a higher one gets it moved down to a module both may import (the remote
-files to proxy/sources/remote.py, the staging layout to proxy/staging.py). Imports under `if TYPE_CHECKING:`
+files to proxy/sources/remote.py, the staging layout to proxy/models_dir/staging.py). Imports under `if TYPE_CHECKING:`
 are for annotations only and do not count.
 """
 from __future__ import annotations
@@ -16,10 +16,9 @@ from tests.helpers import REPO_ROOT
 # Lowest first. A name stands for the module and everything under it; the longest name that matches wins.
 LAYERS: list[tuple[str, ...]] = [
     ("core",),
-    ("proxy.errors", "proxy.fsutil", "proxy.retry", "proxy.settings", "proxy.metrics", "proxy.services",
+    ("proxy.errors", "proxy.models_dir.fsutil", "proxy.retry", "proxy.settings", "proxy.metrics", "proxy.services",
      "proxy.openai_fields", "proxy.cli_progress"),
-    # the models folder
-    ("proxy.provenance", "proxy.model_details", "proxy.store", "proxy.usage", "proxy.staging", "proxy.retention"),
+    ("proxy.models_dir", "proxy.model_details"),  # the models folder, fsutil below it
     ("proxy.sources",),
     ("proxy.pulls", "proxy.pulled_names", "proxy.backend"),
     ("proxy.pushes", "proxy.manifest", "proxy.lock", "proxy.reconcile", "proxy.preload", "proxy.residency_pin",
@@ -103,7 +102,7 @@ def test_no_import_points_back_up():
 
 
 @pytest.mark.parametrize("module, source, expected", [
-    ("proxy/store.py", "from proxy.pulls.install import STAGING",
+    ("proxy/models_dir/store.py", "from proxy.pulls.install import STAGING",
      "imports proxy.pulls.install.STAGING (a higher layer)"),
     ("proxy/sources/base.py", "from ..pulls import remote", "imports proxy.pulls.remote (a higher layer)"),
     ("proxy/metrics.py", "def f():\n    import proxy.app", "imports proxy.app (a higher layer)"),

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from core.naming import AmbiguousModelName, is_safe_name, is_safe_path, model_id, resolve_model_id
-from proxy.store import ModelStore
+from proxy.models_dir.store import ModelStore
 from server.discovery import resolve_model, scan_models
 from server.errors import ModelNotFound
 

@@ -264,8 +264,8 @@ def test_ollama_names_resolve_to_what_was_pulled(models_dir, make_gguf):  # noqa
 
     from core import naming
     from proxy.ollama_names import ollama_name, pulled_as, resolve_ollama_name
-    from proxy.provenance import Provenance
-    from proxy.store import ModelStore
+    from proxy.models_dir.provenance import Provenance
+    from proxy.models_dir.store import ModelStore
 
     store = ModelStore(models_dir)
     store.ensure_dirs()

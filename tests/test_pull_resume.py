@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from proxy import fsutil
+from proxy.models_dir import fsutil
 from tests.fakes.hub import Fault
 from tests.pull_fixtures import (
     REPO, KiB, MiB, content_gets, pull, range_end, range_start, same_bytes, staging_files, top_level_ggufs,

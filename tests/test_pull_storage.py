@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from proxy.pulls.install import Installer
-from proxy.store import ModelStore
+from proxy.models_dir.store import ModelStore
 from tests.fakes.hub import Fault
 from tests.pull_fixtures import (
     MiB, content_gets, open_stream, pull, range_start, same_bytes, staging_files, top_level_ggufs,

@@ -14,7 +14,7 @@ from pathlib import Path
 import requests
 
 from core import naming
-from proxy.store import ModelStore
+from proxy.models_dir.store import ModelStore
 from proxy.services import services_of
 from tests.pull_fixtures import (  # noqa: F401 - fixtures
     KiB, hub, make_app, make_gguf, models_dir, pull, pull_error, slow_backend, statuses, top_level_ggufs, wait_until,

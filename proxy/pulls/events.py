@@ -49,7 +49,7 @@ class Queued(PullEvent):
 
 @dataclass(frozen=True)
 class Evicting(PullEvent):
-    """An installed file removed to make room for this pull (least recently used; see proxy/retention.py)."""
+    """An installed file removed to make room for this pull (least recently used; see proxy/models_dir/retention.py)."""
 
     status: ClassVar[str] = "evicting"
     filename: str

@@ -23,7 +23,7 @@ from proxy.pulls.verify import verify_download
 from proxy.retry import BUSY_WAIT_MAX_S
 from proxy.sources.cooldown import MirrorHealth
 from proxy.sources.remote import RemoteFile
-from proxy.store import ModelStore
+from proxy.models_dir.store import ModelStore
 
 log = logging.getLogger(__name__)
 LOCK_POLL_S = 0.5

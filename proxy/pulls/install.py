@@ -13,11 +13,11 @@ from core import naming
 from proxy.errors import ErrorCode, ProxyError
 from core.gguf_check import GGUFHeader
 from proxy.model_details import details_of
-from proxy.provenance import Provenance
+from proxy.models_dir.provenance import Provenance
 from proxy.pulls.verify import file_digest, verify_download
 from proxy.sources.remote import RemoteFile
-from proxy.staging import PARTIAL_SUFFIX, PROGRESS_SUFFIX, STAGING
-from proxy.store import NAME_MAX_BYTES, RECORD_SUFFIX_BYTES, ModelStore
+from proxy.models_dir.staging import PARTIAL_SUFFIX, PROGRESS_SUFFIX, STAGING
+from proxy.models_dir.store import NAME_MAX_BYTES, RECORD_SUFFIX_BYTES, ModelStore
 
 log = logging.getLogger(__name__)
 # The longest file name a pull takes: what fits once the store or the staging adds its suffix.

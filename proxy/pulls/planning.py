@@ -10,16 +10,16 @@ from typing import Mapping
 
 from core import naming
 from proxy.errors import ErrorCode, ProxyError
-from proxy.provenance import Provenance
+from proxy.models_dir.provenance import Provenance
 from proxy.pulls.events import Complete
 from proxy.pulls.install import Installer, Origin
 from proxy.pulls.verify import apply_pins
 from proxy.pulls.request import PullRequest, check_filename, check_repo_allowed
 from proxy.sources.remote import RemoteFile, RepoFiles
 from proxy.sources.base import Source, Wanted
-from proxy.retention import Retention, allocated_bytes
-from proxy.staging import reclaim_staging
-from proxy.store import ModelStore
+from proxy.models_dir.retention import Retention, allocated_bytes
+from proxy.models_dir.staging import reclaim_staging
+from proxy.models_dir.store import ModelStore
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from typing import Any, Callable
 from core import naming
 from proxy.errors import ErrorCode, ProxyError, disk_full_is_insufficient_storage
 from proxy.metrics import Metrics
-from proxy.provenance import Provenance
+from proxy.models_dir.provenance import Provenance
 from proxy.pulls.events import Complete, Evicting, Failed, SmokeTesting, Verifying
 from proxy.pulls.fetch import Fetcher, file_locks
 from proxy.pulls.install import Installer
@@ -33,7 +33,7 @@ class PullService:
         self.planner, self.installer, self.registry, self.metrics = planner, installer, registry, metrics
         self.store, self.notes = installer.store, ResumeNotes(installer)
         self.progress_interval_s = progress_interval_s
-        self.on_used = on_used  # a pull names its files: their last-used time (proxy/usage.py)
+        self.on_used = on_used  # a pull names its files: their last-used time (proxy/models_dir/usage.py)
         # Mirrors every pull skips for now, shared with the source.
         self.fetcher = Fetcher(installer, options, metrics, mirrors or MirrorHealth())
 

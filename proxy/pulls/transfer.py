@@ -21,7 +21,7 @@ import requests
 import urllib3
 
 from proxy.errors import ErrorCode, ProxyError, disk_full_is_insufficient_storage
-from proxy.fsutil import start_writeback
+from proxy.models_dir.fsutil import start_writeback
 from proxy.sources.remote import Fetch
 from proxy.pulls.transfer_state import PartsState
 from proxy.pulls.verify import check_served_size, digest_hasher

@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 
 from proxy.errors import disk_full_is_insufficient_storage
-from proxy.fsutil import write_json_atomically
+from proxy.models_dir.fsutil import write_json_atomically
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from proxy.errors import ErrorCode, ProxyError
-from proxy.store import ModelStore
+from proxy.models_dir.store import ModelStore
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 DMR_CONFIG = "application/vnd.docker.ai.model.config.v0.1+json"

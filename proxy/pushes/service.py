@@ -19,7 +19,7 @@ from proxy.pushes.upload import RegistryUploader
 from proxy.retry import Backoff
 from proxy.sources.reference import RegistryRef, parse_reference, scheme_of
 from proxy.sources.registry import RegistrySource
-from proxy.store import ModelStore
+from proxy.models_dir.store import ModelStore
 
 log = logging.getLogger(__name__)
 

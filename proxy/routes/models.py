@@ -8,7 +8,7 @@ from proxy.auth import require_api_key
 from proxy.errors import ErrorCode, ProxyError
 from proxy.pulls.request import parse_repo_id
 from proxy.routes.body import json_body
-from proxy.usage import iso_seconds
+from proxy.models_dir.usage import iso_seconds
 from proxy.services import services
 
 bp = Blueprint("models", __name__)

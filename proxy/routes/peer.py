@@ -16,7 +16,7 @@ from flask import Blueprint, jsonify
 from core import naming
 from proxy.auth import bears_api_key
 from proxy.errors import ErrorCode, ProxyError
-from proxy.provenance import Provenance
+from proxy.models_dir.provenance import Provenance
 from proxy.pulls.events import Failed
 from proxy.pulls.planning import Plan
 from proxy.sources.reference import HUB_SCHEME

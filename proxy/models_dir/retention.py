@@ -15,9 +15,9 @@ from datetime import datetime
 from typing import Callable, Iterable
 
 from core import naming
-from proxy.staging import PARTIAL_SUFFIX, STAGING
-from proxy.store import QUARANTINE, ModelStore
-from proxy.usage import UsageLog
+from proxy.models_dir.staging import PARTIAL_SUFFIX, STAGING
+from proxy.models_dir.store import QUARANTINE, ModelStore
+from proxy.models_dir.usage import UsageLog
 
 log = logging.getLogger(__name__)
 DAY_S = 24 * 3600.0

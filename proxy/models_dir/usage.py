@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
-from proxy.fsutil import file_lock, write_json_atomically
+from proxy.models_dir.fsutil import file_lock, write_json_atomically
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterator
 
-from proxy.fsutil import file_lock, write_json_atomically
+from proxy.models_dir.fsutil import file_lock, write_json_atomically
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ class ProvenanceStore:
 
     def __init__(self, path: Path):
         self.path = path
-        self.lock_path = path.with_name(path.name + ".lock")  # also taken by proxy/usage.py's flush
+        self.lock_path = path.with_name(path.name + ".lock")  # also taken by proxy/models_dir/usage.py's flush
 
     def get(self, filename: str) -> Provenance | None:
         return self._read().get(filename)

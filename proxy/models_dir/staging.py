@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from core import naming
-from proxy.store import ModelStore
+from proxy.models_dir.store import ModelStore
 
 log = logging.getLogger(__name__)
 # The staging layout, shared by the pulls that write it (proxy/pulls/install.py) and what reclaims it.
