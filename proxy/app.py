@@ -20,14 +20,14 @@ from proxy.sources.reference import HUB_SCHEME, REGISTRY_SCHEMES
 from proxy.sources.registry import RegistrySource
 from proxy.sources.registry_auth import default_auth_file, load_auth_file
 from proxy.sources.router import SourceRouter
-from proxy.preload import preload_body, start_preload
+from proxy.declared.preload import preload_body, start_preload
 from proxy.pulls.install import Installer
 from proxy.pulls.jobs import PullRegistry
 from proxy.pulls.planning import Planner
 from proxy.pulls.service import PullService
 from proxy.pulls.through import PullThrough
 from proxy.pulls.transfer import TransferOptions
-from proxy.reconcile import Reconciler
+from proxy.declared.reconcile import Reconciler
 from proxy.residency_pin import ResidencyPinner
 from proxy.retry import Backoff
 from proxy.pushes.service import PushService

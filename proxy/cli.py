@@ -143,8 +143,8 @@ def run_lock(args: argparse.Namespace) -> int:
     """Resolve at the sources (HF_ENDPOINT, HF_TOKEN); MODELS_DIR is not touched."""
     from pathlib import Path
 
-    from proxy.lock import LockError, describe, lock_manifest, lock_source
-    from proxy.manifest import ManifestError
+    from proxy.declared.lock import LockError, describe, lock_manifest, lock_source
+    from proxy.declared.manifest import ManifestError
 
     settings = _local_settings(args)
     try:

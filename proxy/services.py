@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from proxy.pulls.service import PullService
     from proxy.pulls.through import PullThrough
     from proxy.pushes.service import PushService
-    from proxy.reconcile import Reconciler
+    from proxy.declared.reconcile import Reconciler
     from proxy.models_dir.retention import Retention
     from proxy.settings import Settings
     from proxy.sources.router import SourceRouter

@@ -252,7 +252,7 @@ def test_secret_example_holds_both_keys_as_placeholders():
 def test_the_manifest_comes_from_a_configmap_mounted_without_subpath():
     """A subPath mount never sees a ConfigMap update; the proxy notices the kubelet's symlink swap only
     through a directory mount."""
-    from proxy.manifest import parse_manifest
+    from proxy.declared.manifest import parse_manifest
 
     (deployment,) = load_all(K8S_DIR / "deployment.yaml")
     pod = deployment["spec"]["template"]["spec"]

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from proxy.manifest import ManifestError
+from proxy.declared.manifest import ManifestError
 from tests.pull_fixtures import hub, make_app, make_gguf, models_dir, slow_backend, wait_until  # noqa: F401
 from tests.test_manifest import A, B, FILE_A, FILE_B, entry, states, two_repos, write_manifest  # noqa: F401
 

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from proxy.manifest import ManifestError
+from proxy.declared.manifest import ManifestError
 from tests.pull_fixtures import hub, make_app, make_gguf, models_dir, slow_backend, wait_until  # noqa: F401
 
 A, B = "acme/alpha-GGUF", "acme/beta-GGUF"

@@ -337,7 +337,7 @@ def test_a_keep_loaded_entry_is_loaded_forever_and_ready_only_once_loaded(hub, m
 
 
 def test_keep_loaded_must_be_a_boolean(make_app, tmp_path):
-    from proxy.manifest import ManifestError
+    from proxy.declared.manifest import ManifestError
 
     manifest = tmp_path / "models.yaml"
     manifest.write_text("models:\n  - model: acme/kept-GGUF\n    keep_loaded: 'yes'\n")

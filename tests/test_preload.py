@@ -7,7 +7,7 @@ import time
 import pytest
 
 from proxy.errors import ProxyError
-from proxy.preload import parse_preload_entry
+from proxy.declared.preload import parse_preload_entry
 from tests.fakes.hub import Fault
 from tests.helpers import free_port
 from tests.pull_fixtures import wait_until

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from proxy.preload import parse_preload_entry
+from proxy.declared.preload import parse_preload_entry
 from proxy.services import services_of
 from tests.fakes.gguf_files import sha256_file
 from tests.fakes.relay import FaultRelay

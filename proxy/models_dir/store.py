@@ -67,7 +67,7 @@ class ModelStore:
         return final
 
     def save_intent(self, repo: str, key: str, body: dict) -> None:
-        """Remember a pull until it ends, so that a restarted proxy resumes it (see proxy/preload.py)."""
+        """Remember a pull until it ends, so that a restarted proxy resumes it (see proxy/declared/preload.py)."""
         write_json_atomically(self._intent_path(repo, key), body)
 
     def drop_intent(self, repo: str, key: str) -> None:

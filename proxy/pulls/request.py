@@ -27,7 +27,7 @@ class PullRequest:
     verify: str = "checksum"
     run_async: bool = False
     replace: bool = False  # may replace a file of the same name installed from another repo
-    # Pins of a declared model (proxy/manifest.py), never of a pull body: the sha256 of the file (of the
+    # Pins of a declared model (proxy/declared/manifest.py), never of a pull body: the sha256 of the file (of the
     # first part of a split set), and (filename, sha256) of each part.
     pinned_sha256: str | None = None
     pinned_parts: tuple[tuple[str, str], ...] = ()

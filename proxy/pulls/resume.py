@@ -1,6 +1,6 @@
 """Resume notes: a pull accepted writes one beside the store's intents (MODELS_DIR/.proxy/pending), and it
 stays until the pull has ended, so the next start resumes what a shutdown, or a full volume with bytes
-staged, stopped (proxy/preload.py reads them)."""
+staged, stopped (proxy/declared/preload.py reads them)."""
 from __future__ import annotations
 
 import contextlib

@@ -10,7 +10,7 @@ from typing import Any
 
 from core import naming
 from proxy.errors import ProxyError
-from proxy.manifest import Entry, ManifestError, digest_of, parse_manifest, read_manifest, read_manifest_bytes
+from proxy.declared.manifest import Entry, ManifestError, digest_of, parse_manifest, read_manifest, read_manifest_bytes
 from proxy.pulls.events import Complete, Failed, Queued
 from proxy.pulls.jobs import PullJob
 from proxy.pulls.verify import is_commit

@@ -18,7 +18,7 @@ import yaml
 
 from core import naming
 from proxy.errors import ErrorCode, ProxyError
-from proxy.manifest import Entry, parse_manifest
+from proxy.declared.manifest import Entry, parse_manifest
 from proxy.retry import Backoff
 from proxy.settings import Settings
 from proxy.sources.base import Wanted
