@@ -21,9 +21,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("proxy.models_dir", "proxy.model_details"),  # the models folder, fsutil below it
     ("proxy.sources",),
     ("proxy.pulls", "proxy.pulled_names", "proxy.backend"),
-    ("proxy.pushes", "proxy.declared", "proxy.residency_pin",
-     "proxy.ollama_names", "proxy.ollama_listing", "proxy.ollama_convert", "proxy.ollama_pull",
-     "proxy.ollama_stream", "proxy.upstream", "proxy.auth"),
+    ("proxy.pushes", "proxy.declared", "proxy.residency_pin", "proxy.ollama", "proxy.upstream", "proxy.auth"),
     ("proxy.routes", "proxy.openapi", "proxy.openapi_ollama", "proxy.app", "proxy.cli", "proxy.gunicorn",
      "proxy.__main__", "proxy"),
 ]

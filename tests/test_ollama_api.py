@@ -263,7 +263,7 @@ def test_ollama_names_resolve_to_what_was_pulled(models_dir, make_gguf):  # noqa
     import shutil
 
     from core import naming
-    from proxy.ollama_names import ollama_name, pulled_as, resolve_ollama_name
+    from proxy.ollama.names import ollama_name, pulled_as, resolve_ollama_name
     from proxy.models_dir.provenance import Provenance
     from proxy.models_dir.store import ModelStore
 

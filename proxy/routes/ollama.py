@@ -9,9 +9,9 @@ from werkzeug.exceptions import HTTPException
 from core.errors import ErrorCode, ServiceError
 from proxy.auth import require_api_key
 from proxy.errors import ProxyError
-from proxy.ollama_listing import installed_models, show_model, tags_entry
-from proxy.ollama_names import resolve_ollama_name
-from proxy.ollama_pull import ProgressLines, pull_body, source_digests
+from proxy.ollama.listing import installed_models, show_model, tags_entry
+from proxy.ollama.names import resolve_ollama_name
+from proxy.ollama.pull import ProgressLines, pull_body, source_digests
 from proxy.pulls.events import Failed
 from proxy.routes.body import json_body
 from proxy.routes.ndjson import object_stream

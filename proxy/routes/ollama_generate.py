@@ -1,5 +1,5 @@
 """Ollama's generating endpoints: /api/chat, /api/generate, /api/embed and the older /api/embeddings,
-translated to the backend's OpenAI-compatible ones (proxy/ollama_convert.py) and back."""
+translated to the backend's OpenAI-compatible ones (proxy/ollama/convert.py) and back."""
 from __future__ import annotations
 
 import time
@@ -7,10 +7,10 @@ import time
 from flask import Blueprint, jsonify
 
 from proxy.errors import ErrorCode, ProxyError
-from proxy.ollama_convert import (Translated, chat_request, embed_inputs, generate_request, keep_alive, metrics,
+from proxy.ollama.convert import (Translated, chat_request, embed_inputs, generate_request, keep_alive, metrics,
                                   normalized)
-from proxy.ollama_names import resolve_ollama_name
-from proxy.ollama_stream import ndjson_lines, piece, whole_answer
+from proxy.ollama.names import resolve_ollama_name
+from proxy.ollama.stream import ndjson_lines, piece, whole_answer
 from proxy.routes.ndjson import ndjson_response
 from proxy.routes.ollama import ollama_body, register_ollama_errors
 from proxy.upstream import call_backend

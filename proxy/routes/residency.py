@@ -7,9 +7,9 @@ from flask import Blueprint, jsonify
 
 from proxy.auth import require_api_key
 from proxy.errors import ErrorCode, ProxyError
-from proxy.ollama_convert import keep_alive
-from proxy.ollama_listing import installed_models
-from proxy.ollama_names import pulled_as, resolve_model
+from proxy.ollama.convert import keep_alive
+from proxy.ollama.listing import installed_models
+from proxy.ollama.names import pulled_as, resolve_model
 from proxy.routes.body import json_body
 from proxy.upstream import call_backend
 from proxy.services import services

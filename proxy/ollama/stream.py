@@ -8,7 +8,7 @@ import time
 from typing import Iterator
 
 from proxy.errors import ErrorCode, ProxyError
-from proxy.ollama_convert import DONE_REASONS, metrics, now_iso
+from proxy.ollama.convert import DONE_REASONS, metrics, now_iso
 from proxy.upstream import Upstream
 
 log = logging.getLogger(__name__)

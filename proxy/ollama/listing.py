@@ -1,5 +1,5 @@
 """Installed models as Ollama lists and shows them (/api/tags, /api/show, /api/ps entries): one entry a model
-(the parts of a split set together), named as Ollama users write them (proxy/ollama_names.py)."""
+(the parts of a split set together), named as Ollama users write them (proxy/ollama/names.py)."""
 from __future__ import annotations
 
 import datetime
@@ -8,7 +8,7 @@ from typing import Any
 from core.gguf_check import InvalidGGUF, scan_gguf_header
 from core.gguf_reader import SkippedValue
 from proxy.errors import ErrorCode, ProxyError
-from proxy.ollama_names import ollama_name
+from proxy.ollama.names import ollama_name
 from proxy.models_dir.store import ModelStore
 
 

@@ -8,7 +8,7 @@ from typing import Callable, Iterable, Iterator
 
 from core import naming
 from proxy.errors import ErrorCode, ProxyError
-from proxy.ollama_names import HUB_ALIASES, LATEST
+from proxy.ollama.names import HUB_ALIASES, LATEST
 from proxy.pulls.events import Complete, Downloading, Failed, PullEvent, Starting, Verifying
 from proxy.sources.reference import HUB_PREFIXES, is_registry_reference
 
