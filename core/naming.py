@@ -121,3 +121,20 @@ def resolve_model_id(ids: Iterable[str], name: str) -> str | None:
     if len(by_stem) > 1:
         raise AmbiguousModelName(name, by_stem)
     return by_stem[0] if by_stem else None
+
+
+# Sources: a model named with a scheme (`ollama://...`) comes from that scheme's source; a name without one
+# (`owner/name`) from the Hub's.
+HUB_SCHEME = "hf"
+_SCHEME_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+
+
+def scheme_of(model: str) -> str | None:
+    """The scheme `model` is written with, lowercased; None for a name without one."""
+    match = _SCHEME_RE.match(model)
+    return match.group(1).lower() if match else None
+
+
+def source_scheme(source: str | None) -> str:
+    """The scheme of the source a file came from, as provenance records it: the Hub's for no reference."""
+    return (scheme_of(source) if source else None) or HUB_SCHEME

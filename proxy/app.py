@@ -9,6 +9,7 @@ from typing import Callable
 
 from flask import Flask
 
+from core.naming import HUB_SCHEME
 from core.serving import LOG_FORMAT
 from proxy.backend import BackendClient
 from proxy.errors import register_error_handlers
@@ -16,7 +17,7 @@ from proxy.metrics import Metrics, install_request_metrics
 from proxy.sources.cooldown import MirrorHealth
 from proxy.sources.huggingface import HuggingFaceHub
 from proxy.sources.mirrors import MirroredHub
-from proxy.sources.reference import HUB_SCHEME, REGISTRY_SCHEMES
+from proxy.sources.reference import REGISTRY_SCHEMES
 from proxy.sources.registry import RegistrySource
 from proxy.sources.registry_auth import default_auth_file, load_auth_file
 from proxy.sources.router import SourceRouter

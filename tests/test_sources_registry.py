@@ -3,13 +3,16 @@ and the model listing then treat it as they treat the registries, and the Hub st
 from __future__ import annotations
 
 import hashlib
+import json
 
 import pytest
 
 from proxy.errors import ErrorCode, ProxyError
+from proxy.models_dir.provenance import ProvenanceStore
 from proxy.services import services_of
 from proxy.sources.base import Wanted
-from proxy.sources.reference import CANONICAL, HUB_SCHEME, REGISTRY_SCHEMES
+from core.naming import HUB_SCHEME
+from proxy.sources.reference import CANONICAL, REGISTRY_SCHEMES
 from proxy.sources.remote import Fetch, RemoteFile, RepoFiles, host_of
 from proxy.sources.router import SourceRouter
 from tests.pull_fixtures import REPO, KiB, hub, make_app, make_gguf, models_dir, pull, pull_error  # noqa: F401
@@ -62,7 +65,8 @@ def test_a_registered_source_is_pulled_from_by_its_scheme(registered):
 
     assert final["status"] == "complete" and final["filename"] == FILE
     assert final["source"] == "test://acme/tiny" and final["digest"] == COMMIT, "recorded by its reference"
-    assert services_of(app).store.provenance.get(FILE).source == "test://acme/tiny"
+    record = services_of(app).store.provenance.get(FILE)
+    assert (record.source, record.scheme) == ("test://acme/tiny", "test")
     assert pull(client, model="test://acme/tiny")[-1]["cached"] is True
     listed = {m["id"]: m for m in client.get("/v1/api/models").get_json()["models"]}
     assert listed[FILE.removesuffix(".gguf")]["source"] == "test://acme/tiny"
@@ -85,3 +89,14 @@ def test_the_hub_serves_names_without_a_scheme():
     with pytest.raises(ProxyError) as caught:
         router.source_for("nope://x/y")
     assert caught.value.code == ErrorCode.UNSUPPORTED_SOURCE
+
+
+def test_provenance_reads_a_record_naming_no_source_as_the_hubs(tmp_path):
+    written = {"filename": FILE, "repo": REPO, "repo_path": FILE, "revision": "main", "commit": COMMIT,
+               "size": 1, "sha256": None, "source_host": "huggingface.co", "pulled_at": "2025-01-01T00:00:00+00:00"}
+    path = tmp_path / "provenance.json"
+    path.write_text(json.dumps({"models": [written, {**written, "filename": "b.gguf",
+                                                     "source": "oci://r.example/models/b:v1"}]}))
+    records = ProvenanceStore(path).all()
+
+    assert (records[FILE].scheme, records["b.gguf"].scheme) == (HUB_SCHEME, "oci")

@@ -23,7 +23,7 @@ from proxy.retry import Backoff
 from proxy.settings import Settings
 from proxy.sources.base import Wanted
 from proxy.sources.huggingface import HuggingFaceHub
-from proxy.sources.reference import HUB_SCHEME, REGISTRY_SCHEMES
+from proxy.sources.reference import REGISTRY_SCHEMES
 from proxy.sources.registry import RegistrySource
 from proxy.sources.registry_auth import default_auth_file, load_auth_file
 from proxy.sources.router import SourceRouter
@@ -71,7 +71,7 @@ def lock_source(settings: Settings) -> SourceRouter:
                                 settings.pull_max_retries, backoff)
     hub = HuggingFaceHub(settings.hf_endpoint, settings.hf_token, settings.hub_timeout_s, settings.pull_max_retries,
                          backoff)
-    return SourceRouter({HUB_SCHEME: hub, **dict.fromkeys(REGISTRY_SCHEMES, registries)})
+    return SourceRouter({naming.HUB_SCHEME: hub, **dict.fromkeys(REGISTRY_SCHEMES, registries)})
 
 
 def resolve_pins(entry: Entry, source) -> dict:

@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterator
 
+from core.naming import source_scheme
 from proxy.models_dir.fsutil import file_lock, write_json_atomically
 
 log = logging.getLogger(__name__)
@@ -27,10 +28,16 @@ class Provenance:
     pulled_at: str  # ISO 8601, UTC
     smoke_tested: bool = False  # loaded and generated in the backend since these bytes were installed
     details: dict | None = None  # what the GGUF header says (proxy.model_details), read at install
-    source: str | None = None  # a registry source's canonical reference (ollama://..., oci://...)
+    source: str | None = None  # a registry source's canonical reference (ollama://..., oci://...); None: the Hub
     digest: str | None = None  # its manifest digest, sha256:<hex>
     # Pulled with HF_TOKEN from a private or gated repo: served to peers only with PROXY_API_KEY.
     restricted: bool = False
+
+    @property
+    def scheme(self) -> str:
+        """The scheme of the source the file came from (core.naming.HUB_SCHEME for the Hub's records, which name
+        no source, older ones included)."""
+        return source_scheme(self.source)
 
 
 class ProvenanceStore:

@@ -19,7 +19,6 @@ from proxy.errors import ErrorCode, ProxyError
 from proxy.models_dir.provenance import Provenance
 from proxy.pulls.events import Failed
 from proxy.pulls.planning import Plan
-from proxy.sources.reference import HUB_SCHEME
 from proxy.sources.remote import RepoFiles
 from proxy.pulls.request import PullRequest, check_repo_allowed, parse_repo_id, parse_revision
 from proxy.routes.file_bytes import file_response
@@ -157,7 +156,7 @@ def _held(repo: str) -> list[Provenance]:
     store = services().store
     installed, allowed = set(store.installed_files()), bears_api_key()
     return [r for r in store.provenance.all().values()
-            if r.source is None and r.repo.lower() == repo.lower()
+            if r.scheme == naming.HUB_SCHEME and r.repo.lower() == repo.lower()
             and r.sha256 and r.filename in installed and store.installed_size(r.filename) == r.size
             and (allowed or not r.restricted)]
 
@@ -196,7 +195,7 @@ def _upstream_listing(repo: str, revision: str) -> RepoFiles:
     if not slots.acquire(blocking=False):
         raise _busy("this proxy is asking its upstream for other listings; ask again")
     try:
-        listing = services().source.for_scheme(HUB_SCHEME).list_files(repo, revision)
+        listing = services().source.for_scheme(naming.HUB_SCHEME).list_files(repo, revision)
     except ProxyError as err:
         if err.code.peer_repo_miss:
             raise _not_found(ErrorCode.REPO_NOT_FOUND,

@@ -7,13 +7,12 @@ import re
 from dataclasses import dataclass
 from typing import Callable
 
+from core.naming import scheme_of
 from proxy.errors import ErrorCode, ProxyError
 
 OLLAMA_HOST = "registry.ollama.ai"
-HUB_SCHEME = "hf"  # the Hub's: a name without a scheme (`owner/name`, `hf.co/...`, `hf://...`)
 REGISTRY_SCHEMES = ("ollama", "oci")
 HUB_PREFIXES = ("hf://", "hf.co/")
-_SCHEME_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 _HOST_RE = re.compile(r"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}"
                       r"[A-Za-z0-9])?)*(?::[0-9]{1,5})?\Z")
 # The distribution spec's repository path component, tag and digest grammar.
@@ -53,11 +52,6 @@ class RegistryRef:
 def is_digest(value: object) -> bool:
     """A `sha256:<64 hex>` digest, as references and manifests name blobs and manifests."""
     return isinstance(value, str) and _DIGEST_RE.match(value) is not None
-
-
-def scheme_of(model: str) -> str | None:
-    match = _SCHEME_RE.match(model)
-    return match.group(1).lower() if match else None
 
 
 def is_registry_reference(model: str) -> bool:

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from typing import Callable, Mapping
 
+from core.naming import HUB_SCHEME, scheme_of
 from proxy.errors import ErrorCode, ProxyError
 from proxy.sources.base import Source, Wanted
-from proxy.sources.reference import CANONICAL, HUB_SCHEME, scheme_of
+from proxy.sources.reference import CANONICAL
 from proxy.sources.remote import RepoFiles
 
 
