@@ -120,7 +120,9 @@ class PullService:
         `records` follows what is installed."""
         progress, staged = ProgressReporter(job, plan.total_bytes, self.progress_interval_s), []
         for remote in plan.files:
-            check_name_free(plan.request, remote, records, self.store)
+            name = naming.basename(remote.filename)
+            if records.get(name) != plan.records.get(name):  # planning checked the name; another process took it
+                check_name_free(plan.request, remote, records, self.store)
             if self.planner.installed(plan, records, remote) or self._adopt(job, plan, remote, records):
                 progress.skip(remote.size)
                 continue
