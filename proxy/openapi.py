@@ -17,7 +17,7 @@ INT = {"type": "integer"}
 NULLABLE_STR = {"type": ["string", "null"]}
 NULLABLE_INT = {"type": ["integer", "null"]}
 INSTALLED_REQUIRED = ["id", "filename", "size", "intact", "last_used", "details"]
-# What the GGUF header says (proxy.model_details), as Ollama's `details`; null where the header does not say.
+# What the GGUF header says (proxy.models_dir.details), as Ollama's `details`; null where the header does not say.
 MODEL_DETAILS = {"type": "object", "required": ["architecture", "parameters", "quantization", "context_length"],
                  "properties": {"architecture": {**NULLABLE_STR, "description": "general.architecture"},
                                 "parameters": {**NULLABLE_INT, "description": "elements of all tensors in the file"},

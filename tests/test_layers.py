@@ -18,7 +18,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("core",),
     ("proxy.errors", "proxy.models_dir.fsutil", "proxy.retry", "proxy.settings", "proxy.metrics", "proxy.services",
      "proxy.openai_fields", "proxy.cli_progress"),
-    ("proxy.models_dir", "proxy.model_details"),  # the models folder, fsutil below it
+    ("proxy.models_dir",),  # the models folder, fsutil below it
     ("proxy.sources",),
     ("proxy.pulls", "proxy.pulled_names", "proxy.backend"),
     ("proxy.pushes", "proxy.declared", "proxy.residency_pin", "proxy.ollama", "proxy.upstream", "proxy.auth"),

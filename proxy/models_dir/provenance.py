@@ -27,7 +27,7 @@ class Provenance:
     source_host: str
     pulled_at: str  # ISO 8601, UTC
     smoke_tested: bool = False  # loaded and generated in the backend since these bytes were installed
-    details: dict | None = None  # what the GGUF header says (proxy.model_details), read at install
+    details: dict | None = None  # what the GGUF header says (proxy.models_dir.details), read at install
     source: str | None = None  # a registry source's canonical reference (ollama://..., oci://...); None: the Hub
     digest: str | None = None  # its manifest digest, sha256:<hex>
     # Pulled with HF_TOKEN from a private or gated repo: served to peers only with PROXY_API_KEY.

@@ -13,7 +13,7 @@ from typing import Iterator, Mapping
 from core import naming
 from proxy.errors import ErrorCode, ProxyError
 from proxy.models_dir.fsutil import file_lock, fsync_dir, write_json_atomically
-from proxy.model_details import DetailsCache
+from proxy.models_dir.details import DetailsCache
 from proxy.models_dir.provenance import Provenance, ProvenanceStore
 
 QUARANTINE = ".quarantine"

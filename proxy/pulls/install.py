@@ -12,7 +12,7 @@ from typing import Callable
 from core import naming
 from proxy.errors import ErrorCode, ProxyError
 from core.gguf_check import GGUFHeader
-from proxy.model_details import details_of
+from proxy.models_dir.details import details_of
 from proxy.models_dir.provenance import Provenance
 from proxy.pulls.verify import file_digest, verify_download
 from proxy.sources.remote import RemoteFile
