@@ -32,6 +32,7 @@ from bench_proxy import MODEL
 from bench_pull import quantile
 from stack import ROOT, backend, proxy
 
+from server.loading import default_threads
 from tests.helpers import free_port, running_process
 
 PROMPT = "Write a long story about a dragon who learns to program computers. Once upon a time"
@@ -76,7 +77,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--completions", type=int, default=2, help="streamed completions per client")
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--ctx", type=int, default=1024, help="context per slot")
-    parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
+    parser.add_argument("--threads", type=int, default=default_threads(),
+                        help="threads on both servers (default: the backend's N_THREADS default)")
     parser.add_argument("--batch-size", type=int, default=512, help="N_BATCH / -b")
     parser.add_argument("--flash-attn", choices=("on", "off"), default="on")
     parser.add_argument("--n-gpu-layers", type=int, default=None, help="N_GPU_LAYERS / -ngl (-1: all)")
