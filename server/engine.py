@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import ctypes
 import logging
-import queue
 import threading
 import time
 from collections import deque
@@ -24,43 +23,14 @@ from typing import Any, Callable, TypeVar
 from core.errors import ErrorCode
 
 from .errors import BackendError, InvalidRequest, ServerBusy
-from .sampling import Sampling, make_chain
+from .jobs import Finished, Job
+from .sampling import make_chain
 from .stats import ServingStats
 from .textout import TextOut
-from .waiting import Abandoned, Waiter
+from .waiting import Abandoned
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class Finished:
-    """The last event of a job: why it ended and what it counted."""
-
-    reason: str  # "stop" (end of sequence or a stop string) or "length" (max_tokens or the context)
-    prompt_tokens: int
-    completion_tokens: int
-    cached_tokens: int  # prompt tokens found in the slot's cache, not evaluated again
-
-
-@dataclass(eq=False)
-class Job:
-    """One request's generation. `events` yields text pieces (str), then a `Finished` or a BackendError."""
-
-    prompt: list[int]
-    sampling: Sampling
-    max_tokens: int | None = None
-    stop: tuple[str, ...] = ()
-    waiter: Waiter = field(default_factory=Waiter)
-    events: "queue.SimpleQueue[object]" = field(default_factory=queue.SimpleQueue)
-    submitted: float = field(default_factory=time.monotonic)
-    cancelled: bool = False  # set by the request's thread when nobody reads the events any more
-    first_token_at: float | None = None
-    n_generated: int = 0
-
-    def cancel(self) -> None:
-        """Stop generating for this job; its slot is freed at the next step."""
-        self.cancelled = True
 
 
 @dataclass(eq=False)

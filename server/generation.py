@@ -12,7 +12,7 @@ from typing import Any, Iterator
 
 from core.errors import ErrorCode
 
-from .engine import Finished, Job
+from .jobs import Finished, Job
 from .errors import BackendError
 from .models import Lease
 from .params import GenerationRequest
