@@ -77,6 +77,12 @@ def _event_schema(kind: type[PullEvent]) -> dict:
 
 def _schemas() -> dict:
     codes = sorted(STATUS_BY_CODE)
+    return {**_error_schemas(codes), **_pull_schemas(), **_model_schemas(codes), **openapi_ollama.schemas(),
+            **_delete_schemas()}
+
+
+def _error_schemas(codes: list[str]) -> dict:
+    """API.md's error and OpenAI's."""
     return {
         "Error": {"type": "object", "required": ["status", "error", "code"], "properties": {
             "status": {"const": "error"}, "error": STR, "code": {"enum": codes}}},
@@ -84,6 +90,12 @@ def _schemas() -> dict:
             "type": "object", "required": ["message", "type", "code"], "properties": {
                 "message": STR, "code": {"enum": codes},
                 "type": {"enum": ["not_found_error", "invalid_request_error", "server_error"]}}}}},
+    }
+
+
+def _pull_schemas() -> dict:
+    """Pulls, pushes and the files a repo offers."""
+    return {
         "PullRequest": {"type": "object", "required": ["model"], "properties": {
             "model": {**STR, "pattern": REPO_ID, "maxLength": 230, "description": "owner/name or owner/name:QUANT"},
             "filename": {**STR, "pattern": r"\.(gguf|GGUF)$"}, "quant": {**STR, "pattern": "^[A-Za-z0-9_]{1,32}$"},
@@ -110,6 +122,12 @@ def _schemas() -> dict:
         "Files": {"type": "object", "required": ["model", "revision", "files", "recommended"], "properties": {
             "model": STR, "revision": STR, "commit": STR, "recommended": NULLABLE_STR,
             "files": {"type": "array", "items": _ref("RemoteFile")}}},
+    }
+
+
+def _model_schemas(codes: list[str]) -> dict:
+    """Installed models, as this proxy, its peers and OpenAI clients see them; declared models and readiness."""
+    return {
         "InstalledModel": {"type": "object", "required": INSTALLED_REQUIRED, "properties": {
             "id": STR, "filename": STR, "size": {"type": ["integer", "null"]}, "sha256": NULLABLE_STR,
             "repo": NULLABLE_STR, "revision": STR, "commit": STR, "source_host": STR, "pulled_at": STR,
@@ -139,7 +157,11 @@ def _schemas() -> dict:
                 "type": "object", "required": ["model", "filename", "state", "code"], "properties": {
                     "model": STR, "filename": NULLABLE_STR, "state": STR,
                     "code": {"oneOf": [{"type": "null"}, {"enum": codes}]}}}}}},
-        **openapi_ollama.schemas(),
+    }
+
+
+def _delete_schemas() -> dict:
+    return {
         "DeleteRequest": {"type": "object", "properties": {"filename": STR, "model": STR}},
         "Deleted": {"type": "object", "required": ["status", "files"], "properties": {
             "status": {"const": "deleted"}, "files": {"type": "array", "items": STR}}},
