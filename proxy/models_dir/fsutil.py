@@ -76,18 +76,51 @@ def fsync_dir(path: Path) -> None:
 
 
 @contextlib.contextmanager
-def file_lock(path: Path, blocking: bool = True, shared: bool = False) -> Iterator[bool]:
+def file_lock(path: Path, blocking: bool = True, shared: bool = False, remove: bool = False) -> Iterator[bool]:
     """An exclusive flock on `path` (created if missing) for the block, or a shared one that only excludes
     exclusive holders: yields False, holding nothing, when `blocking` is off and another holder excludes it.
-    Threads and processes exclude each other alike, since each call opens the file anew."""
+    Threads and processes exclude each other alike, since each call opens the file anew.
+
+    `remove`: the last holder unlinks the file before letting go (a shared one when it can turn its lock
+    exclusive at once, so nobody else holds it), so names tried once leave no file behind. Every locker
+    checks, once it holds the lock, that the path still names the file it locked (a holder may have removed
+    it meanwhile) and starts again on the new file if not."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | (0 if blocking else fcntl.LOCK_NB))
-        except BlockingIOError:
-            yield False
+            try:
+                fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | (0 if blocking else fcntl.LOCK_NB))
+            except BlockingIOError:
+                yield False
+                return
+            if not _still_names(path, fd):
+                continue  # removed (and perhaps made anew) while we waited: lock what the path names now
+            try:
+                yield True
+            finally:
+                if remove and _sole_holder(fd, shared):
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(path)
             return
-        yield True
-    finally:
-        os.close(fd)
+        finally:
+            os.close(fd)
+
+
+def _sole_holder(fd: int, shared: bool) -> bool:
+    if not shared:
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False  # others share it still: the last of them removes it
+    return True
+
+
+def _still_names(path: Path, fd: int) -> bool:
+    try:
+        now = os.stat(path)
+    except FileNotFoundError:
+        return False
+    held = os.fstat(fd)
+    return (now.st_dev, now.st_ino) == (held.st_dev, held.st_ino)

@@ -169,7 +169,7 @@ class ModelStore:
         """A lock on one file name across processes (workers, replicas on a shared volume): exclusive for
         what writes or removes the file (a pull, a delete, an eviction), shared for what reads it (a push)."""
         with file_lock(_child(self.root / LOCKS, naming.basename(filename) + LOCK_SUFFIX), blocking,
-                       shared) as acquired:
+                       shared, remove=True) as acquired:  # no file is left for every name ever tried
             yield acquired
 
 
