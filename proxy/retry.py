@@ -10,6 +10,9 @@ from dataclasses import dataclass
 # counted as a failed attempt, each wait capped at BUSY_WAIT_STEP_S and BUSY_WAIT_MAX_S in all per file.
 BUSY_WAIT_STEP_S = 30.0
 BUSY_WAIT_MAX_S = 600.0
+# On a pull-through peer's 503: the bytes its own pull of the file has so far. While it grows the peer is
+# fetching the file for us, not stuck, and the asker keeps waiting (a fleet then fetches each file once).
+PULL_PROGRESS_HEADER = "X-Pull-Progress"
 
 
 @dataclass(frozen=True)
@@ -37,3 +40,34 @@ def parse_retry_after(value: str | None) -> float | None:
         return float(value.strip())
     except ValueError:
         return None
+
+
+class BusyWait:
+    """How long a pull keeps waiting on a source that answers 503 + Retry-After (a peer pulling the file
+    through): `budget_s` in all, counted afresh whenever the peer says its own pull holds more bytes
+    (PULL_PROGRESS_HEADER), so a peer that is fetching the file is waited on and a stuck or merely busy one
+    costs at most the budget."""
+
+    def __init__(self, budget_s: float):
+        self.budget_s = budget_s
+        self._waited_s = 0.0
+        self._progress = -1
+        self._lock = threading.Lock()
+
+    def delay_s(self, retry_after_s: float | None, progress: int | None) -> float | None:
+        """The wait before asking again, or None when the answer is not one to wait on or the budget is spent."""
+        if retry_after_s is None:
+            return None
+        delay_s = min(max(retry_after_s, 0.1), BUSY_WAIT_STEP_S)
+        with self._lock:
+            if progress is not None and progress > self._progress:
+                self._progress, self._waited_s = progress, 0.0
+            if self._waited_s + delay_s > self.budget_s:
+                return None
+            self._waited_s += delay_s
+        return delay_s
+
+
+def parse_progress(value: str | None) -> int | None:
+    """PULL_PROGRESS_HEADER's byte count, or None."""
+    return int(value) if value and value.isdigit() else None

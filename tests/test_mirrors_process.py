@@ -77,3 +77,24 @@ def test_peers_pulling_one_file_through_a_pull_through_proxy_get_it_from_the_hub
         assert {f["source_host"] for f in finals} == {a_url.removeprefix("http://")}
         for name in "bcd":
             assert (tmp_path / name / HELD).read_bytes() == source.read_bytes()
+
+
+def test_a_peer_waits_on_a_pull_through_proxy_for_as_long_as_its_pull_makes_progress(hub, make_gguf, tmp_path):
+    """Longer than a mirror's busy wait (6 s): A's 503s say how much of the file it has, and while that grows
+    the peer keeps waiting instead of fetching the file from the Hub a second time."""
+    size = 4 * 1024 * KiB
+    source = make_gguf(HELD, size)
+    hub.add_repo(REPO, files={HELD: source})
+    hub.throttle_bps = 512 * KiB  # one connection for a file this small: A's pull takes 8 s
+    dead_backend = f"http://127.0.0.1:{free_port()}"
+    (tmp_path / "log-a").mkdir()
+    (tmp_path / "log-b").mkdir()
+    with proxy(tmp_path / "a", tmp_path / "log-a", hub.url, dead_backend, env={"MIRROR_PULL_THROUGH": "true"}) \
+            as (a_url, _), \
+            proxy(tmp_path / "b", tmp_path / "log-b", hub.url, dead_backend, env={"HF_MIRRORS": a_url}) as (b_url, _):
+        hub.clear_log()
+        final = pull_over_http(b_url, model=REPO, filename=HELD)
+
+        served = hub.bytes_served(hub.cdn_path(REPO, HELD)) + hub.bytes_served(f"/{REPO}/resolve/")
+        assert final["status"] == "complete" and final["source_host"] == a_url.removeprefix("http://")
+        assert size <= served <= 1.05 * size, f"the Hub served {served} bytes of a {size}-byte file"

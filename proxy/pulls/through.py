@@ -26,9 +26,9 @@ class PullThrough:
         self._failed: OrderedDict[tuple, tuple[Failed, float]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def ask(self, request: PullRequest, admit: Callable[[Plan], None]) -> PullEvent | None:
-        """None while the pull of `request.filename` is queued or running (started now if none was); how it
-        ended when it failed within OUTCOME_TTL_S, or ended already.
+    def ask(self, request: PullRequest, admit: Callable[[Plan], None]) -> tuple[PullEvent | None, int]:
+        """How the pull of `request.filename` ended (when it failed within OUTCOME_TTL_S, or ended already),
+        else None while it is queued or running (started now if none was); and the bytes it has so far.
 
         Raises:
             ProxyError: pull_queue_full, model_busy.
@@ -37,10 +37,10 @@ class PullThrough:
         with self._lock:
             failed = self._failed.get(key)
             if failed is not None and failed[1] > self._clock():
-                return failed[0]
+                return failed[0], 0
             self._failed.pop(key, None)
         job = start_detached(self._service, request, admit, on_end=lambda job: self._ended(key, job))
-        return job.latest if job.done else None
+        return (job.latest if job.done else None), getattr(job.latest, "completed", 0) or 0
 
     def _ended(self, key: tuple, job: PullJob) -> None:
         final = job.latest

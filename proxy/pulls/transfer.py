@@ -25,7 +25,7 @@ from proxy.models_dir.fsutil import start_writeback
 from proxy.sources.remote import Fetch
 from proxy.pulls.transfer_state import PartsState
 from proxy.pulls.verify import check_served_size, digest_hasher
-from proxy.retry import BUSY_WAIT_STEP_S, Backoff, parse_retry_after
+from proxy.retry import PULL_PROGRESS_HEADER, Backoff, BusyWait, parse_progress, parse_retry_after
 
 log = logging.getLogger(__name__)
 READ_BYTES = 1024 * 1024
@@ -57,10 +57,11 @@ class _NoRangeSupport(Exception):
 
 
 class _RetryableHTTP(Exception):
-    def __init__(self, status: int, retry_after_s: float | None = None):
+    def __init__(self, status: int, retry_after_s: float | None = None, progress: int | None = None):
         super().__init__(f"HTTP {status}")
         self.status = status
         self.retry_after_s = retry_after_s
+        self.progress = progress  # a pull-through peer's PULL_PROGRESS_HEADER
 
 
 class Transfer:
@@ -77,7 +78,7 @@ class Transfer:
                  digest_algorithm: str = "sha256"):
         self.fetch, self.size, self.dest, self.digest_algorithm = fetch, size, dest, digest_algorithm
         self.busy_wait_s = busy_wait_s  # a mirror's 503 + Retry-After: waited on this long in all, uncounted
-        self._busy_waited = 0.0
+        self._busy = BusyWait(busy_wait_s)
         self.options, self.stop, self.on_progress, self.on_bytes = options, stop, on_progress, on_bytes
         # The expected digest keys the saved progress: another file's (or another algorithm's) starts afresh.
         self.state = PartsState.load_or_create(dest, progress_path, size, expected_digest, options.chunk_bytes)
@@ -215,14 +216,9 @@ class Transfer:
 
     def _busy_delay_s(self, err: BaseException) -> float | None:
         """How long to wait on a 503 with Retry-After (not a failed attempt) while the budget lasts; else None."""
-        if not (isinstance(err, _RetryableHTTP) and err.status == 503 and err.retry_after_s is not None):
+        if not (isinstance(err, _RetryableHTTP) and err.status == 503):
             return None
-        delay_s = min(max(err.retry_after_s, 0.1), BUSY_WAIT_STEP_S)
-        with self._lock:
-            if self._busy_waited + delay_s > self.busy_wait_s:
-                return None
-            self._busy_waited += delay_s
-        return delay_s
+        return self._busy.delay_s(err.retry_after_s, err.progress)
 
     def _stream_part(self, session: requests.Session, index: int) -> None:
         start, end = self.state.part_range(index)
@@ -277,7 +273,8 @@ class Transfer:
         if url == self._location and response.status_code in (401, 403, 404, 410):
             self._location = None  # the signed URL expired: ask the hub again
         retry_after = parse_retry_after(response.headers.get("Retry-After"))
-        raise _RetryableHTTP(response.status_code, retry_after)
+        raise _RetryableHTTP(response.status_code, retry_after,
+                             parse_progress(response.headers.get(PULL_PROGRESS_HEADER)))
 
     def _write(self, block: bytes, position: int) -> None:
         os.pwrite(self.state.fd, block, position)  # a full volume: see run()

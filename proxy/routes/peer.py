@@ -21,6 +21,7 @@ from proxy.pulls.events import Failed
 from proxy.pulls.planning import Plan
 from proxy.sources.remote import RepoFiles
 from proxy.pulls.request import PullRequest, check_repo_allowed, parse_repo_id, parse_revision
+from proxy.retry import PULL_PROGRESS_HEADER
 from proxy.routes.file_bytes import file_response
 from proxy.services import services
 
@@ -221,7 +222,7 @@ def _pull_through(repo: str, revision: str, filename: str) -> list[Provenance]:
     request = PullRequest(repo=repo, filename=filename, revision=revision)
     may_have_restricted = bears_api_key()
     try:
-        ended = services().pull_through.ask(request, lambda plan: _admit(plan, may_have_restricted))
+        ended, completed = services().pull_through.ask(request, lambda plan: _admit(plan, may_have_restricted))
     except ProxyError as err:
         if err.code.queue_is_busy:
             raise _busy(f"this proxy's pull queue is busy ({err.code}); ask again", QUEUE_FULL_RETRY_AFTER_S) from err
@@ -234,7 +235,9 @@ def _pull_through(repo: str, revision: str, filename: str) -> list[Provenance]:
         raise ProxyError(ended.code, f"this proxy's pull of {filename} failed: {ended.error}")
     records = _records_at(repo, revision)
     if ended is None or not records:
-        raise _busy(f"this proxy is pulling {filename} of {repo} from its upstream; ask again")
+        busy = _busy(f"this proxy is pulling {filename} of {repo} from its upstream; ask again")
+        busy.headers[PULL_PROGRESS_HEADER] = str(completed)  # the asker waits while this grows
+        raise busy
     return records
 
 
@@ -249,6 +252,7 @@ def _admit(plan: Plan, may_have_restricted: bool) -> None:
 
 
 def _busy(message: str, retry_after_s: int = PULL_THROUGH_RETRY_AFTER_S) -> ProxyError:
+    """503 + Retry-After."""
     return ProxyError(ErrorCode.SERVER_BUSY, message, headers={"Retry-After": str(retry_after_s)})
 
 

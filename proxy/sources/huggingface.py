@@ -6,7 +6,7 @@ import logging
 import threading
 from dataclasses import dataclass
 from typing import Callable, Iterator, TypeVar
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 import httpx2
 from huggingface_hub import HfApi, constants, get_hf_file_metadata, hf_hub_url
@@ -25,7 +25,7 @@ from proxy.sources.remote import Fetch, RemoteFile, RepoFiles, host_of
 from proxy.sources.base import Wanted
 from proxy.sources.bounded import cap_hub_api_bodies
 from proxy.sources.select import select_files
-from proxy.retry import BUSY_WAIT_STEP_S, Backoff, parse_retry_after
+from proxy.retry import PULL_PROGRESS_HEADER, Backoff, BusyWait, parse_progress, parse_retry_after
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -112,7 +112,7 @@ class HuggingFaceHub:
         Raises:
             ProxyError: mapped from the hub's typed errors (see `map_hub_error`).
         """
-        stop, attempt, busy_waited = threading.Event(), 1, 0.0
+        stop, attempt, busy = threading.Event(), 1, BusyWait(self._busy_wait_s)
         while attempt <= self._max_retries:
             try:
                 return fn()
@@ -121,10 +121,9 @@ class HuggingFaceHub:
                                  f"{asked.endpoint} answered what does not parse as the Hub's "
                                  f"API ({type(err).__name__}) when asked for {asked.what()}") from err
             except (httpx2.TransportError, HfHubHTTPError) as err:
-                busy_s = _busy_retry_after(err)
-                if busy_s is not None and busy_waited + busy_s <= self._busy_wait_s:
+                busy_s = _busy_delay_s(err, busy)
+                if busy_s is not None:
                     log.info("%s is busy with %s; asking again in %.1f s", asked.endpoint, asked.what(), busy_s)
-                    busy_waited += busy_s
                     stop.wait(busy_s)
                     continue
                 if not _is_retryable(err) or attempt == self._max_retries:
@@ -212,13 +211,14 @@ def _retry_after(err: Exception) -> float | None:
     return parse_retry_after(response.headers.get("Retry-After"))
 
 
-def _busy_retry_after(err: Exception) -> float | None:
-    """The wait a 503 with Retry-After asks for (capped), the answer of a peer pulling the file through."""
+def _busy_delay_s(err: Exception, busy: BusyWait) -> float | None:
+    """The wait a 503 with Retry-After asks for (the answer of a peer pulling the file through), while `busy`'s
+    budget lasts."""
     response = getattr(err, "response", None)
     if response is None or response.status_code != 503:
         return None
-    delay_s = parse_retry_after(response.headers.get("Retry-After"))
-    return None if delay_s is None else min(max(delay_s, 0.1), BUSY_WAIT_STEP_S)
+    return busy.delay_s(parse_retry_after(response.headers.get("Retry-After")),
+                        parse_progress(response.headers.get(PULL_PROGRESS_HEADER)))
 
 
 def _is_sha256(value: str) -> bool:
