@@ -1,6 +1,7 @@
 """`python -m proxy pull|ls|rm` against a real gunicorn proxy on the fake Hub, and with --local."""
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import io
 import json
@@ -8,8 +9,10 @@ import os
 import pty
 import re
 import select
+import struct
 import subprocess
 import sys
+import termios
 import time
 from pathlib import Path
 
@@ -83,9 +86,13 @@ def cli(capsys):
     return run
 
 
-def run_on_terminal(*args: str, env: dict[str, str], timeout_s: float = 30) -> tuple[int, str]:
-    """Run the CLI with stdout and stderr on a pseudo-terminal; returns its exit status and output."""
+def run_on_terminal(*args: str, env: dict[str, str], timeout_s: float = 30, columns: int | None = None
+                    ) -> tuple[int, str]:
+    """Run the CLI with stdout and stderr on a pseudo-terminal (`columns` wide when given); returns its exit
+    status and output."""
     master, slave = pty.openpty()
+    if columns is not None:
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, columns, 0, 0))
     proc = subprocess.Popen([sys.executable, "-m", "proxy", *args], cwd=REPO_ROOT, env=env,
                             stdin=subprocess.DEVNULL, stdout=slave, stderr=slave)
     os.close(slave)

@@ -2,16 +2,9 @@
 statuses in its --help, a bare Ollama name answered with the scheme it needs, a bar that fits the terminal."""
 from __future__ import annotations
 
-import fcntl
-import os
-import pty
 import re
-import select
-import struct
 import subprocess
 import sys
-import termios
-import time
 from pathlib import Path
 
 import pytest
@@ -19,7 +12,7 @@ import pytest
 from proxy.cli_progress import bar_line, format_stats
 from tests.fakes.gguf_files import random_gguf
 from tests.fakes.hub import FakeHub
-from tests.test_cli import cli_env
+from tests.test_cli import cli_env, run_on_terminal
 
 KB = 1000
 REPO, LONG_NAME = "acme/wide-GGUF", "a-rather-long-model-name-for-a-terminal-Instruct.Q4_K_M.gguf"
@@ -96,36 +89,11 @@ def test_the_bar_fits_the_terminal_and_keeps_the_numbers_whole(columns):
         assert line.startswith(LONG_NAME + " [") and "#" in line, line
 
 
-def run_on_terminal(args: list[str], env: dict[str, str], columns: int, timeout_s: float = 30) -> tuple[int, str]:
-    """Run the CLI on a pseudo-terminal `columns` wide; its exit status and output."""
-    master, slave = pty.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, columns, 0, 0))
-    proc = subprocess.Popen([sys.executable, "-m", "proxy", *args], env=env, stdin=subprocess.DEVNULL,
-                            stdout=slave, stderr=slave, cwd=Path(__file__).parent.parent)
-    os.close(slave)
-    output, deadline = b"", time.monotonic() + timeout_s
-    try:
-        while time.monotonic() < deadline:
-            if select.select([master], [], [], 0.5)[0]:
-                try:
-                    chunk = os.read(master, 65536)
-                except OSError:  # EIO: the child closed the terminal
-                    break
-                if not chunk:
-                    break
-                output += chunk
-        return proc.wait(timeout=5), output.decode()
-    finally:
-        os.close(master)
-        if proc.poll() is None:
-            proc.kill()
-
-
 @pytest.mark.parametrize("columns", [80, 160])
 def test_a_pull_on_a_terminal_draws_bars_as_wide_as_the_terminal(hub, tmp_path, columns):
     env = {k: v for k, v in cli_env(MODELS_DIR=str(tmp_path / "models"), HF_ENDPOINT=hub.url).items()
            if k not in ("COLUMNS", "LINES")}
-    status, output = run_on_terminal(["pull", "--local", REPO], env, columns)
+    status, output = run_on_terminal("pull", "--local", REPO, env=env, columns=columns)
     assert status == 0, output
     bars = [part.rstrip() for part in output.split("\r") if "% " in part and "ETA " in part]
     assert len(bars) >= 2, output
