@@ -1,8 +1,10 @@
-"""The backend inference server: GGUF models from MODELS_DIR served through llama-cpp-python.
+"""The backend inference server: GGUF models from MODELS_DIR served by a continuous-batching engine on
+llama-cpp-python's low-level bindings (server.engine: PARALLEL requests a model in one batch; server.models:
+which models stay in memory).
 
-Shimmy-compatible (`/api/generate`, `/api/models`) and OpenAI-compatible (`/v1/...`) endpoints
-as shared/API.md describes; `python -m server` runs it under gunicorn, `create_app(settings)`
-builds the Flask app.
+Shimmy-compatible (`/api/generate`, `/api/models`), OpenAI-compatible (`/v1/...`, `/v1/embeddings`) and
+residency (`/api/running`, `/api/load`, `/api/unload`, `/stats`) endpoints as docs/api.md describes;
+`python -m server` runs it under gunicorn, `create_app(settings)` builds the Flask app.
 
 Beyond the contract:
 - Errors: `model_load_failed` (422) when a listed file is not a GGUF model llama.cpp can load,
@@ -11,8 +13,8 @@ Beyond the contract:
   `not_found` (404) and `method_not_allowed` (405) for unknown routes. An error after a stream
   began is its last event: `data: {"status":"error","error":...,"code":...}`.
 - Settings (environment): N_BATCH (512), FLASH_ATTN (true), SWA_FULL (false), HTTP_THREADS (32),
-  GRACEFUL_TIMEOUT_S (30), LOG_LEVEL (info); see server.settings.
-- `/health` also counts the models in memory: `"models": {"total": N, "loaded": M}`.
+  GRACEFUL_TIMEOUT_S (30), LOG_LEVEL (info) beside the contract's; see server.settings.
+- `/health` also counts the models in memory (`"models": {"total": N, "loaded": M}`), its slots and queue.
 - `/api/models` entries also list `files` (every part of a split set); `source` is "discovered".
 """
 
