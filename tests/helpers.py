@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Iterator, Mapping
@@ -72,3 +73,26 @@ def stop_process(proc: subprocess.Popen, timeout_s: float = 15.0) -> None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+
+
+@contextlib.contextmanager
+def served(server) -> Iterator:
+    """`server` (a socketserver or werkzeug server) answering in its own thread for the block, then shut."""
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+@contextlib.contextmanager
+def serving(app) -> Iterator[str]:
+    """A WSGI app on a real local HTTP server (threads, streaming), for clients that need a URL."""
+    from werkzeug.serving import make_server
+
+    with served(make_server("127.0.0.1", 0, app, threaded=True)) as server:
+        yield f"http://127.0.0.1:{server.server_port}"
+

@@ -8,6 +8,7 @@ import json
 import shutil
 import subprocess
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Iterator
 
@@ -157,10 +158,9 @@ class BearerFront:
 def _handler(front: BearerFront, role: str):
     import base64
     import secrets
-    from http.server import BaseHTTPRequestHandler
     from urllib.parse import parse_qs, urlsplit
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(AnsweringHandler):
         protocol_version = "HTTP/1.1"
 
         def do_GET(self):
@@ -243,15 +243,20 @@ def _handler(front: BearerFront, role: str):
                     if k.lower() in ("content-type", "docker-content-digest", "content-range")}
             self._answer(upstream.status_code, upstream.content, keep)
 
-        def _answer(self, status: int, body: bytes, headers: dict):
-            self.send_response(status)
-            for key, value in headers.items():
-                self.send_header(key, value)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args):
-            pass
-
     return Handler
+
+
+class AnsweringHandler(BaseHTTPRequestHandler):
+    """A test server's handler that answers whole bodies with their length, and logs nothing."""
+
+    def _answer(self, status: int, body: bytes, headers: dict | None = None) -> None:
+        self.send_response(status)
+        for key, value in (headers or {}).items():
+            self.send_header(key, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args) -> None:
+        pass
+

@@ -13,6 +13,7 @@ import pytest
 
 from server.app import create_app
 from server.settings import Settings
+from tests.pull_fixtures import wait_until
 from tests.test_server import models_dir, sse_events  # noqa: F401  models_dir: the module's Gemma folder
 
 MODEL = "gemma-3-270m"
@@ -159,7 +160,7 @@ def test_requests_past_the_queue_get_503_server_busy_at_once(models_dir):
     try:
         for thread in queued:
             thread.start()
-        assert _wait_for(lambda: client.get("/health").get_json()["queue"] == 2)
+        wait_until(lambda: client.get("/health").get_json()["queue"] == 2, 20, "two requests queued")
         began = time.monotonic()
         busy = client.post("/v1/completions", json={"model": MODEL, "prompt": "x", "max_tokens": 1})
         assert time.monotonic() - began < 1
@@ -173,13 +174,6 @@ def test_requests_past_the_queue_get_503_server_busy_at_once(models_dir):
         for thread in queued:
             thread.join(60)
         app.extensions["backend"].registry.close()
-
-
-def _wait_for(predicate, timeout_s: float = 20.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline and not predicate():
-        time.sleep(0.05)
-    return predicate()
 
 
 def test_json_schema_response_format_gives_valid_json_for_the_schema(app):

@@ -12,6 +12,7 @@ from typing import Iterator
 
 import pytest
 
+from tests.helpers import served
 from tests.fakes.hub import Fault, FakeHub
 from tests.pull_fixtures import REPO, KiB, hub, make_app, make_gguf, models_dir, pull  # noqa: F401
 
@@ -57,12 +58,8 @@ def _bad_handler(mode: str, repo: str, commit: str):
 def bad_mirror(mode: str, repo: str, commit: str) -> Iterator[str]:
     server = ThreadingHTTPServer(("127.0.0.1", 0), _bad_handler(mode, repo, commit))
     server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
+    with served(server):
         yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 @pytest.mark.parametrize("mode", ["html", "empty", "html_tree"])
@@ -168,13 +165,9 @@ def test_a_mirrors_150_mb_listing_is_not_read_past_its_cap(make_app, hub, make_g
     sent = [0]
     server = ThreadingHTTPServer(("127.0.0.1", 0), _endless_listing_handler(sent))
     server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
+    with served(server):
         client = make_app(hf_mirrors=(f"http://127.0.0.1:{server.server_address[1]}",)).test_client()
         final = pull(client, model=REPO, filename=FILES[0])[-1]
-    finally:
-        server.shutdown()
-        server.server_close()
 
     assert final["status"] == "complete" and final["source_host"] == hub.url.removeprefix("http://"), final
     assert sent[0] < 32 * 1024 * KiB, f"the proxy read {sent[0] // (1024 * KiB)} MiB of a mirror's listing"

@@ -15,9 +15,9 @@ import requests
 
 from proxy.services import services_of
 from scripts.stack import proxy
-from tests.helpers import free_port
+from tests.helpers import free_port, served, serving
 from tests.pull_fixtures import REPO, KiB, hub, make_app, make_gguf, models_dir  # noqa: F401
-from tests.test_peer_serving import serving, wait_served
+from tests.test_peer_serving import wait_served
 
 FILE = "tiny.Q4_K_M.gguf"
 KEY = "fleet-key"
@@ -99,13 +99,8 @@ def _slow_handler():
 
 @contextlib.contextmanager
 def slow_hub(delay_s: float) -> Iterator[SlowHub]:
-    server = SlowHub(delay_s)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
+    with served(SlowHub(delay_s)) as server:
         yield server
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def probe_latencies(url: str, stop: threading.Event) -> list[float]:

@@ -6,9 +6,8 @@ from __future__ import annotations
 import contextlib
 import json
 import socket
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Iterator
 
@@ -16,9 +15,9 @@ import pytest
 import requests
 
 from scripts.stack import peak_rss_mb, proxy
-from tests.helpers import free_port
+from tests.helpers import free_port, served
 from tests.pull_fixtures import hub, make_app, make_gguf, models_dir  # noqa: F401
-from tests.registry import DMR_GGUF, BearerFront, registry  # noqa: F401
+from tests.registry import DMR_GGUF, AnsweringHandler, BearerFront, registry  # noqa: F401
 
 HUGE_BYTES = 150 * 1024 * 1024
 BLOCK = b" " * (1024 * 1024)
@@ -38,7 +37,7 @@ class HostileFront(ThreadingHTTPServer):
 
 
 def _front_handler():
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(AnsweringHandler):
         protocol_version = "HTTP/1.0"  # a body without Content-Length ends when the connection closes
 
         def do_GET(self):
@@ -69,29 +68,13 @@ def _front_handler():
                     self.wfile.write(BLOCK)
                     self.server.sent += len(BLOCK)
 
-        def _answer(self, status: int, body: bytes, headers: dict | None = None):
-            self.send_response(status)
-            for key, value in (headers or {}).items():
-                self.send_header(key, value)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args):
-            pass
-
     return Handler
 
 
 @contextlib.contextmanager
 def hostile_front(registry_url: str, mode: str) -> Iterator[HostileFront]:
-    server = HostileFront(registry_url, mode)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
+    with served(HostileFront(registry_url, mode)) as server:
         yield server
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 @pytest.mark.parametrize("mode", ["manifest", "token"])

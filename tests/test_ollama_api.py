@@ -2,21 +2,18 @@
 (tests/fakes/backend.py under gunicorn): shapes, streaming, option mapping, errors, pull lines, delete."""
 from __future__ import annotations
 
-import contextlib
 import json
 import math
-import threading
 from typing import Iterator
 
 import ollama
 import pytest
 import requests
-from werkzeug.serving import make_server
 
 from proxy.errors import ProxyError
 from tests.fakes.gguf_files import sha256_file
-from tests.helpers import free_port, running_process
-from tests.pull_fixtures import KiB, REPO, hub, make_app, make_gguf, models_dir  # noqa: F401
+from tests.helpers import free_port, running_process, serving
+from tests.pull_fixtures import KiB, REPO, hub, make_app, make_gguf, models_dir, wait_until  # noqa: F401
 
 EVENTS = 4
 ANSWER = "".join(f"tok{i} " for i in range(EVENTS))
@@ -35,19 +32,6 @@ def backend(tmp_path_factory) -> Iterator[str]:
     url = f"http://127.0.0.1:{port}"
     with running_process(args, env, url + "/health", log):
         yield url
-
-
-@contextlib.contextmanager
-def serving(app) -> Iterator[str]:
-    """The proxy app on a real local HTTP server (threads, streaming), for the ollama client."""
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        thread.join(5)
 
 
 @pytest.fixture
@@ -300,18 +284,6 @@ def test_ollama_names_resolve_to_what_was_pulled(models_dir, make_gguf):  # noqa
                for e in entries.values()), "every listed name resolves to its model"
 
 
-def wait_for(predicate, timeout_s: float = 15.0, what: str = "condition"):
-    import time
-
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def backend_running(backend_url: str) -> dict:
     return {m["id"]: m for m in requests.get(backend_url + "/api/running", timeout=5).json()["models"]}
 
@@ -324,8 +296,8 @@ def test_a_keep_loaded_entry_is_loaded_forever_and_ready_only_once_loaded(hub, m
     manifest.write_text("models:\n  - model: acme/kept-GGUF\n    keep_loaded: true\n"
                         "  - model: acme/huge-GGUF\n    keep_loaded: true\n")
     client = make_app(models_manifest=str(manifest), backend_url=backend, manifest_poll_interval_s=0.2).test_client()
-    states = wait_for(lambda: (lambda m: m if all(e["state"] in ("ready", "failed") for e in m) else None)(
-        client.get("/v1/api/manifest").json["models"]), what="both entries settled")
+    states = wait_until(lambda: (lambda m: m if all(e["state"] in ("ready", "failed") for e in m) else None)(
+        client.get("/v1/api/manifest").json["models"]), timeout_s=15, what="both entries settled")
     assert [(e["state"], e["code"]) for e in states] == [("ready", None), ("failed", "model_too_large")]
     kept = backend_running(backend)["kept.Q4_K_M"]
     assert kept["expires_at"] is None, "loaded with keep_alive -1: never unloaded for idleness"
@@ -333,7 +305,7 @@ def test_a_keep_loaded_entry_is_loaded_forever_and_ready_only_once_loaded(hub, m
 
     # The backend lost the model (restarted, unloaded by hand): the next poll loads it again.
     requests.post(backend + "/api/unload", json={"model": "kept.Q4_K_M"}, timeout=5)
-    wait_for(lambda: "kept.Q4_K_M" in backend_running(backend), what="the kept model loaded again")
+    wait_until(lambda: "kept.Q4_K_M" in backend_running(backend), timeout_s=15, what="the kept model loaded again")
 
 
 def test_keep_loaded_must_be_a_boolean(make_app, tmp_path):

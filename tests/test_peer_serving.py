@@ -2,39 +2,24 @@
 Range resumes, what it lacks is the Hub's 404, and token-pulled gated files need PROXY_API_KEY."""
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import threading
 import time
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 import requests
 from huggingface_hub import hf_hub_download
 from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError
-from werkzeug.serving import make_server
 
 from proxy.app import create_app
 from proxy.services import services_of
+from tests.helpers import serving
 from tests.pull_fixtures import (  # noqa: F401
     REPO, TOKEN, KiB, hub, make_app, make_gguf, models_dir, proxy_settings, pull,
 )
 
 FILE = "tiny.Q4_K_M.gguf"
 KEY = "proxy-key-for-peers"
-
-
-@contextlib.contextmanager
-def serving(app) -> Iterator[str]:
-    """The app on a real local HTTP server (threaded), for clients that need a URL."""
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
 
 
 def test_hf_hub_download_from_the_proxy_gets_the_installed_bytes(make_app, hub, make_gguf, tmp_path):

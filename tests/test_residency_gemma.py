@@ -12,6 +12,7 @@ import pytest
 from server.app import create_app
 from server.loading import estimate
 from server.settings import Settings
+from tests.pull_fixtures import wait_until
 
 A, B = "gemma-a-Q4_K_M", "gemma-b-Q4_K_M"
 
@@ -56,15 +57,6 @@ def _rss() -> int:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-def _wait_until(predicate, timeout_s: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return predicate()
-
-
 def test_model_idle_past_its_keep_alive_is_unloaded_and_memory_falls(models_dir):
     app, client = _client(models_dir, keep_alive="2s")
     try:
@@ -74,7 +66,7 @@ def test_model_idle_past_its_keep_alive_is_unloaded_and_memory_falls(models_dir)
         entry = client.get("/api/running").get_json()["models"][0]
         assert entry["id"] == A and entry["expires_at"] and entry["slots"] == {"total": 2, "busy": 0}
 
-        assert _wait_until(lambda: _running(client) == [], 10)
+        wait_until(lambda: _running(client) == [], 10, "the idle model unloaded")
         assert loaded - before > 100 << 20
         assert _rss() < loaded - (100 << 20)  # the weights and the KV cache are gone
     finally:
