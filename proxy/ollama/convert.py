@@ -7,6 +7,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from core.units import parse_keep_alive
 from proxy.errors import ErrorCode, ProxyError
 
 # Ollama's `options` the backend has a field for; the others (num_ctx, num_gpu, mirostat, ...) are set at load
@@ -68,17 +69,18 @@ def embed_inputs(body: dict, field: str) -> list[str]:
 
 
 def keep_alive(body: dict) -> dict:
-    """`keep_alive` as the backend takes it ({} when absent).
+    """`keep_alive` as the backend takes it ({} when absent), checked by the backend's own rule
+    (core.units.parse_keep_alive) so that a bad one is refused before anything is forwarded.
 
-    Raises: ProxyError invalid_request (not a duration string or a number of seconds).
+    Raises: ProxyError invalid_request (not a duration, a number of seconds, -1 or 0).
     """
     value = body.get("keep_alive")
     if value is None:
         return {}
-    if isinstance(value, bool) or not isinstance(value, (str, int, float)) or \
-            (isinstance(value, float) and not math.isfinite(value)):
-        raise ProxyError(ErrorCode.INVALID_REQUEST, 'keep_alive must be a duration such as "5m" or "1h", seconds as a '
-                         "number, -1 (forever) or 0 (unload at once)")
+    try:
+        parse_keep_alive(value)
+    except ValueError as err:
+        raise ProxyError(ErrorCode.INVALID_REQUEST, str(err)) from err
     return {"keep_alive": value}
 
 
