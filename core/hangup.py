@@ -2,7 +2,7 @@
 
 A WSGI server only learns that a client left when it writes to it, and a request waiting for a
 whole generation writes nothing until the end. So both sides look at the connection itself: the
-backend between tokens (server.waiting), the proxy while it waits for the backend (ClientWatch).
+backend between tokens (server.engine.waiting), the proxy while it waits for the backend (ClientWatch).
 """
 from __future__ import annotations
 
@@ -45,7 +45,7 @@ class ClientWatch:
     """While a forwarded request waits on the backend, closes the backend connection if the client
     hangs up, so that the backend sees the hang-up too and stops generating.
 
-    The backend connection is handed in by `attach` (proxy.backend's connections do it for the watch
+    The backend connection is handed in by `attach` (proxy.backend.client's connections do it for the watch
     of their thread, `current()`). Nothing is shut down once the `with` block has ended.
     """
 

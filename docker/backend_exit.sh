@@ -1,6 +1,6 @@
 # Sourced by docker/start.sh and scripts/start.sh: say why the backend process ended, in words a person
 # can act on, and leave that sentence in BACKEND_EXIT_FILE, where the proxy adds it to its
-# `backend_unavailable` answers (proxy/backend.py).
+# `backend_unavailable` answers (proxy/backend/client.py).
 
 # describe_backend_exit STATUS: one sentence for a wait status (128+N is "killed by signal N").
 describe_backend_exit() {

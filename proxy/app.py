@@ -11,7 +11,7 @@ from flask import Flask
 
 from core.naming import HUB_SCHEME
 from core.serving import LOG_FORMAT
-from proxy.backend import BackendClient
+from proxy.backend.client import BackendClient
 from proxy.errors import register_error_handlers
 from proxy.metrics import Metrics, install_request_metrics
 from proxy.sources.cooldown import MirrorHealth
@@ -29,7 +29,7 @@ from proxy.pulls.service import PullService
 from proxy.pulls.through import PullThrough
 from proxy.pulls.transfer import TransferOptions
 from proxy.declared.reconcile import Reconciler
-from proxy.residency_pin import ResidencyPinner
+from proxy.declared.residency_pin import ResidencyPinner
 from proxy.retry import Backoff
 from proxy.pushes.service import PushService
 from proxy.services import Services

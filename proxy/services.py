@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from flask import Flask, current_app
 
 if TYPE_CHECKING:
-    from proxy.backend import BackendClient
+    from proxy.backend.client import BackendClient
     from proxy.metrics import Metrics
     from proxy.pulls.jobs import PullRegistry
     from proxy.pulls.service import PullService

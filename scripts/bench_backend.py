@@ -30,7 +30,7 @@ sys.path.insert(0, str(REPO_ROOT))
 
 import server  # noqa: E402,F401  first: loads llama.cpp before numpy (server/__init__.py says why)
 from core.gguf_check import scan_gguf_header  # noqa: E402
-from server.loading import context_length, default_threads, gpu_layers  # noqa: E402
+from server.residency.loading import context_length, default_threads, gpu_layers  # noqa: E402
 from server.settings import Settings  # noqa: E402
 from tests.helpers import free_port, running_process  # noqa: E402
 

@@ -1,5 +1,5 @@
 """The backend inference server: GGUF models from MODELS_DIR served by a continuous-batching engine on
-llama-cpp-python's low-level bindings (server.engine: PARALLEL requests a model in one batch; server.models:
+llama-cpp-python's low-level bindings (server.engine.loop: PARALLEL requests a model in one batch; server.residency.models:
 which models stay in memory).
 
 Shimmy-compatible (`/api/generate`, `/api/models`), OpenAI-compatible (`/v1/...`, `/v1/embeddings`) and

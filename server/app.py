@@ -6,9 +6,9 @@ import logging
 from flask import Flask
 
 from .errors import register_error_handlers
-from .loading import gpu_offload_supported
-from .models import ModelRegistry
-from .routes import Backend, bp
+from .residency.loading import gpu_offload_supported
+from .residency.models import ModelRegistry
+from .api.routes import Backend, bp
 from .settings import Settings
 
 log = logging.getLogger(__name__)

@@ -44,7 +44,7 @@ class Settings(EnvSettings):
     flash_attn: bool = setting(
         True, "FLASH_ATTN", "llama.cpp's fused attention; faster decoding on CPU as well (see the benchmark)")
     # Off, as in llama.cpp's server: less memory and faster decoding; a cached prompt prefix is then reused
-    # only while the window still holds it (server.engine.Engine._can_reuse).
+    # only while the window still holds it (server.engine.loop.Engine._can_reuse).
     swa_full: bool = setting(
         False, "SWA_FULL", "a full-size KV cache for sliding-window layers (Gemma 2/3, ...)")
     http_threads: int = setting(

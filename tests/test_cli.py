@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from proxy.cli import EXIT_UNREACHABLE, CliError, follow, main
-from proxy.cli_progress import PullProgress
+from proxy.cli.commands import EXIT_UNREACHABLE, CliError, follow, main
+from proxy.cli.progress import PullProgress
 from proxy.models_dir.store import ModelStore
 from tests.fakes.gguf_files import random_gguf
 from tests.fakes.hub import Fault, FakeHub

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from proxy.cli_progress import bar_line, format_stats
+from proxy.cli.progress import bar_line, format_stats
 from tests.fakes.gguf_files import random_gguf
 from tests.fakes.hub import FakeHub
 from tests.test_cli import cli_env, run_on_terminal

@@ -6,9 +6,9 @@ from pathlib import Path
 import pytest
 
 from core.gguf_check import InvalidGGUF, scan_gguf_header
-from server.discovery import scan_models
+from server.residency.discovery import scan_models
 from server.errors import ModelLoadFailed
-from server.loading import check_header
+from server.residency.loading import check_header
 from tests.fakes.gguf_files import TensorSpec, overwrite_bytes, write_gguf
 
 MARK = "EVIL\u202e<b>"  # bidi override and markup, as a hostile file could carry them

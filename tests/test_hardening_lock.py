@@ -6,7 +6,7 @@ import hashlib
 
 import yaml
 
-from proxy.cli import main
+from proxy.cli.commands import main
 from tests.pull_fixtures import hub, make_gguf  # noqa: F401
 from tests.registry import DMR_GGUF, OLLAMA_MODEL, registry  # noqa: F401
 

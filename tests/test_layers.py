@@ -17,12 +17,12 @@ from tests.helpers import REPO_ROOT
 LAYERS: list[tuple[str, ...]] = [
     ("core",),
     ("proxy.errors", "proxy.models_dir.fsutil", "proxy.retry", "proxy.settings", "proxy.metrics", "proxy.services",
-     "proxy.openai_fields", "proxy.cli_progress"),
+     "proxy.routes.openai_fields", "proxy.cli.progress"),
     ("proxy.models_dir",),  # the models folder, fsutil below it
     ("proxy.sources",),
-    ("proxy.pulls", "proxy.pulled_names", "proxy.backend"),
-    ("proxy.pushes", "proxy.declared", "proxy.residency_pin", "proxy.ollama", "proxy.upstream", "proxy.auth"),
-    ("proxy.routes", "proxy.openapi", "proxy.openapi_ollama", "proxy.app", "proxy.cli", "proxy.gunicorn",
+    ("proxy.pulls", "proxy.pulls.pulled_names", "proxy.backend.client"),
+    ("proxy.pushes", "proxy.declared", "proxy.declared.residency_pin", "proxy.ollama", "proxy.backend.upstream", "proxy.routes.auth"),
+    ("proxy.routes", "proxy.openapi.document", "proxy.openapi.ollama", "proxy.app", "proxy.cli.commands", "proxy.gunicorn",
      "proxy.__main__", "proxy"),
 ]
 # The backend and the proxy are separate processes; core is what both share.
@@ -104,7 +104,7 @@ def test_no_import_points_back_up():
      "imports proxy.pulls.install.STAGING (a higher layer)"),
     ("proxy/sources/base.py", "from ..pulls import remote", "imports proxy.pulls.remote (a higher layer)"),
     ("proxy/metrics.py", "def f():\n    import proxy.app", "imports proxy.app (a higher layer)"),
-    ("core/naming.py", "from server.models import Lease", "imports server.models.Lease (another process's code)"),
+    ("core/naming.py", "from server.residency.models import Lease", "imports server.residency.models.Lease (another process's code)"),
 ])
 def test_the_walk_sees_an_upward_import(monkeypatch, module, source, expected):
     path = REPO_ROOT / module

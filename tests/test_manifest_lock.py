@@ -6,7 +6,7 @@ import json
 
 import yaml
 
-from proxy.cli import main
+from proxy.cli.commands import main
 from tests.pull_fixtures import hub, make_app, make_gguf, models_dir, wait_until  # noqa: F401
 
 A, B = "acme/alpha-GGUF", "acme/split-GGUF"

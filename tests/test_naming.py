@@ -7,7 +7,7 @@ import pytest
 
 from core.naming import AmbiguousModelName, is_safe_name, is_safe_path, model_id, resolve_model_id
 from proxy.models_dir.store import ModelStore
-from server.discovery import resolve_model, scan_models
+from server.residency.discovery import resolve_model, scan_models
 from server.errors import ModelNotFound
 
 INSTALLED = ["phi-3-mini-4k-instruct.Q4_K_M.gguf", "gemma-3-270m-q4_k_m.gguf", "tiny-Q4_K_M.gguf",

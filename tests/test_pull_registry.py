@@ -150,7 +150,7 @@ def test_preload_and_the_cli_take_registry_references(registry, registry_app, ma
 
 
 def test_a_pulled_reference_names_the_model_in_its_short_form_too():
-    from proxy.pulled_names import resolve_pulled_name
+    from proxy.pulls.pulled_names import resolve_pulled_name
 
     installed = [{"id": "gemma3-270m", "filename": "gemma3-270m.gguf",
                   "source": "ollama://registry.ollama.ai/library/gemma3:270m"}]

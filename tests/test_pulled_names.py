@@ -1,4 +1,4 @@
-"""Generating with the name a model was pulled as: the rule (proxy.pulled_names) and the proxy rewriting the
+"""Generating with the name a model was pulled as: the rule (proxy.pulls.pulled_names) and the proxy rewriting the
 forwarded body's `model` to the id the backend knows. The real Gemma through processes: test_pulled_names_gemma.py.
 """
 from __future__ import annotations
@@ -13,7 +13,7 @@ import pytest
 
 from core import naming
 from proxy.errors import ProxyError
-from proxy.pulled_names import resolve_pulled_name
+from proxy.pulls.pulled_names import resolve_pulled_name
 from tests.pull_fixtures import REPO, pull
 
 GEMMA = "google/gemma-3-270m-GGUF"

@@ -137,7 +137,7 @@ def registry_get(registry, repo: str, tag: str) -> bytes:
 
 
 def test_cli_push_local_publishes_from_models_dir(registry, make_app, hub, make_gguf, models_dir, tmp_path, capsys):
-    from proxy.cli import main
+    from proxy.cli.commands import main
     client = make_app(insecure_registries=(registry.host,), docker_config=str(tmp_path / "none")).test_client()
     install(hub, client, make_gguf, {"cli-Q4_0.gguf": 64 * KiB})
     env = {"MODELS_DIR": str(models_dir), "INSECURE_REGISTRIES": registry.host, "DOCKER_CONFIG": str(tmp_path / "none")}

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from server.app import create_app
-from server.loading import estimate
+from server.residency.loading import estimate
 from server.settings import Settings
 from tests.pull_fixtures import wait_until
 

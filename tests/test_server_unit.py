@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 
 from server.app import create_app
-from server.discovery import resolve_model, scan_models
+from server.residency.discovery import resolve_model, scan_models
 from server.errors import ModelNotFound
-from server.loading import LoadedModel
-from server.models import ModelRegistry
+from server.residency.loading import LoadedModel
+from server.residency.models import ModelRegistry
 from server.settings import Settings
-from server.streaming import LeasedStream, text_event
+from server.api.streaming import LeasedStream, text_event
 
 
 def _touch(folder: Path, name: str, size: int = 16) -> Path:
@@ -385,14 +385,14 @@ def test_closing_a_stream_stops_its_generation(models_dir):
 ])
 def test_without_max_tokens_generation_runs_to_the_end_of_sequence_or_context(parse, body):
     """API.md "Generating": no max_tokens means no cap of ours (llama-cpp-python's default is 16 tokens)."""
-    from server import params
+    from server.api import params
 
     assert getattr(params, parse)(body).sampling["max_tokens"] is None
     assert getattr(params, parse)({**body, "max_tokens": 5}).sampling["max_tokens"] == 5
 
 
 def test_chat_takes_max_completion_tokens_when_max_tokens_is_absent():
-    from server.params import parse_chat
+    from server.api.params import parse_chat
 
     body = {"model": "m", "messages": [{"role": "user", "content": "x"}], "max_completion_tokens": 7}
     assert parse_chat(body).sampling["max_tokens"] == 7

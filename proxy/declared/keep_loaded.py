@@ -9,7 +9,7 @@ from typing import Iterable
 from core import naming
 from proxy.declared.installed import EntryState
 from proxy.errors import ProxyError
-from proxy.residency_pin import ResidencyPinner
+from proxy.declared.residency_pin import ResidencyPinner
 
 log = logging.getLogger(__name__)
 

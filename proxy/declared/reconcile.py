@@ -15,7 +15,7 @@ from proxy.declared.watch import ManifestWatch
 from proxy.models_dir.store import ModelStore
 from proxy.pulls.events import Complete, Failed
 from proxy.pulls.service import PullService
-from proxy.residency_pin import ResidencyPinner
+from proxy.declared.residency_pin import ResidencyPinner
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from typing import Mapping
 
 from core import naming
 from proxy.errors import ErrorCode, ProxyError
-from proxy.pulled_names import is_pulled_name, model_id_pulled_as
+from proxy.pulls.pulled_names import is_pulled_name, model_id_pulled_as
 from proxy.sources.reference import OLLAMA_HOST, is_registry_reference
 from proxy.models_dir.store import ModelStore
 

@@ -9,7 +9,7 @@ from typing import Iterator
 
 from proxy.errors import ErrorCode, ProxyError
 from proxy.ollama.convert import DONE_REASONS, metrics, now_iso
-from proxy.upstream import Upstream
+from proxy.backend.upstream import Upstream
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """The events of a pull, as typed values; `to_json` is the one place they become the contract's NDJSON lines.
 
 Each event type says its `status` and whether a job ends with it. A later kind (evicting, pushing) is one
-more class here, added to EVENT_TYPES, and the OpenAPI document follows (see proxy/openapi.py).
+more class here, added to EVENT_TYPES, and the OpenAPI document follows (see proxy/openapi/document.py).
 """
 from __future__ import annotations
 

@@ -9,10 +9,10 @@ import requests
 from flask import Blueprint, Response, request
 
 from proxy.errors import ProxyError
-from proxy.openai_fields import check_openai_fields
-from proxy.pulled_names import is_pulled_name, model_id_pulled_as
+from proxy.routes.openai_fields import check_openai_fields
+from proxy.pulls.pulled_names import is_pulled_name, model_id_pulled_as
 from proxy.services import services
-from proxy.upstream import TIMEOUT_HEADER, broken_answer, forward_slot, release_all, use_files
+from proxy.backend.upstream import TIMEOUT_HEADER, broken_answer, forward_slot, release_all, use_files
 from core.errors import openai_error_body
 from core.hangup import ClientWatch
 

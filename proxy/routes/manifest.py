@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from flask import Blueprint, jsonify
 
-from proxy.auth import require_api_key
+from proxy.routes.auth import require_api_key
 from proxy.services import services
 
 bp = Blueprint("manifest", __name__)

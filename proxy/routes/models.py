@@ -4,7 +4,7 @@ from __future__ import annotations
 from flask import Blueprint, jsonify
 
 from core import naming
-from proxy.auth import require_api_key
+from proxy.routes.auth import require_api_key
 from proxy.errors import ErrorCode, ProxyError
 from proxy.pulls.request import parse_repo_id
 from proxy.routes.body import json_body

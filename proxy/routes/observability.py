@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from flask import Blueprint, jsonify
 
-from proxy.openapi import build_openapi
+from proxy.openapi.document import build_openapi
 from proxy.services import services
 
 bp = Blueprint("observability", __name__)

@@ -7,7 +7,7 @@ from flask import Blueprint, Flask, Response, jsonify
 from werkzeug.exceptions import HTTPException
 
 from core.errors import ErrorCode, ServiceError
-from proxy.auth import require_api_key
+from proxy.routes.auth import require_api_key
 from proxy.errors import ProxyError
 from proxy.ollama.listing import installed_models, show_model, tags_entry
 from proxy.ollama.names import resolve_ollama_name
@@ -15,7 +15,7 @@ from proxy.ollama.pull import ProgressLines, pull_body, source_digests
 from proxy.pulls.events import Failed
 from proxy.routes.body import json_body
 from proxy.routes.ndjson import object_stream
-from proxy.upstream import call_backend
+from proxy.backend.upstream import call_backend
 from proxy.services import services
 
 bp = Blueprint("ollama", __name__)

@@ -13,7 +13,7 @@ from proxy.ollama.names import resolve_ollama_name
 from proxy.ollama.stream import ndjson_lines, piece, whole_answer
 from proxy.routes.ndjson import ndjson_response
 from proxy.routes.ollama import ollama_body, register_ollama_errors
-from proxy.upstream import call_backend
+from proxy.backend.upstream import call_backend
 from proxy.services import services
 
 bp = Blueprint("ollama_generate", __name__)

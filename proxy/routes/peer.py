@@ -14,7 +14,7 @@ import contextlib
 from flask import Blueprint, jsonify
 
 from core import naming
-from proxy.auth import bears_api_key
+from proxy.routes.auth import bears_api_key
 from proxy.errors import ErrorCode, ProxyError
 from proxy.models_dir.provenance import Provenance
 from proxy.pulls.events import Failed

@@ -4,7 +4,7 @@ from __future__ import annotations
 from flask import Blueprint, jsonify, request, url_for
 
 from core import naming
-from proxy.auth import require_api_key
+from proxy.routes.auth import require_api_key
 from proxy.errors import ErrorCode, ProxyError
 from proxy.pulls.jobs import PullJob
 from proxy.pulls.request import check_repo_allowed, parse_model, parse_revision

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from flask import Blueprint
 
-from proxy.auth import require_api_key
+from proxy.routes.auth import require_api_key
 from proxy.routes.body import json_body
 from proxy.routes.ndjson import event_stream, final_answer
 from proxy.services import services

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from flask import Blueprint, jsonify
 
-from proxy.auth import require_api_key
+from proxy.routes.auth import require_api_key
 from proxy.errors import ErrorCode, ProxyError
 from proxy.ollama.convert import keep_alive
 from proxy.ollama.listing import installed_models
 from proxy.ollama.names import pulled_as, resolve_model
 from proxy.routes.body import json_body
-from proxy.upstream import call_backend
+from proxy.backend.upstream import call_backend
 from proxy.services import services
 
 bp = Blueprint("residency", __name__)

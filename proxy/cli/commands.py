@@ -11,7 +11,7 @@ from typing import Iterable, Mapping
 
 import requests
 
-from proxy.cli_progress import PullProgress, format_bytes
+from proxy.cli.progress import PullProgress, format_bytes
 from proxy.errors import ErrorCode, ProxyError
 from proxy.pulls.request import PullRequest, parse_pull_request
 

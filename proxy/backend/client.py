@@ -104,7 +104,7 @@ class BackendClient:
                 backend_unavailable or backend_timeout when it did not answer, which says nothing of the file.
         """
         body = json.dumps({"model": model_id, "prompt": SMOKE_PROMPT, "max_tokens": 1, "stream": False})
-        # The header asks our backend to leave its loaded models as they were (server.routes says how).
+        # The header asks our backend to leave its loaded models as they were (server.api.routes says how).
         response = self.request("POST", "/api/generate", body=body.encode(), content_type="application/json",
                                 headers={"X-Smoke-Test": "1"})
         if response.status_code != 200:

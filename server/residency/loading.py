@@ -13,12 +13,12 @@ from typing import Any
 from core.gguf_check import GGUFHeader, InvalidGGUF, scan_gguf_header
 
 from .discovery import ModelFile
-from .engine import Engine
-from .errors import ModelLoadFailed
+from ..engine.loop import Engine
+from ..errors import ModelLoadFailed
 from .memory import estimate_bytes
-from .prompts import ChatFormat, chat_format_for
-from .settings import DEFAULT_CTX_CAP, Settings
-from .stats import ServingStats
+from ..chat.prompts import ChatFormat, chat_format_for
+from ..settings import DEFAULT_CTX_CAP, Settings
+from ..engine.stats import ServingStats
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +28,7 @@ class LoadedModel:
     """A model in memory and what residency knows of it. Its llama.cpp calls run on `engine`'s thread."""
 
     model: ModelFile
-    engine: Any  # server.engine.Engine; Any so that tests can hand in a small fake
+    engine: Any  # server.engine.loop.Engine; Any so that tests can hand in a small fake
     n_ctx: int  # the context one request may use
     size_bytes: int = 0  # the memory estimate it was admitted with
     gpu_layers: int = 0
@@ -148,7 +148,7 @@ def context_length(settings: Settings, header: GGUFHeader) -> int:
 
 
 def estimate(settings: Settings, model: ModelFile, header: GGUFHeader | None = None) -> int:
-    """The model's memory estimate under these settings (server.memory)."""
+    """The model's memory estimate under these settings (server.residency.memory)."""
     header = header or check_header(model)
     n_ctx = context_length(settings, header)
     return estimate_bytes(header, model.size_bytes, n_ctx * max(1, settings.parallel), settings.n_batch,

@@ -22,7 +22,7 @@ RETRY_AFTER_S = 1
 _CODE_BY_STATUS = {404: ErrorCode.NOT_FOUND, 405: ErrorCode.METHOD_NOT_ALLOWED, 413: ErrorCode.BODY_TOO_LARGE,
                    502: ErrorCode.BACKEND_UNAVAILABLE, 503: ErrorCode.SERVER_BUSY, 504: ErrorCode.BACKEND_TIMEOUT}
 # How long the proxy waits for the answer (or a stream's first event): the backend stops generating
-# after that, as nobody waits any more (server.waiting).
+# after that, as nobody waits any more (server.engine.waiting).
 TIMEOUT_HEADER = "X-Request-Timeout-S"
 
 

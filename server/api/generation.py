@@ -12,11 +12,11 @@ from typing import Any, Iterator
 
 from core.errors import ErrorCode
 
-from .jobs import Finished, Job
-from .errors import BackendError
-from .models import Lease
+from ..engine.jobs import Finished, Job
+from ..errors import BackendError
+from ..residency.models import Lease
 from .params import GenerationRequest
-from .sampling import Sampling
+from ..engine.sampling import Sampling
 from .streaming import DONE_EVENT, json_event, text_event
 
 Event = Any  # str (a piece of text) or Finished
@@ -24,7 +24,7 @@ Event = Any  # str (a piece of text) or Finished
 
 def make_job(lease: Lease, request: GenerationRequest, grammar: str | None = None) -> Job:
     """The job for `request` on the leased model: its prompt rendered (chat) and tokenized, its sampling
-    (`grammar`: server.sampling.grammar_for of its response_format).
+    (`grammar`: server.engine.sampling.grammar_for of its response_format).
 
     Raises:
         InvalidRequest: the messages do not fit the model's chat template.

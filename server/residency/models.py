@@ -12,12 +12,12 @@ from collections import OrderedDict
 from typing import Callable, Iterator
 
 from .discovery import ModelFile, resolve_model, scan_models
-from .errors import ModelLoadFailed, ModelNotFound, ModelTooLarge
+from ..errors import ModelLoadFailed, ModelNotFound, ModelTooLarge
 from .loading import LoadedModel, estimate, load_model
 from .memory import default_budget, format_bytes
-from .settings import Settings
-from .stats import ServingStats
-from .waiting import Waiter
+from ..settings import Settings
+from ..engine.stats import ServingStats
+from ..engine.waiting import Waiter
 
 log = logging.getLogger(__name__)
 ROOM_POLL_S = 0.1  # how often a request waiting for room asks whether its client still waits

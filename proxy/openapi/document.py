@@ -6,7 +6,7 @@ import typing
 
 from proxy import VERSION
 from proxy.errors import STATUS_BY_CODE, ErrorCode
-from proxy import openapi_ollama
+from proxy.openapi import ollama as openapi_ollama
 from proxy.pulls.events import EVENT_TYPES, PullEvent
 from proxy.pushes.events import PUSH_EVENT_TYPES
 

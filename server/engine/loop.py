@@ -22,7 +22,7 @@ from typing import Any, Callable, TypeVar
 
 from core.errors import ErrorCode
 
-from .errors import BackendError, InvalidRequest, ServerBusy
+from ..errors import BackendError, InvalidRequest, ServerBusy
 from .jobs import Finished, Job
 from .sampling import make_chain
 from .stats import ServingStats

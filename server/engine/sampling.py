@@ -11,7 +11,7 @@ import random
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from .errors import InvalidRequest
+from ..errors import InvalidRequest
 
 PENALTY_LAST_N = 64  # llama-cpp-python's last_n_tokens_size
 

@@ -9,7 +9,7 @@ from typing import Iterable, Mapping
 
 from core.naming import AmbiguousModelName, is_gguf, is_safe_name, model_id, resolve_model_id, split_part
 
-from .errors import ModelNotFound
+from ..errors import ModelNotFound
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from typing import Callable, Mapping, Optional
 from core.errors import ErrorCode
 from core.hangup import CLOSED, peer_state
 
-from .errors import BackendError
+from ..errors import BackendError
 
 # Sent by the proxy: how long it waits for the answer (for a stream, its first event) before it gives up.
 TIMEOUT_HEADER = "X-Request-Timeout-S"

@@ -1,4 +1,4 @@
-"""What a request hands the batching engine (server.engine) and what comes back: a `Job` and its events."""
+"""What a request hands the batching engine (server.engine.loop) and what comes back: a `Job` and its events."""
 from __future__ import annotations
 
 import queue

@@ -8,16 +8,16 @@ from datetime import datetime, timezone
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from . import generation
-from .embeddings import embed
+from ..engine.embeddings import embed
 from .generation import Shapes
-from .loading import LoadedModel
-from .models import ModelRegistry
+from ..residency.loading import LoadedModel
+from ..residency.models import ModelRegistry
 from .params import (GenerationRequest, keep_alive, model_name, parse_chat, parse_completion, parse_embeddings,
                      parse_generate, parse_json_body)
-from .sampling import grammar_for
-from .settings import Settings
+from ..engine.sampling import grammar_for
+from ..settings import Settings
 from .streaming import sse_response
-from .waiting import Waiter
+from ..engine.waiting import Waiter
 
 bp = Blueprint("backend", __name__)
 # On /api/generate: a smoke test (the proxy's `verify: "load"`), which leaves the loaded models as they were
@@ -131,7 +131,7 @@ def embeddings():
 
 def _run(parsed: GenerationRequest, shapes: type[Shapes] | None) -> Response:
     """Lease the model and run the request through its engine: one answer, or an SSE stream that holds the
-    lease; either stops within a step once nobody waits for it (server.waiting). `shapes` None: Shimmy's."""
+    lease; either stops within a step once nobody waits for it (server.engine.waiting). `shapes` None: Shimmy's."""
     grammar = grammar_for(parsed.response_format)  # a bad schema is a 400 before any model loads
     waiter = Waiter.of_request(request.environ, request.headers)
     lease = _backend().registry.acquire(parsed.model, waiter, parsed.keep_alive)

@@ -7,7 +7,7 @@ import ctypes
 import math
 from typing import Any
 
-from .errors import InvalidRequest
+from ..errors import InvalidRequest
 
 EMBEDDING_CTX_CAP = 8192  # tokens one input may have at most (and one embedding batch)
 EMBEDDING_SEQS = 16  # inputs decoded together

@@ -10,8 +10,8 @@ from flask import Response
 
 from core.errors import ErrorCode
 
-from .errors import BackendError, error_body
-from .models import Lease
+from ..errors import BackendError, error_body
+from ..residency.models import Lease
 
 log = logging.getLogger(__name__)
 

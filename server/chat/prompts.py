@@ -7,7 +7,7 @@ from typing import Any, Callable
 
 from core.gguf_check import GGUFHeader
 
-from .errors import InvalidRequest
+from ..errors import InvalidRequest
 
 _FORMAT_BY_ARCH = {"gemma": "gemma", "gemma2": "gemma", "gemma3": "gemma"}
 _DEFAULT_CHAT_FORMAT = "chatml"

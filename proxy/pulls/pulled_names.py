@@ -58,7 +58,7 @@ def _only_one(name: str, pull_as: str, repo: str | None, matching: dict[str, str
                          f"model {name!r} is ambiguous: it matches {_listing(matching, repo)}; "
                          "name one of them")
     installed = f" (installed from {repo}: {_listing(from_repo, repo)})" if from_repo else ""
-    # The backend's message for an unknown model (server.models.not_installed_message), with the exact pull.
+    # The backend's message for an unknown model (server.residency.models.not_installed_message), with the exact pull.
     raise ProxyError(ErrorCode.MODEL_NOT_FOUND, f"model {name!r} is not installed{installed}; pull it first: "
                      f"POST /v1/api/pull {json.dumps({'model': pull_as})} (GET /v1/models lists the installed "
                      "models)")

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 import logging
 
-from proxy.backend import BackendClient
+from proxy.backend.client import BackendClient
 from proxy.errors import ProxyError
-from proxy.upstream import backend_error
+from proxy.backend.upstream import backend_error
 
 log = logging.getLogger(__name__)
 RUNNING_TIMEOUT_S = 5.0

@@ -1,4 +1,4 @@
-"""The OpenAPI paths and schemas of Ollama's API, the residency routes and OpenAI's embeddings (proxy/openapi.py
+"""The OpenAPI paths and schemas of Ollama's API, the residency routes and OpenAI's embeddings (proxy/openapi/document.py
 merges them into the one document)."""
 from __future__ import annotations
 

@@ -8,14 +8,14 @@ from typing import Any, Mapping
 
 from core.units import parse_keep_alive
 
-from .errors import InvalidRequest
+from ..errors import InvalidRequest
 
 # Without max_tokens, every endpoint generates to the end of sequence or of the context (API.md,
 # "Generating"): llama-cpp-python's own default for completions is 16 tokens, Shimmy's 256.
 UNTIL_DONE: Mapping[str, Any] = {"max_tokens": None}
 # Shimmy's sampling defaults for /api/generate; the OpenAI endpoints keep llama-cpp-python's.
 SHIMMY_DEFAULTS: Mapping[str, Any] = {**UNTIL_DONE, "temperature": 0.7, "top_p": 0.9, "top_k": 40}
-# llama-cpp-python's chat handler defaults (completions keep server.sampling.Sampling's).
+# llama-cpp-python's chat handler defaults (completions keep server.engine.sampling.Sampling's).
 CHAT_DEFAULTS: Mapping[str, Any] = {"temperature": 0.2, "repeat_penalty": 1.1}
 
 _NUMBER = (int, float)
@@ -43,9 +43,9 @@ class GenerationRequest:
     messages: list[dict] | None = None
     system: str | None = None
     stream: bool = False
-    sampling: Mapping[str, Any] = field(default_factory=dict)  # server.sampling.Sampling's fields, max_tokens, stop
+    sampling: Mapping[str, Any] = field(default_factory=dict)  # server.engine.sampling.Sampling's fields, max_tokens, stop
     kind: str = "completion"  # "generate" (Shimmy's), "completion" or "chat"
-    response_format: Any = None  # OpenAI's; server.sampling.grammar_for checks it
+    response_format: Any = None  # OpenAI's; server.engine.sampling.grammar_for checks it
     keep_alive: Any = "default"  # seconds, None for forever, or "default" (the model keeps what it has)
     include_usage: bool = False  # stream_options.include_usage: a last chunk with `usage`
 

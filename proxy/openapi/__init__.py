@@ -1,0 +1,1 @@
+"""The proxy's OpenAPI document (GET /openapi.json), Ollama's routes included."""

@@ -1,0 +1,1 @@
+"""Chat rendering: the model's template or its family's format."""
