@@ -21,7 +21,7 @@ class EnvSettings:
 
     @classmethod
     def from_env(cls: type[S], env: Env | None = None) -> S:
-        """Build settings from environment variables (API.md, Settings); `env` defaults to os.environ.
+        """Build settings from environment variables (docs/api.md, Settings); `env` defaults to os.environ.
 
         Raises:
             ValueError: a variable that should be a number or a boolean is not (or the class's own checks fail).

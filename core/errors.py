@@ -11,7 +11,7 @@ log = logging.getLogger(__name__)
 
 
 class ErrorCode(StrEnum):
-    """Every code a client may see (shared/API.md's table and the few beyond it), with its HTTP status.
+    """Every code a client may see (docs/api.md's table and the few beyond it), with its HTTP status.
 
     Stream-only codes carry the status `stream:false` answers with. A member compares equal to its
     string, so `err.code == "model_busy"` holds.
@@ -163,11 +163,11 @@ class ServiceError(Exception):
 
 
 def error_body(code: str, message: str) -> dict:
-    """API.md's JSON error. Raises: ValueError when `code` is not an ErrorCode."""
+    """docs/api.md's JSON error. Raises: ValueError when `code` is not an ErrorCode."""
     return {"status": "error", "error": message, "code": error_code(code)}
 
 
-# OpenAI-compatible endpoints answer errors in OpenAI's shape, so SDKs show the message (API.md).
+# OpenAI-compatible endpoints answer errors in OpenAI's shape, so SDKs show the message (docs/api.md).
 OPENAI_PATHS = frozenset({"/v1/completions", "/v1/chat/completions", "/v1/models", "/v1/embeddings"})
 
 
@@ -177,7 +177,7 @@ def openai_error_body(code: str, message: str, status: int) -> dict:
     return {"error": {"message": message, "type": kind, "code": error_code(code)}}
 
 
-# Our own routes under /v1/ (API.md's and Shimmy's) answer in API.md's shape; any other path under /v1/ is
+# Our own routes under /v1/ (docs/api.md's and Shimmy's) answer in docs/api.md's shape; any other path under /v1/ is
 # OpenAI's namespace, where an SDK asking for what we lack (/v1/foo) must still be shown the reason.
 OWN_V1_PREFIXES = ("/v1/api/", "/v1/generate", "/v1/health")
 
@@ -188,7 +188,7 @@ def is_openai_path(path: str) -> bool:
 
 
 def _error_answer(code: str, message: str, status: int, headers: dict | None = None):
-    """The JSON error for this request's endpoint: OpenAI's shape on OpenAI's paths, API.md's elsewhere."""
+    """The JSON error for this request's endpoint: OpenAI's shape on OpenAI's paths, docs/api.md's elsewhere."""
     openai = is_openai_path(request.path)
     body = openai_error_body(code, message, status) if openai else error_body(code, message)
     return jsonify(body), status, headers or {}
@@ -204,7 +204,7 @@ def _body_limit_message() -> str:
 
 
 def register_error_handlers(app: Flask, service: str = "proxy") -> None:
-    """Every error, ours, werkzeug's or unexpected, answers as API.md's JSON error (in both processes)."""
+    """Every error, ours, werkzeug's or unexpected, answers as docs/api.md's JSON error (in both processes)."""
 
     @app.errorhandler(ServiceError)
     def _service_error(err: ServiceError):

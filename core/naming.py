@@ -108,7 +108,7 @@ def resolve_model_id(ids: Iterable[str], name: str) -> str | None:
     """The model id `name` stands for among `ids`, or None when none matches.
 
     `name` may be the id, its file name (a split set's by any part), or the id without its quant suffix
-    when exactly one model has that stem (shared/API.md, model id). Ids are case-sensitive, as file names are.
+    when exactly one model has that stem (docs/api.md, model id). Ids are case-sensitive, as file names are.
 
     Raises:
         AmbiguousModelName: the name without quant suffix matches several models.

@@ -10,7 +10,7 @@ from core.env import EnvSettings, setting
 class Settings(EnvSettings):
     """Everything the proxy is configured with. Tests build it directly with small timeouts.
 
-    Fields with a variable are read by `from_env`; shared/API.md's settings table is the contract for
+    Fields with a variable are read by `from_env`; docs/api.md's settings table is the contract for
     those it lists. The others are not in the contract: tests and benchmarks shrink them.
     """
 
@@ -33,7 +33,7 @@ class Settings(EnvSettings):
     mirror_cooldown_s: float = setting(
         60.0, "MIRROR_COOLDOWN_S", "a mirror that failed, answered what does not parse, or asked to wait is skipped "
         "by every pull for this long")
-    # A bad mirror delays a pull by at most about these (API.md: under 10 s), then it cools down.
+    # A bad mirror delays a pull by at most about these (docs/api.md: under 10 s), then it cools down.
     mirror_timeout_s: float = setting(
         3.0, None, "how long a mirror may take to answer a call or to send the next byte of a file")
     mirror_busy_wait_s: float = setting(

@@ -2,7 +2,7 @@
 # Build the CPU image (docker/Dockerfile) and run it as the platforms do, against a fake Hub on this host:
 # pull the real Gemma 270M, generate, stop with SIGTERM, start again, generate from the volume
 # (scripts/check_image.py). Prints image size, start-up, pull and tokens/s; exits non-zero on any failure.
-# Needs docker or podman (as root here: ../shared/containers/README.md makes podman work on these machines);
+# Needs docker or podman (as root here);
 # not part of scripts/test.sh: the first build compiles llama.cpp in the image (about 15 minutes on 2 cores).
 #   scripts/test_images.sh [IMAGE_TAG]
 source "$(dirname "${BASH_SOURCE[0]}")/_setup.sh" requirements-dev.txt

@@ -15,7 +15,7 @@ DEFAULT_CTX_CAP = 4096
 class Settings(EnvSettings):
     """Everything the backend is configured with. None means "work it out at load time".
 
-    N_CTX, N_GPU_LAYERS, N_THREADS and MAX_LOADED_MODELS are in shared/API.md's settings table; the
+    N_CTX, N_GPU_LAYERS, N_THREADS and MAX_LOADED_MODELS are in docs/api.md's settings table; the
     others are the backend's own (server/__init__.py lists them for users).
     """
 

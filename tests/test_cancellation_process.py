@@ -1,4 +1,4 @@
-"""A request nobody waits for never holds the model (API.md, Generating), on the real Gemma 3 270M: the
+"""A request nobody waits for never holds the model (docs/api.md, Generating), on the real Gemma 3 270M: the
 backend (`python -m server`) behind the proxy under gunicorn, as deployed.
 
 A long generation (~16 s: counting to the end of a 1024-token context) is abandoned, by a client that hangs

@@ -174,7 +174,7 @@ def cluster_problems(k8s_dir: Path, variant: str) -> list[str]:
         if urlsplit(mirrors[0].strip()).netloc != cache_host:
             problems.append(f"{container['name']}: HF_MIRRORS {mirrors} does not name the cache first ({cache_host})")
         # The cache hands out restricted files only for its PROXY_API_KEY: the serving proxies show it as
-        # MIRROR_API_KEY (API.md; their own PROXY_API_KEY never goes to a mirror).
+        # MIRROR_API_KEY (docs/api.md; their own PROXY_API_KEY never goes to a mirror).
         if _secret_ref(container, "MIRROR_API_KEY") != _secret_ref(cache, "PROXY_API_KEY") \
                 or _secret_ref(cache, "PROXY_API_KEY") is None:
             problems.append(f"{container['name']}: MIRROR_API_KEY is not the cache's PROXY_API_KEY")

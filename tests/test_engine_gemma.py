@@ -1,5 +1,5 @@
 """The batching engine on the real Gemma 3 270M: many requests at once, cancellation, chunked prompts,
-prefix reuse, the queue's bound, structured output and memory (API.md, Serving: many requests at once)."""
+prefix reuse, the queue's bound, structured output and memory (docs/api.md, Serving: many requests at once)."""
 from __future__ import annotations
 
 import json

@@ -1,4 +1,4 @@
-"""llama.cpp's own client fetches from a proxy (API.md, Serving peers): `llama-completion -hf REPO:Q4_K_M` with
+"""llama.cpp's own client fetches from a proxy (docs/api.md, Serving peers): `llama-completion -hf REPO:Q4_K_M` with
 HF_ENDPOINT=<proxy> finds the real Gemma the proxy holds (refs, tree, resolve), loads it and generates, and
 the Hub serves llama.cpp nothing. The binary is llama.cpp as llama-cpp-python vendors it, built by
 scripts/build_llama.sh (scripts/test.sh exports LLAMA_COMPLETION)."""

@@ -1,6 +1,6 @@
 """A mirror whose bytes fail the Hub's sha256 is not trusted: its bytes are thrown away and the file is fetched
 from the next source (the next mirror, then the Hub); the pull completes with the Hub's sha256 and names the
-source_host the good bytes came from (shared/API.md, Serving peers)."""
+source_host the good bytes came from (docs/api.md, Serving peers)."""
 from __future__ import annotations
 
 import hashlib

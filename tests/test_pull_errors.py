@@ -1,4 +1,4 @@
-"""Every error code of API.md, reached by the input or the fault that causes it, leaving MODELS_DIR clean.
+"""Every error code of docs/api.md, reached by the input or the fault that causes it, leaving MODELS_DIR clean.
 
 Errors found before streaming come as an HTTP status with the JSON error; errors after the stream
 began come as its last line (and, with `stream: false`, as the final object with the code's status).

@@ -1,5 +1,5 @@
 """Error messages say what was tried (repo, revision, endpoint, limit) and what exists (the repo's quants and
-files), so the next step is plain (shared/API.md, "Errors from every endpoint")."""
+files), so the next step is plain (docs/api.md, "Errors from every endpoint")."""
 from __future__ import annotations
 
 import json

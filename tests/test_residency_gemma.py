@@ -1,4 +1,4 @@
-"""Which models stay in memory, on the real Gemma 3 270M (API.md, Residency): keep_alive, the memory
+"""Which models stay in memory, on the real Gemma 3 270M (docs/api.md, Residency): keep_alive, the memory
 budget, 507 model_too_large before any load, pinned models, and never an unload under a running request."""
 from __future__ import annotations
 

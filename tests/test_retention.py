@@ -1,4 +1,4 @@
-"""Retention (shared/API.md, Retention): MODELS_MAX_BYTES with least-recently-used eviction, last_used,
+"""Retention (docs/api.md, Retention): MODELS_MAX_BYTES with least-recently-used eviction, last_used,
 MODELS_TTL_DAYS, and week-old quarantine.
 
 The eviction test runs real processes: the proxy under gunicorn, a slow streaming backend

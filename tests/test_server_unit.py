@@ -384,7 +384,7 @@ def test_closing_a_stream_stops_its_generation(models_dir):
     ("parse_chat", {"model": "m", "messages": [{"role": "user", "content": "x"}]}),
 ])
 def test_without_max_tokens_generation_runs_to_the_end_of_sequence_or_context(parse, body):
-    """API.md "Generating": no max_tokens means no cap of ours (llama-cpp-python's default is 16 tokens)."""
+    """docs/api.md "Generating": no max_tokens means no cap of ours (llama-cpp-python's default is 16 tokens)."""
     from server.api import params
 
     assert getattr(params, parse)(body).sampling["max_tokens"] is None

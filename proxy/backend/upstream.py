@@ -146,7 +146,7 @@ def _send(method: str, path: str, body: dict | None, timeout_s: float | None) ->
 
 
 def backend_error(response: requests.Response) -> ProxyError:
-    """The backend's error answer as our error, in either of its shapes (API.md's or OpenAI's), with its status
+    """The backend's error answer as our error, in either of its shapes (docs/api.md's or OpenAI's), with its status
     and Retry-After; a code we do not know becomes the one its status stands for."""
     try:
         raw = response.raw.read(ERROR_BODY_MAX, decode_content=True)

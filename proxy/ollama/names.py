@@ -1,5 +1,5 @@
 """Model names as Ollama users write them (`gemma3:270m`, `hf.co/owner/name:Q4_K_M`), and as this proxy's own
-API names them (API.md, Generating): which installed model each stands for, and how to show one.
+API names them (docs/api.md, Generating): which installed model each stands for, and how to show one.
 
 Ollama's rule: `name[:tag]` and `namespace/name[:tag]` are models of an Ollama registry (`registry.ollama.ai`
 and `library` by default), `host/namespace/name:tag` of another host, `hf.co/owner/name:QUANT` of the Hub;

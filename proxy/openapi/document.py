@@ -82,7 +82,7 @@ def _schemas() -> dict:
 
 
 def _error_schemas(codes: list[str]) -> dict:
-    """API.md's error and OpenAI's."""
+    """docs/api.md's error and OpenAI's."""
     return {
         "Error": {"type": "object", "required": ["status", "error", "code"], "properties": {
             "status": {"const": "error"}, "error": STR, "code": {"enum": codes}}},
@@ -221,7 +221,7 @@ def _paths() -> dict:
 
 
 def _peer_paths() -> dict:
-    """The Hub's read-only protocol for the files this proxy holds (API.md, Serving peers)."""
+    """The Hub's read-only protocol for the files this proxy holds (docs/api.md, Serving peers)."""
     path = lambda name: {"name": name, "in": "path", "required": True, "schema": STR}  # noqa: E731
     repo = [path("owner"), path("name")]
     info = _op("The Hub's model info for the files held of a repo", {

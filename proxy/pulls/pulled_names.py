@@ -1,5 +1,5 @@
 """Which installed model a name as pulled stands for: `owner/name[:QUANT]`, `hf.co/...`, `hf://...`, or a
-registry reference, looked up in the installed models' provenance (shared/API.md, Generating).
+registry reference, looked up in the installed models' provenance (docs/api.md, Generating).
 
 Model ids and file names never hold a `/` (core.naming.is_safe_name), so a name with one is a pulled name;
 anything else is left to the backend's rule for ids (core.naming.resolve_model_id).

@@ -1,6 +1,6 @@
 """Pull-through for peers (MIRROR_PULL_THROUGH): a file a peer asks for and this proxy lacks becomes a pull that
 plans in its queue slot (start_detached), so the request that missed answers 503 at once and no
-number of misses holds request threads or delays probes (API.md, Serving peers). How a failed one ended is kept
+number of misses holds request threads or delays probes (docs/api.md, Serving peers). How a failed one ended is kept
 for a while, so the peer that comes back learns it (a 404 lets it move on) instead of starting it again."""
 from __future__ import annotations
 

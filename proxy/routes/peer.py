@@ -1,5 +1,5 @@
 """The Hub's read-only protocol for the Hub files this proxy holds, so peers and huggingface_hub can fetch
-from it (API.md, Serving peers). Files pulled with a token from private or gated repos are served only to
+from it (docs/api.md, Serving peers). Files pulled with a token from private or gated repos are served only to
 requests bearing PROXY_API_KEY.
 
 With MIRROR_PULL_THROUGH, a file it lacks (of a repo within ALLOWED_REPOS, asked with PROXY_API_KEY when one is

@@ -1,4 +1,4 @@
-"""Which models the backend holds in memory (API.md, Residency): GET /v1/api/running, POST /v1/api/load and
+"""Which models the backend holds in memory (docs/api.md, Residency): GET /v1/api/running, POST /v1/api/load and
 POST /v1/api/unload, forwarded to the backend's /api/running, /api/load and /api/unload, each model named with
 what it was pulled as."""
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Bodies from outside (registries, mirrors, token realms) read through a size cap before anything parses them,
-so a larger or endless body fails that source instead of growing the proxy's memory (API.md, Sources)."""
+so a larger or endless body fails that source instead of growing the proxy's memory (docs/api.md, Sources)."""
 from __future__ import annotations
 
 import json

@@ -1,6 +1,6 @@
 """Which HF_MIRRORS to skip: a mirror that failed, answered what does not parse, stalled or asked to wait longer
 than a pull waits is skipped by every pull for MIRROR_COOLDOWN_S, so only the first pull behind a bad mirror
-pays for finding out, and that pull at most about `timeout_s` or `busy_wait_s` (API.md, Serving peers)."""
+pays for finding out, and that pull at most about `timeout_s` or `busy_wait_s` (docs/api.md, Serving peers)."""
 from __future__ import annotations
 
 import logging

@@ -39,7 +39,7 @@ class HuggingFaceHub:
     def __init__(self, endpoint: str | None, token: str | None, timeout_s: float = 20.0,
                  max_retries: int = 6, backoff: Backoff | None = None, busy_wait_s: float = 0.0):
         self.endpoint = (endpoint or constants.ENDPOINT).rstrip("/")
-        self.host = host_of(self.endpoint)  # host:port, as provenance and `complete` name it (API.md)
+        self.host = host_of(self.endpoint)  # host:port, as provenance and `complete` name it (docs/api.md)
         self._token = token
         self._timeout_s = timeout_s
         self._max_retries = max_retries
@@ -47,7 +47,7 @@ class HuggingFaceHub:
         self._busy_wait_s = busy_wait_s  # a mirror's 503 + Retry-After: waited on this long per call, uncounted
         # token=False stops huggingface_hub from picking up a token saved on the machine.
         self._api = HfApi(endpoint=self.endpoint, token=token or False)
-        cap_hub_api_bodies()  # model info and tree pages are read through a size cap (API.md, Sources)
+        cap_hub_api_bodies()  # model info and tree pages are read through a size cap (docs/api.md, Sources)
 
     def list_files(self, repo: str, revision: str) -> RepoFiles:
         """The GGUF files of `repo` at `revision`.

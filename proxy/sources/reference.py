@@ -1,5 +1,5 @@
 """What `model` may name: a Hub repo id, or a reference of a source's scheme (`ollama://`, `oci://`: registry
-references), parsed to the one canonical form that pulls, provenance and ALLOWED_REPOS all use (shared/API.md,
+references), parsed to the one canonical form that pulls, provenance and ALLOWED_REPOS all use (docs/api.md,
 Sources). The schemes are written here once: CANONICAL maps each to how its references parse."""
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Ollama and OCI distribution registries as a source: a reference resolves to its manifest's GGUF layers,
-each a blob fetched by the shared transfer and checked against its sha256 digest (shared/API.md, Sources)."""
+each a blob fetched by the shared transfer and checked against its sha256 digest (docs/api.md, Sources)."""
 from __future__ import annotations
 
 import dataclasses

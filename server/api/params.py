@@ -10,7 +10,7 @@ from core.units import parse_keep_alive
 
 from ..errors import InvalidRequest
 
-# Without max_tokens, every endpoint generates to the end of sequence or of the context (API.md,
+# Without max_tokens, every endpoint generates to the end of sequence or of the context (docs/api.md,
 # "Generating"): llama-cpp-python's own default for completions is 16 tokens, Shimmy's 256.
 UNTIL_DONE: Mapping[str, Any] = {"max_tokens": None}
 # Shimmy's sampling defaults for /api/generate; the OpenAI endpoints keep llama-cpp-python's.

@@ -1,6 +1,6 @@
 """The batching engine: one loop per loaded model that decodes up to PARALLEL requests together.
 
-Modelled on llama.cpp's server (STYLE.md): slots and one loop. Each step gathers the next token of every
+Modelled on llama.cpp's server (tools/server): slots and one loop. Each step gathers the next token of every
 generating slot and, in the room left of N_BATCH, a chunk of any prompt being read, decodes them in one
 `llama_decode`, samples each slot's token with its own sampler chain and hands the text to its request. A
 request joins at the next step and leaves the step it ends; a slot keeps its tokens in the KV cache, so a

@@ -1,5 +1,5 @@
 """A slot's output text: token bytes decoded to UTF-8 without splitting a character across events, and
-`stop` strings held back until they can no longer match (API.md, Serving)."""
+`stop` strings held back until they can no longer match (docs/api.md, Serving)."""
 from __future__ import annotations
 
 import codecs

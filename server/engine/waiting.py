@@ -1,4 +1,4 @@
-"""Whether anyone still waits for a generation, asked between tokens (API.md, Generating: a request
+"""Whether anyone still waits for a generation, asked between tokens (docs/api.md, Generating: a request
 nobody waits for never holds the model)."""
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Which models are in memory (API.md, Residency), in the manner of Ollama's scheduler: one registry owns
+"""Which models are in memory (docs/api.md, Residency), in the manner of Ollama's scheduler: one registry owns
 what is loaded. Requests ask it for a model; it loads, waits or unloads by the memory estimate against
 MAX_MODEL_MEMORY, by MAX_LOADED_MODELS, and by each model's keep_alive; nothing else touches residency.
 A model that requests hold is never unloaded."""
