@@ -5,4 +5,7 @@
 - errors.py      the error codes with their HTTP status, the error base and the one JSON error handler
 - env.py         environment parsing, and settings fields that say which variable sets them
 - serving.py     what both gunicorn setups share (the access-log format)
+- hangup.py      noticing that an HTTP client went away while its request is still being worked on
+- units.py       durations and sizes as people write them (`5m`, `-1`, `8GiB`)
+- wire.py        the headers the proxy and the backend exchange beyond a body
 """

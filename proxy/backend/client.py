@@ -11,6 +11,7 @@ import requests
 
 from proxy.errors import ErrorCode, ProxyError
 from core.hangup import ClientWatch, WatchedAdapter
+from core.wire import SMOKE_TEST_HEADER
 
 log = logging.getLogger(__name__)
 HEALTH_TIMEOUT_S = 2.0
@@ -106,7 +107,7 @@ class BackendClient:
         body = json.dumps({"model": model_id, "prompt": SMOKE_PROMPT, "max_tokens": 1, "stream": False})
         # The header asks our backend to leave its loaded models as they were (server.api.routes says how).
         response = self.request("POST", "/api/generate", body=body.encode(), content_type="application/json",
-                                headers={"X-Smoke-Test": "1"})
+                                headers={SMOKE_TEST_HEADER: "1"})
         if response.status_code != 200:
             raise ProxyError(ErrorCode.SMOKE_TEST_FAILED, f"the backend could not load {model_id} "
                              f"(HTTP {response.status_code}, {_error_code(response)})")

@@ -12,6 +12,7 @@ from flask import request
 from urllib3.exceptions import ReadTimeoutError
 
 from core.hangup import ClientWatch
+from core.wire import TIMEOUT_HEADER
 from proxy.errors import ErrorCode, ProxyError, STATUS_BY_CODE
 from proxy.services import services
 
@@ -23,7 +24,6 @@ _CODE_BY_STATUS = {404: ErrorCode.NOT_FOUND, 405: ErrorCode.METHOD_NOT_ALLOWED, 
                    502: ErrorCode.BACKEND_UNAVAILABLE, 503: ErrorCode.SERVER_BUSY, 504: ErrorCode.BACKEND_TIMEOUT}
 # How long the proxy waits for the answer (or a stream's first event): the backend stops generating
 # after that, as nobody waits any more (server.engine.waiting).
-TIMEOUT_HEADER = "X-Request-Timeout-S"
 
 
 class Upstream:

@@ -12,7 +12,8 @@ from proxy.errors import ProxyError
 from proxy.routes.openai_fields import check_openai_fields
 from proxy.pulls.pulled_names import is_pulled_name, model_id_pulled_as
 from proxy.services import services
-from proxy.backend.upstream import TIMEOUT_HEADER, broken_answer, forward_slot, release_all, use_files
+from core.wire import TIMEOUT_HEADER
+from proxy.backend.upstream import broken_answer, forward_slot, release_all, use_files
 from core.errors import openai_error_body
 from core.hangup import ClientWatch
 

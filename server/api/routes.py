@@ -7,6 +7,8 @@ from datetime import datetime, timezone
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
+from core.wire import SMOKE_TEST_HEADER
+
 from . import generation
 from ..engine.embeddings import embed
 from .generation import Shapes
@@ -20,9 +22,8 @@ from .streaming import sse_response
 from ..engine.waiting import Waiter
 
 bp = Blueprint("backend", __name__)
-# On /api/generate: a smoke test (the proxy's `verify: "load"`), which leaves the loaded models as they were
+# SMOKE_TEST_HEADER on /api/generate: the proxy's `verify: "load"`, which leaves the loaded models as they were
 # (ModelRegistry.trying). A header, not a body field, so a Shimmy backend ignores it and just generates.
-SMOKE_TEST_HEADER = "X-Smoke-Test"
 
 
 @dataclass(frozen=True)

@@ -9,11 +9,9 @@ from typing import Callable, Mapping, Optional
 
 from core.errors import ErrorCode
 from core.hangup import CLOSED, peer_state
+from core.wire import TIMEOUT_HEADER
 
 from ..errors import BackendError
-
-# Sent by the proxy: how long it waits for the answer (for a stream, its first event) before it gives up.
-TIMEOUT_HEADER = "X-Request-Timeout-S"
 
 
 class Abandoned(BackendError):
