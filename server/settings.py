@@ -27,8 +27,8 @@ class Settings(EnvSettings):
     n_gpu_layers: int | None = setting(
         None, "N_GPU_LAYERS", "layers offloaded; None: -1 (all) when llama.cpp was built with GPU offload, else 0")
     n_threads: int | None = setting(
-        None, "N_THREADS", "threads for generation and prompt processing; None: half the cores this process may use "
-        "(affinity mask and cgroup CPU quota), at least one")
+        None, "N_THREADS", "threads for generation and prompt processing; None: llama.cpp's rule, the physical "
+        "cores this process may use (affinity mask, cgroup CPU quota), at least one; fewer on a host shared with busy processes")
     max_loaded_models: int = setting(
         1, "MAX_LOADED_MODELS", "models kept in memory; the least recently used is unloaded first")
     n_batch: int = setting(512, "N_BATCH", "tokens one llama_decode step evaluates at most: every running "

@@ -3,8 +3,6 @@ holds PARALLEL sequences of N_CTX tokens, and the batching engine that runs it."
 from __future__ import annotations
 
 import logging
-import math
-import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -12,6 +10,7 @@ from typing import Any
 
 from core.gguf_check import GGUFHeader, InvalidGGUF, scan_gguf_header
 
+from .cpus import default_threads
 from .discovery import ModelFile
 from ..engine.loop import Engine
 from ..errors import ModelLoadFailed
@@ -170,39 +169,6 @@ def check_header(model: ModelFile) -> GGUFHeader:
         raise ModelLoadFailed(f"{model.files[0]} could not be loaded: {err.client_message}") from err
     except OSError as err:
         raise ModelLoadFailed(f"{model.files[0]} could not be read") from err
-
-
-def available_cores() -> int:
-    """CPU cores this process may use: its affinity mask (which cgroup cpusets narrow), and the container's
-    CPU quota (cgroup cpu.max), so a pod limited to 2 CPUs on a 64-core node starts 2 threads, not 64."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        cores = os.cpu_count() or 1
-    quota = cpu_quota()
-    return max(1, min(cores, math.ceil(quota))) if quota else cores
-
-
-def default_threads() -> int:
-    """N_THREADS' default: half the cores this process may use, at least one.
-
-    Measured on a 2-core host with the proxy and clients busy beside the backend (Gemma 3 270M, tokens/s):
-    one thread gave 18.9 for one stream and 18.9 for eight, two threads 2.1 and 6.9. llama.cpp's threads meet
-    at a barrier after every operation, and one descheduled thread stalls them all; the cores left over
-    serve HTTP, tokenizing and sampling. It is also llama.cpp's own default (its physical cores) and
-    llama-cpp-python's. On an idle host, N_THREADS set to every core decodes faster.
-    """
-    return max(1, available_cores() // 2)
-
-
-def cpu_quota(path: str = "/sys/fs/cgroup/cpu.max") -> float | None:
-    """CPUs the cgroup may use (quota / period), or None without a limit."""
-    try:
-        with open(path) as f:
-            quota, period = f.read().split()[:2]
-        return None if quota == "max" else int(quota) / int(period)
-    except (OSError, ValueError):
-        return None
 
 
 def gpu_layers(settings: Settings) -> int:
