@@ -20,11 +20,19 @@ LAYERS: list[tuple[str, ...]] = [
      "proxy.routes.openai_fields", "proxy.cli.progress"),
     ("proxy.models_dir",),  # the models folder, fsutil below it
     ("proxy.sources",),
-    ("proxy.pulls", "proxy.pulls.pulled_names", "proxy.backend.client"),
+    ("proxy.pulls", "proxy.pulls.pulled_names", "proxy.backend.client", "proxy.backend.errors"),
     ("proxy.pushes", "proxy.declared", "proxy.declared.residency_pin", "proxy.ollama", "proxy.backend.upstream", "proxy.routes.auth"),
     ("proxy.routes", "proxy.openapi.document", "proxy.openapi.ollama", "proxy.app", "proxy.cli.commands", "proxy.gunicorn",
      "proxy.__main__", "proxy"),
 ]
+SERVER_LAYERS: list[tuple[str, ...]] = [
+    ("server.errors", "server.settings", "server.crash"),
+    ("server.engine",),  # slots, the loop, samplers: knows no HTTP and no residency
+    ("server.chat",),
+    ("server.residency",),
+    ("server.api", "server.app", "server.__main__", "server"),
+]
+LAYERS += SERVER_LAYERS
 # The backend and the proxy are separate processes; core is what both share.
 APART = {"core": ("proxy", "server"), "server": ("proxy",), "proxy": ("server",)}
 
@@ -42,8 +50,9 @@ def layer_of(module: str) -> int | None:
     return max(matches)[1] if matches else None
 
 
-def imports_of(path: Path, source: str) -> list[tuple[int, str]]:
-    """(line, module) of each import that runs: absolute names, relative ones resolved, TYPE_CHECKING skipped."""
+def imports_of(path: Path, source: str, typing_too: bool = False) -> list[tuple[int, str]]:
+    """(line, module) of each import that runs: absolute names, relative ones resolved, TYPE_CHECKING skipped
+    unless `typing_too`."""
     module = module_name(path)
     package = module if path.name == "__init__.py" else module.rpartition(".")[0]
     tree = ast.parse(source)
@@ -51,7 +60,7 @@ def imports_of(path: Path, source: str) -> list[tuple[int, str]]:
                    for stmt in node.body for inner in ast.walk(stmt)}
     found = []
     for node in ast.walk(tree):
-        if id(node) in typing_only:
+        if id(node) in typing_only and not typing_too:
             continue
         if isinstance(node, ast.Import):
             found += [(node.lineno, alias.name) for alias in node.names]
@@ -89,10 +98,51 @@ def source_files() -> list[Path]:
     return [path for folder in ("core", "proxy", "server") for path in sorted((REPO_ROOT / folder).rglob("*.py"))]
 
 
-def test_every_proxy_module_has_a_layer():
+def import_cycles(paths: list[Path]) -> list[list[str]]:
+    """Cycles of modules importing each other, imports for annotations included: each is a knot a reader has
+    to hold in mind at once, even when Python can load it."""
+    modules = {module_name(path): path for path in paths}
+
+    def resolve(target: str) -> str | None:
+        while target and target not in modules:
+            target = target.rpartition(".")[0]
+        return target or None
+
+    graph = {module: {found for _, target in imports_of(path, path.read_text(), typing_too=True)
+                      if (found := resolve(target)) and found != module and not module.startswith(found + ".")}
+             for module, path in modules.items()}
+    cycles, state = [], {}
+
+    def visit(module: str, trail: list[str]) -> None:
+        state[module] = "open"
+        for target in sorted(graph[module]):
+            if state.get(target) == "open":
+                cycles.append(trail[trail.index(target):] + [module, target] if target in trail else [module, target])
+            elif target not in state:
+                visit(target, trail + [module])
+        state[module] = "done"
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module, [])
+    return cycles
+
+
+def test_every_module_has_a_layer():
     unplaced = [module_name(p) for p in source_files()
-                if module_name(p).startswith("proxy") and layer_of(module_name(p)) is None]
+                if module_name(p).startswith(("proxy", "server")) and layer_of(module_name(p)) is None]
     assert unplaced == []
+
+
+def test_no_modules_import_each_other_even_for_annotations():
+    assert import_cycles(source_files()) == []
+
+
+def test_the_cycle_walk_sees_an_annotation_cycle(tmp_path, monkeypatch):
+    sources = {"proxy/one.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from proxy.two import B\n",
+               "proxy/two.py": "from proxy.one import A\n"}
+    monkeypatch.setattr(Path, "read_text", lambda self, *a, **k: sources[str(self.relative_to(REPO_ROOT))])
+    assert import_cycles([REPO_ROOT / name for name in sources]) == [["proxy.one", "proxy.two", "proxy.one"]]
 
 
 def test_no_import_points_back_up():

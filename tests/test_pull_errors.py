@@ -125,7 +125,7 @@ def test_listed_name_too_long_once_staged_is_unsafe_filename(client, hub, make_g
 
 
 def test_name_of_the_longest_length_that_fits_once_staged_is_pulled(client, hub, make_gguf, models_dir):
-    from proxy.pulls.install import MAX_FILENAME_BYTES
+    from proxy.models_dir.staging import MAX_FILENAME_BYTES
 
     name = long_name(MAX_FILENAME_BYTES)
     hub.add_repo(REPO, files={name: make_gguf("long.gguf")})

@@ -13,17 +13,12 @@ from urllib3.exceptions import ReadTimeoutError
 
 from core.hangup import ClientWatch
 from core.wire import TIMEOUT_HEADER
-from proxy.errors import ErrorCode, ProxyError, STATUS_BY_CODE
+from proxy.backend.errors import backend_error
+from proxy.errors import ErrorCode, ProxyError
 from proxy.services import services
 
 log = logging.getLogger(__name__)
-ERROR_BODY_MAX = 64 * 1024  # an error answer larger than this is not the backend's JSON error
 RETRY_AFTER_S = 1
-# A backend error answer without a code we know stands for the code of its status.
-_CODE_BY_STATUS = {404: ErrorCode.NOT_FOUND, 405: ErrorCode.METHOD_NOT_ALLOWED, 413: ErrorCode.BODY_TOO_LARGE,
-                   502: ErrorCode.BACKEND_UNAVAILABLE, 503: ErrorCode.SERVER_BUSY, 504: ErrorCode.BACKEND_TIMEOUT}
-# How long the proxy waits for the answer (or a stream's first event): the backend stops generating
-# after that, as nobody waits any more (server.engine.waiting).
 
 
 class Upstream:
@@ -143,25 +138,3 @@ def _send(method: str, path: str, body: dict | None, timeout_s: float | None) ->
         return backend.request(method, path, body=data, stream=True, content_type="application/json",
                                timeout_s=timeout_s, headers={TIMEOUT_HEADER: f"{backend.timeout_s:g}",
                                                              "Connection": "close"})
-
-
-def backend_error(response: requests.Response) -> ProxyError:
-    """The backend's error answer as our error, in either of its shapes (docs/api.md's or OpenAI's), with its status
-    and Retry-After; a code we do not know becomes the one its status stands for."""
-    try:
-        raw = response.raw.read(ERROR_BODY_MAX, decode_content=True)
-        body = json.loads(raw)
-    except (ValueError, requests.RequestException, OSError, AttributeError):
-        body = None
-    inner = body.get("error") if isinstance(body, dict) else None
-    if isinstance(inner, dict):  # OpenAI's shape
-        message, code = inner.get("message"), inner.get("code")
-    else:
-        message, code = inner, body.get("code") if isinstance(body, dict) else None
-    status = response.status_code
-    if not isinstance(code, str) or code not in STATUS_BY_CODE:  # a list or an object is no code either
-        code = _CODE_BY_STATUS.get(status, ErrorCode.INVALID_REQUEST if status < 500 else ErrorCode.BACKEND_UNAVAILABLE)
-    if not isinstance(message, str) or not message:
-        message = f"the backend answered HTTP {status} ({code})"
-    headers = {"Retry-After": response.headers["Retry-After"]} if "Retry-After" in response.headers else None
-    return ProxyError(code, message, status=status, headers=headers)

@@ -7,7 +7,7 @@ import logging
 
 from proxy.backend.client import BackendClient
 from proxy.errors import ProxyError
-from proxy.backend.upstream import backend_error
+from proxy.backend.errors import backend_error
 
 log = logging.getLogger(__name__)
 RUNNING_TIMEOUT_S = 5.0

@@ -14,13 +14,15 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from core import naming
-from proxy.models_dir.store import ModelStore
+from proxy.models_dir.store import NAME_MAX_BYTES, RECORD_SUFFIX_BYTES, ModelStore
 
 log = logging.getLogger(__name__)
 # The staging layout, shared by the pulls that write it (proxy/pulls/install.py) and what reclaims it.
 STAGING = ".staging"
 PARTIAL_SUFFIX = ".partial"  # <name>.partial: the bytes of a download
 PROGRESS_SUFFIX = ".json"  # <name>.partial.json beside it: what a resume needs (see transfer_state.py)
+# The longest file name a pull takes: what fits once the store or the staging adds its suffix.
+MAX_FILENAME_BYTES = NAME_MAX_BYTES - max(len(PARTIAL_SUFFIX + PROGRESS_SUFFIX), RECORD_SUFFIX_BYTES)
 MAX_AGE_S = 24 * 3600.0
 SWEEP_INTERVAL_S = 3600.0
 

@@ -1,5 +1,5 @@
-"""Installing a pull's files: the one owner of the staging layout (MODELS_DIR/.staging), the checks a staged
-file passes, adopting a file put in place by hand, the atomic install with its provenance, and what a smoke
+"""Installing a pull's files: where a download is staged (the layout is proxy/models_dir/staging.py's), the checks
+a staged file passes, adopting a file put in place by hand, the atomic install with its provenance, and what a smoke
 test's outcome does to installed files."""
 from __future__ import annotations
 
@@ -17,11 +17,9 @@ from proxy.models_dir.provenance import Provenance
 from proxy.pulls.verify import file_digest, verify_download
 from proxy.sources.remote import RemoteFile
 from proxy.models_dir.staging import PARTIAL_SUFFIX, PROGRESS_SUFFIX, STAGING
-from proxy.models_dir.store import NAME_MAX_BYTES, RECORD_SUFFIX_BYTES, ModelStore
+from proxy.models_dir.store import ModelStore
 
 log = logging.getLogger(__name__)
-# The longest file name a pull takes: what fits once the store or the staging adds its suffix.
-MAX_FILENAME_BYTES = NAME_MAX_BYTES - max(len(PARTIAL_SUFFIX + PROGRESS_SUFFIX), RECORD_SUFFIX_BYTES)
 
 
 @dataclass(frozen=True)

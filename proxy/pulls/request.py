@@ -8,7 +8,7 @@ from typing import Any, Mapping
 
 from core import naming
 from proxy.errors import ErrorCode, ProxyError
-from proxy.pulls.install import MAX_FILENAME_BYTES
+from proxy.models_dir.staging import MAX_FILENAME_BYTES
 from proxy.sources.reference import HUB_PREFIXES, canonical_reference, is_source_reference, scheme_of
 
 _REPO_PART = r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?"

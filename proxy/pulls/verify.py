@@ -23,7 +23,7 @@ from proxy.errors import ErrorCode, ProxyError
 from proxy.sources.remote import RemoteFile, RepoFiles
 
 if TYPE_CHECKING:
-    from proxy.pulls.request import PullRequest  # request.py imports the installer, which imports this
+    from proxy.pulls.request import PullRequest
 
 log = logging.getLogger(__name__)
 COMMIT_RE = re.compile(r"^[0-9a-fA-F]{40}\Z")
