@@ -17,11 +17,12 @@ from tests.helpers import REPO_ROOT
 LAYERS: list[tuple[str, ...]] = [
     ("core",),
     ("proxy.errors", "proxy.models_dir.fsutil", "proxy.retry", "proxy.settings", "proxy.metrics", "proxy.services",
-     "proxy.routes.openai_fields", "proxy.cli.progress"),
+     "proxy.routes.openai_fields", "proxy.cli.progress", "proxy.cli.exits"),
     ("proxy.models_dir",),  # the models folder, fsutil below it
     ("proxy.sources",),
     ("proxy.pulls", "proxy.pulls.pulled_names", "proxy.backend.client", "proxy.backend.errors"),
-    ("proxy.pushes", "proxy.declared", "proxy.declared.residency_pin", "proxy.ollama", "proxy.backend.upstream", "proxy.routes.auth"),
+    ("proxy.pushes", "proxy.declared", "proxy.declared.residency_pin", "proxy.ollama", "proxy.backend.upstream", "proxy.routes.auth",
+     "proxy.backend.chat", "proxy.anthropic", "proxy.responses"),
     ("proxy.routes", "proxy.openapi.document", "proxy.openapi.ollama", "proxy.app", "proxy.cli.commands", "proxy.gunicorn",
      "proxy.__main__", "proxy"),
 ]
