@@ -151,12 +151,14 @@ class ServiceError(Exception):
         ValueError: from the constructor, when `code` is not an ErrorCode.
     """
 
-    def __init__(self, code: str, message: str, status: int | None = None, headers: dict[str, str] | None = None):
+    def __init__(self, code: str, message: str, status: int | None = None, headers: dict[str, str] | None = None,
+                 param: str | None = None):
         super().__init__(message)
         self.code = error_code(code)
         self.message = message
         self.status = status or self.code.status
         self.headers = headers or {}  # such as Retry-After
+        self.param = param  # the request field at fault, where one is: OpenAI's errors name it
 
     def to_dict(self) -> dict:
         return error_body(self.code, self.message)
@@ -171,10 +173,13 @@ def error_body(code: str, message: str) -> dict:
 OPENAI_PATHS = frozenset({"/v1/completions", "/v1/chat/completions", "/v1/models", "/v1/embeddings"})
 
 
-def openai_error_body(code: str, message: str, status: int) -> dict:
-    """OpenAI's error shape, with our stable code. Raises: ValueError when `code` is not an ErrorCode."""
+def openai_error_body(code: str, message: str, status: int, param: str | None = None) -> dict:
+    """OpenAI's error shape, with our stable code and the field at fault (`param`) where one is.
+
+    Raises: ValueError when `code` is not an ErrorCode."""
     kind = "not_found_error" if status == 404 else "invalid_request_error" if status < 500 else "server_error"
-    return {"error": {"message": message, "type": kind, "code": error_code(code)}}
+    body = {"message": message, "type": kind, "code": error_code(code)}
+    return {"error": {**body, "param": param} if param else body}
 
 
 # Our own routes under /v1/ (docs/api.md's and Shimmy's) answer in docs/api.md's shape; any other path under /v1/ is
@@ -187,10 +192,24 @@ def is_openai_path(path: str) -> bool:
     return path in OPENAI_PATHS or (path.startswith("/v1/") and not path.startswith(OWN_V1_PREFIXES))
 
 
-def _error_answer(code: str, message: str, status: int, headers: dict | None = None):
+# The proxy's Ollama API (docs/api.md, Ollama-compatible API) answers `{"error": message}` on every /api/* path,
+# unknown ones included, except the Hub's protocol it serves to peers (/api/models/...). The backend's /api/*
+# are Shimmy's, in docs/api.md's shape: an app opts in with this config key.
+OLLAMA_ERRORS_CONFIG = "OLLAMA_ERRORS"
+
+
+def is_ollama_path(path: str) -> bool:
+    """Whether errors on `path` answer in Ollama's shape (on an app with OLLAMA_ERRORS_CONFIG set)."""
+    return path.startswith("/api/") and not path.startswith("/api/models/") \
+        and bool(current_app.config.get(OLLAMA_ERRORS_CONFIG))
+
+
+def _error_answer(code: str, message: str, status: int, headers: dict | None = None, param: str | None = None):
     """The JSON error for this request's endpoint: OpenAI's shape on OpenAI's paths, docs/api.md's elsewhere."""
+    if is_ollama_path(request.path):
+        return jsonify(error=message), status, headers or {}
     openai = is_openai_path(request.path)
-    body = openai_error_body(code, message, status) if openai else error_body(code, message)
+    body = openai_error_body(code, message, status, param) if openai else error_body(code, message)
     return jsonify(body), status, headers or {}
 
 
@@ -208,7 +227,7 @@ def register_error_handlers(app: Flask, service: str = "proxy") -> None:
 
     @app.errorhandler(ServiceError)
     def _service_error(err: ServiceError):
-        return _error_answer(err.code, err.message, err.status, err.headers)
+        return _error_answer(err.code, err.message, err.status, err.headers, err.param)
 
     @app.errorhandler(HTTPException)
     def _http_error(err: HTTPException):

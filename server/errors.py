@@ -13,8 +13,9 @@ class BackendError(ServiceError):
 
 
 class InvalidRequest(BackendError):
-    def __init__(self, message: str):
-        super().__init__(ErrorCode.INVALID_REQUEST, message)
+    def __init__(self, message: str, param: str | None = None):
+        """`param`: the request field at fault, named in OpenAI's error shape."""
+        super().__init__(ErrorCode.INVALID_REQUEST, message, param=param)
 
 
 class ModelNotFound(BackendError):

@@ -34,5 +34,12 @@ def test_sdk_error_for_a_bad_request_carries_the_reason(sdk):
     with pytest.raises(openai.BadRequestError) as caught:
         sdk.completions.create(model="m", prompt="x", extra_body={"top_k": 1.5})
 
-    assert caught.value.code == "invalid_request"
+    assert caught.value.code == "invalid_request" and caught.value.param == "top_k"  # the backend's, passed on
     assert "top_k" in str(caught.value)
+
+
+def test_sdk_error_for_an_unsupported_field_names_it_in_param(sdk):
+    with pytest.raises(openai.BadRequestError) as caught:
+        sdk.chat.completions.create(model="m", messages=[{"role": "user", "content": "hi"}], n=2)
+
+    assert caught.value.param == "n" and caught.value.code == "invalid_request"  # the proxy's own check

@@ -22,8 +22,9 @@ def backend_error(response: requests.Response) -> ProxyError:
     except (ValueError, requests.RequestException, OSError, AttributeError):
         body = None
     inner = body.get("error") if isinstance(body, dict) else None
+    param = None
     if isinstance(inner, dict):  # OpenAI's shape
-        message, code = inner.get("message"), inner.get("code")
+        message, code, param = inner.get("message"), inner.get("code"), inner.get("param")
     else:
         message, code = inner, body.get("code") if isinstance(body, dict) else None
     status = response.status_code
@@ -32,4 +33,4 @@ def backend_error(response: requests.Response) -> ProxyError:
     if not isinstance(message, str) or not message:
         message = f"the backend answered HTTP {status} ({code})"
     headers = {"Retry-After": response.headers["Retry-After"]} if "Retry-After" in response.headers else None
-    return ProxyError(code, message, status=status, headers=headers)
+    return ProxyError(code, message, status=status, headers=headers, param=param if isinstance(param, str) else None)

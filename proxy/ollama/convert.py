@@ -5,16 +5,23 @@ from __future__ import annotations
 import datetime
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 from core.units import parse_keep_alive
 from proxy.errors import ErrorCode, ProxyError
+from proxy.ollama.tools import chat_fields, openai_messages
 
-# Ollama's `options` the backend has a field for; the others (num_ctx, num_gpu, mirostat, ...) are set at load
-# time by our settings, or have no llama.cpp counterpart here, and are ignored as Ollama ignores unknown ones.
+# Ollama's `options` the backend has a sampling field for (num_ctx: context_options); the others (num_gpu,
+# mirostat, ...) are set at load time by our settings, or have no llama.cpp counterpart here, and are ignored as
+# Ollama ignores unknown ones.
 OPTIONS = {"temperature": "temperature", "top_k": "top_k", "top_p": "top_p", "min_p": "min_p", "seed": "seed",
            "num_predict": "max_tokens", "stop": "stop", "repeat_penalty": "repeat_penalty",
-           "presence_penalty": "presence_penalty", "frequency_penalty": "frequency_penalty"}
+           "presence_penalty": "presence_penalty", "frequency_penalty": "frequency_penalty",
+           "repeat_last_n": "repeat_last_n"}
+# Ollama's documented defaults for what `options` leaves out (api/types.go DefaultOptions): the backend's own
+# defaults are OpenAI's (no repeat penalty), so an Ollama client gets what Ollama would have sampled with.
+OLLAMA_DEFAULTS = {"temperature": 0.8, "top_k": 40, "top_p": 0.9, "min_p": 0.0, "repeat_penalty": 1.1,
+                   "repeat_last_n": 64}
 NS = 1_000_000_000  # Ollama's durations are nanoseconds
 DONE_REASONS = {"stop": "stop", "length": "length", None: "stop"}
 
@@ -28,15 +35,18 @@ class Translated:
     stream: bool
 
 
-def chat_request(body: dict, model_id: str) -> Translated:
-    """Raises: ProxyError invalid_request (a field of the wrong type, images, tools, thinking)."""
+def chat_request(body: dict, model_id: str, template: Callable[[], str | None] = lambda: None) -> Translated:
+    """`template()`: the model's chat template, read when tools or thinking are asked for (proxy/ollama/tools.py).
+
+    Raises: ProxyError invalid_request (a field of the wrong type, images, tools or thinking the model lacks).
+    """
     messages = body.get("messages")
     if not isinstance(messages, list):
         raise ProxyError(ErrorCode.INVALID_REQUEST, "messages must be a list of {role, content}")
-    _unsupported(body, messages)
-    out = [{"role": m["role"], "content": m.get("content") or ""} for m in map(_message, messages)]
-    return Translated("/v1/chat/completions", {"model": model_id, "messages": out, **_common(body)},
-                      _stream(body))
+    _unsupported({**body, "tools": None, "think": None}, messages)
+    out = openai_messages([_message(m) for m in messages])
+    return Translated("/v1/chat/completions", {"model": model_id, "messages": out, **_common(body),
+                                               **chat_fields(body, template)}, _stream(body))
 
 
 def generate_request(body: dict, model_id: str) -> Translated:
@@ -87,18 +97,39 @@ def keep_alive(body: dict) -> dict:
 def _common(body: dict) -> dict:
     """Sampling options, output format and keep_alive, as the backend's fields."""
     return {**_options(body.get("options")), **_format(body.get("format")), **keep_alive(body),
-            "stream": _stream(body)}
+            **context_options(body), "stream": _stream(body)}
+
+
+def context_options(body: dict) -> dict:
+    """`options.num_ctx` as the backend's `n_ctx` (the model is loaded, or reloaded when idle, with that context),
+    and Ollama's `truncate` (true unless false: a prompt too long loses its oldest messages), as the backend's
+    fields (docs/api.md, Ollama-compatible API).
+
+    Raises: ProxyError invalid_request (num_ctx not a positive integer, truncate not a boolean).
+    """
+    options, out = body.get("options"), {}
+    num_ctx = options.get("num_ctx") if isinstance(options, dict) else None
+    if num_ctx is not None:
+        if isinstance(num_ctx, bool) or not isinstance(num_ctx, int) or num_ctx < 1:
+            raise ProxyError(ErrorCode.INVALID_REQUEST, "options.num_ctx must be a positive integer")
+        out["n_ctx"] = num_ctx
+    truncate = body.get("truncate", True)
+    if not isinstance(truncate, bool):
+        raise ProxyError(ErrorCode.INVALID_REQUEST, "truncate must be true or false")
+    return {**out, "truncate": truncate}
 
 
 def _options(options: Any) -> dict:
     if options is None:
-        return {}
+        options = {}
     if not isinstance(options, dict):
         raise ProxyError(ErrorCode.INVALID_REQUEST, "options must be an object such as {\"temperature\": 0.2}")
-    out = {OPTIONS[k]: v for k, v in options.items() if k in OPTIONS and v is not None}
+    out = {**OLLAMA_DEFAULTS, **{OPTIONS[k]: v for k, v in options.items() if k in OPTIONS and v is not None}}
     predict = out.get("max_tokens")
-    if isinstance(predict, int) and not isinstance(predict, bool) and predict < 0:
-        del out["max_tokens"]  # -1: until done, -2: until the context is full; both are ours without a limit
+    if isinstance(predict, int) and not isinstance(predict, bool) and predict <= 0:
+        # -1: until done, -2: until the context is full, 0: no limit (Ollama's runner limits only above 0);
+        # all are ours without a limit (the backend refuses max_tokens 0, as OpenAI does)
+        del out["max_tokens"]
     return out
 
 

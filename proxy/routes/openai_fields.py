@@ -51,7 +51,7 @@ def check_openai_fields(path: str, body: Any) -> None:
     for field, (unsupported, why) in RULES.items():
         if field in body and unsupported(body[field]):
             raise ProxyError(ErrorCode.INVALID_REQUEST, f"unsupported field {field!r} "
-                             f"(sent {_shown(body[field])}): {why}")
+                             f"(sent {_shown(body[field])}): {why}", param=field)
 
 
 def _shown(value: Any) -> str:

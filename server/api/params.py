@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from core.json_tree import json_tree_problem
 from core.units import parse_keep_alive
 
 from ..errors import InvalidRequest
@@ -15,14 +16,16 @@ from ..errors import InvalidRequest
 UNTIL_DONE: Mapping[str, Any] = {"max_tokens": None}
 # Shimmy's sampling defaults for /api/generate; the OpenAI endpoints keep llama-cpp-python's.
 SHIMMY_DEFAULTS: Mapping[str, Any] = {**UNTIL_DONE, "temperature": 0.7, "top_p": 0.9, "top_k": 40}
-# llama-cpp-python's chat handler defaults (completions keep server.engine.sampling.Sampling's).
-CHAT_DEFAULTS: Mapping[str, Any] = {"temperature": 0.2, "repeat_penalty": 1.1}
+# llama-cpp-python's chat temperature (completions keep server.engine.sampling.Sampling's). No repeat penalty
+# unless asked, as OpenAI's API and llama-server (docs/api.md, "Generating"); Ollama's endpoints send its own.
+CHAT_DEFAULTS: Mapping[str, Any] = {"temperature": 0.2}
 
+MAX_MESSAGES = 2048  # chat messages in one request, as OpenAI's API bounds them (docs/api.md, Limits)
 _NUMBER = (int, float)
 _TYPE_NAMES = {(str,): "a string", (bool,): "true or false"}
 # Optional sampling fields: name -> (accepted types, lowest allowed value).
 _SAMPLING_FIELDS: Mapping[str, tuple[tuple[type, ...], float | None]] = {
-    "max_tokens": ((int,), 0),
+    "max_tokens": ((int,), 1),  # 0 is refused, as OpenAI refuses it (it would read as "no limit")
     "temperature": (_NUMBER, 0),
     "top_p": (_NUMBER, 0),
     "top_k": ((int,), 0),
@@ -31,6 +34,7 @@ _SAMPLING_FIELDS: Mapping[str, tuple[tuple[type, ...], float | None]] = {
     "presence_penalty": (_NUMBER, None),
     "frequency_penalty": (_NUMBER, None),
     "repeat_penalty": (_NUMBER, 0),
+    "repeat_last_n": ((int,), -1),
 }
 
 
@@ -48,6 +52,9 @@ class GenerationRequest:
     response_format: Any = None  # OpenAI's; server.engine.sampling.grammar_for checks it
     keep_alive: Any = "default"  # seconds, None for forever, or "default" (the model keeps what it has)
     include_usage: bool = False  # stream_options.include_usage: a last chunk with `usage`
+    n_ctx: int | None = None  # the context asked for (Ollama's num_ctx): ModelRegistry.acquire's n_ctx
+    truncate: bool = False  # drop the oldest messages of a prompt too long for the context (server.chat.truncation)
+    suffix: str | None = None  # completions' text after the gap: a fill-in-the-middle prompt (server.chat.fim)
 
 
 @dataclass(frozen=True)
@@ -67,8 +74,13 @@ def parse_json_body(raw: bytes) -> dict:
         body = json.loads(raw or b"null")
     except (ValueError, UnicodeDecodeError) as err:
         raise InvalidRequest("the request body is not valid JSON") from err
+    except RecursionError as err:  # not a ValueError: nesting deeper than the parser goes
+        raise InvalidRequest("the request body is nested too deeply") from err
     if not isinstance(body, dict):
         raise InvalidRequest("the request body must be a JSON object")
+    problem = json_tree_problem(body, raw)
+    if problem is not None:
+        raise InvalidRequest(f"the request body is not usable: {problem}")
     return body
 
 
@@ -81,7 +93,7 @@ def parse_generate(body: dict) -> GenerationRequest:
     prompt = _optional(body, "prompt", (str,))
     messages = _messages(body) if body.get("messages") is not None else None
     if prompt is None and messages is None:
-        raise InvalidRequest("give `prompt` (a string) or `messages` (a list of {role, content})")
+        raise InvalidRequest("give `prompt` (a string) or `messages` (a list of {role, content})", param="prompt")
     return GenerationRequest(
         model=_model(body),
         prompt=prompt,
@@ -91,6 +103,7 @@ def parse_generate(body: dict) -> GenerationRequest:
         sampling={**SHIMMY_DEFAULTS, **_sampling(body)},
         kind="generate",
         keep_alive=keep_alive(body),
+        **context_fields(body),
     )
 
 
@@ -104,11 +117,11 @@ def parse_completion(body: dict) -> GenerationRequest:
     if isinstance(prompt, list) and len(prompt) == 1:
         prompt = prompt[0]
     if not isinstance(prompt, str):
-        raise InvalidRequest("`prompt` must be a string (one prompt a request)")
+        raise InvalidRequest("`prompt` must be a string (one prompt a request)", param="prompt")
     return GenerationRequest(
         model=_model(body), prompt=prompt, stream=_stream(body), sampling={**UNTIL_DONE, **_sampling(body)},
         response_format=body.get("response_format"), keep_alive=keep_alive(body),
-        include_usage=_include_usage(body),
+        include_usage=_include_usage(body), suffix=_optional(body, "suffix", (str,)) or None, **context_fields(body),
     )
 
 
@@ -120,11 +133,11 @@ def parse_chat(body: dict) -> GenerationRequest:
     """
     sampling = {**UNTIL_DONE, **_sampling(body)}
     if sampling["max_tokens"] is None and body.get("max_completion_tokens") is not None:
-        sampling["max_tokens"] = _number(body, "max_completion_tokens", (int,), 0)
+        sampling["max_tokens"] = _number(body, "max_completion_tokens", (int,), 1)
     return GenerationRequest(
         model=_model(body), messages=_messages(body), stream=_stream(body), sampling={**CHAT_DEFAULTS, **sampling},
         kind="chat", response_format=body.get("response_format"), keep_alive=keep_alive(body),
-        include_usage=_include_usage(body),
+        include_usage=_include_usage(body), **context_fields(body),
     )
 
 
@@ -138,7 +151,7 @@ def parse_embeddings(body: dict) -> EmbeddingRequest:
     if isinstance(inputs, str):
         inputs = [inputs]
     if not isinstance(inputs, list) or not inputs or not all(isinstance(item, str) for item in inputs):
-        raise InvalidRequest("`input` must be a string or a non-empty list of strings")
+        raise InvalidRequest("`input` must be a string or a non-empty list of strings", param="input")
     return EmbeddingRequest(model=_model(body), inputs=inputs, keep_alive=keep_alive(body))
 
 
@@ -153,7 +166,18 @@ def keep_alive(body: dict) -> Any:
     try:
         return parse_keep_alive(body["keep_alive"])
     except ValueError as err:
-        raise InvalidRequest(f"`keep_alive`: {err}") from err
+        raise InvalidRequest(f"`keep_alive`: {err}", param="keep_alive") from err
+
+
+def context_fields(body: dict) -> dict[str, Any]:
+    """`n_ctx` (a positive integer, or absent) and `truncate` (a boolean, false when absent), the fields the
+    proxy's Ollama API sets from `options.num_ctx` and `truncate` (docs/api.md, Backend endpoints).
+
+    Raises:
+        InvalidRequest: a field of the wrong type.
+    """
+    n_ctx = _number(body, "n_ctx", (int,), 1) if body.get("n_ctx") is not None else None
+    return {"n_ctx": n_ctx, "truncate": bool(_optional(body, "truncate", (bool,)))}
 
 
 def _include_usage(body: dict) -> bool:
@@ -161,7 +185,7 @@ def _include_usage(body: dict) -> bool:
     if options is None:
         return False
     if not isinstance(options, dict):
-        raise InvalidRequest("`stream_options` must be an object")
+        raise InvalidRequest("`stream_options` must be an object", param="stream_options")
     return bool(options.get("include_usage"))
 
 
@@ -177,7 +201,7 @@ def model_name(body: dict) -> str:
 def _model(body: dict) -> str:
     model = body.get("model")
     if not isinstance(model, str) or not model.strip():
-        raise InvalidRequest("`model` must be a model id; GET /v1/models lists them")
+        raise InvalidRequest("`model` must be a model id; GET /v1/models lists them", param="model")
     return model
 
 
@@ -188,12 +212,15 @@ def _stream(body: dict) -> bool:
 def _messages(body: dict) -> list[dict]:
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
-        raise InvalidRequest("`messages` must be a non-empty list of {role, content}")
+        raise InvalidRequest("`messages` must be a non-empty list of {role, content}", param="messages")
+    if len(messages) > MAX_MESSAGES:  # before the template renders them all (seconds of CPU for tens of thousands)
+        raise InvalidRequest(f"`messages` has {len(messages)} messages; at most {MAX_MESSAGES} a request",
+                             param="messages")
     for message in messages:
         if not isinstance(message, dict) or not isinstance(message.get("role"), str):
-            raise InvalidRequest("each message must be an object with a string `role`")
+            raise InvalidRequest("each message must be an object with a string `role`", param="messages")
         if not isinstance(message.get("content"), (str, list, type(None))):
-            raise InvalidRequest("a message's `content` must be a string or a list of parts")
+            raise InvalidRequest("a message's `content` must be a string or a list of parts", param="messages")
     return messages
 
 
@@ -207,7 +234,7 @@ def _sampling(body: dict) -> dict[str, Any]:
         if isinstance(stop, str):
             stop = [stop]
         if not isinstance(stop, list) or not all(isinstance(item, str) for item in stop):
-            raise InvalidRequest("`stop` must be a string or a list of strings")
+            raise InvalidRequest("`stop` must be a string or a list of strings", param="stop")
         values["stop"] = stop
     return values
 
@@ -216,16 +243,16 @@ def _number(body: dict, name: str, types: tuple[type, ...], lowest: float | None
     value = body[name]
     if isinstance(value, bool) or not isinstance(value, types):
         kind = "an integer" if types == (int,) else "a number"
-        raise InvalidRequest(f"`{name}` must be {kind}")
+        raise InvalidRequest(f"`{name}` must be {kind}", param=name)
     if isinstance(value, float) and not math.isfinite(value):
-        raise InvalidRequest(f"`{name}` must be a finite number")
+        raise InvalidRequest(f"`{name}` must be a finite number", param=name)
     if lowest is not None and value < lowest:
-        raise InvalidRequest(f"`{name}` must be at least {lowest}")
+        raise InvalidRequest(f"`{name}` must be at least {lowest}", param=name)
     return value
 
 
 def _optional(body: dict, name: str, types: tuple[type, ...]) -> Any:
     value = body.get(name)
     if value is not None and not isinstance(value, types):
-        raise InvalidRequest(f"`{name}` must be {_TYPE_NAMES.get(types, 'of another type')}")
+        raise InvalidRequest(f"`{name}` must be {_TYPE_NAMES.get(types, 'of another type')}", param=name)
     return value

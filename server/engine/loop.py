@@ -23,8 +23,11 @@ from typing import Any, Callable, TypeVar
 from core.errors import ErrorCode
 
 from ..errors import BackendError, InvalidRequest, ServerBusy
-from .jobs import Finished, Job
-from .sampling import make_chain
+from .gauges import EngineCounters, EngineLoad
+from .jobs import Finished, Job, SlotState
+from .prompt_cache import PromptCache
+from .prompt_reuse import PrefixReuse
+from .sampling import TokenSampler, make_sampler
 from .stats import ServingStats
 from .textout import TextOut
 from .waiting import Abandoned
@@ -40,18 +43,20 @@ class _Slot:
     job: Job | None = None
     pending: list[int] = field(default_factory=list)  # prompt tokens not yet evaluated
     next_token: int | None = None  # sampled, to be fed at the next step
-    chain: Any = None
+    chain: TokenSampler | None = None
     out: TextOut | None = None
     logit_index: int | None = None
     cached: int = 0
     last_used: float = 0.0
+    started_at: float = 0.0  # when the current request took the slot (llama-server's prompt seconds)
 
 
 class Engine:
     """The slots and the loop of one loaded model (`ctx` made with n_seq_max = `n_slots`)."""
 
     def __init__(self, name: str, open_model: Callable[[], Any], *, n_slots: int, n_ctx_slot: int,
-                 n_batch: int, max_queue: int, stats: ServingStats | None = None):
+                 n_batch: int, max_queue: int, stats: ServingStats | None = None,
+                 prompt_cache: PromptCache | None = None, cache_key: str = ""):
         """Start the loop; `open_model()` runs first on its thread and gives the llama.cpp side (`ctx`,
         `vocab`, `n_swa`), kept as `self.handle`.
 
@@ -66,6 +71,9 @@ class Engine:
         self._n_batch = n_batch
         self._max_queue = max_queue
         self._stats = stats or ServingStats()
+        self._prompt_cache, self._cache_key = prompt_cache, cache_key
+        self._reuse: PrefixReuse | None = None  # made on the engine's thread, with the context
+        self.counters = EngineCounters()
         self._slots = [_Slot(seq) for seq in range(n_slots)]
         self._waiting: deque[Job] = deque()
         self._tasks: deque[Callable[[], None]] = deque()
@@ -87,6 +95,9 @@ class Engine:
         self._ctx, self._vocab, self._n_swa = handle.ctx, handle.vocab, handle.n_swa
         self._memory = self._ll.llama_get_memory(self._ctx)
         self._batch = self._ll.llama_batch_init(self._n_batch, 0, 1)
+        if self._prompt_cache is not None:
+            self._reuse = PrefixReuse(self._ll, self._ctx, handle.model.model, self._prompt_cache, self._cache_key,
+                                      self._slots, self._n_swa)
         opened.set_result(handle)
         self._loop()
 
@@ -136,6 +147,23 @@ class Engine:
         """Slots busy (running a request) and requests waiting for one."""
         with self._cond:
             return sum(1 for slot in self._slots if slot.job is not None), len(self._waiting)
+
+    def gauges(self) -> EngineLoad:
+        """Requests running and waiting and the KV cells running requests hold, read without the lock (so a
+        scrape never waits on a step: server.engine.gauges)."""
+        held = [len(slot.tokens) for slot in self._slots if slot.job is not None]
+        return EngineLoad(running=len(held), waiting=len(self._waiting), kv_cells_used=sum(held),
+                          kv_cells=len(self._slots) * self.n_ctx_slot)
+
+    def slot_states(self) -> list[SlotState]:
+        """Each slot for llama-server's /slots, read without the lock as gauges() is (a step old at most)."""
+        states = []
+        for slot in self._slots:
+            job = slot.job
+            remain = -1 if job is None or job.max_tokens is None else max(0, job.max_tokens - job.n_generated)
+            states.append(SlotState(slot.seq, job is not None, len(slot.tokens), job.n_generated if job else 0,
+                                    remain))
+        return states
 
     @property
     def n_slots(self) -> int:
@@ -220,16 +248,19 @@ class Engine:
         keep = min(_common_prefix(slot.tokens, job.prompt), len(job.prompt) - 1)
         if keep > 0 and not self._can_reuse(slot.seq, keep):
             keep = 0
+        if self._reuse is not None:  # keeps what the slot held, restores a longer cached prefix
+            keep = self._reuse.prepare(slot, job.prompt, keep)
         if not ll.llama_memory_seq_rm(self._memory, slot.seq, keep, -1):
             ll.llama_memory_seq_rm(self._memory, slot.seq, -1, -1)
             keep = 0
         slot.tokens = slot.tokens[:keep]
         slot.pending = job.prompt[keep:]
         slot.cached = keep
+        slot.started_at = time.monotonic()
         slot.next_token = None
         slot.out = TextOut(job.stop)
         try:
-            slot.chain = make_chain(job.sampling, self._vocab)
+            slot.chain = make_sampler(job.sampling, self._vocab, self.n_ctx_slot)
         except BackendError as err:
             job.events.put(err)
             self._release(slot)
@@ -264,7 +295,8 @@ class Engine:
         for slot in sorted((s for s in self._slots if s.job is not None and s.pending), key=lambda s: s.job.submitted):
             if room <= 0:
                 break
-            chunk, slot.pending = slot.pending[:room], slot.pending[room:]
+            take = room if self._reuse is None else self._reuse.chunk_room(slot, room)  # stop at a checkpoint
+            chunk, slot.pending = slot.pending[:take], slot.pending[take:]
             start = len(slot.tokens)
             for i, token in enumerate(chunk):
                 _put(batch, n + i, token, start + i, slot.seq, False)
@@ -281,10 +313,13 @@ class Engine:
         if code != 0:
             self._fail_step(code)
             return
+        if self._reuse is not None:
+            self._reuse.after_decode()
         now = time.monotonic()
+        self.counters.decoded(sum(1 for slot in self._slots if slot.job is not None))
         for slot in self._slots:
             if slot.job is not None and slot.logit_index is not None:
-                token = ll.llama_sampler_sample(slot.chain, self._ctx, slot.logit_index)
+                token = slot.chain.sample(self._ctx, slot.logit_index)
                 self._on_token(slot, token, now)
 
     def _on_token(self, slot: _Slot, token: int, now: float) -> None:
@@ -296,7 +331,7 @@ class Engine:
             self._finish(slot, "stop", now)
             return
         job.n_generated += 1
-        text = slot.out.push(_piece(self._ll, self._vocab, token))
+        text = slot.out.push(token_piece(self._ll, self._vocab, token))
         if text:
             job.events.put(text)
         if slot.out.stopped:
@@ -316,13 +351,15 @@ class Engine:
             job.events.put(tail)
         self._stats.record(job.submitted, job.first_token_at, now, len(job.prompt) - slot.cached,
                            job.n_generated)
-        end = Finished(reason, len(job.prompt), job.n_generated, slot.cached)
+        self.counters.finished(len(job.prompt) - slot.cached, job.n_generated, slot.started_at,
+                               job.first_token_at, now)
+        end = Finished(reason, len(job.prompt), job.n_generated, slot.cached, stop_word=slot.out.stop_word)
         self._release(slot)  # first: a client that has its answer sees the slot free
         job.events.put(end)
 
     def _release(self, slot: _Slot) -> None:
         if slot.chain is not None:
-            self._ll.llama_sampler_free(slot.chain)
+            slot.chain.free()
         with self._cond:
             slot.chain, slot.job, slot.out, slot.next_token, slot.pending = None, None, None, None, []
             slot.last_used = time.monotonic()
@@ -351,6 +388,8 @@ class Engine:
         for task in tasks:
             task()  # runs with _stopping set: callers get their answer instead of waiting forever
         self._ll.llama_batch_free(self._batch)
+        if self._reuse is not None:
+            self._reuse.save_all()
         if self._final is not None:
             self._final()
 
@@ -363,13 +402,14 @@ def _put(batch: Any, i: int, token: int, pos: int, seq: int, logits: bool) -> No
     batch.logits[i] = logits
 
 
-def _piece(ll: Any, vocab: Any, token: int) -> bytes:
-    """The bytes of `token` (special tokens render as nothing, as llama-cpp-python renders them)."""
+def token_piece(ll: Any, vocab: Any, token: int, special: bool = False) -> bytes:
+    """The bytes of `token`; special tokens render as nothing, as llama-cpp-python renders them, unless `special`
+    (llama-server's /detokenize and /tokenize pieces show them)."""
     buffer = ctypes.create_string_buffer(64)
-    n = ll.llama_token_to_piece(vocab, token, buffer, 64, 0, False)
+    n = ll.llama_token_to_piece(vocab, token, buffer, 64, 0, special)
     if n < 0:
         buffer = ctypes.create_string_buffer(-n)
-        n = ll.llama_token_to_piece(vocab, token, buffer, -n, 0, False)
+        n = ll.llama_token_to_piece(vocab, token, buffer, -n, 0, special)
     return buffer.raw[:n]
 
 
