@@ -9,6 +9,7 @@ from .errors import register_error_handlers
 from .residency.loading import gpu_offload_supported
 from .residency.models import ModelRegistry
 from .api.routes import Backend, bp
+from .api import llama_server
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -28,5 +29,6 @@ def create_app(settings: Settings | None = None, registry: ModelRegistry | None 
     )
     register_error_handlers(app, service="backend")
     app.register_blueprint(bp)
+    app.register_blueprint(llama_server.bp)  # llama-server's own paths (/completion, /infill, /tokenize, ...)
     log.info("backend serving models from %s", settings.models_dir)
     return app

@@ -12,6 +12,7 @@ from typing import Any, Iterator
 
 from core.errors import ErrorCode
 
+from ..chat.fim import FimRequest, fim_prompt
 from ..engine.jobs import Finished, Job
 from ..errors import BackendError
 from ..residency.models import Lease
@@ -27,7 +28,8 @@ def make_job(lease: Lease, request: GenerationRequest, grammar: str | None = Non
     (`grammar`: server.engine.sampling.grammar_for of its response_format).
 
     Raises:
-        InvalidRequest: the messages do not fit the model's chat template.
+        InvalidRequest: the messages do not fit the model's chat template; a `suffix` for a model without FIM
+            tokens.
     """
     handle = lease.loaded.llama
     stop = tuple(request.sampling.get("stop") or ())
@@ -38,7 +40,10 @@ def make_job(lease: Lease, request: GenerationRequest, grammar: str | None = Non
         stop += chat.stop
     else:
         prompt = _raw_prompt(request)
-        tokens = handle.tokenize(prompt, add_bos=True, special=True) if prompt else [handle.model.token_bos()]
+        if request.suffix is not None:
+            tokens = fim_prompt(handle, lease.model.id, FimRequest(prefix=prompt, suffix=request.suffix))
+        else:
+            tokens = handle.tokenize(prompt, add_bos=True, special=True) if prompt else [handle.model.token_bos()]
     max_tokens = request.sampling.get("max_tokens")
     return Job(prompt=tokens, sampling=Sampling.of(request.sampling, grammar),
                max_tokens=max_tokens if max_tokens else None, stop=stop, waiter=lease.waiter)

@@ -17,6 +17,7 @@ class Finished:
     prompt_tokens: int
     completion_tokens: int
     cached_tokens: int  # prompt tokens found in the slot's cache, not evaluated again
+    stop_word: str = ""  # the stop string that ended it, if one did (llama-server's stopping_word)
 
 
 @dataclass(eq=False)
@@ -27,6 +28,7 @@ class Job:
     sampling: Sampling
     max_tokens: int | None = None
     stop: tuple[str, ...] = ()
+    special: bool = False  # control tokens come out as text (a tool call's <|python_tag|>, [TOOL_CALLS])
     waiter: Waiter = field(default_factory=Waiter)
     events: "queue.SimpleQueue[object]" = field(default_factory=queue.SimpleQueue)
     submitted: float = field(default_factory=time.monotonic)
@@ -37,3 +39,14 @@ class Job:
     def cancel(self) -> None:
         """Stop generating for this job; its slot is freed at the next step."""
         self.cancelled = True
+
+
+@dataclass(frozen=True)
+class SlotState:
+    """One slot as llama-server's /slots shows it: whether a request runs in it and how far it got."""
+
+    id: int
+    processing: bool
+    n_cached: int  # tokens its KV cache holds
+    n_decoded: int = 0  # tokens generated for the running request
+    n_remain: int = -1  # tokens it may still generate (-1: no limit)

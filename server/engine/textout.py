@@ -19,6 +19,7 @@ class TextOut:
         self._stop = tuple(s for s in stop if s)
         self._held = ""
         self.stopped = False
+        self.stop_word = ""  # the stop string that matched, once `stopped`
 
     def push(self, piece: bytes) -> str:
         """The text that `piece` makes ready to send ("" while a character or a stop match is pending)."""
@@ -28,9 +29,10 @@ class TextOut:
         if not self._stop:
             text, self._held = self._held, ""
             return text
-        first = min((i for i in (self._held.find(s) for s in self._stop) if i >= 0), default=-1)
+        first, word = min(((i, s) for s, i in ((s, self._held.find(s)) for s in self._stop) if i >= 0),
+                          default=(-1, ""))
         if first >= 0:
-            self.stopped = True
+            self.stopped, self.stop_word = True, word
             text, self._held = self._held[:first], ""
             return text
         keep = _longest_stop_prefix_tail(self._held, self._stop)
