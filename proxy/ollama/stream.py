@@ -8,7 +8,9 @@ import time
 from typing import Iterator
 
 from proxy.errors import ErrorCode, ProxyError
+from proxy.backend.chat import ChatAnswer, Piece, chat_pieces
 from proxy.ollama.convert import DONE_REASONS, metrics, now_iso
+from proxy.ollama.tools import message_extras, ollama_tool_calls
 from proxy.backend.upstream import Upstream
 
 log = logging.getLogger(__name__)
@@ -35,6 +37,8 @@ def whole_answer(upstream: Upstream, name: str, chat: bool, started: float) -> d
         raise ProxyError(ErrorCode.BACKEND_UNAVAILABLE,
                          "the backend answered a completion of an unknown shape") from err
     done = piece(name, text or "", chat, done=True)
+    if chat:
+        done["message"].update(message_extras(choice["message"]))
     done["done_reason"] = DONE_REASONS.get(choice.get("finish_reason"), "stop")
     done.update(metrics(time.monotonic() - started, None, _count(usage, "prompt_tokens"),
                         _count(usage, "completion_tokens")))
@@ -42,54 +46,38 @@ def whole_answer(upstream: Upstream, name: str, chat: bool, started: float) -> d
 
 
 def ndjson_lines(upstream: Upstream, name: str, chat: bool, started: float) -> Iterator[str]:
-    """Ollama's NDJSON stream from the backend's SSE chunks (one a token); a failure part way is a last
-    `{"error": ...}` line, which Ollama's clients raise."""
-    first_s, tokens, reason, usage = None, 0, None, {}
+    """Ollama's NDJSON stream from the backend's SSE chunks (one a token): text and thinking as they come, tool
+    calls whole on a line of their own at the end (Ollama's clients read each call's arguments as an object); a
+    failure part way is a last `{"error": ...}` line, which Ollama's clients raise."""
+    first_s, tokens, answer = None, 0, ChatAnswer()
     try:
-        for data in upstream.sse_data():
-            if data.strip() == "[DONE]":
-                break
-            chunk = _parse(data)
-            if "error" in chunk:
-                yield _error_line(chunk["error"])
-                return
-            text, finish = _chunk_text(chunk)
-            reason, usage = finish or reason, chunk.get("usage") or usage
-            if text:
+        for part in chat_pieces(upstream, answer):
+            if part.kind in ("text", "reasoning"):
                 first_s = first_s if first_s is not None else time.monotonic() - started
                 tokens += 1
-                yield json.dumps(piece(name, text, chat)) + "\n"
+                yield json.dumps(_line(name, part, chat)) + "\n"
     except ProxyError as err:
         log.warning("backend stream for %s broke off: %s", name, err.code)
         yield json.dumps({"error": err.message}) + "\n"
         return
+    if answer.calls and chat:
+        calls = piece(name, "", chat)
+        calls["message"]["tool_calls"] = ollama_tool_calls(answer.calls)
+        yield json.dumps(calls) + "\n"
     done = piece(name, "", chat, done=True)
-    done["done_reason"] = DONE_REASONS.get(reason, "stop")
-    done.update(metrics(time.monotonic() - started, first_s, _count(usage, "prompt_tokens"),
-                        _count(usage, "completion_tokens") or tokens))
+    done["done_reason"] = DONE_REASONS.get(answer.finish_reason, "stop")
+    done.update(metrics(time.monotonic() - started, first_s, answer.prompt_tokens,
+                        answer.completion_tokens or tokens))
     yield json.dumps(done) + "\n"
 
 
-def _parse(data: str) -> dict:
-    try:
-        chunk = json.loads(data)
-    except ValueError:
-        return {}
-    return chunk if isinstance(chunk, dict) else {}
-
-
-def _chunk_text(chunk: dict) -> tuple[str, str | None]:
-    """The text a chunk adds (chat's delta or a completion's text) and its finish reason."""
-    choices = chunk.get("choices")
-    choice = choices[0] if isinstance(choices, list) and choices and isinstance(choices[0], dict) else {}
-    delta = choice.get("delta") if isinstance(choice.get("delta"), dict) else {}
-    text = delta.get("content") if "delta" in choice else choice.get("text")
-    return (text if isinstance(text, str) else ""), choice.get("finish_reason")
-
-
-def _error_line(error) -> str:
-    message = error.get("message") if isinstance(error, dict) else error
-    return json.dumps({"error": message if isinstance(message, str) else "the backend failed mid-answer"}) + "\n"
+def _line(name: str, part: Piece, chat: bool) -> dict:
+    """A text piece as `content` (chat) or `response` (generate); thinking as `thinking` beside an empty one."""
+    if part.kind == "text":
+        return piece(name, part.text, chat)
+    line = piece(name, "", chat)
+    (line["message"] if chat else line)["thinking"] = part.text
+    return line
 
 
 def _count(usage, field: str) -> int:

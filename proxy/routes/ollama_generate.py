@@ -11,6 +11,7 @@ from proxy.ollama.convert import (Translated, chat_request, embed_inputs, genera
                                   normalized)
 from proxy.ollama.names import resolve_ollama_name
 from proxy.ollama.stream import ndjson_lines, piece, whole_answer
+from proxy.ollama.tools import chat_template
 from proxy.routes.ndjson import ndjson_response
 from proxy.routes.ollama import ollama_body, register_ollama_errors
 from proxy.backend.upstream import call_backend
@@ -26,7 +27,8 @@ def chat():
     name, (model, files) = body.get("model"), _resolve(body)
     if not body.get("messages"):  # Ollama's way to load (or, with keep_alive 0, unload) a model
         return _load_only(name, model, files, body, chat=True)
-    return _generation(name, files, chat_request(body, model), chat=True)
+    template = lambda: chat_template(services().store, files)  # noqa: E731 (read only when tools or think ask)
+    return _generation(name, files, chat_request(body, model, template), chat=True)
 
 
 @bp.post("/api/generate")
