@@ -204,10 +204,26 @@ def is_ollama_path(path: str) -> bool:
         and bool(current_app.config.get(OLLAMA_ERRORS_CONFIG))
 
 
+# Anthropic's Messages API on the proxy (/v1/messages, /v1/messages/count_tokens) answers in Anthropic's shape, so
+# the `anthropic` SDK raises the class of the status and shows the message; `type` as Anthropic names it.
+ANTHROPIC_PREFIX = "/v1/messages"
+ANTHROPIC_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
+                   404: "not_found_error", 413: "request_too_large", 429: "rate_limit_error",
+                   503: "overloaded_error", 529: "overloaded_error"}
+
+
+def anthropic_error_body(message: str, status: int) -> dict:
+    """Anthropic's error shape, `{"type": "error", "error": {"type", "message"}}`, for an HTTP status."""
+    kind = ANTHROPIC_TYPES.get(status, "invalid_request_error" if status < 500 else "api_error")
+    return {"type": "error", "error": {"type": kind, "message": message}}
+
+
 def _error_answer(code: str, message: str, status: int, headers: dict | None = None, param: str | None = None):
     """The JSON error for this request's endpoint: OpenAI's shape on OpenAI's paths, docs/api.md's elsewhere."""
     if is_ollama_path(request.path):
         return jsonify(error=message), status, headers or {}
+    if request.path.startswith(ANTHROPIC_PREFIX):
+        return jsonify(anthropic_error_body(message, status)), status, headers or {}
     openai = is_openai_path(request.path)
     body = openai_error_body(code, message, status, param) if openai else error_body(code, message)
     return jsonify(body), status, headers or {}

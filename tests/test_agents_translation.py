@@ -252,3 +252,19 @@ def test_ollama_tool_calls_round_trip_with_arguments_as_objects():
         {"id": "c", "type": "function", "function": {"name": "f", "arguments": '{"city": "O"}'}}]})
     assert extras["thinking"] == "hmm"
     assert extras["tool_calls"][0]["function"]["arguments"] == {"city": "O"}
+
+
+def test_messages_paths_answer_every_error_in_anthropics_shape(client):
+    wrong_method = client.get("/v1/messages")
+    assert wrong_method.status_code == 405 and wrong_method.json["error"]["type"] == "invalid_request_error"
+    unknown = client.post("/v1/messages/batches", json={})
+    assert unknown.status_code == 404 and unknown.json == {
+        "type": "error", "error": {"type": "not_found_error", "message": unknown.json["error"]["message"]}}
+
+
+def test_x_api_key_is_accepted_where_the_proxy_key_guards(make_app, backend):  # noqa: F811
+    guarded = make_app(backend_url=backend["url"], api_key="the-key").test_client()
+    body = {"filename": "absent.Q4_K_M.gguf"}
+    assert guarded.delete("/v1/api/delete", json=body).status_code == 401
+    assert guarded.delete("/v1/api/delete", json=body, headers={"x-api-key": "wrong"}).status_code == 401
+    assert guarded.delete("/v1/api/delete", json=body, headers={"x-api-key": "the-key"}).status_code == 404

@@ -12,16 +12,9 @@ REASONING_OFF = {"reasoning_effort": "none", "chat_template_kwargs": {"enable_th
 _NUMBER = (int, float)
 
 
-class FieldError(ProxyError):
-    """invalid_request, naming the field at fault (`param` in OpenAI's error shape) where one is."""
-
-    def __init__(self, message: str, param: str | None = None):
-        super().__init__(ErrorCode.INVALID_REQUEST, message)
-        self.param = param
-
-
-def bad_request(message: str, param: str | None = None) -> FieldError:
-    return FieldError(message, param)
+def bad_request(message: str, param: str | None = None) -> ProxyError:
+    """invalid_request, naming the field at fault (OpenAI's `param`) where one is."""
+    return ProxyError(ErrorCode.INVALID_REQUEST, message, param=param)
 
 
 def field_of(body: dict, name: str, types: tuple[type, ...], what: str, default: Any = None) -> Any:

@@ -29,7 +29,7 @@ class ResponsesRequest:
 
 
 def responses_request(body: Any) -> ResponsesRequest:
-    """Raises: FieldError invalid_request (naming the field), ProxyError model_not_found."""
+    """Raises: ProxyError invalid_request (naming the field), ProxyError model_not_found."""
     if not isinstance(body, dict):
         raise bad_request("the request body must be a JSON object")
     _refuse_stateful(body)
@@ -53,7 +53,7 @@ def responses_request(body: Any) -> ResponsesRequest:
 def chat_messages(body: dict) -> list[dict]:
     """`instructions` and `input` as OpenAI chat messages.
 
-    Raises: FieldError invalid_request.
+    Raises: ProxyError invalid_request.
     """
     instructions = field_of(body, "instructions", (str,), "a string")
     out = [{"role": "system", "content": instructions}] if instructions else []
@@ -92,7 +92,7 @@ def _add_item(out: list[dict], item: dict) -> None:
 def _content(content: Any) -> str:
     """A message's content, a string or a list of text parts, as one string.
 
-    Raises: FieldError invalid_request (images, files, audio).
+    Raises: ProxyError invalid_request (images, files, audio).
     """
     if content is None or isinstance(content, str):
         return content or ""
@@ -111,7 +111,7 @@ def _content(content: Any) -> str:
 def _tools(body: dict) -> dict:
     """Function tools and tool_choice in OpenAI chat's shape ({} without tools).
 
-    Raises: FieldError invalid_request (a built-in tool such as web_search, a choice naming no tool).
+    Raises: ProxyError invalid_request (a built-in tool such as web_search, a choice naming no tool).
     """
     tools = field_of(body, "tools", (list,), "a list of tools", [])
     out = []
@@ -135,7 +135,7 @@ def _tools(body: dict) -> dict:
 def _text_format(text: Any) -> dict:
     """`text.format` as chat's response_format: JSON mode or a JSON schema.
 
-    Raises: FieldError invalid_request.
+    Raises: ProxyError invalid_request.
     """
     fmt = text.get("format") if isinstance(text, dict) else None
     kind = fmt.get("type") if isinstance(fmt, dict) else None
@@ -151,7 +151,7 @@ def _text_format(text: Any) -> dict:
 
 
 def _refuse_stateful(body: dict) -> None:
-    """Raises: FieldError invalid_request for a field this stateless server cannot honour."""
+    """Raises: ProxyError invalid_request for a field this stateless server cannot honour."""
     for name, why in STATEFUL.items():
         if body.get(name) not in (None, False, ""):
             raise bad_request(f"{name} is not supported: {why}", name)

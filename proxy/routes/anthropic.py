@@ -1,5 +1,6 @@
 """Anthropic's Messages API: POST /v1/messages (streamed as Anthropic streams) and /v1/messages/count_tokens,
-translated to the backend's chat (proxy/anthropic/), errors in Anthropic's shape."""
+translated to the backend's chat (proxy/anthropic/); errors are Anthropic's shape (core.errors, for every path
+under /v1/messages)."""
 from __future__ import annotations
 
 import json
@@ -10,16 +11,15 @@ from flask import Blueprint, Response, jsonify
 
 from proxy.anthropic.answer import MessageTranslator
 from proxy.anthropic.count import count_input_tokens
-from proxy.anthropic.errors import error_event, register_anthropic_errors
 from proxy.anthropic.request import messages_request
 from proxy.backend.chat import start_chat
 from proxy.backend.upstream import Upstream
+from core.errors import anthropic_error_body
 from proxy.errors import ProxyError
 from proxy.routes.body import json_body
 
 log = logging.getLogger(__name__)
 bp = Blueprint("anthropic", __name__)
-register_anthropic_errors(bp)
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
@@ -49,4 +49,4 @@ def _sse(translator: MessageTranslator, upstream: Upstream) -> Iterator[str]:
             yield f"event: {event['type']}\ndata: {json.dumps(event, ensure_ascii=False)}\n\n"
     except ProxyError as err:
         log.warning("backend stream for %s broke off: %s", translator.asked.model, err.code)
-        yield error_event(err.status, err.message)
+        yield f"event: error\ndata: {json.dumps(anthropic_error_body(err.message, err.status))}\n\n"

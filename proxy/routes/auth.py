@@ -15,6 +15,8 @@ def bears_api_key() -> bool:
     key = services().settings.api_key
     if not key:
         return False
+    if hmac.compare_digest(request.headers.get("X-Api-Key", "").strip().encode(), key.encode()):
+        return True  # Anthropic's clients send the key so
     scheme, _, given = request.headers.get("Authorization", "").partition(" ")
     return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), key.encode())
 

@@ -1,5 +1,5 @@
 """OpenAI's Responses API: POST /v1/responses (streamed as OpenAI streams it), translated to the backend's chat
-(proxy/responses/), errors in OpenAI's shape with `param` naming the field at fault."""
+(proxy/responses/); errors are OpenAI's shape with `param` naming the field at fault (the app's handler)."""
 from __future__ import annotations
 
 import json
@@ -8,7 +8,6 @@ from typing import Iterator
 
 from flask import Blueprint, Response, jsonify
 
-from core.errors import ServiceError, openai_error_body
 from proxy.backend.chat import start_chat
 from proxy.backend.upstream import Upstream
 from proxy.errors import ProxyError
@@ -19,11 +18,6 @@ from proxy.routes.body import json_body
 log = logging.getLogger(__name__)
 bp = Blueprint("responses", __name__)
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-
-
-@bp.errorhandler(ServiceError)
-def _error(err: ServiceError):
-    return jsonify(_error_body(err)), err.status, err.headers
 
 
 @bp.post("/v1/responses")
@@ -38,12 +32,6 @@ def create():
     response = Response(_sse(translator, upstream), mimetype="text/event-stream", headers=SSE_HEADERS)
     response.call_on_close(upstream.close)
     return response
-
-
-def _error_body(err: ServiceError) -> dict:
-    body = openai_error_body(err.code, err.message, err.status)
-    body["error"]["param"] = getattr(err, "param", None)
-    return body
 
 
 def _sse(translator: ResponseTranslator, upstream: Upstream) -> Iterator[str]:
