@@ -10,7 +10,7 @@ import logging
 import threading
 import time
 from typing import Callable
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urljoin
 
 import requests
 
@@ -18,7 +18,8 @@ from proxy.errors import ErrorCode, ProxyError
 from proxy.pushes.artifact import OCI_MANIFEST, Blob
 from proxy.retry import Backoff, parse_retry_after
 from proxy.sources.reference import RegistryRef
-from proxy.sources.registry_auth import RegistryAuth, parse_challenge
+from proxy.sources.registry_auth import RegistryAuth
+from proxy.sources.registry_http import RegistryClient, error_codes
 
 log = logging.getLogger(__name__)
 READ_BYTES = 1024 * 1024
@@ -62,6 +63,7 @@ class RegistryUploader:
         self._auth, self._session, self._base, self._ref, self._timeout_s = auth, session, base_url, ref, timeout_s
         self._chunk_bytes, self._max_attempts = max(1, chunk_bytes), max(1, max_attempts)
         self._backoff, self._stop = backoff or Backoff(), stop or threading.Event()
+        self._client = RegistryClient(auth, session, ref, timeout_s)
 
     def send_blob(self, blob: Blob, mount_from: str | None, on_sent: Callable[[int, int], None]) -> str:
         """Make the registry hold `blob`: "present" (HEAD), "mounted" (from `mount_from`) or "uploaded".
@@ -239,30 +241,11 @@ class RegistryUploader:
 
     def _send(self, method: str, url: str, retry_auth: bool = True, **kwargs) -> requests.Response:
         """Raises: ProxyError source_auth_failed, hub_unavailable (TLS); TransientError (connection)."""
-        host, repository = self._ref.host, self._ref.repository
-        for attempt in (1, 2):
-            # Credentials go to the registry's own host only, never to where an upload Location points elsewhere.
-            auth = self._auth.header(host, repository) if urlsplit(url).netloc.lower() == host else None
-            headers = {**kwargs.pop("headers", {}), **({"Authorization": auth} if auth else {})}
-            try:
-                response = self._session.request(method, url, headers=headers, timeout=self._timeout_s, **kwargs)
-            except requests.exceptions.SSLError as err:
-                raise ProxyError(ErrorCode.HUB_UNAVAILABLE, f"registry {host} could not be reached over HTTPS (TLS "
-                                 "failed); a registry that serves plain HTTP must be listed in INSECURE_REGISTRIES"
-                                 ) from err
-            except requests.RequestException as err:
-                raise TransientError(f"registry {host} could not be reached ({type(err).__name__}) "
-                                     f"to push {self._ref.canonical}") from err
-            kwargs["headers"] = {k: v for k, v in headers.items() if k != "Authorization"}
-            if response.status_code == 401 and "WWW-Authenticate" in response.headers and attempt == 1 \
-                    and retry_auth:
-                scheme, params = parse_challenge(response.headers["WWW-Authenticate"])
-                self._auth.answer(host, repository, scheme, {**params, "scope": self._push_scope()})
-                continue
-            break
-        if response.status_code in (401, 403):
-            raise self._auth.refused(host, repository, response.status_code)
-        return response
+        try:
+            return self._client.send(method, url, scope=self._push_scope(), answer_challenge=retry_auth, **kwargs)
+        except requests.RequestException as err:
+            raise TransientError(f"registry {self._ref.host} could not be reached ({type(err).__name__}) "
+                                 f"to push {self._ref.canonical}") from err
 
     def _push_scope(self, extra: str = "") -> str:
         return f"repository:{self._ref.repository}:pull,push{extra}"
@@ -270,7 +253,7 @@ class RegistryUploader:
     def _failed(self, response: requests.Response, doing: str) -> ProxyError:
         """Our error from the registry's status and error codes (never its text): transient for a 5xx, 429,
         or an upload session the registry lost."""
-        codes = _error_codes(response)
+        codes = error_codes(response)
         if codes & {"DENIED", "UNAUTHORIZED"}:
             return self._auth.refused(self._ref.host, self._ref.repository, response.status_code)
         named = f" ({', '.join(sorted(c for c in codes if isinstance(c, str)))})" if codes else ""
@@ -289,10 +272,3 @@ def _range_end(value: str | None) -> int | None:
     if first.strip() != "0" or not last.strip().isdigit() or int(last) == 0:
         return None
     return int(last)
-
-
-def _error_codes(response: requests.Response) -> set:
-    try:
-        return {e.get("code") for e in response.json().get("errors", [])}
-    except (ValueError, AttributeError, TypeError):
-        return set()

@@ -16,9 +16,10 @@ from proxy.errors import ErrorCode, ProxyError
 from proxy.sources.remote import Fetch, RemoteFile, RepoFiles
 from proxy.retry import Backoff
 from proxy.sources.base import Wanted
-from proxy.sources.bounded import ERROR_MAX_BYTES, MANIFEST_MAX_BYTES, json_capped, parse_json, read_capped
+from proxy.sources.bounded import MANIFEST_MAX_BYTES, parse_json, read_capped
 from proxy.sources.reference import RegistryRef, is_digest, parse_reference
-from proxy.sources.registry_auth import Credentials, LiveHeaders, RegistryAuth, parse_challenge
+from proxy.sources.registry_auth import Credentials, LiveHeaders, RegistryAuth
+from proxy.sources.registry_http import RegistryClient, error_codes
 from proxy.sources.select import select_files
 
 log = logging.getLogger(__name__)
@@ -162,10 +163,6 @@ class RegistrySource:
         for attempt in range(1, self._max_retries + 1):
             try:
                 response = self._authorized_get(ref, url, headers)
-            except requests.exceptions.SSLError as err:
-                raise ProxyError(ErrorCode.HUB_UNAVAILABLE, f"registry {ref.host} could not be reached over HTTPS (TLS "
-                                 "failed); a registry that serves plain HTTP must be listed in INSECURE_REGISTRIES"
-                                 ) from err
             except requests.RequestException as err:
                 failure: ProxyError | None = ProxyError(
                     ErrorCode.HUB_UNAVAILABLE, f"registry {ref.host} could not be reached ({type(err).__name__}, "
@@ -186,21 +183,10 @@ class RegistrySource:
         raise AssertionError("unreachable")
 
     def _authorized_get(self, ref: RegistryRef, url: str, headers: dict[str, str]) -> requests.Response:
-        """Raises: ProxyError source_auth_failed; requests.RequestException."""
-        auth = self.auth.header(ref.host, ref.repository)
+        """Raises: ProxyError source_auth_failed, hub_unavailable (TLS); requests.RequestException."""
         # stream=True: the body is read by the caller, through a size cap (proxy/sources/bounded.py).
-        response = self._session.get(url, headers={**headers, **({"Authorization": auth} if auth else {})},
-                                     timeout=self._timeout_s, stream=True)
-        if response.status_code == 401 and "WWW-Authenticate" in response.headers:
-            response.close()
-            scheme, params = parse_challenge(response.headers["WWW-Authenticate"])
-            auth = self.auth.answer(ref.host, ref.repository, scheme, params)
-            response = self._session.get(url, headers={**headers, "Authorization": auth}, timeout=self._timeout_s,
-                                         stream=True)
-        if response.status_code in (401, 403):
-            response.close()
-            raise self.auth.refused(ref.host, ref.repository, response.status_code)
-        return response
+        return RegistryClient(self.auth, self._session, ref, self._timeout_s).send("GET", url, headers=headers,
+                                                                                   stream=True)
 
     def _has_repository(self, ref: RegistryRef) -> bool:
         """Whether the registry knows the repository: distribution answers MANIFEST_UNKNOWN for a manifest of
@@ -210,12 +196,12 @@ class RegistrySource:
         except (requests.RequestException, ProxyError):
             return True  # cannot tell: keep what the manifest said
         with response:
-            return response.status_code != 404 or _error_codes(response) != {"NAME_UNKNOWN"}
+            return response.status_code != 404 or error_codes(response) != {"NAME_UNKNOWN"}
 
     @staticmethod
     def _error(ref: RegistryRef, response: requests.Response, attempt: int) -> ProxyError:
         """Our code from the registry's status and its error codes (the distribution spec's), not its text."""
-        codes = _error_codes(response)
+        codes = error_codes(response)
         if "NAME_UNKNOWN" in codes or (response.status_code == 404 and "MANIFEST_UNKNOWN" not in codes):
             return _no_repository(ref)
         if "MANIFEST_UNKNOWN" in codes:
@@ -251,14 +237,6 @@ def _annotated_name(layer: dict) -> str | None:
         if isinstance(name, str) and naming.is_safe_name(name) and naming.is_gguf(name):
             return name
     return None
-
-
-def _error_codes(response: requests.Response) -> set:
-    """The distribution spec's error codes of an answer (`{"errors": [{"code": ...}]}`), read through a cap."""
-    try:
-        return {e.get("code") for e in json_capped(response, ERROR_MAX_BYTES, "an error body").get("errors", [])}
-    except (ProxyError, AttributeError, TypeError):
-        return set()
 
 
 def _no_repository(ref: RegistryRef) -> ProxyError:
