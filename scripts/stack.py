@@ -11,7 +11,7 @@ from typing import Iterator
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.helpers import free_port, running_process  # noqa: E402
+from scripts.processes import free_port, running_process  # noqa: E402
 
 GUNICORN = [sys.executable, "-m", "gunicorn", "-c", "proxy/gunicorn.conf.py", "proxy.app:create_app()"]
 

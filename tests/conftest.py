@@ -1,6 +1,7 @@
-"""Fixtures shared by every test module."""
+"""Fixtures shared by every test module, and the markers each test gets from what it uses."""
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 
 import pytest
@@ -20,3 +21,20 @@ def gemma_gguf(tmp_path_factory) -> Path:
 
 # The proxy's pull fixtures (fake Hub, app factory, GGUF maker) for every module that asks for them.
 from tests.pull_fixtures import client, hub, make_app, make_gguf, models_dir  # noqa: E402,F401
+
+
+def pytest_collection_modifyitems(items) -> None:
+    """`gemma` for a test that uses the real model, `registry` for one in a module that runs docker-registry,
+    `process` for one in a module that starts the proxy or the backend as processes."""
+    sources: dict[str, str] = {}
+    for item in items:
+        module = item.module.__name__
+        if module not in sources:
+            sources[module] = inspect.getsource(item.module)
+        source = sources[module]
+        if "gemma_gguf" in item.fixturenames:
+            item.add_marker(pytest.mark.gemma)
+        if "tests.registry import" in source or "running_registry" in source:
+            item.add_marker(pytest.mark.registry)
+        if any(starts in source for starts in ("running_process(", "Popen(", "stack.backend(", "stack.proxy(")):
+            item.add_marker(pytest.mark.process)

@@ -1,20 +1,43 @@
-"""Small helpers the tests share: free ports, waiting for HTTP, running a service as a process."""
+"""Small helpers the tests share: a missing tool, folders for a stack, servers in a thread; free ports, waiting for
+HTTP and running a service as a process are scripts/processes.py's, which the benchmarks use too."""
 from __future__ import annotations
 
 import contextlib
 import os
-import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
-from typing import Iterator, Mapping
+from typing import Callable, Iterator
 
 import requests
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from scripts.processes import REPO_ROOT, free_port, running_process, stop_process, wait_http  # noqa: F401
+
+
+def unavailable(why: str) -> None:
+    """A tool or privilege a test needs is missing: a skip when pytest runs on its own, a failure under
+    scripts/test.sh (TESTS_REQUIRE_TOOLS=1), which installs every tool, so CI never passes on less than it says."""
+    import pytest
+
+    if os.environ.get("TESTS_REQUIRE_TOOLS") == "1":
+        pytest.fail(f"{why}; scripts/test.sh should have provided it")
+    pytest.skip(why)
+
+
+def wait_until(predicate: Callable[[], object], timeout_s: float = 10.0, what: str = "condition"):
+    """The first truthy value of `predicate`, polled: a test waits for a condition instead of sleeping for it."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.01)
+    raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
+
+
+def slots_busy(backend_url: str) -> int:
+    """How many of the backend's slots are generating or reading a prompt now (its /health)."""
+    return requests.get(backend_url + "/health", timeout=5).json()["slots"]["busy"]
 
 
 def stack_dirs(root: Path) -> tuple[Path, Path]:
@@ -23,56 +46,6 @@ def stack_dirs(root: Path) -> tuple[Path, Path]:
     for folder in folders:
         folder.mkdir()
     return folders
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_http(url: str, timeout_s: float = 30.0, proc: subprocess.Popen | None = None) -> None:
-    """Wait until `url` answers any HTTP status; fail early if `proc` died."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"process exited with {proc.returncode} before {url} answered")
-        try:
-            requests.get(url, timeout=1)
-            return
-        except requests.RequestException:
-            time.sleep(0.1)
-    raise TimeoutError(f"{url} did not answer within {timeout_s}s")
-
-
-@contextlib.contextmanager
-def running_process(
-    args: list[str], env: Mapping[str, str], ready_url: str, log_path: Path, timeout_s: float = 60.0
-) -> Iterator[subprocess.Popen]:
-    """Run `args` (python -m ...) from the repo root until the block ends; output goes to log_path."""
-    full_env = {**os.environ, **env}
-    with open(log_path, "ab") as log:
-        proc = subprocess.Popen(
-            [sys.executable, *args] if args[0] == "-m" else args,
-            cwd=REPO_ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )
-    try:
-        wait_http(ready_url, timeout_s, proc)
-        yield proc
-    finally:
-        stop_process(proc)
-
-
-def stop_process(proc: subprocess.Popen, timeout_s: float = 15.0) -> None:
-    if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
 
 
 @contextlib.contextmanager

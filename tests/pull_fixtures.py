@@ -24,7 +24,7 @@ from proxy.services import services_of
 from tests.fakes.gguf_files import random_gguf
 from tests.fakes.hub import FakeHub, RequestRecord
 from tests.fakes.hub_repos import Blob, lfs_pointer
-from tests.helpers import free_port
+from tests.helpers import free_port, wait_until  # noqa: F401  (tests import wait_until from here too)
 
 REPO = "acme/tiny-GGUF"
 TOKEN = "hf_secret_reader_token_0123456789"  # a token the fake Hub knows; must never leak anywhere
@@ -189,16 +189,6 @@ class EventStream:
 
 def open_stream(client, **body) -> EventStream:
     return EventStream(client.post("/v1/api/pull", json=body, buffered=False))
-
-
-def wait_until(predicate: Callable[[], object], timeout_s: float = 10.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.01)
-    raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
 
 
 # --- MODELS_DIR ----------------------------------------------------------------------------------

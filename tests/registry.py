@@ -15,7 +15,7 @@ from typing import Iterator
 import pytest
 import requests
 
-from tests.helpers import free_port, running_process
+from tests.helpers import free_port, running_process, unavailable
 
 REGISTRY_BIN = shutil.which("docker-registry") or "/usr/bin/docker-registry"
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
@@ -81,7 +81,7 @@ def running_registry(tmp: Path, htpasswd: tuple[str, str] | None = None) -> Iter
     """The real registry on a free 127.0.0.1 port with its storage under `tmp`; with `htpasswd`
     (user, password), it demands Basic auth."""
     if not Path(REGISTRY_BIN).exists():
-        pytest.skip("docker-registry is not installed (apt-get install docker-registry apache2-utils)")
+        unavailable("docker-registry is not installed (apt-get install docker-registry apache2-utils)")
     tmp.mkdir(parents=True, exist_ok=True)
     port = free_port()
     auth = ""

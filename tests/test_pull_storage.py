@@ -18,6 +18,7 @@ import pytest
 from proxy.pulls.install import Installer
 from proxy.models_dir.store import ModelStore
 from tests.fakes.hub import Fault
+from tests.helpers import unavailable
 from tests.pull_fixtures import (
     MiB, content_gets, open_stream, pull, range_start, same_bytes, staging_files, top_level_ggufs,
     wait_until,
@@ -32,11 +33,11 @@ def small_volume(models_dir):
     apps are stopped before the volume goes."""
     models_dir.mkdir(parents=True)
     if shutil.which("mount") is None:
-        pytest.skip("needs a small filesystem: no mount command to make a tmpfs with")
+        unavailable("needs a small filesystem: no mount command to make a tmpfs with")
     mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(models_dir)],
                              capture_output=True, text=True)
     if mounted.returncode != 0:
-        pytest.skip(f"needs a small filesystem: mounting a tmpfs needs root ({mounted.stderr.strip()})")
+        unavailable(f"needs a small filesystem: mounting a tmpfs needs root ({mounted.stderr.strip()})")
     yield models_dir
     subprocess.run(["umount", "--lazy", str(models_dir)], check=True)
 
