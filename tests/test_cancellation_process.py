@@ -14,7 +14,7 @@ import time
 import pytest
 import requests
 
-from tests.helpers import free_port, running_process
+from tests.helpers import free_port, running_process, slots_busy, wait_until
 
 GEMMA_ID = "gemma-3-270m-Q4_K_M"
 GUNICORN = ["-m", "gunicorn", "-c", "proxy/gunicorn.conf.py", "proxy.app:create_app()"]
@@ -71,7 +71,7 @@ def time_out(stack: dict, stream: bool) -> None:
     holder = threading.Thread(target=hang_up, args=(stack, False, "backend", BACKEND_TIMEOUT_S + 1))
     if stream:
         holder.start()
-        time.sleep(0.3)
+        wait_until(lambda: slots_busy(stack["backend"]) == 1, 30, "the long request to hold the one slot")
     answer = requests.post(stack["proxy"] + "/v1/completions", json={**LONG, "stream": stream}, timeout=30)
     if stream:
         holder.join(30)
