@@ -6,6 +6,9 @@ import re
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
 _SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+# A keep_alive longer than this means forever: later expiry times are past what a date can hold (year 9999),
+# and no one waits ten years for an idle model to unload.
+KEEP_ALIVE_FOREVER_S = 10 * 365 * 86400.0
 _SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([KMGT]i?B?|B)?", re.IGNORECASE)
 _SIZE_UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "kib": 1 << 10, "ki": 1 << 10, "m": 1000**2, "mb": 1000**2,
                "mib": 1 << 20, "mi": 1 << 20, "g": 1000**3, "gb": 1000**3, "gib": 1 << 30, "gi": 1 << 30,
@@ -14,7 +17,8 @@ _SIZE_UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "kib": 1 << 10, "ki": 1 << 
 
 def parse_keep_alive(value: object) -> float | None:
     """Seconds a model stays loaded unused, from Ollama's forms: a duration (`"10m"`, `"1h30m"`, `"45s"`),
-    seconds as a number or numeric string, negative for forever (None), 0 to unload when the request ends.
+    seconds as a number or numeric string, negative or past KEEP_ALIVE_FOREVER_S for forever (None), 0 to
+    unload when the request ends.
 
     Raises:
         ValueError: anything else (the message says what is accepted).
@@ -33,7 +37,7 @@ def parse_keep_alive(value: object) -> float | None:
         raise ValueError("keep_alive must be a duration such as \"5m\", seconds as a number, -1 or 0")
     if not math.isfinite(seconds):
         raise ValueError("keep_alive must be finite (use -1 for forever)")
-    return None if seconds < 0 else seconds
+    return None if seconds < 0 or seconds > KEEP_ALIVE_FOREVER_S else seconds
 
 
 def _duration(text: str) -> float:

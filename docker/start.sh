@@ -10,7 +10,9 @@ set -uo pipefail
 APP_DIR="${APP_DIR:-/app}"
 PYTHON="${PYTHON:-python}"
 export MODELS_DIR="${MODELS_DIR:-/models}"
-export HOST="${HOST:-0.0.0.0}"
+export HOST="${HOST:-0.0.0.0}"  # the proxy's
+# The backend answers only the proxy beside it (its endpoints have no key); docs/deployment.md says when to change it.
+export BACKEND_HOST="${BACKEND_HOST:-127.0.0.1}"
 export PORT="${PORT:-8080}"
 export BACKEND_PORT="${BACKEND_PORT:-8081}"
 export BACKEND_URL="${BACKEND_URL:-http://127.0.0.1:${BACKEND_PORT}}"

@@ -20,7 +20,10 @@ class Settings(EnvSettings):
     """
 
     models_dir: str = setting("/models", "MODELS_DIR", "where models live; shared by proxy and backend")
-    host: str = setting("0.0.0.0", "HOST", "address the backend listens on")
+    # The loopback: only the proxy beside it may call the backend (its load, unload and generate endpoints have
+    # no key and no forwarding cap). A deployment that puts the two in separate containers sets it on purpose.
+    host: str = setting("127.0.0.1", "BACKEND_HOST", "address the backend listens on; 127.0.0.1: only the "
+                        "proxy in the same container or pod reaches it")
     port: int = setting(8081, "BACKEND_PORT", "port the backend listens on")
     n_ctx: int | None = setting(
         None, "N_CTX", f"context length; None: the model's own training context, capped at {DEFAULT_CTX_CAP}")
@@ -47,6 +50,11 @@ class Settings(EnvSettings):
     # only while the window still holds it (server.engine.loop.Engine._can_reuse).
     swa_full: bool = setting(
         False, "SWA_FULL", "a full-size KV cache for sliding-window layers (Gemma 2/3, ...)")
+    prompt_cache_bytes: str = setting(
+        "1GiB", "PROMPT_CACHE_BYTES", "host memory for KV states of prompt prefixes evicted from slots, within "
+        "what loaded models leave of MAX_MODEL_MEMORY (bytes, or e.g. 512MiB; 0 turns the cache off)")
+    prompt_cache_disk_bytes: str = setting(
+        "4GiB", "PROMPT_CACHE_DISK_BYTES", "the prompt cache's tier on MODELS_DIR/.prompt-cache; 0 turns it off")
     http_threads: int = setting(
         32, "HTTP_THREADS", "gunicorn threads at least; raised to PARALLEL + MAX_QUEUE + 8 so that every request "
         "a model may hold or queue has one, with some left for /health and listings")
@@ -57,8 +65,10 @@ class Settings(EnvSettings):
 
     def __post_init__(self) -> None:
         parse_keep_alive(self.keep_alive)  # a bad KEEP_ALIVE stops the start, with its message
-        if self.max_model_memory is not None:
-            parse_size(self.max_model_memory)
+        if self.max_model_memory is not None and parse_size(self.max_model_memory) <= 0:
+            raise ValueError(f"MAX_MODEL_MEMORY={self.max_model_memory} leaves no memory for any model: give a "
+                             "size such as 8GiB, or leave it unset for the default")
+        parse_size(self.prompt_cache_bytes), parse_size(self.prompt_cache_disk_bytes)
         if self.parallel < 1 or self.max_queue < 0:
             raise ValueError("PARALLEL must be at least 1 and MAX_QUEUE at least 0")
         if self.n_batch < self.parallel:  # every running request puts its next token in each batch
@@ -68,6 +78,14 @@ class Settings(EnvSettings):
     def keep_alive_s(self) -> float | None:
         """KEEP_ALIVE in seconds; None for forever."""
         return parse_keep_alive(self.keep_alive)
+
+    @property
+    def prompt_cache_memory_bytes(self) -> int:
+        return parse_size(self.prompt_cache_bytes)
+
+    @property
+    def prompt_cache_disk_max_bytes(self) -> int:
+        return parse_size(self.prompt_cache_disk_bytes)
 
     @property
     def max_model_memory_bytes(self) -> int | None:

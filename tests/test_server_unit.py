@@ -273,15 +273,15 @@ def test_trying_a_model_without_room_loads_the_evicted_ones_back_in_their_order(
 
 def test_settings_from_env_reads_the_contract_variables():
     settings = Settings.from_env({
-        "MODELS_DIR": "/m", "HOST": "127.0.0.1", "BACKEND_PORT": "9000", "N_CTX": "2048",
+        "MODELS_DIR": "/m", "BACKEND_HOST": "127.0.0.2", "HOST": "0.0.0.0", "BACKEND_PORT": "9000", "N_CTX": "2048",
         "N_GPU_LAYERS": "0", "N_THREADS": "3", "MAX_LOADED_MODELS": "2", "FLASH_ATTN": "false",
     })
 
-    assert (settings.models_dir, settings.host, settings.port) == ("/m", "127.0.0.1", 9000)
+    assert (settings.models_dir, settings.host, settings.port) == ("/m", "127.0.0.2", 9000)  # HOST is the proxy's
     assert (settings.n_ctx, settings.n_gpu_layers, settings.n_threads) == (2048, 0, 3)
     assert settings.max_loaded_models == 2 and settings.flash_attn is False
     defaults = Settings.from_env({})
-    assert (defaults.host, defaults.port, defaults.max_loaded_models) == ("0.0.0.0", 8081, 1)
+    assert (defaults.host, defaults.port, defaults.max_loaded_models) == ("127.0.0.1", 8081, 1)
     assert defaults.n_ctx is None and defaults.n_threads is None and defaults.n_gpu_layers is None
     with pytest.raises(ValueError, match="N_THREADS"):
         Settings.from_env({"N_THREADS": "many"})

@@ -53,8 +53,9 @@ def generate_request(body: dict, model_id: str) -> Translated:
     """Raises: ProxyError invalid_request."""
     prompt, system = _text(body, "prompt"), _text(body, "system")
     _unsupported(body, [])
-    if _text(body, "suffix"):
-        raise ProxyError(ErrorCode.INVALID_REQUEST, f"{body.get('model')!r} does not support insert")
+    if _text(body, "suffix"):  # fill-in-the-middle: the backend builds the FIM prompt, or says the model has none
+        return Translated("/v1/completions", {"model": model_id, "prompt": prompt, "suffix": _text(body, "suffix"),
+                                              **_common(body)}, _stream(body))
     if body.get("raw") is True:
         if system or _text(body, "template") or body.get("context"):
             raise ProxyError(ErrorCode.INVALID_REQUEST, "raw mode does not support template, system, or context")

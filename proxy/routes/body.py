@@ -5,6 +5,7 @@ from typing import Any
 
 from flask import request
 
+from core.json_tree import json_tree_problem
 from proxy.errors import ErrorCode, ProxyError
 
 
@@ -12,9 +13,22 @@ def json_body() -> Any:
     """The request body parsed as JSON, or None when it is not JSON (the view says what it expected).
 
     Raises:
-        ProxyError: invalid_request (nested deeper than the parser goes).
+        ProxyError: invalid_request (nested too deeply, or a lone UTF-16 surrogate in a string).
     """
     try:
-        return request.get_json(force=True, silent=True)
+        body = request.get_json(force=True, silent=True)
     except RecursionError as err:  # not a ValueError, so `silent` does not catch it
         raise ProxyError(ErrorCode.INVALID_REQUEST, "the JSON body is nested too deeply") from err
+    check_json_tree(body, request.get_data())
+    return body
+
+
+def check_json_tree(body: Any, raw: bytes) -> None:
+    """Refuse a parsed body nothing downstream can handle (core.json_tree).
+
+    Raises:
+        ProxyError: invalid_request naming the part.
+    """
+    problem = json_tree_problem(body, raw)
+    if problem is not None:
+        raise ProxyError(ErrorCode.INVALID_REQUEST, f"the JSON body is not usable: {problem}")

@@ -9,6 +9,8 @@ import requests
 from flask import Blueprint, Response, request
 
 from proxy.errors import ProxyError
+from proxy.routes.body import check_json_tree
+from proxy.routes.keep_alive_key import require_key_to_pin
 from proxy.routes.openai_fields import check_openai_fields
 from proxy.pulls.pulled_names import is_pulled_name, model_id_pulled_as
 from proxy.services import services
@@ -24,7 +26,7 @@ ROUTES = {
     "/v1/completions": "/v1/completions",
     "/v1/chat/completions": "/v1/chat/completions",
 }
-PASSED_HEADERS = ("Content-Type", "Cache-Control")
+PASSED_HEADERS = ("Content-Type", "Cache-Control", "Retry-After")  # Retry-After: a full queue's 503
 CLIENT_CLOSED = 499  # nginx's status for a client that hung up first; only the access log sees it
 
 
@@ -76,6 +78,8 @@ def _with_model_id(body: bytes) -> tuple[bytes, list[str]]:
         parsed = json.loads(body)
     except (ValueError, RecursionError):  # RecursionError: nested too deep to be a request
         return body, []
+    check_json_tree(parsed, body)
+    require_key_to_pin(parsed)
     check_openai_fields(request.path, parsed)
     name = parsed.get("model") if isinstance(parsed, dict) else None
     if not isinstance(name, str) or not name:

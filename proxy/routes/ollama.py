@@ -9,11 +9,13 @@ from werkzeug.exceptions import HTTPException
 from core.errors import ErrorCode, ServiceError
 from proxy.routes.auth import require_api_key
 from proxy.errors import ProxyError
-from proxy.ollama.listing import installed_models, show_model, tags_entry
+from proxy.ollama.listing import installed_models, tags_entry
 from proxy.ollama.names import resolve_ollama_name
+from proxy.ollama.show import show_model
 from proxy.ollama.pull import ProgressLines, pull_body, source_digests
 from proxy.pulls.events import Failed
 from proxy.routes.body import json_body
+from proxy.routes.keep_alive_key import require_key_to_pin
 from proxy.routes.ndjson import object_stream
 from proxy.backend.upstream import call_backend
 from proxy.services import services
@@ -42,10 +44,11 @@ register_ollama_errors(bp)
 
 
 def ollama_body() -> dict:
-    """Raises: ProxyError invalid_request (no body, not a JSON object)."""
+    """Raises: ProxyError invalid_request (no body, not a JSON object); auth_required (a keyless pin or unload)."""
     body = json_body()
     if not isinstance(body, dict):
         raise ProxyError(ErrorCode.INVALID_REQUEST, "missing request body" if body is None else "invalid JSON body")
+    require_key_to_pin(body)
     return body
 
 
@@ -64,7 +67,7 @@ def show():
     body = ollama_body()
     store = services().store
     model, _ = resolve_ollama_name(store, body.get("model") or body.get("name"))
-    return jsonify(show_model(store, model))
+    return jsonify(show_model(store, model, services().backend.model_info(model)))
 
 
 @bp.get("/api/ps")
@@ -79,7 +82,7 @@ def ps():
         models.append({"name": shown["name"], "model": shown["model"], "size": size, "digest": shown["digest"],
                        "details": shown["details"], "expires_at": entry.get("expires_at"),
                        "size_vram": size if entry.get("gpu_layers") else 0,
-                       "context_length": shown["details"].get("context_length") or 0})
+                       "context_length": entry.get("n_ctx") or shown["details"].get("context_length") or 0})
     return jsonify(models=models)
 
 

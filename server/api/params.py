@@ -9,6 +9,8 @@ from typing import Any, Mapping
 from core.json_tree import json_tree_problem
 from core.units import parse_keep_alive
 
+from ..chat.reasoning import parse_thinking
+from ..chat.tools import parse_tool_use
 from ..errors import InvalidRequest
 
 # Without max_tokens, every endpoint generates to the end of sequence or of the context (docs/api.md,
@@ -55,6 +57,8 @@ class GenerationRequest:
     n_ctx: int | None = None  # the context asked for (Ollama's num_ctx): ModelRegistry.acquire's n_ctx
     truncate: bool = False  # drop the oldest messages of a prompt too long for the context (server.chat.truncation)
     suffix: str | None = None  # completions' text after the gap: a fill-in-the-middle prompt (server.chat.fim)
+    tools: Any = None  # server.chat.tools.ToolUse: chat's tools and tool_choice
+    thinking: bool | None = None  # chat: whether the model should reason (None: as its template does)
 
 
 @dataclass(frozen=True)
@@ -137,7 +141,8 @@ def parse_chat(body: dict) -> GenerationRequest:
     return GenerationRequest(
         model=_model(body), messages=_messages(body), stream=_stream(body), sampling={**CHAT_DEFAULTS, **sampling},
         kind="chat", response_format=body.get("response_format"), keep_alive=keep_alive(body),
-        include_usage=_include_usage(body), **context_fields(body),
+        include_usage=_include_usage(body), tools=parse_tool_use(body), thinking=parse_thinking(body),
+        **context_fields(body),
     )
 
 

@@ -11,11 +11,13 @@ from core.wire import SMOKE_TEST_HEADER
 
 from . import generation
 from ..engine.embeddings import embed
+from ..engine.gauges import model_stats
 from .generation import Shapes
 from ..residency.loading import LoadedModel
 from ..residency.models import ModelRegistry
-from .params import (GenerationRequest, keep_alive, model_name, parse_chat, parse_completion, parse_embeddings,
+from .params import (GenerationRequest, context_fields, keep_alive, model_name, parse_chat, parse_completion, parse_embeddings,
                      parse_generate, parse_json_body)
+from ..engine.grammar_limits import check_compiles
 from ..engine.sampling import grammar_for
 from ..settings import Settings
 from .streaming import sse_response
@@ -53,8 +55,13 @@ def health():
 @bp.get("/stats")
 def stats():
     registry = _backend().registry
-    busy, waiting, total = _load(registry.running())
-    return jsonify(**registry.stats.to_dict(), slots={"total": total, "busy": busy}, queue=waiting)
+    # Each engine's gauges, read without its lock: a scrape never waits on a decode step.
+    loads = [(loaded, loaded.engine.gauges()) for loaded in registry.running()]
+    models = [model_stats(loaded.model.id, load, loaded.engine.counters) for loaded, load in loads]
+    slots = {"total": sum(loaded.engine.n_slots for loaded, _ in loads), "busy": sum(g.running for _, g in loads)}
+    cache = getattr(registry, "prompt_cache", None)  # hits, misses and bytes a tier (docs/api.md, Prompt cache)
+    return jsonify(**registry.stats.to_dict(), slots=slots, queue=sum(g.waiting for _, g in loads), models=models,
+                   prompt_cache=cache.to_dict() if cache is not None else None)
 
 
 @bp.get("/v1/models")
@@ -85,8 +92,10 @@ def load():
     body = parse_json_body(request.get_data())
     waiter = Waiter.of_request(request.environ, request.headers)
     seconds = keep_alive(body)
-    with _backend().registry.acquire(model_name(body), waiter, seconds, pin=seconds is None) as lease:
-        return jsonify(id=lease.model.id, status="loaded", size_in_memory=lease.loaded.size_bytes)
+    n_ctx = context_fields(body)["n_ctx"]
+    with _backend().registry.acquire(model_name(body), waiter, seconds, pin=seconds is None, n_ctx=n_ctx) as lease:
+        return jsonify(id=lease.model.id, status="loaded", size_in_memory=lease.loaded.size_bytes,
+                       n_ctx=lease.n_ctx)
 
 
 @bp.post("/api/unload")
@@ -135,11 +144,13 @@ def _run(parsed: GenerationRequest, shapes: type[Shapes] | None) -> Response:
     lease; either stops within a step once nobody waits for it (server.engine.waiting). `shapes` None: Shimmy's."""
     grammar = grammar_for(parsed.response_format)  # a bad schema is a 400 before any model loads
     waiter = Waiter.of_request(request.environ, request.headers)
-    lease = _backend().registry.acquire(parsed.model, waiter, parsed.keep_alive)
+    lease = _backend().registry.acquire(parsed.model, waiter, parsed.keep_alive, n_ctx=parsed.n_ctx)
     try:
+        check_compiles(lease.loaded.llama.vocab, grammar, "response_format")  # a 400, not an error mid-stream
         job = generation.make_job(lease, parsed, grammar)
         events = generation.run(lease, job)
-        shape = None if shapes is None else shapes(lease.model.id, parsed.kind == "chat", parsed.include_usage)
+        shape = None if shapes is None else shapes(lease.model.id, parsed.kind == "chat", parsed.include_usage,
+                                                    generation.agent_output(lease, job, _backend().registry.stats))
     except BaseException:
         lease.release()
         raise
@@ -165,6 +176,7 @@ def _running_entry(loaded: LoadedModel) -> dict:
     busy, queued = loaded.engine.load()
     expires = loaded.expires_at()
     return {"id": loaded.model.id, "size_in_memory": loaded.size_bytes, "gpu_layers": loaded.gpu_layers,
+            "n_ctx": loaded.n_ctx,
             "slots": {"total": loaded.engine.n_slots, "busy": busy}, "queue": queued,
             "expires_at": None if expires is None else _iso(expires), "loaded_at": _iso(loaded.loaded_at)}
 

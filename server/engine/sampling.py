@@ -125,7 +125,8 @@ def make_sampler(sampling: Sampling, vocab: Any, n_ctx: int, grammar: Any = None
         if not grammar:
             raise InvalidRequest("response_format: the schema gives a grammar llama.cpp cannot compile",
                                  param="response_format")
-    return TokenSampler(make_chain(sampling, vocab, n_ctx), grammar, ll.llama_vocab_n_tokens(vocab))
+    n_vocab = ll.llama_vocab_n_tokens(vocab)
+    return TokenSampler(make_chain(sampling, n_vocab, n_ctx), grammar, n_vocab)
 
 
 def _init_grammar(ll: Any, vocab: Any, sampling: Sampling) -> Any:
@@ -139,7 +140,7 @@ def _init_grammar(ll: Any, vocab: Any, sampling: Sampling) -> Any:
                                                       len(tokens))
 
 
-def make_chain(sampling: Sampling, vocab: Any, n_ctx: int) -> Any:
+def make_chain(sampling: Sampling, n_vocab: int, n_ctx: int) -> Any:
     """A new llama.cpp sampler chain without a grammar (the caller frees it with llama_sampler_free)."""
     import llama_cpp as ll
 
@@ -151,7 +152,7 @@ def make_chain(sampling: Sampling, vocab: Any, n_ctx: int) -> Any:
         keep = _candidates_penalties_need(sampling, last_n, 1 if greedy else sampling.top_k)
         if keep:  # the penalty scans what is left: keep-1 tokens instead of the whole vocabulary
             add(ll.llama_sampler_init_top_k(keep))
-        add(ll.llama_sampler_init_penalties(ll.llama_vocab_n_tokens(vocab), last_n, sampling.repeat_penalty,
+        add(ll.llama_sampler_init_penalties(n_vocab, last_n, sampling.repeat_penalty,
                                             sampling.frequency_penalty, sampling.presence_penalty))
     if greedy:
         add(ll.llama_sampler_init_greedy())
