@@ -36,6 +36,7 @@ from proxy.services import Services
 from proxy.routes import forward, health, manifest, models, observability, peer, pull, push
 from proxy.routes import embeddings, ollama, ollama_generate, residency
 from proxy.routes import anthropic, responses
+from proxy.routes import llama_server
 from proxy.settings import Settings
 from proxy.models_dir.staging import start_staging_sweeper
 from proxy.models_dir.store import META, ModelStore
@@ -59,7 +60,7 @@ def create_app(settings: Settings | None = None, source=None) -> Flask:
     services.attach(app)
     install_request_metrics(app, services.metrics)
     for module in (health, pull, push, models, forward, observability, manifest, peer,
-                   ollama, ollama_generate, residency, embeddings, anthropic, responses):
+                   ollama, ollama_generate, residency, embeddings, anthropic, responses, llama_server):
         app.register_blueprint(module.bp)
     start_staging_sweeper(services.store, settings.staging_sweep_interval_s, also=(services.retention.sweep,))
     services.usage.start_flusher(settings.last_used_flush_interval_s)

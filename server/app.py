@@ -8,6 +8,7 @@ from flask import Flask
 from .errors import register_error_handlers
 from .residency.loading import gpu_offload_supported
 from .residency.models import ModelRegistry
+from .api import info
 from .api.routes import Backend, bp
 from .api import llama_server
 from .settings import Settings
@@ -30,5 +31,6 @@ def create_app(settings: Settings | None = None, registry: ModelRegistry | None 
     register_error_handlers(app, service="backend")
     app.register_blueprint(bp)
     app.register_blueprint(llama_server.bp)  # llama-server's own paths (/completion, /infill, /tokenize, ...)
+    app.register_blueprint(info.bp)
     log.info("backend serving models from %s", settings.models_dir)
     return app

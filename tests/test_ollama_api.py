@@ -103,7 +103,8 @@ def test_chat_maps_options_format_and_keep_alive_and_answers_in_ollamas_shape(pu
     assert sent == {"model": MODEL_ID, "messages": [{"role": "user", "content": "hi"}], "temperature": 0.2,
                     "max_tokens": 7, "top_k": 5, "seed": 3, "stop": ["\n"],
                     "top_p": 0.9, "min_p": 0.0, "repeat_penalty": 1.1, "repeat_last_n": 64,  # Ollama's defaults
-                    "response_format": {"type": "json_object"}, "keep_alive": "10m", "stream": False}
+                    "response_format": {"type": "json_object"}, "keep_alive": "10m",
+                    "n_ctx": 512, "truncate": True, "stream": False}  # num_ctx, and Ollama's truncation
 
 
 def test_chat_streams_ndjson_ending_with_the_metrics_line(pulled):

@@ -97,6 +97,18 @@ class BackendClient:
         except (ProxyError, ValueError, AttributeError):
             return []
 
+    def model_info(self, model_id: str) -> dict | None:
+        """The backend's `POST /api/info` for a model (its chat template, stop strings, sampling defaults and
+        contexts), or None when it answers otherwise (a llama-server or Shimmy has no such endpoint)."""
+        body = json.dumps({"model": model_id}).encode()
+        try:
+            response = self.request("POST", "/api/info", body=body, content_type="application/json",
+                                    timeout_s=HEALTH_TIMEOUT_S * 10, probe=True)
+            info = response.json() if response.status_code == 200 else None
+        except (ProxyError, ValueError):
+            return None
+        return info if isinstance(info, dict) else None
+
     def smoke_test(self, model_id: str) -> None:
         """Load the model and generate one token, leaving the models the backend had loaded in memory.
 

@@ -1,13 +1,9 @@
-"""Installed models as Ollama lists and shows them (/api/tags, /api/show, /api/ps entries): one entry a model
-(the parts of a split set together), named as Ollama users write them (proxy/ollama/names.py)."""
+"""Installed models as Ollama lists them (/api/tags, /api/ps entries; /api/show is proxy/ollama/show.py): one
+entry a model (the parts of a split set together), named as Ollama users write them (proxy/ollama/names.py)."""
 from __future__ import annotations
 
 import datetime
-from typing import Any
 
-from core.gguf_check import InvalidGGUF, scan_gguf_header
-from core.gguf_reader import SkippedValue
-from proxy.errors import ErrorCode, ProxyError
 from proxy.ollama.names import ollama_name
 from proxy.models_dir.store import ModelStore
 
@@ -40,7 +36,7 @@ def installed_models(store: ModelStore) -> list[dict]:
 
 def tags_entry(model: dict) -> dict:
     """One /api/tags entry: ollama/ollama api/types.go ListModelResponse."""
-    return {"name": model["name"], "model": model["name"], "modified_at": _modified_at(model),
+    return {"name": model["name"], "model": model["name"], "modified_at": modified_at(model),
             "size": model["size"] or 0, "digest": model.get("sha256") or "", "details": details(model)}
 
 
@@ -53,28 +49,6 @@ def details(model: dict) -> dict:
             "parameter_size": human_number(parameters) if isinstance(parameters, int) else "",
             "quantization_level": found.get("quantization") or "",
             **({"context_length": found["context_length"]} if found.get("context_length") else {})}
-
-
-def show_model(store: ModelStore, model_id: str) -> dict:
-    """/api/show's answer (ShowResponse) for an installed model: its details and the header's scalar metadata.
-
-    Raises:
-        ProxyError: model_not_found (removed since it was resolved).
-    """
-    model = next((m for m in installed_models(store) if m["id"] == model_id), None)
-    if model is None:
-        raise ProxyError(ErrorCode.MODEL_NOT_FOUND, f"model '{model_id}' not found")
-    info: dict[str, Any] = {}
-    try:
-        header = scan_gguf_header(store.final_path(model["files"][0]))
-        info = {key: value for key, value in header.metadata.items() if not isinstance(value, SkippedValue)}
-    except (InvalidGGUF, OSError):
-        pass  # an unreadable header shows no model_info; the listing's details say what is known
-    if isinstance(model["details"].get("parameters"), int):
-        info["general.parameter_count"] = model["details"]["parameters"]
-    return {"modelfile": f"# served by the GGUF proxy sidecar\nFROM {model['files'][0]}\n", "parameters": "",
-            "template": "", "details": details(model), "model_info": info, "capabilities": ["completion"],
-            "modified_at": _modified_at(model)}
 
 
 def human_number(count: int) -> str:
@@ -93,7 +67,7 @@ def _mtime(store: ModelStore, filename: str) -> float:
         return 0.0
 
 
-def _modified_at(model: dict) -> str:
+def modified_at(model: dict) -> str:
     """When the model was pulled, else its file's modification time; RFC 3339."""
     if model.get("pulled_at"):
         return model["pulled_at"]

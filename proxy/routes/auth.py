@@ -1,6 +1,9 @@
-"""PROXY_API_KEY: pull and delete need `Authorization: Bearer <key>` when it is set."""
+"""PROXY_API_KEY: pull and delete need `Authorization: Bearer <key>` when it is set, or Basic auth whose
+password is the key (what clients send for a base URL of `http://user:key@host`)."""
 from __future__ import annotations
 
+import base64
+import binascii
 import functools
 import hmac
 
@@ -18,7 +21,20 @@ def bears_api_key() -> bool:
     if hmac.compare_digest(request.headers.get("X-Api-Key", "").strip().encode(), key.encode()):
         return True  # Anthropic's clients send the key so
     scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), key.encode())
+    if scheme.lower() == "basic":
+        given = _basic_password(given.strip())
+    elif scheme.lower() != "bearer":
+        return False
+    return hmac.compare_digest(given.strip().encode(), key.encode())
+
+
+def _basic_password(credentials: str) -> str:
+    """The password of Basic credentials (`base64(user:password)`; any user name), "" when they do not decode."""
+    try:
+        decoded = base64.b64decode(credentials, validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return ""
+    return decoded.partition(":")[2]
 
 
 def require_api_key(view):

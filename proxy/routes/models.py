@@ -6,6 +6,7 @@ from flask import Blueprint, jsonify
 from core import naming
 from proxy.routes.auth import require_api_key
 from proxy.errors import ErrorCode, ProxyError
+from proxy.llama_server.choice import installed_model
 from proxy.pulls.request import parse_repo_id
 from proxy.routes.body import json_body
 from proxy.models_dir.usage import iso_seconds
@@ -16,6 +17,24 @@ bp = Blueprint("models", __name__)
 
 @bp.get("/v1/models")
 def openai_models():
+    return jsonify(object="list", data=_listed_models())
+
+
+@bp.get("/v1/models/<path:name>")
+def openai_model(name: str):
+    """One model of the list in OpenAI's shape (the SDK's models.retrieve): by its id, or by a name as pulled.
+
+    Raises:
+        ProxyError: model_not_found (404, in OpenAI's shape as every /v1/models answer).
+    """
+    listed = {entry["id"]: entry for entry in _listed_models()}
+    if name not in listed:
+        name = installed_model(name)[0]
+    entry = listed.get(name) or {"id": name}  # installed a moment ago
+    return jsonify({"object": "model", "created": 0, "owned_by": "local", **entry})
+
+
+def _listed_models() -> list[dict]:
     """The backend's list, plus installed files it does not list yet (or at all, when it is down)."""
     listed = services().backend.model_ids()
     seen = {entry["id"] for entry in listed}
@@ -24,7 +43,7 @@ def openai_models():
         if model not in seen:
             seen.add(model)
             listed.append({"id": model, "object": "model", "owned_by": "local"})
-    return jsonify(object="list", data=listed)
+    return listed
 
 
 @bp.get("/v1/api/models")

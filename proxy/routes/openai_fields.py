@@ -36,7 +36,6 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "functions": (_asked, "function calling is not supported by this server"),
     "function_call": (_names_a_tool, "function calling is not supported by this server"),
     "echo": (_asked, "echoing the prompt is not supported by this server"),
-    "suffix": (_asked, "a suffix (fill-in-the-middle) is not supported by this server"),
 }
 
 
