@@ -1,5 +1,5 @@
 """What the `openai` SDK shows against a proxy process for what the proxy lacks: an unknown route under /v1/ is
-an OpenAI-shaped 404, and a field the backend does not implement (`n: 2`, `logprobs`, `tools`, ...) a 400
+an OpenAI-shaped 404, and a field the backend does not implement (`n: 2`, `logprobs`, `functions`, ...) a 400
 `invalid_request` naming it, instead of being ignored."""
 from __future__ import annotations
 
@@ -56,8 +56,6 @@ def test_our_own_routes_keep_our_error_shape(proxy_url, path):
     ({"n": 2}, "n"),
     ({"logprobs": True}, "logprobs"),
     ({"logprobs": True, "top_logprobs": 3}, "logprobs"),
-    ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}]}, "tools"),
-    ({"tool_choice": "required"}, "tool_choice"),
     ({"functions": [{"name": "f", "parameters": {}}]}, "functions"),
 ])
 def test_unsupported_chat_fields_are_refused_naming_the_field(sdk, extra, field):

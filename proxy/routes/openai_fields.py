@@ -31,8 +31,6 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "best_of": (_above_one, "one candidate per request is generated; send best_of: 1 (or leave it out)"),
     "logprobs": (_asked, "log probabilities are not returned by this server"),
     "top_logprobs": (_asked, "log probabilities are not returned by this server"),
-    "tools": (_asked, "tool calling is not supported by this server"),
-    "tool_choice": (_names_a_tool, "tool calling is not supported by this server"),
     "functions": (_asked, "function calling is not supported by this server"),
     "function_call": (_names_a_tool, "function calling is not supported by this server"),
     "echo": (_asked, "echoing the prompt is not supported by this server"),

@@ -8,12 +8,17 @@ from __future__ import annotations
 
 import time
 import uuid
+from dataclasses import replace
 from typing import Any, Iterator
 
 from core.errors import ErrorCode
 
+from ..chat.agent import ChatTurn, plan_turn
+from .agent_shapes import AgentOutput, finish_reason
 from ..chat.fim import FimRequest, fim_prompt
+from ..chat.truncation import answer_room, fit_messages, fit_tokens
 from ..engine.jobs import Finished, Job
+from ..engine.stats import ServingStats
 from ..errors import BackendError
 from ..residency.models import Lease
 from .params import GenerationRequest
@@ -34,19 +39,57 @@ def make_job(lease: Lease, request: GenerationRequest, grammar: str | None = Non
     handle = lease.loaded.llama
     stop = tuple(request.sampling.get("stop") or ())
     messages = chat_messages(handle.chat.has_template, request)
+    max_tokens = request.sampling.get("max_tokens")
+    limit = lease.n_ctx - answer_room(lease.n_ctx, max_tokens)
+    turn = None
     if messages is not None:
-        chat = handle.chat.render(messages)
-        tokens = handle.tokenize(chat.text, add_bos=not chat.added_special, special=True)
-        stop += chat.stop
+        if request.truncate:
+            rendered = lambda kept: len(_turn_tokens(handle, chat_turn(handle, kept, request)))  # noqa: E731
+            messages = fit_messages(messages, rendered, limit)
+        turn = chat_turn(handle, messages, request)
+        tokens = _turn_tokens(handle, turn)
+        stop += turn.prompt.stop
     else:
         prompt = _raw_prompt(request)
         if request.suffix is not None:
             tokens = fim_prompt(handle, lease.model.id, FimRequest(prefix=prompt, suffix=request.suffix))
         else:
             tokens = handle.tokenize(prompt, add_bos=True, special=True) if prompt else [handle.model.token_bos()]
-    max_tokens = request.sampling.get("max_tokens")
-    return Job(prompt=tokens, sampling=Sampling.of(request.sampling, grammar),
-               max_tokens=max_tokens if max_tokens else None, stop=stop, waiter=lease.waiter)
+        tokens = fit_tokens(tokens, limit) if request.truncate else tokens
+    sampling = Sampling.of(request.sampling, grammar)
+    if turn is not None:
+        sampling = replace(sampling, grammar=turn.grammar or grammar, grammar_triggers=turn.triggers,
+                           grammar_trigger_tokens=turn.trigger_tokens)
+    return Job(prompt=tokens, sampling=sampling, max_tokens=max_tokens if max_tokens else None, stop=stop,
+               waiter=lease.waiter, special=turn is not None and turn.special,
+               reader=None if turn is None or turn.reader.plain else turn.reader)
+
+
+def agent_output(lease: Lease, job: Job, stats: ServingStats) -> AgentOutput | None:
+    """How the API reads `job`'s answer (tool calls, reasoning), or None when its text is the content."""
+    if job.reader is None:
+        return None
+    handle = lease.loaded.llama
+    return AgentOutput(job.reader, lambda text: len(handle.tokenize(text, add_bos=False, special=False)), stats)
+
+
+def chat_turn(handle: Any, messages: list[dict], request: GenerationRequest) -> ChatTurn:
+    """`messages` rendered by the model's chat format, with the request's tools and thinking.
+
+    Raises:
+        InvalidRequest: the messages do not fit the model's chat template; a tool's schema gives no grammar.
+    """
+    return plan_turn(handle.chat, messages, request.tools, request.thinking, lambda text: _one_token(handle, text))
+
+
+def _turn_tokens(handle: Any, turn: ChatTurn) -> list[int]:
+    return handle.tokenize(turn.prompt.text, add_bos=not turn.prompt.added_special, special=True)
+
+
+def _one_token(handle: Any, text: str) -> int | None:
+    """The token that spells `text`, if one does."""
+    tokens = handle.tokenize(text, add_bos=False, special=True)
+    return tokens[0] if len(tokens) == 1 else None
 
 
 def run(lease: Lease, job: Job) -> Iterator[Event]:
@@ -102,15 +145,21 @@ def _raw_prompt(request: GenerationRequest) -> str:
 class Shapes:
     """OpenAI's objects for one answer (llama-cpp-python's shapes), chat or text completion."""
 
-    def __init__(self, model_id: str, chat: bool, include_usage: bool = False):
+    def __init__(self, model_id: str, chat: bool, include_usage: bool = False, agent: AgentOutput | None = None):
+        """`agent`: how to read a chat answer's tool calls and reasoning (None: its text is the content)."""
         self.model_id = model_id
         self.chat = chat
         self.include_usage = include_usage
+        self.agent = agent
         self.id = f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4()}"
         self.created = int(time.time())
 
     def whole(self, text: str, end: Finished) -> dict:
         choice: dict[str, Any] = {"index": 0, "logprobs": None, "finish_reason": end.reason}
+        if self.agent is not None:
+            message, reason, reasoning = self.agent.message(text, end)
+            choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": reason}
+            return {**self._head("chat.completion"), "choices": [choice], "usage": usage(end, reasoning)}
         if self.chat:
             choice = {"index": 0, "message": {"role": "assistant", "content": text}, "logprobs": None,
                       "finish_reason": end.reason}
@@ -122,6 +171,9 @@ class Shapes:
     def stream(self, events: Iterator[Event]) -> Iterator[str]:
         if self.chat:
             yield json_event(self._chunk({"role": "assistant"}, None))
+        if self.agent is not None:
+            yield from self._agent_stream(events)
+            return
         for event in events:
             if isinstance(event, Finished):
                 yield json_event(self._chunk({} if self.chat else "", event.reason))
@@ -129,6 +181,20 @@ class Shapes:
                     yield json_event({**self._head(self._object), "choices": [], "usage": usage(event)})
             else:
                 yield json_event(self._chunk({"content": event} if self.chat else event, None))
+        yield DONE_EVENT
+
+    def _agent_stream(self, events: Iterator[Event]) -> Iterator[str]:
+        """Deltas of content, reasoning_content and tool_calls, then the finish (`tool_calls` after calls)."""
+        assert self.agent is not None
+        called = False
+        for delta, end, reasoning in self.agent.deltas(events):
+            if end is None:
+                called = called or "tool_calls" in delta
+                yield json_event(self._chunk(delta, None))
+                continue
+            yield json_event(self._chunk({}, finish_reason(end, called)))
+            if self.include_usage:
+                yield json_event({**self._head(self._object), "choices": [], "usage": usage(end, reasoning)})
         yield DONE_EVENT
 
     @property
@@ -146,10 +212,14 @@ class Shapes:
         return {"id": self.id, "object": kind, "created": self.created, "model": self.model_id}
 
 
-def usage(end: Finished) -> dict:
-    return {"prompt_tokens": end.prompt_tokens, "completion_tokens": end.completion_tokens,
-            "total_tokens": end.prompt_tokens + end.completion_tokens,
-            "prompt_tokens_details": {"cached_tokens": end.cached_tokens}}
+def usage(end: Finished, reasoning_tokens: int | None = None) -> dict:
+    """OpenAI's usage; `reasoning_tokens` (of the completion's) for a model that thinks."""
+    counts = {"prompt_tokens": end.prompt_tokens, "completion_tokens": end.completion_tokens,
+              "total_tokens": end.prompt_tokens + end.completion_tokens,
+              "prompt_tokens_details": {"cached_tokens": end.cached_tokens}}
+    if reasoning_tokens is not None:
+        counts["completion_tokens_details"] = {"reasoning_tokens": reasoning_tokens}
+    return counts
 
 
 def collect(events: Iterator[Event]) -> tuple[str, Finished]:

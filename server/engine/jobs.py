@@ -4,6 +4,7 @@ from __future__ import annotations
 import queue
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from .sampling import Sampling
 from .waiting import Waiter
@@ -29,6 +30,7 @@ class Job:
     max_tokens: int | None = None
     stop: tuple[str, ...] = ()
     special: bool = False  # control tokens come out as text (a tool call's <|python_tag|>, [TOOL_CALLS])
+    reader: Any = None  # how the API reads the answer back (server.chat.answer.AnswerReader); not the engine's
     waiter: Waiter = field(default_factory=Waiter)
     events: "queue.SimpleQueue[object]" = field(default_factory=queue.SimpleQueue)
     submitted: float = field(default_factory=time.monotonic)

@@ -331,7 +331,7 @@ class Engine:
             self._finish(slot, "stop", now)
             return
         job.n_generated += 1
-        text = slot.out.push(token_piece(self._ll, self._vocab, token))
+        text = slot.out.push(token_piece(self._ll, self._vocab, token, job.special))
         if text:
             job.events.put(text)
         if slot.out.stopped:

@@ -42,6 +42,8 @@ class ServingStats:
         self._tpot = _Histogram(TPOT_BUCKETS_S)
         self.prompt_tokens = 0
         self.generated_tokens = 0
+        self.tool_calls = 0  # calls returned to clients (OpenAI's tool_calls)
+        self.reasoning_tokens = 0  # tokens of reasoning returned apart from the answer (reasoning_content)
 
     def record(self, submitted: float, first_token_at: float | None, ended: float, prompt_evaluated: int,
                generated: int) -> None:
@@ -53,7 +55,14 @@ class ServingStats:
                 if generated > 1:
                     self._tpot.observe((ended - first_token_at) / (generated - 1))
 
+    def count_agent_output(self, tool_calls: int, reasoning_tokens: int) -> None:
+        """An answer returned `tool_calls` calls and `reasoning_tokens` tokens of reasoning."""
+        with self._lock:
+            self.tool_calls += tool_calls
+            self.reasoning_tokens += reasoning_tokens
+
     def to_dict(self) -> dict:
         with self._lock:
             return {"prompt_tokens": self.prompt_tokens, "generated_tokens": self.generated_tokens,
+                    "tool_calls": self.tool_calls, "reasoning_tokens": self.reasoning_tokens,
                     "ttft_seconds": self._ttft.to_dict(), "tpot_seconds": self._tpot.to_dict()}
