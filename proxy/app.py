@@ -9,6 +9,7 @@ from typing import Callable
 
 from flask import Flask
 
+from core.errors import OLLAMA_ERRORS_CONFIG
 from core.naming import HUB_SCHEME
 from core.serving import LOG_FORMAT
 from proxy.backend.client import BackendClient
@@ -55,6 +56,7 @@ def create_app(settings: Settings | None = None, source=None) -> Flask:
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False
+    app.config[OLLAMA_ERRORS_CONFIG] = True  # errors on /api/* in Ollama's shape
     register_error_handlers(app)
     services = build_services(settings, source)
     services.attach(app)
