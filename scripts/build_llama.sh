@@ -11,9 +11,13 @@
 # amx_tile in their CPU flags without granting the tile state, and ggml's AMX matmul then dies with SIGILL
 # on the first generation (docs/operations.md, "Troubleshooting"). The output folder is named by a fingerprint of
 # (version, CMake flags, this CPU's flags), so a cache carried to another CPU is never reused there.
+#
+# Progress goes to stderr, a line a step and one for every tenth of the compile (ninja's [n/m]); stdout is only
+# the folder.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
+source scripts/_pip.sh
 LLAMA_CMAKE_ARGS="${LLAMA_CMAKE_ARGS:--DGGML_NATIVE=ON}"
 LLAMA_CFLAGS="${LLAMA_CFLAGS:--mno-amx-tile -mno-amx-int8 -mno-amx-bf16}"
 FIXED_ARGS="-DBUILD_SHARED_LIBS=ON -DCMAKE_BUILD_TYPE=Release -DLLAMA_BUILD_COMMON=ON -DLLAMA_BUILD_TOOLS=ON
@@ -29,23 +33,40 @@ out="${GGUF_PROXY_LLAMA:-${XDG_CACHE_HOME:-$HOME/.cache}/gguf-proxy/llama}/$key"
 mkdir -p "$(dirname "$out")"
 exec 9>"$out.lock"
 flock 9  # one build at a time: a second caller waits for the first and then finds its result
+
+progress() {  # ninja's "[n/m] ..." lines on stdin: one line on stderr for every tenth done, with the time so far
+  local line last=0 tenth started=$SECONDS
+  while IFS= read -r line; do
+    if [[ $line =~ ^\[([0-9]+)/([0-9]+)\] ]]; then
+      tenth=$(( BASH_REMATCH[1] * 10 / BASH_REMATCH[2] ))
+      if (( tenth > last )); then
+        last=$tenth
+        echo "  compiled $(( tenth * 10 ))% (${BASH_REMATCH[1]}/${BASH_REMATCH[2]}) in $(( SECONDS - started ))s" >&2
+      fi
+    fi
+  done
+}
 if [ ! -x "$out/llama-server" ] || [ ! -f "$out/libllama.so" ]; then
   echo "building llama.cpp from $llama_req (build $key: libllama, llama-completion, llama-server; about 9 minutes on 2 cores)" >&2
   PY="python3"; [ -x .venv/bin/python ] && PY=.venv/bin/python
   if ! command -v cmake >/dev/null || ! command -v ninja >/dev/null; then
-    "$PY" -m pip install --quiet cmake ninja
+    echo "  installing cmake and ninja" >&2
+    pip_quiet "$PY" install cmake ninja
     export PATH="$(dirname "$("$PY" -c 'import sys; print(sys.executable)')"):$PATH"
   fi
   work="$(mktemp -d)"
   trap 'rm -rf "$work"' EXIT
-  "$PY" -m pip download --quiet --no-deps --no-binary :all: -d "$work" "$llama_req"
+  echo "  downloading the llama.cpp sources ($llama_req)" >&2
+  pip_quiet "$PY" download --no-deps --no-binary :all: -d "$work" "$llama_req"
   tar xzf "$work"/llama_cpp_python-*.tar.gz -C "$work"
   src="$(echo "$work"/llama_cpp_python-*/vendor/llama.cpp)"
+  echo "  configuring (CMake)" >&2
   # shellcheck disable=SC2086  # one word per argument
   CFLAGS="$LLAMA_CFLAGS" CXXFLAGS="$LLAMA_CFLAGS" cmake -S "$src" -B "$work/build" -G Ninja \
     $LLAMA_CMAKE_ARGS $FIXED_ARGS >"$work/configure.log" 2>&1 || { tail -20 "$work/configure.log" >&2; exit 1; }
+  echo "  compiling on $(nproc) cores" >&2
   # shellcheck disable=SC2086
-  cmake --build "$work/build" --target $TARGETS -j "$(nproc)" >"$work/build.log" 2>&1 \
+  cmake --build "$work/build" --target $TARGETS -j "$(nproc)" 2>&1 | tee "$work/build.log" | progress \
     || { tail -20 "$work/build.log" >&2; exit 1; }
   mkdir -p "$out.tmp"
   cp -a "$work"/build/bin/*.so* "$out.tmp/" 2>/dev/null || true
