@@ -11,6 +11,7 @@ import pytest
 
 from server.app import create_app
 from server.settings import Settings
+from tests.helpers import wait_until
 
 GEMMA_ID = "gemma-3-270m-Q4_K_M"
 GEMMA_ALIAS = "gemma-3-270m"
@@ -55,8 +56,8 @@ def test_generate_returns_the_whole_response(client):
 
 
 def test_generate_stream_sends_token_events_ending_done(client):
-    plain = client.post("/api/generate", json={
-        "model": GEMMA_ID, "prompt": "List three colors:\n1.", "max_tokens": 12, "temperature": 0})
+    # What the text is depends on the CPU's kernels (and a second request's prompt comes from the slot's
+    # cache): the stream's shape is checked here, its framing of line breaks in test_server_unit.py.
     streamed = client.post("/api/generate", json={
         "model": GEMMA_ID, "prompt": "List three colors:\n1.", "max_tokens": 12, "temperature": 0,
         "stream": True})
@@ -65,17 +66,27 @@ def test_generate_stream_sends_token_events_ending_done(client):
     assert streamed.mimetype == "text/event-stream"
     events = sse_events(streamed.get_data(as_text=True))
     assert events[-1] == "[DONE]"
-    assert len(events) > 2
-    assert "".join(events[:-1]) == plain.get_json()["response"]  # newlines survive the SSE framing
+    assert len(events) > 2 and "".join(events[:-1]).strip()
 
 
 def test_generate_with_messages_and_system_uses_chat(client):
-    response = client.post("/api/generate", json={
+    short = client.post("/api/generate", json={
         "model": GEMMA_ID, "system": "Answer briefly.",
         "messages": [{"role": "user", "content": "What is 2 + 2?"}], "max_tokens": 8, "temperature": 0})
+    # The context is 512 tokens: a long system text or a long earlier turn only overflows it if the chat
+    # rendering took them in.
+    long_system = client.post("/api/generate", json={
+        "model": GEMMA_ID, "system": "Answer briefly. " * 200,
+        "messages": [{"role": "user", "content": "What is 2 + 2?"}], "max_tokens": 8})
+    long_turn = client.post("/api/generate", json={
+        "model": GEMMA_ID, "messages": [{"role": "user", "content": "word " * 600},
+                                        {"role": "assistant", "content": "Yes."},
+                                        {"role": "user", "content": "What is 2 + 2?"}], "max_tokens": 8})
 
-    assert response.status_code == 200
-    assert isinstance(response.get_json()["response"], str)
+    assert short.status_code == 200 and isinstance(short.get_json()["response"], str)
+    for answer in (long_system, long_turn):
+        assert answer.status_code == 400, answer.get_data(as_text=True)
+        assert "512" in answer.get_json()["error"]
 
 
 def test_generate_stream_with_messages_ends_done(client):
@@ -184,15 +195,26 @@ def test_invalid_gguf_fails_alone_and_the_others_keep_serving(client, models_dir
     assert good.status_code == 200
 
 
-def test_client_leaving_mid_stream_frees_the_model(client, app):
+@pytest.fixture(scope="module")
+def one_slot_client(models_dir):
+    """A backend whose model has one slot: a follower is answered only once the slot is freed."""
+    app = create_app(Settings(models_dir=str(models_dir), n_ctx=512, parallel=1))
+    yield app.test_client()
+    app.extensions["backend"].registry.close()
+
+
+def test_client_leaving_mid_stream_frees_the_model(one_slot_client):
+    client = one_slot_client
     response = client.post("/v1/completions", json={
-        "model": GEMMA_ID, "prompt": "1, 2, 3, 4, 5,", "max_tokens": 400, "temperature": 0,
+        "model": GEMMA_ID, "prompt": "1, 2, 3, 4, 5,", "max_tokens": 480, "temperature": 0,
         "stream": True}, buffered=False)
     first = next(iter(response.response))
     assert first.startswith(b"data: ")
 
     response.close()  # what the WSGI server does when the client disconnects
 
+    # The 480 tokens left would hold the one slot for several seconds at this model's 50-150 tokens/s.
+    wait_until(lambda: client.get("/health").get_json()["slots"]["busy"] == 0, 2.0, "the slot to be freed")
     answered = []
     follower = threading.Thread(target=lambda: answered.append(client.post("/api/generate", json={
         "model": GEMMA_ID, "prompt": "Hi", "max_tokens": 2})), daemon=True)
