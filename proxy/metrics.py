@@ -142,6 +142,51 @@ class BackendServingCollector:
                     stats.get("queue")),
         )
         yield from (family for family in families if family is not None)
+        yield from _model_families(stats.get("models"))
+
+
+# Per loaded model (label model_name), under the names the inference gateway's endpoint picker reads by default
+# (vLLM's) and llama-server's, for its dashboards: (family, name, help, the /stats entry's key).
+MODEL_FIGURES = (
+    (GaugeMetricFamily, "vllm:num_requests_waiting", "Requests waiting for a slot", "waiting"),
+    (GaugeMetricFamily, "vllm:num_requests_running", "Requests holding a slot", "running"),
+    (GaugeMetricFamily, "vllm:kv_cache_usage_perc", "KV cells running requests hold over the cache's, 0-1",
+     "kv_usage"),
+    (GaugeMetricFamily, "llamacpp:requests_processing", "Requests holding a slot", "running"),
+    (GaugeMetricFamily, "llamacpp:requests_deferred", "Requests waiting for a slot", "waiting"),
+    (CounterMetricFamily, "llamacpp:prompt_tokens", "Prompt tokens evaluated", "prompt_tokens"),
+    (CounterMetricFamily, "llamacpp:prompt_seconds", "Seconds requests spent reading their prompt",
+     "prompt_seconds"),
+    (CounterMetricFamily, "llamacpp:tokens_predicted", "Tokens generated", "generated_tokens"),
+    (CounterMetricFamily, "llamacpp:tokens_predicted_seconds", "Seconds requests spent generating",
+     "generated_seconds"),
+    (CounterMetricFamily, "llamacpp:n_decode", "llama_decode calls", "decodes"),
+    (GaugeMetricFamily, "llamacpp:n_busy_slots_per_decode", "Average slots busy in a llama_decode",
+     "busy_slots_per_decode"),
+)
+
+
+def _model_families(models) -> Iterator[Metric]:
+    """/stats's `models` (one entry a loaded model) as labelled families; an entry or figure that is malformed
+    is left out alone."""
+    entries = [m for m in models if isinstance(m, dict) and isinstance(m.get("id"), str)] \
+        if isinstance(models, list) else []
+    for family_type, name, documentation, key in MODEL_FIGURES:
+        family = family_type(name, documentation, labels=["model_name"])
+        for entry in entries:
+            value = _count(entry.get(key))
+            if value is not None and (key != "kv_usage" or value <= 1):
+                family.add_metric([entry["id"]], value)
+        if family.samples:
+            yield family
+    info = GaugeMetricFamily("vllm:cache_config_info", "KV cache layout: block_size tokens a block, "
+                             "num_gpu_blocks blocks", labels=["model_name", "block_size", "num_gpu_blocks"])
+    for entry in entries:
+        block_size, blocks = _count(entry.get("block_size")), _count(entry.get("blocks"))
+        if block_size and blocks is not None:
+            info.add_metric([entry["id"], str(int(block_size)), str(int(blocks))], 1.0)
+    if info.samples:
+        yield info
 
 
 def _count(value) -> float | None:

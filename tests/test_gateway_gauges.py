@@ -1,0 +1,132 @@
+"""The inference gateway's gauges on the proxy's /metrics, with the backend and the proxy as processes and the real
+Gemma 3 270M on PARALLEL=2 (docs/deployment.md, "Many pods behind the inference gateway"): six streams at once
+show two running and the rest waiting, KV use between 0 and 1, llama-server's counters moving by what the streams
+generated; a scrape stays quick meanwhile; a full queue answers 503 server_busy with Retry-After while /readyz
+stays 200."""
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+
+import pytest
+import requests
+
+from tests.helpers import free_port, running_process, stack_dirs, wait_until
+from tests.test_e2e_gemma import GUNICORN
+from tests.test_serving_metrics import families
+
+MODEL = "gemma-3-270m"
+PARALLEL, MAX_QUEUE, N_CTX, STREAMS = 2, 4, 512, 6
+SCRAPE_INTERVAL_S = 0.05  # how often the endpoint picker scrapes a model server by default
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory, gemma_gguf):
+    models, logs = stack_dirs(tmp_path_factory.mktemp("gateway"))
+    os.symlink(gemma_gguf, models / gemma_gguf.name)
+    backend_port, port = free_port(), free_port()
+    backend_url, url = f"http://127.0.0.1:{backend_port}", f"http://127.0.0.1:{port}"
+    backend_env = {"MODELS_DIR": str(models), "BACKEND_PORT": str(backend_port), "HOST": "127.0.0.1",
+                   "PARALLEL": str(PARALLEL), "MAX_QUEUE": str(MAX_QUEUE), "N_CTX": str(N_CTX)}
+    with running_process(["-m", "server"], backend_env, backend_url + "/health", logs / "backend.log",
+                         timeout_s=120):
+        env = {"MODELS_DIR": str(models), "HOST": "127.0.0.1", "PORT": str(port), "BACKEND_URL": backend_url,
+               "HF_ENDPOINT": "http://127.0.0.1:9"}
+        with running_process(GUNICORN, env, url + "/livez", logs / "proxy.log"):
+            assert _complete(url, max_tokens=1).status_code == 200  # loaded before anything is measured
+            yield url, gemma_gguf.stem  # the backend's id of the model: its file name
+
+
+def _complete(url: str, **extra) -> requests.Response:
+    body = {"model": MODEL, "prompt": "Count: 1, 2, 3,", "max_tokens": 8, **extra}
+    return requests.post(url + "/v1/completions", json=body, timeout=120)
+
+
+def _stream(url: str, usage: list[int]) -> None:
+    """One streamed completion read to its end; appends the completion tokens its usage reports."""
+    body = {"model": MODEL, "prompt": "Count: 1, 2, 3,", "max_tokens": 8, "stream": True,
+            "stream_options": {"include_usage": True}}
+    with requests.post(url + "/v1/completions", json=body, stream=True, timeout=120) as response:
+        assert response.status_code == 200, response.text
+        for line in response.iter_lines():
+            if line.startswith(b"data: {") and (chunk := json.loads(line[6:])).get("usage"):
+                usage.append(chunk["usage"]["completion_tokens"])
+
+
+def _scrape(url: str) -> tuple[dict, float]:
+    """The per-model gauges and counters by name (one model is loaded), and how long the scrape took."""
+    started = time.monotonic()
+    response = requests.get(url + "/metrics", timeout=10)
+    took = time.monotonic() - started
+    assert response.status_code == 200
+    found = {}
+    for name, family in families(response.text).items():
+        for (sample, labels), value in family["samples"].items():
+            if "model_name" in dict(labels):
+                found[sample] = value if sample != "vllm:cache_config_info" else dict(labels)
+    return found, took
+
+
+def test_gauges_follow_six_streams_on_two_slots_and_a_scrape_stays_quick(stack):
+    stack, model_id = stack
+    before, _ = _scrape(stack)
+    usage: list[int] = []
+    streams = [threading.Thread(target=_stream, args=(stack, usage), daemon=True) for _ in range(STREAMS)]
+    for stream in streams:
+        stream.start()
+    seen, took = [], []
+    while any(stream.is_alive() for stream in streams):
+        found, seconds = _scrape(stack)
+        seen.append(found)
+        took.append(seconds)
+        time.sleep(SCRAPE_INTERVAL_S)  # the picker's pace: scraping flat out would take the cores from decoding
+    after = wait_until(lambda: (found := _scrape(stack)[0])["vllm:num_requests_running"] == 0 and found,
+                       what="no request running")
+
+    assert len(usage) == STREAMS
+    assert max(s["vllm:num_requests_running"] for s in seen) == PARALLEL
+    assert max(s["vllm:num_requests_waiting"] for s in seen) >= 1
+    kv = [s["vllm:kv_cache_usage_perc"] for s in seen]
+    assert max(kv) > 0 and all(0 <= value <= 1 for value in kv)
+    assert all(s["llamacpp:requests_processing"] == s["vllm:num_requests_running"] for s in seen)
+    assert (after["vllm:num_requests_waiting"], after["vllm:kv_cache_usage_perc"]) == (0, 0)
+    assert after["llamacpp:requests_deferred"] == 0
+    assert after["vllm:cache_config_info"] == {"model_name": model_id, "block_size": "1",
+                                               "num_gpu_blocks": str(PARALLEL * N_CTX)}
+    generated = after["llamacpp:tokens_predicted_total"] - before["llamacpp:tokens_predicted_total"]
+    assert generated == sum(usage)
+    assert after["llamacpp:prompt_tokens_total"] > before["llamacpp:prompt_tokens_total"]
+    assert after["llamacpp:n_decode_total"] - before["llamacpp:n_decode_total"] >= max(usage)
+    assert 1 <= after["llamacpp:n_busy_slots_per_decode"] <= PARALLEL
+    took.sort()
+    p99 = took[min(len(took) - 1, int(len(took) * 0.99))]
+    print(f"/metrics under {STREAMS} streams on PARALLEL={PARALLEL}: {len(took)} scrapes, "
+          f"p50 {took[len(took) // 2] * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms")
+    # A scrape that waited behind generation would take as long as a stream; the 100 ms aim is measured above
+    # (docs/deployment.md) and left to the figure, as this machine may be shared.
+    assert p99 < 1.0
+
+
+def test_a_full_queue_answers_503_with_retry_after_while_readyz_stays_ready(stack):
+    stack, _ = stack
+    streams = [threading.Thread(target=_stream, args=(stack, []), daemon=True) for _ in range(STREAMS)]
+    for stream in streams:
+        stream.start()
+    # At least five of the six in (one pair may have ended): four more overflow PARALLEL + MAX_QUEUE = 6.
+    wait_until(lambda: _scrape(stack)[0]["vllm:num_requests_waiting"] >= MAX_QUEUE - 1, what="the queue filled")
+    answers: list[requests.Response] = []
+    extra = [threading.Thread(target=lambda: answers.append(_complete(stack, max_tokens=1)), daemon=True)
+             for _ in range(4)]
+    for thread in extra:
+        thread.start()
+    ready = [requests.get(stack + "/readyz", timeout=10).status_code for _ in range(3)]
+    for thread in [*extra, *streams]:
+        thread.join(120)
+
+    assert ready == [200] * 3
+    assert sorted({answer.status_code for answer in answers}) in ([503], [200, 503])
+    busy = next(answer for answer in answers if answer.status_code == 503)
+    assert busy.json()["error"]["code"] == "server_busy"
+    assert int(busy.headers["Retry-After"]) >= 1
