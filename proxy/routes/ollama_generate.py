@@ -7,8 +7,8 @@ import time
 from flask import Blueprint, jsonify
 
 from proxy.errors import ErrorCode, ProxyError
-from proxy.ollama.convert import (Translated, chat_request, embed_inputs, generate_request, keep_alive, metrics,
-                                  normalized)
+from proxy.ollama.convert import (Translated, chat_request, context_options, embed_inputs, generate_request,
+                                  keep_alive, metrics, normalized)
 from proxy.ollama.names import resolve_ollama_name
 from proxy.ollama.stream import ndjson_lines, piece, whole_answer
 from proxy.ollama.tools import chat_template
@@ -90,7 +90,8 @@ def _load_only(name: str, model: str, files: list[str], body: dict, chat: bool):
     """
     alive = keep_alive(body)
     unload = alive.get("keep_alive") in (0, "0", "0s", "0m")
-    call_backend("/api/unload" if unload else "/api/load", {"model": model, **alive}, files).json()
+    context = {} if unload else {k: v for k, v in context_options(body).items() if k == "n_ctx"}
+    call_backend("/api/unload" if unload else "/api/load", {"model": model, **alive, **context}, files).json()
     done = piece(name, "", chat, done=True)
     done["done_reason"] = "unload" if unload else "load"
     return jsonify(done)

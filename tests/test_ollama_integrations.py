@@ -1,0 +1,151 @@
+"""Ollama's integrations as their users call them, against the proxy under gunicorn, the real backend and the real
+Gemma 3 270M (a base model without a chat template: the backend formats it as Gemma's family does): the `ollama`
+client with num_ctx, LangChain (langchain-ollama), LlamaIndex (llama-index-llms-ollama), LiteLLM, and the calls
+Open WebUI and Continue make, replayed as their sources make them. Answers are a base model's prose: the tests
+check what the server did (contexts, counts, shapes, parsed JSON), not the words."""
+from __future__ import annotations
+
+import json
+import os
+import re
+
+import ollama
+import pytest
+import requests
+
+from server.chat.shown import GEMMA
+from tests.helpers import free_port, running_process, stack_dirs
+from tests.test_e2e_gemma import GUNICORN
+
+KEY = "integrations-key"
+MODEL = "gemma-3-270m-Q4_K_M"  # the model id of a file nobody pulled: its Ollama name too
+FEW = {"temperature": 0, "num_predict": 4}
+TRAINED_CTX = 32768  # gemma3.context_length in the GGUF
+DEFAULT_CTX = 4096  # N_CTX unset: the trained context capped at 4096
+# Continue's parser of /api/show's parameters (core/llm/llms/Ollama.ts): a line it cannot match stops it.
+CONTINUE_PARAMETER = re.compile(r'^(\S+)\s+((?:".*")|\S+)$')
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory, gemma_gguf):
+    models, logs = stack_dirs(tmp_path_factory.mktemp("ollama-integrations"))
+    os.link(gemma_gguf, models / gemma_gguf.name)
+    backend_port, port = free_port(), free_port()
+    backend_url, url = f"http://127.0.0.1:{backend_port}", f"http://127.0.0.1:{port}"
+    with running_process(["-m", "server"], {"MODELS_DIR": str(models), "BACKEND_PORT": str(backend_port),
+                                            "HOST": "127.0.0.1"}, backend_url + "/health",
+                         logs / "backend.log", timeout_s=120):
+        env = {"MODELS_DIR": str(models), "HOST": "127.0.0.1", "PORT": str(port), "BACKEND_URL": backend_url,
+               "PROXY_API_KEY": KEY, "HF_ENDPOINT": "http://127.0.0.1:9"}
+        with running_process(GUNICORN, env, url + "/livez", logs / "proxy.log"):
+            yield {"url": url, "client": ollama.Client(host=url, timeout=300)}
+
+
+def _ps(url: str) -> dict:
+    return {m["name"]: m for m in requests.get(f"{url}/api/ps", timeout=30).json()["models"]}
+
+
+def test_show_tells_the_template_used_the_parameters_and_the_contexts(stack):
+    shown = stack["client"].show(MODEL)
+
+    assert shown.template == GEMMA  # no template in the GGUF: the family format the backend renders with
+    lines = shown.parameters.splitlines()
+    assert all(CONTINUE_PARAMETER.match(line) for line in lines), lines
+    values = [CONTINUE_PARAMETER.match(line).groups() for line in lines]
+    assert ("stop", json.dumps("<end_of_turn>\n")) in values
+    assert dict(values)["num_ctx"] in (str(DEFAULT_CTX), "1024")  # loaded at 1024 when another test ran first
+    assert shown.modelinfo["gemma3.context_length"] == TRAINED_CTX
+    assert shown.capabilities == ["completion"]  # no tools or thinking in the template, no FIM tokens
+
+
+def test_num_ctx_loads_the_model_with_that_context_and_ps_says_so(stack):
+    client = stack["client"]
+    answer = client.generate(model=MODEL, prompt="Hi", options={**FEW, "num_ctx": 1024})
+
+    assert answer.done and answer.eval_count <= 4
+    assert _ps(stack["url"])[MODEL]["context_length"] == 1024
+    shown = {k: v for k, v in (CONTINUE_PARAMETER.match(line).groups() for line in
+                                client.show(MODEL).parameters.splitlines())}
+    assert shown["num_ctx"] == "1024"
+
+
+def test_a_history_longer_than_the_context_loses_its_oldest_messages_unless_truncate_is_false(stack):
+    turns = [{"role": "user" if i % 2 == 0 else "assistant", "content": f"Message {i}: " + "word " * 60}
+             for i in range(40)]  # about 2,700 tokens
+    messages = [{"role": "system", "content": "Be brief."}, *turns, {"role": "user", "content": "Last one?"}]
+    body = {"model": MODEL, "messages": messages, "stream": False, "options": {**FEW, "num_ctx": 1024}}
+
+    answer = requests.post(f"{stack['url']}/api/chat", json=body, timeout=300)
+    refused = requests.post(f"{stack['url']}/api/chat", json={**body, "truncate": False}, timeout=300)
+
+    assert answer.status_code == 200, answer.text
+    assert 50 < answer.json()["prompt_eval_count"] <= 1024 - 4  # cut to fit, room left for the answer
+    assert refused.status_code == 400 and "context" in refused.json()["error"]
+
+
+def test_unknown_api_paths_answer_in_ollamas_error_shape(stack):
+    answer = requests.post(f"{stack['url']}/api/nothing-here", json={}, timeout=30)
+
+    assert answer.status_code == 404 and set(answer.json()) == {"error"}
+
+
+def test_basic_auth_with_the_key_as_password_is_the_key(stack):
+    url = stack["url"]
+    body = {"model": "no-such-model"}
+    with_key = requests.delete(f"{url}/api/delete", json=body, auth=("anyone", KEY), timeout=30)
+    wrong = requests.delete(f"{url}/api/delete", json=body, auth=("anyone", "not-the-key"), timeout=30)
+
+    assert with_key.status_code == 404 and "not found" in with_key.json()["error"]  # past the key
+    assert wrong.status_code == 401
+
+
+def test_langchain_invokes_streams_and_answers_by_json_schema_with_basic_auth_from_the_base_url(stack):
+    from langchain_ollama import ChatOllama
+
+    host = stack["url"].removeprefix("http://")
+    # keep_alive 0 unloads the model after each call, which PROXY_API_KEY guards: these calls pass only because
+    # the key reaches the proxy as Basic auth from the base URL, as langchain-ollama sends it.
+    chat = ChatOllama(model=MODEL, base_url=f"http://user:{KEY}@{host}", temperature=0, num_predict=4, keep_alive=0)
+    schema = {"title": "flag", "type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"]}
+
+    answer = chat.invoke("Say hi")
+    pieces = list(chat.stream("Say hi"))
+    longer = ChatOllama(model=MODEL, base_url=f"http://user:{KEY}@{host}", temperature=0, num_predict=48)
+    structured = longer.with_structured_output(schema, method="json_schema").invoke("Is it ok?")
+
+    assert answer.usage_metadata["output_tokens"] <= 4
+    assert answer.response_metadata["done_reason"] in ("stop", "length")
+    assert sum(bool(p.response_metadata.get("done")) for p in pieces) == 1  # one final chunk with the counts
+    assert isinstance(structured, dict) and isinstance(structured["ok"], bool)  # valid by the schema's grammar
+    keyless = ChatOllama(model=MODEL, base_url=stack["url"], num_predict=1, keep_alive=0)
+    with pytest.raises(ollama.ResponseError) as refused:
+        keyless.invoke("Say hi")
+    assert refused.value.status_code == 401
+
+
+def test_llama_index_completes_and_chats(stack):
+    from llama_index.core.llms import ChatMessage
+    from llama_index.llms.ollama import Ollama
+
+    llm = Ollama(model=MODEL, base_url=stack["url"], temperature=0, request_timeout=300, context_window=1024,
+                 additional_kwargs={"num_predict": 4})
+
+    completed = llm.complete("The sky is")
+    chatted = llm.chat([ChatMessage(role="system", content="Be brief."), ChatMessage(role="user", content="Hi")])
+
+    assert completed.raw["done"] and completed.raw["eval_count"] <= 4
+    assert chatted.message.role == "assistant" and chatted.raw["eval_count"] <= 4
+    assert _ps(stack["url"])[MODEL]["context_length"] == 1024  # LlamaIndex sends num_ctx: honoured
+
+
+@pytest.mark.parametrize("provider", ["ollama", "ollama_chat"])
+def test_litellm_completes_through_generate_and_chat(stack, provider):
+    import litellm
+
+    answer = litellm.completion(model=f"{provider}/{MODEL}", api_base=stack["url"], max_tokens=4, temperature=0,
+                                messages=[{"role": "user", "content": "Say hi"}])
+
+    assert answer.choices[0].finish_reason in ("stop", "length") and 0 < answer.usage.completion_tokens <= 4
+    assert answer.usage.prompt_tokens > 0
+    info = litellm.get_model_info(f"ollama/{MODEL}", custom_llm_provider="ollama") if provider == "ollama" else None
+    assert info is None or info["max_input_tokens"] in (None, TRAINED_CTX)
