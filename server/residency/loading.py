@@ -18,8 +18,11 @@ from .memory import estimate_bytes
 from ..chat.prompts import ChatFormat, chat_format_for
 from ..settings import DEFAULT_CTX_CAP, Settings
 from ..engine.stats import ServingStats
+from ..engine.prompt_cache import PromptCache
+from .cache_key import cache_key
 
 log = logging.getLogger(__name__)
+MIN_ASKED_CTX = 256  # a smaller num_ctx leaves no room for a chat template and an answer
 
 
 @dataclass(eq=False)
@@ -116,19 +119,22 @@ class LlamaModelHandle:
         self.model.close()
 
 
-def load_model(settings: Settings, model: ModelFile, stats: ServingStats | None = None) -> LoadedModel:
-    """Load `model` with llama.cpp under the backend's settings and start its engine.
+def load_model(settings: Settings, model: ModelFile, stats: ServingStats | None = None,
+               n_ctx: int | None = None, prompt_cache: PromptCache | None = None) -> LoadedModel:
+    """Load `model` with llama.cpp under the backend's settings and start its engine, with a context of `n_ctx`
+    tokens a request (None: context_length's).
 
     Raises:
         ModelLoadFailed: the file is not a GGUF model llama.cpp can load.
     """
     header = check_header(model)
-    n_ctx = context_length(settings, header)
+    n_ctx = n_ctx or context_length(settings, header)
     started = time.monotonic()
     try:  # the weights load on the engine's own thread, as every later llama.cpp call of the model
         engine = Engine(model.id, lambda: LlamaModelHandle(settings, model, header, n_ctx),
                         n_slots=max(1, settings.parallel), n_ctx_slot=n_ctx, n_batch=settings.n_batch,
-                        max_queue=settings.max_queue, stats=stats)
+                        max_queue=settings.max_queue, stats=stats, prompt_cache=prompt_cache,
+                        cache_key=cache_key(settings, model, n_ctx) if prompt_cache is not None else "")
     except (ValueError, RuntimeError, OSError) as err:
         log.warning("loading %s failed: %r", model.path, err)
         raise ModelLoadFailed(
@@ -137,7 +143,7 @@ def load_model(settings: Settings, model: ModelFile, stats: ServingStats | None 
     log.info("loaded model %s from %s: n_ctx=%d x %d slots, threads=%d gpu_layers=%d in %.1fs", model.id,
              model.files[0], n_ctx, handle.n_slots, handle.threads, gpu_layers(settings),
              time.monotonic() - started)
-    return LoadedModel(model=model, engine=engine, n_ctx=n_ctx, size_bytes=estimate(settings, model, header),
+    return LoadedModel(model=model, engine=engine, n_ctx=n_ctx, size_bytes=estimate(settings, model, header, n_ctx),
                        gpu_layers=gpu_layers(settings), llama=handle)
 
 
@@ -146,10 +152,32 @@ def context_length(settings: Settings, header: GGUFHeader) -> int:
     return settings.n_ctx or min(header.context_length or DEFAULT_CTX_CAP, DEFAULT_CTX_CAP)
 
 
-def estimate(settings: Settings, model: ModelFile, header: GGUFHeader | None = None) -> int:
-    """The model's memory estimate under these settings (server.residency.memory)."""
+def asked_context(settings: Settings, model: ModelFile, asked: int, budget_bytes: int) -> int:
+    """The context a request's `n_ctx` (Ollama's `num_ctx`) loads `model` with: at most the model's trained
+    context, at least MIN_ASKED_CTX, and lowered so that the model's estimate fits `budget_bytes`
+    (MAX_MODEL_MEMORY), but never below the context it would get unasked.
+
+    Raises:
+        ModelLoadFailed: the file's header cannot be read.
+    """
+    header = check_header(model)
+    trained = header.context_length or asked
+    n_ctx = max(MIN_ASKED_CTX, min(asked, trained))
+    default = context_length(settings, header)
+    if n_ctx <= default:
+        return n_ctx
+    fixed = estimate(settings, model, header, 0)  # the estimate is linear in the context
+    per_token = max(1, (estimate(settings, model, header, default) - fixed) // default)
+    fitting = (budget_bytes - fixed) // per_token
+    return max(default, min(n_ctx, fitting))
+
+
+def estimate(settings: Settings, model: ModelFile, header: GGUFHeader | None = None,
+             n_ctx: int | None = None) -> int:
+    """The model's memory estimate under these settings (server.residency.memory), with `n_ctx` tokens a slot
+    (None: context_length's)."""
     header = header or check_header(model)
-    n_ctx = context_length(settings, header)
+    n_ctx = context_length(settings, header) if n_ctx is None else n_ctx
     return estimate_bytes(header, model.size_bytes, n_ctx * max(1, settings.parallel), settings.n_batch,
                           max(1, settings.parallel))
 

@@ -13,18 +13,21 @@ from typing import Callable, Iterator
 
 from .discovery import ModelFile, resolve_model, scan_models
 from ..errors import ModelLoadFailed, ModelNotFound, ModelTooLarge
-from .loading import LoadedModel, estimate, load_model
+from .loading import LoadedModel, asked_context, estimate, load_model
 from .memory import default_budget, format_bytes
 from ..settings import Settings
 from ..engine.stats import ServingStats
+from ..engine.prompt_cache import make_prompt_cache
 from ..engine.waiting import Waiter
 
 log = logging.getLogger(__name__)
 ROOM_POLL_S = 0.1  # how often a request waiting for room asks whether its client still waits
 REAP_INTERVAL_S = 0.5  # how often idle models are checked against their keep_alive
 
-Loader = Callable[[ModelFile], LoadedModel]
-Estimator = Callable[[ModelFile], int]
+# Both are called with the model alone for its default context, and with `n_ctx` too for a context a request
+# asked for (so test fakes that know nothing of contexts stay one-argument functions).
+Loader = Callable[..., LoadedModel]
+Estimator = Callable[..., int]
 
 
 class Lease:
@@ -77,8 +80,12 @@ class ModelRegistry:
         self._max_loaded = max(1, settings.max_loaded_models)
         self._default_keep_alive = settings.keep_alive_s
         self.stats = ServingStats()
-        self._loader: Loader = loader or (lambda model: load_model(settings, model, self.stats))
-        self._estimator: Estimator = estimator or (lambda model: estimate(settings, model))
+        self.prompt_cache = make_prompt_cache(settings.models_dir, settings.prompt_cache_memory_bytes,
+                                              settings.prompt_cache_disk_max_bytes)
+        self._loader: Loader = loader or (lambda model, n_ctx=None: load_model(
+            settings, model, self.stats, n_ctx, prompt_cache=self.prompt_cache))
+        self._estimator: Estimator = estimator or (lambda model, n_ctx=None: estimate(settings, model, n_ctx=n_ctx))
+        self._settings = settings
         self.budget_bytes = budget_bytes or settings.max_model_memory_bytes or default_budget(gpu_offload)
         self._loaded: OrderedDict[str, LoadedModel] = OrderedDict()  # least recently used first
         self._cond = threading.Condition()  # guards _loaded and each LoadedModel's users/keep_alive
@@ -108,11 +115,13 @@ class ModelRegistry:
     # --- residency ---
 
     def acquire(self, name: str, waiter: Waiter | None = None, keep_alive_s: float | None | str = "default",
-                pin: bool = False) -> Lease:
+                pin: bool = False, n_ctx: int | None = None) -> Lease:
         """A hold on model `name`, loading it first if needed (unloading idle models to make room, or
         waiting for busy ones to go idle, for as long as `waiter` waits). `keep_alive_s` (None: forever)
         becomes the model's keep_alive; "default" keeps what it has (KEEP_ALIVE for a new load). `pin` keeps
-        it loaded until `unload`, whatever later requests ask.
+        it loaded until `unload`, whatever later requests ask. `n_ctx` asks for a context a request
+        (loading.asked_context): a model loaded with another is reloaded when idle, and serves at its own
+        while requests hold it (as Ollama, which queues the reload, would answer after them).
 
         Raises:
             ModelNotFound: no model matches `name`.
@@ -121,9 +130,11 @@ class ModelRegistry:
             Abandoned: the waiter's client hung up or its deadline passed while waiting for room.
         """
         model = self.find(name)
-        loaded = self._hold_loaded(model, keep_alive_s, pin)
+        if n_ctx is not None:
+            n_ctx = asked_context(self._settings, model, n_ctx, self.budget_bytes)
+        loaded = self._hold_loaded(model, keep_alive_s, pin, n_ctx)
         if loaded is None:
-            loaded = self._load(model, waiter, keep_alive_s, pin)
+            loaded = self._load(model, waiter, keep_alive_s, pin, n_ctx)
         return Lease(self, loaded, waiter)
 
     def unload(self, name: str) -> bool:
@@ -179,12 +190,17 @@ class ModelRegistry:
             loaded, self._loaded = list(self._loaded.values()), OrderedDict()
         for item in loaded:
             self._close(item, "shutting down")
+        if self.prompt_cache is not None:  # SIGTERM: what memory holds goes to disk
+            self.prompt_cache.flush()
 
-    def _hold_loaded(self, model: ModelFile, keep_alive_s, pin: bool = False) -> LoadedModel | None:
+    def _hold_loaded(self, model: ModelFile, keep_alive_s, pin: bool = False,
+                     n_ctx: int | None = None) -> LoadedModel | None:
         with self._cond:
             loaded = self._loaded.get(model.id)
             if loaded is None or loaded.model != model or loaded.closed or not _alive(loaded):
                 return None
+            if n_ctx is not None and n_ctx != loaded.n_ctx and loaded.users == 0 and loaded.engine.idle():
+                return None  # idle at another context: _load replaces it (_victims takes it as stale)
             self._hold(loaded, keep_alive_s, pin)
             return loaded
 
@@ -196,26 +212,28 @@ class ModelRegistry:
             loaded.keep_alive_s = keep_alive_s
         self._loaded.move_to_end(loaded.model.id)
 
-    def _load(self, model: ModelFile, waiter: Waiter | None, keep_alive_s, pin: bool) -> LoadedModel:
-        need = self._estimator(model)
+    def _load(self, model: ModelFile, waiter: Waiter | None, keep_alive_s, pin: bool,
+              n_ctx: int | None = None) -> LoadedModel:
+        need = self._estimator(model) if n_ctx is None else self._estimator(model, n_ctx)
         if need > self.budget_bytes:
             raise ModelTooLarge(
                 f"model {model.id} needs about {format_bytes(need)} (weights plus KV cache for N_CTX x PARALLEL) "
                 f"and MAX_MODEL_MEMORY is {format_bytes(self.budget_bytes)}: lower N_CTX or PARALLEL, or raise "
                 f"MAX_MODEL_MEMORY")
         with self._load_lock:
-            loaded = self._hold_loaded(model, keep_alive_s, pin)  # loaded by another request meanwhile
+            loaded = self._hold_loaded(model, keep_alive_s, pin, n_ctx)  # loaded by another request meanwhile
             if loaded is not None:
                 return loaded
             for victim in self._make_room(model, need, waiter):
                 self._close(victim, f"to make room for {model.id}")
-            loaded = self._loader(model)
+            loaded = self._loader(model) if n_ctx is None else self._loader(model, n_ctx)
             loaded.size_bytes = loaded.size_bytes or need
             loaded.keep_alive_s = self._default_keep_alive if keep_alive_s == "default" else keep_alive_s
             with self._cond:
                 self._loaded[model.id] = loaded
                 self._hold(loaded, "default", pin)
                 self._cond.notify_all()
+            self._size_prompt_cache()
             return loaded
 
     def _make_room(self, model: ModelFile, need: int, waiter: Waiter | None) -> list[LoadedModel]:
@@ -287,6 +305,14 @@ class ModelRegistry:
             log.info("unloaded model %s (%s)", loaded.model.id, why)
             with self._cond:
                 self._cond.notify_all()
+            self._size_prompt_cache()
+
+    def _size_prompt_cache(self) -> None:
+        """The prompt cache's memory is what loaded models leave of MAX_MODEL_MEMORY (up to PROMPT_CACHE_BYTES)."""
+        if self.prompt_cache is not None:
+            with self._cond:
+                used = sum(m.size_bytes for m in self._loaded.values())
+            self.prompt_cache.set_room(self.budget_bytes - used)
 
     def _restore(self, before: list[ModelFile], tried: str) -> None:
         """Make `tried` the least recently used, load back what `before` had and lost, in `before`'s order."""
