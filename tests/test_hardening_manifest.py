@@ -30,7 +30,9 @@ def test_a_deeply_nested_file_neither_stops_the_reconciler_nor_the_next_good_fil
     error = wait_until(lambda: client.get("/v1/api/manifest").get_json().get("error"), what="the error reported")
     assert "nested" in error
     assert states(client)[A]["state"] == "ready", "the last good entries stay in force"
-    time.sleep(3 * POLL_S)
+    seen = {client.get("/v1/api/manifest").get_json()["checked_at"]}
+    wait_until(lambda: seen.add(client.get("/v1/api/manifest").get_json()["checked_at"]) or len(seen) > 3,
+               what="the reconciler polling past the bad file")
     assert reconciler_alive()
 
     path.write_text('{"models": [{"model": "%s"}, {"model": "%s"}]}' % (A, B))
@@ -78,9 +80,10 @@ def test_identical_entries_are_one_pull(make_app, hub, two_repos, tmp_path):
     wait_until(lambda: all(m["state"] == "ready" for m in client.get("/v1/api/manifest").get_json()["models"]),
                what="every entry ready")
     hub.clear_log()
+    before = client.get("/v1/api/manifest").get_json()["reconciled_at"]
 
     assert client.post("/v1/api/manifest/sync").status_code == 202
-    time.sleep(1.0)
+    wait_until(lambda: client.get("/v1/api/manifest").get_json()["reconciled_at"] != before, what="the sync")
 
     models = client.get("/v1/api/manifest").get_json()["models"]
     assert len(models) == 50 and {m["state"] for m in models} == {"ready"}

@@ -133,10 +133,13 @@ def test_the_configmap_symlink_swap_is_picked_up_without_a_restart(make_app, hub
 
 
 def test_sync_is_guarded_and_retries_a_failed_entry(make_app, hub, make_gguf, tmp_path, models_dir):
-    client = make_app(models_manifest=write_manifest(tmp_path / "m.yaml", entry(A)), api_key="k3y").test_client()
+    client = make_app(models_manifest=write_manifest(tmp_path / "m.yaml", entry(A)), api_key="k3y",
+                      manifest_poll_interval_s=0.05).test_client()
     assert settled(client, 1)[A]["code"] == "repo_not_found"
     hub.add_repo(A, files={FILE_A: make_gguf(FILE_A, 64 * 1024)})
-    time.sleep(0.3)
+    seen = {client.get("/v1/api/manifest").get_json()["checked_at"]}
+    wait_until(lambda: seen.add(client.get("/v1/api/manifest").get_json()["checked_at"]) or len(seen) > 3,
+               what="three polls of the file")
     assert states(client)[A]["state"] == "failed"  # not retried in a loop
     assert client.post("/v1/api/manifest/sync").status_code == 401
     answer = client.post("/v1/api/manifest/sync", headers={"Authorization": "Bearer k3y"})

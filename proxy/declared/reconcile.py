@@ -3,6 +3,7 @@ PullService.start as an HTTP pull does; the state of each declared one is what /
 report. It runs at start, on request (POST /v1/api/manifest/sync) and when the file's content changes."""
 from __future__ import annotations
 
+import datetime
 import logging
 import threading
 from typing import Any
@@ -33,6 +34,10 @@ class Reconciler:
         self._loaded = KeepLoaded(pinner, self._lock)  # loads `keep_loaded` entries in the backend
         self._wake = threading.Event()
         self._stop = threading.Event()
+        # When the loop last looked at the file and the installed models, and when a reconciliation last ended:
+        # an operator (and a test) sees the reconciler at work, not only its outcome.
+        self.checked_at: str | None = None
+        self.reconciled_at: str | None = None
 
     @property
     def active(self) -> bool:
@@ -63,7 +68,9 @@ class Reconciler:
             try:
                 if self._reread() or self._lost() or asked:
                     self.reconcile()
+                    self.reconciled_at = _now()
                 self._loaded.check(self._states)
+                self.checked_at = _now()
             except Exception:  # noqa: BLE001 - the reconciler never stops: the next poll tries again
                 log.exception("reconciling the declared models failed; trying again in %.0f s", self.poll_interval_s)
 
@@ -168,6 +175,10 @@ class Reconciler:
                     state.revision = entry.revision
                 states.append(state)
             self._states = states
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="microseconds")
 
 
 def _key(entry: Entry) -> tuple:

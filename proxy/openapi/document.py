@@ -152,7 +152,8 @@ def _model_schemas(codes: list[str]) -> dict:
             "code": {"oneOf": [{"type": "null"}, {"enum": codes}]}}},
         "Manifest": {"type": "object", "required": ["ready", "models"], "properties": {
             "ready": {"type": "boolean"}, "models": {"type": "array", "items": _ref("DeclaredModel")},
-            "error": NULLABLE_STR}},  # why the file as it is now is not in force (the last good entries are)
+            "error": NULLABLE_STR,  # why the file as it is now is not in force (the last good entries are)
+            "checked_at": NULLABLE_STR, "reconciled_at": NULLABLE_STR}},
         "NotReady": {"type": "object", "required": ["status", "backend", "not_ready"], "properties": {
             "status": {"const": "not_ready"}, "backend": {"type": "boolean"}, "not_ready": {"type": "array", "items": {
                 "type": "object", "required": ["model", "filename", "state", "code"], "properties": {

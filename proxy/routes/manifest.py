@@ -14,7 +14,8 @@ def get_manifest():
     reconciler = services().reconciler
     models = reconciler.views()
     # `error`: why the file as it is now is not in force (malformed); the last good entries are.
-    return jsonify(ready=all(m["state"] == "ready" for m in models), models=models, error=reconciler.error)
+    return jsonify(ready=all(m["state"] == "ready" for m in models), models=models, error=reconciler.error,
+                   checked_at=reconciler.checked_at, reconciled_at=reconciler.reconciled_at)
 
 
 @bp.post("/v1/api/manifest/sync")
