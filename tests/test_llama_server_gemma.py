@@ -78,6 +78,13 @@ def test_completion_answers_in_llama_servers_shape(url):
     assert answer["generation_settings"]["n_predict"] == FEW
 
 
+def test_completion_takes_token_ids_mixed_with_text(url):
+    text = post(url, "/completion", {"model": FIM, "prompt": "Hello", "n_predict": 0}).json()
+    mixed = post(url, "/completion", {"model": FIM, "prompt": [BOS, "Hello", 6], "n_predict": 0}).json()
+    assert text["prompt"] == "<bos>Hello" and mixed["prompt"] == f"<bos>Hello{PRE}"
+    assert mixed["tokens_evaluated"] == text["tokens_evaluated"] + 1 and mixed["tokens_predicted"] == 0
+
+
 def test_completion_streams_as_llama_server_does(url):
     with post(url, "/completion", {"model": FIM, "prompt": "Once upon", "n_predict": FEW, "stream": True},
               stream=True) as answer:
@@ -126,7 +133,7 @@ def test_openai_sdk_retrieves_a_model_and_completes_with_a_suffix(url):
     assert done.usage.prompt_tokens == 4 + count(url, prompt) + count(url, suffix)  # BOS, PRE, SUF, MID
     with pytest.raises(openai.BadRequestError) as refused:
         sdk.completions.create(model=PLAIN, prompt=prompt, suffix=suffix, max_tokens=FEW)
-    assert PLAIN in str(refused.value)
+    assert PLAIN in str(refused.value) and refused.value.param == "suffix"
 
 
 def test_ollama_generate_with_a_suffix_fills_the_middle(url):
@@ -136,7 +143,7 @@ def test_ollama_generate_with_a_suffix_fills_the_middle(url):
     assert done.prompt_eval_count == 4 + count(url, prompt) + count(url, suffix)
     with pytest.raises(ollama.ResponseError) as refused:
         client.generate(model=PLAIN, prompt=prompt, suffix=suffix, options={"num_predict": FEW})
-    assert refused.value.status_code == 400 and PLAIN in refused.value.error
+    assert refused.value.status_code == 400 and f"{PLAIN} does not support insert" in refused.value.error
 
 
 def test_props_and_slots_describe_the_named_model(url):

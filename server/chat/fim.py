@@ -65,9 +65,9 @@ def fim_prompt(handle: Any, model_id: str, request: FimRequest, batch_budget: in
     """
     tokens = fim_tokens(handle.vocab)
     if tokens is None:
-        raise InvalidRequest(f"model {model_id} has no fill-in-the-middle tokens in its vocabulary, so it cannot "
-                             "complete between a prefix and a suffix; use a code model that has them "
-                             "(Qwen2.5-Coder, CodeLlama, StarCoder2, ...)")
+        raise InvalidRequest(f"model {model_id} does not support insert: its vocabulary has no fill-in-the-middle "
+                             "tokens, so it cannot complete between a prefix and a suffix; use a code model that "
+                             "has them (Qwen2.5-Coder, CodeLlama, StarCoder2, ...)", param="suffix")
     tokenize = lambda text: handle.tokenize(text, add_bos=False, special=False) if text else []  # noqa: E731
     prefix, suffix = tokenize(request.prefix), tokenize(request.suffix)
     middle = handle.tokenize(request.prompt, add_bos=False, special=True) if request.prompt else []
