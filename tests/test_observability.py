@@ -24,6 +24,7 @@ SIZE = 300_000
 def hub(tmp_path):
     with FakeHub() as hub:
         hub.add_repo("owner/tiny", files={FILE: random_gguf(tmp_path / FILE, SIZE, seed=3)})
+        hub.add_repo("owner/other", files={"other.Q4_K_M.gguf": random_gguf(tmp_path / "other.gguf", SIZE, seed=4)})
         yield hub
 
 
@@ -111,6 +112,10 @@ def test_responses_match_their_documented_schemas(client):
         documented = doc["paths"][path][method]["responses"][str(response.status_code)]
         schema = documented["content"]["application/json"]["schema"]
         jsonschema.validate(response.json, {**schema, "components": doc["components"]})
-    for line in streamed.get_data(as_text=True).splitlines():
-        event_schema = {"$ref": "#/components/schemas/PullEvent", "components": doc["components"]}
-        jsonschema.validate(json.loads(line), event_schema)
+    fresh = client.post("/v1/api/pull", json={"model": "owner/other"})  # every stage of a download
+    events = [json.loads(line) for answer in (streamed, fresh) for line in answer.get_data(as_text=True).splitlines()]
+    event_schema = {"$ref": "#/components/schemas/PullEvent", "components": doc["components"]}
+    for event in events:
+        jsonschema.validate(event, event_schema)
+    assert {"starting", "downloading", "verifying", "complete"} <= {event["status"] for event in events}
+    assert complete.status_code == 200 and events[-1]["status"] == "complete" and not events[-1].get("cached")
