@@ -20,8 +20,10 @@ from tests.helpers import REPO_ROOT
 
 K8S_DIR = REPO_ROOT / "k8s"
 YAMLLINT_CONFIG = REPO_ROOT / ".yamllint.yaml"
-# Not Kubernetes API objects: checked by their own tests (test_deploy_k8s, test_deploy_aicore).
-NON_K8S_API_PREFIXES = ("kustomize.config.k8s.io/", "ai.sap.com/")
+# Not Kubernetes API objects: checked by their own tests (test_deploy_k8s, test_deploy_aicore); custom resources
+# (no schema in kubernetes-validate) against their CRDs in test_deploy_gateway.
+NON_K8S_API_PREFIXES = ("kustomize.config.k8s.io/", "ai.sap.com/", "inference.networking.k8s.io/",
+                        "gateway.networking.k8s.io/", "keda.sh/")
 
 
 # ---- tools -------------------------------------------------------------------------------------------------
