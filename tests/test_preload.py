@@ -34,12 +34,13 @@ def test_preload_runs_in_the_background_and_shows_each_outcome(make_app, hub, ma
     hub.add_repo(GOOD, files={FILE: source})
     hub.faults.add(Fault.hang(seconds=1.0), on="api")  # resolving is slow: it must not hold create_app up
     hub.throttle_bps = 2 * 1024 * 1024  # and so is the download
-    started = time.monotonic()
     app = make_app(preload_models=(f"{GOOD}:Q4_K_M", "acme/missing", "not a repo"), pull_connections=1)
     client = app.test_client()
     assert client.get("/livez").status_code == 200
     assert client.get("/v1/health").status_code == 503  # no backend here; what matters is that it answers
-    assert time.monotonic() - started < 0.8
+    # Resolving alone takes the Hub a second: the app answered before the preload could have got anywhere.
+    assert GOOD not in by_model([p for p in client.get("/v1/api/pulls").get_json()["pulls"]
+                                 if p["status"] in ("complete", "error")])
 
     pulls = by_model(finished_pulls(client, 3))
     assert pulls[GOOD]["status"] == "complete" and pulls[GOOD]["filename"] == FILE
@@ -56,10 +57,9 @@ def test_health_answers_while_a_preload_downloads(make_app, hub, make_gguf, mode
     client = make_app(preload_models=(f"{GOOD}/{FILE}",), pull_connections=1).test_client()
     wait_until(lambda: any(p["status"] == "downloading" for p in client.get("/v1/api/pulls").get_json()["pulls"]),
                what="the preload to download")
-    started = time.monotonic()
     assert client.get("/livez").status_code == 200
     assert client.get("/v1/health").status_code == 503
-    assert time.monotonic() - started < 0.5
+    assert client.get("/v1/api/pulls").get_json()["pulls"][0]["status"] == "downloading", "answered mid-download"
     assert finished_pulls(client, 1)[0]["status"] == "complete"
 
 
