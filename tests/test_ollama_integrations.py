@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import time
+from datetime import datetime
 
 import ollama
 import pytest
@@ -149,3 +151,57 @@ def test_litellm_completes_through_generate_and_chat(stack, provider):
     assert answer.usage.prompt_tokens > 0
     info = litellm.get_model_info(f"ollama/{MODEL}", custom_llm_provider="ollama") if provider == "ollama" else None
     assert info is None or info["max_input_tokens"] in (None, TRAINED_CTX)
+
+
+def _ndjson(response: requests.Response) -> list[dict]:
+    assert response.status_code == 200, response.text
+    return [json.loads(line) for line in response.iter_lines() if line]
+
+
+def test_open_webuis_call_sequence(stack):
+    """Open WebUI's backend (open_webui/routers/ollama.py), replayed: verify_connection's GET /api/version (its
+    version parsed as `re.sub(r"^v|-.*", "", v)` into ints), get_all_models' GET /api/tags merged with
+    GET /api/ps by `name` (ps' `expires_at` read by datetime.fromisoformat), a streamed POST /api/chat, and
+    unload_model's POST /api/generate {"model", "keep_alive": 0, "prompt": ""} with the connection's key."""
+    url, key = stack["url"], {"Authorization": f"Bearer {KEY}"}
+    version = requests.get(f"{url}/api/version", headers=key, timeout=30).json()["version"]
+    assert tuple(map(int, re.sub(r"^v|-.*", "", version).split(".")))
+    chat = {"model": MODEL, "messages": [{"role": "user", "content": "Hi"}], "stream": True, "options": FEW}
+    lines = _ndjson(requests.post(f"{url}/api/chat", json=chat, headers=key, stream=True, timeout=300))
+
+    tags = requests.get(f"{url}/api/tags", headers=key, timeout=30).json()["models"]
+    expires = {m["name"]: m["expires_at"] for m in requests.get(f"{url}/api/ps", headers=key, timeout=30).json()
+               ["models"] if "expires_at" in m}
+    merged = {m["name"]: datetime.fromisoformat(expires[m["name"]]).timestamp() for m in tags if m["name"] in expires}
+    unload = requests.post(f"{url}/api/generate", json={"model": MODEL, "keep_alive": 0, "prompt": ""}, headers=key,
+                           timeout=300)
+
+    assert lines[-1]["done"] and all(not line["done"] for line in lines[:-1])
+    assert merged[MODEL] > time.time()  # loaded by the chat, expiring later
+    assert unload.status_code == 200 and unload.json()["done_reason"] == "unload"
+    assert MODEL not in _ps(url)
+
+
+def test_continues_call_sequence(stack):
+    """Continue's Ollama provider (core/llm/llms/Ollama.ts), replayed: POST /api/show {"name"} whose `parameters`
+    lines it parses with /^(\\S+)\\s+((?:".*")|\\S+)$/ (num_ctx into its context length, each stop JSON-parsed) and
+    whose template it searches for ".Suffix" (fill-in-the-middle); then POST /api/chat and, for autocomplete,
+    POST /api/generate with `raw`, both streamed with its options (num_ctx from show) and keep_alive 1800."""
+    url = stack["url"]
+    shown = requests.post(f"{url}/api/show", json={"name": MODEL}, timeout=60).json()
+    parsed = [CONTINUE_PARAMETER.match(line).groups() for line in shown["parameters"].split("\n")]
+    context_length = int(dict(parsed)["num_ctx"])
+    stops = [json.loads(value) for key, value in parsed if key == "stop"]
+    options = {"temperature": 0, "num_predict": 4, "stop": stops, "num_ctx": context_length}
+    chat = {"model": MODEL, "messages": [{"role": "user", "content": "Hi"}], "options": options,
+            "keep_alive": 1800, "stream": True}
+    chatted = _ndjson(requests.post(f"{url}/api/chat", json=chat, stream=True, timeout=300))
+    raw = {"model": MODEL, "prompt": "def add(a, b):\n    return", "raw": True, "options": options,
+           "keep_alive": 1800, "stream": True}
+    completed = _ndjson(requests.post(f"{url}/api/generate", json=raw, stream=True, timeout=300))
+
+    assert ".Suffix" not in shown["template"]  # Gemma has no FIM tokens: Continue offers no autocomplete by FIM
+    assert stops == ["<end_of_turn>\n"] and context_length in (DEFAULT_CTX, 1024)
+    assert chatted[-1]["done"] and chatted[-1]["eval_count"] <= 4
+    assert completed[-1]["done"] and completed[-1]["prompt_eval_count"] > 0
+    assert _ps(url)[MODEL]["context_length"] == context_length
