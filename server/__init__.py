@@ -13,7 +13,7 @@ Beyond the contract:
   `not_found` (404) and `method_not_allowed` (405) for unknown routes. An error after a stream
   began is its last event: `data: {"status":"error","error":...,"code":...}`.
 - Settings (environment): N_BATCH (512), FLASH_ATTN (true), SWA_FULL (false), HTTP_THREADS (32),
-  GRACEFUL_TIMEOUT_S (30), LOG_LEVEL (info) beside the contract's; see server.settings.
+  GRACEFUL_TIMEOUT_S (30), LOG_LEVEL (info), TOOL_FORMATS (unset) beside the contract's; see server.settings.
 - `/health` also counts the models in memory (`"models": {"total": N, "loaded": M}`), its slots and queue.
 - `/api/models` entries also list `files` (every part of a split set); `source` is "discovered".
 """

@@ -11,6 +11,7 @@ from .residency.models import ModelRegistry
 from .api import info
 from .api.routes import Backend, bp
 from .api import llama_server
+from .chat.tool_formats import format_override
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -19,6 +20,7 @@ log = logging.getLogger(__name__)
 def create_app(settings: Settings | None = None, registry: ModelRegistry | None = None) -> Flask:
     """Build the app; settings come from the environment unless given (tests give them)."""
     settings = settings or Settings.from_env()
+    format_override(settings.tool_formats, "")  # a bad TOOL_FORMATS stops the start, with its message
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False

@@ -62,6 +62,10 @@ class Settings(EnvSettings):
         30, "GRACEFUL_TIMEOUT_S", "seconds gunicorn waits for running generations after SIGTERM")
     max_body_bytes: int = setting(8 * 1024 * 1024, None, "largest request body; more is 413 body_too_large")
     log_level: str = setting("info", "LOG_LEVEL", "log level of the backend and its gunicorn")
+    tool_formats: str = setting(
+        "", "TOOL_FORMATS", "tool-call formats by model, for a template the backend reads wrong: comma-separated "
+        "GLOB=FORMAT (hermes, llama3, mistral, generic) matched on the model id, e.g. '*Hermes*=hermes'; unset: "
+        "chosen from the model's chat template")
 
     def __post_init__(self) -> None:
         parse_keep_alive(self.keep_alive)  # a bad KEEP_ALIVE stops the start, with its message

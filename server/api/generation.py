@@ -14,6 +14,7 @@ from typing import Any, Iterator
 from core.errors import ErrorCode
 
 from ..chat.agent import ChatTurn, plan_turn
+from ..chat.tool_formats import format_override
 from .agent_shapes import AgentOutput, finish_reason
 from ..chat.fim import FimRequest, fim_prompt
 from ..chat.truncation import answer_room, fit_messages, fit_tokens
@@ -43,10 +44,11 @@ def make_job(lease: Lease, request: GenerationRequest, grammar: str | None = Non
     limit = lease.n_ctx - answer_room(lease.n_ctx, max_tokens)
     turn = None
     if messages is not None:
+        override = format_override(handle.settings.tool_formats, lease.model.id)
         if request.truncate:
-            rendered = lambda kept: len(_turn_tokens(handle, chat_turn(handle, kept, request)))  # noqa: E731
+            rendered = lambda kept: len(_turn_tokens(handle, chat_turn(handle, kept, request, override)))  # noqa: E731
             messages = fit_messages(messages, rendered, limit)
-        turn = chat_turn(handle, messages, request)
+        turn = chat_turn(handle, messages, request, override)
         tokens = _turn_tokens(handle, turn)
         stop += turn.prompt.stop
     else:
@@ -73,13 +75,15 @@ def agent_output(lease: Lease, job: Job, stats: ServingStats) -> AgentOutput | N
     return AgentOutput(job.reader, lambda text: len(handle.tokenize(text, add_bos=False, special=False)), stats)
 
 
-def chat_turn(handle: Any, messages: list[dict], request: GenerationRequest) -> ChatTurn:
-    """`messages` rendered by the model's chat format, with the request's tools and thinking.
+def chat_turn(handle: Any, messages: list[dict], request: GenerationRequest, tool_format: str | None) -> ChatTurn:
+    """`messages` rendered by the model's chat format, with the request's tools and thinking (calls in
+    `tool_format`, None: the template's).
 
     Raises:
         InvalidRequest: the messages do not fit the model's chat template; a tool's schema gives no grammar.
     """
-    return plan_turn(handle.chat, messages, request.tools, request.thinking, lambda text: _one_token(handle, text))
+    return plan_turn(handle.chat, messages, request.tools, request.thinking, lambda text: _one_token(handle, text),
+                     tool_format)
 
 
 def _turn_tokens(handle: Any, turn: ChatTurn) -> list[int]:

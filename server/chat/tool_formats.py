@@ -8,6 +8,7 @@ templates that know no tools (docs/api.md, Agents).
 """
 from __future__ import annotations
 
+import fnmatch
 import re
 from dataclasses import dataclass
 from typing import Callable
@@ -15,7 +16,6 @@ from typing import Callable
 from .jsonscan import ScannedCall, scan_call, string_so_far
 
 _WS = re.compile(r"\s*")
-FORMAT_NAMES = ("hermes", "llama3", "mistral", "generic")
 
 
 @dataclass(frozen=True)
@@ -184,8 +184,7 @@ def _parse_generic(text: str, partial: bool) -> Parsed:
     if match.group(1) == "response":
         if text[pos:pos + 1] != '"':
             return Parsed("" if partial else text)
-        content, end = string_so_far(text, pos)
-        return Parsed(content if partial or end is not None else text)
+        return Parsed(string_so_far(text, pos)[0])  # cut short by max_tokens: the text it had written
     calls: list[ScannedCall] = []
     if match.group(1) == "tool_calls":
         pos = _WS.match(text, pos).end() + (text[pos:pos + 1] == "[")
@@ -203,3 +202,19 @@ def _parse_generic(text: str, partial: bool) -> Parsed:
     if not calls and not partial:
         return Parsed(text)
     return Parsed("", tuple(calls))
+
+
+def format_override(spec: str, model_id: str) -> str | None:
+    """The format TOOL_FORMATS names for `model_id` (comma-separated `GLOB=FORMAT`, the first glob matching the
+    model id wins), or None to choose from the template.
+
+    Raises:
+        ValueError: an entry is not GLOB=FORMAT or names no known format.
+    """
+    for entry in filter(None, (part.strip() for part in spec.split(","))):
+        pattern, _, name = entry.rpartition("=")
+        if not pattern or name not in FORMATS:
+            raise ValueError(f"TOOL_FORMATS entry {entry!r} must be GLOB=FORMAT, FORMAT one of {', '.join(FORMATS)}")
+        if fnmatch.fnmatchcase(model_id, pattern):
+            return name
+    return None
