@@ -9,7 +9,7 @@ from proxy.anthropic.stops import StopScanner
 from proxy.backend.chat import ChatAnswer, Piece, chat_pieces, new_id
 from proxy.backend.upstream import Upstream
 
-STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use"}
+STOP_REASONS = {"stop": "end_turn", "tool_calls": "tool_use"}
 EMPTY_BLOCKS = {"text": {"type": "text", "text": ""}, "thinking": {"type": "thinking", "thinking": "", "signature": ""}}
 DELTAS = {"text": ("text_delta", "text"), "thinking": ("thinking_delta", "thinking"),
           "tool_use": ("input_json_delta", "partial_json")}
@@ -56,9 +56,9 @@ class MessageTranslator:
     def stop_reason(self) -> str:
         if self._scanner.matched:
             return "stop_sequence"
-        if self.answer.calls:
-            return "tool_use"
-        return STOP_REASONS.get(self.answer.finish_reason or "stop", "end_turn")
+        if self.answer.cut_short():
+            return "max_tokens"
+        return "tool_use" if self.answer.calls else STOP_REASONS.get(self.answer.finish_reason or "stop", "end_turn")
 
     def _shell(self) -> dict:
         return {"id": self.id, "type": "message", "role": "assistant", "model": self.asked.model,

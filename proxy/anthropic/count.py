@@ -15,7 +15,7 @@ def count_input_tokens(asked: MessagesRequest) -> int:
     """
     try:
         prompt = call_backend("/apply-template", asked.body, asked.files).json().get("prompt")
-        tokens = call_backend("/tokenize", {"model": asked.body["model"], "content": prompt, "add_special": False,
+        tokens = call_backend("/tokenize", {"model": asked.body["model"], "content": prompt, "add_special": True,
                                             "parse_special": True}, asked.files).json().get("tokens")
     except ProxyError as err:
         if err.code not in (ErrorCode.NOT_FOUND, ErrorCode.METHOD_NOT_ALLOWED):

@@ -12,6 +12,7 @@ from proxy.backend.dialect import (REASONING_OFF, bad_request, field_of, functio
 
 SAMPLING = {"temperature": "temperature", "top_p": "top_p", "top_k": "top_k"}
 TOOL_CHOICES = {"auto": "auto", "any": "required", "none": "none"}
+EFFORTS = {"low": "low", "medium": "medium", "high": "high", "xhigh": "high", "max": "high"}
 NO_IMAGES = "content blocks of type {!r} are not supported: the models served here take text only"
 
 
@@ -37,7 +38,7 @@ def messages_request(body: Any, counting: bool = False) -> MessagesRequest:
         if max_tokens is None or max_tokens < 1:
             raise bad_request("max_tokens is required: a positive integer")
         chat.update(max_tokens=max_tokens, **sampling_fields(body, SAMPLING))
-    chat.update(_tools(body))
+    chat.update(_tools(body), **_output_config(body))
     if isinstance(body.get("thinking"), dict) and body["thinking"].get("type") == "disabled":
         chat.update(REASONING_OFF)
     stops = field_of(body, "stop_sequences", (list,), "a list of strings", [])
@@ -119,6 +120,24 @@ def _tool_use(block: dict) -> dict:
     arguments = json.dumps(block.get("input") or {}, ensure_ascii=False)
     return {"id": str(block.get("id") or ""), "type": "function",
             "function": {"name": block["name"], "arguments": arguments}}
+
+
+def _output_config(body: dict) -> dict:
+    """`output_config`: a JSON schema the answer must follow (`format`) as chat's response_format, and `effort` as
+    its reasoning_effort (the levels above OpenAI's "high" are "high").
+
+    Raises: ProxyError invalid_request (a format other than a json_schema with its schema).
+    """
+    config = field_of(body, "output_config", (dict,), "an object", {})
+    out: dict[str, Any] = {}
+    fmt = config.get("format")
+    if fmt is not None:
+        if not isinstance(fmt, dict) or fmt.get("type") != "json_schema" or not isinstance(fmt.get("schema"), dict):
+            raise bad_request('output_config.format must be {"type": "json_schema", "schema": {...}}')
+        out["response_format"] = {"type": "json_schema", "json_schema": {"name": "output", "schema": fmt["schema"]}}
+    if config.get("effort") in EFFORTS:
+        out["reasoning_effort"] = EFFORTS[config["effort"]]
+    return out
 
 
 def _tools(body: dict) -> dict:

@@ -25,6 +25,13 @@ class ToolCall:
     name: str
     arguments: str = ""
 
+    def is_complete(self) -> bool:
+        """Whether the arguments are a whole JSON object."""
+        try:
+            return isinstance(json.loads(self.arguments), dict)
+        except ValueError:
+            return False
+
     def parsed_arguments(self) -> dict:
         """The arguments as an object; {} when they are empty, and `{"arguments": text}` when they do not parse
         as an object (a backend without a grammar may send anything), so a client always gets an object."""
@@ -58,6 +65,13 @@ class ChatAnswer:
     finish_reason: str | None = None
     prompt_tokens: int = 0
     completion_tokens: int = 0
+
+    def cut_short(self) -> bool:
+        """Whether the token limit ended the answer before it was whole: a limit met after complete tool calls
+        (arguments that parse) cut nothing the client needs."""
+        if self.finish_reason != "length":
+            return False
+        return not self.calls or not all(call.is_complete() for call in self.calls)
 
 
 def backend_model(name: Any) -> tuple[str, list[str]]:

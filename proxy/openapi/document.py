@@ -6,6 +6,7 @@ import typing
 
 from proxy import VERSION
 from proxy.errors import STATUS_BY_CODE, ErrorCode
+from proxy.openapi import agents as openapi_agents
 from proxy.openapi import llama_server as openapi_llama_server
 from proxy.openapi import ollama as openapi_ollama
 from proxy.pulls.events import EVENT_TYPES, PullEvent
@@ -79,7 +80,7 @@ def _event_schema(kind: type[PullEvent]) -> dict:
 def _schemas() -> dict:
     codes = sorted(STATUS_BY_CODE)
     return {**_error_schemas(codes), **_pull_schemas(), **_model_schemas(codes), **openapi_ollama.schemas(),
-            **_delete_schemas(), **openapi_llama_server.schemas()}
+            **_delete_schemas(), **openapi_llama_server.schemas(), **openapi_agents.schemas()}
 
 
 def _error_schemas(codes: list[str]) -> dict:
@@ -220,6 +221,7 @@ def _paths() -> dict:
         **_peer_paths(),
         **openapi_ollama.paths(),
         **openapi_llama_server.paths(),
+        **openapi_agents.paths(),
     }
 
 

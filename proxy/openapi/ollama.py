@@ -67,8 +67,11 @@ def schemas() -> dict:
             "keep_alive": KEEP_ALIVE}},
         "OllamaChatRequest": {"type": "object", "required": ["model"], "properties": {
             "model": STR, "messages": {"type": "array", "items": {
-                "type": "object", "required": ["role"], "properties": {"role": STR, "content": STR}}},
-            "stream": BOOL, "format": {}, "options": OBJ, "keep_alive": KEEP_ALIVE}},
+                "type": "object", "required": ["role"], "properties": {"role": STR, "content": STR,
+                                                                       "tool_calls": {"type": "array", "items": OBJ},
+                                                                       "tool_name": STR}}},
+            "stream": BOOL, "format": {}, "options": OBJ, "keep_alive": KEEP_ALIVE,
+            "tools": {"type": "array", "items": OBJ}, "think": {"type": ["boolean", "string"]}}},
         "OllamaAnswer": {"type": "object", "required": ["model", "created_at", "done"], "properties": {
             "model": STR, "created_at": STR, "response": STR, "message": OBJ, "done": BOOL, "done_reason": STR,
             "total_duration": INT, "load_duration": INT, "prompt_eval_count": INT, "prompt_eval_duration": INT,

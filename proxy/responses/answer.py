@@ -38,7 +38,7 @@ class ResponseTranslator:
         yield self._event("response.completed", response=self.response())
 
     def response(self, status: str | None = None) -> dict:
-        cut = self.answer.finish_reason == "length"
+        cut = self.answer.cut_short()
         status = status or ("incomplete" if cut else "completed")
         usage = None if status == "in_progress" else self._usage()
         return {"id": self.id, "object": "response", "created_at": self.created_at, "status": status,

@@ -37,6 +37,8 @@ def responses_request(body: Any) -> ResponsesRequest:
     chat: dict[str, Any] = {"model": model_id, "messages": chat_messages(body), **sampling_fields(body, SAMPLING)}
     max_tokens = field_of(body, "max_output_tokens", (int,), "a positive integer")
     if max_tokens is not None:
+        if max_tokens < 1:
+            raise bad_request("max_output_tokens must be a positive integer", "max_output_tokens")
         chat["max_tokens"] = max_tokens
     chat.update(_tools(body), **_text_format(body.get("text")))
     effort = body.get("reasoning", {}).get("effort") if isinstance(body.get("reasoning"), dict) else None
