@@ -268,3 +268,24 @@ def test_x_api_key_is_accepted_where_the_proxy_key_guards(make_app, backend):  #
     assert guarded.delete("/v1/api/delete", json=body).status_code == 401
     assert guarded.delete("/v1/api/delete", json=body, headers={"x-api-key": "wrong"}).status_code == 401
     assert guarded.delete("/v1/api/delete", json=body, headers={"x-api-key": "the-key"}).status_code == 404
+
+
+@pytest.mark.parametrize("pieces, stop_reason", [(['{"city":', ' "Oslo"}'], "tool_use"), (['{"city":'], "max_tokens")])
+def test_a_token_limit_after_a_whole_call_still_answers_tool_use(client, backend, pieces, stop_reason):
+    answering(backend, call_pieces=pieces, finish="length")
+    body = client.post("/v1/messages", json={"model": MODEL, "max_tokens": 9, "tools": [WEATHER],
+                                             "messages": [{"role": "user", "content": "Weather?"}]}).json
+    assert body["stop_reason"] == stop_reason and body["content"][0]["type"] == "tool_use"
+    response = client.post("/v1/responses", json={"model": MODEL, "input": "Weather?", "tools": [
+        {"type": "function", "name": "get_weather", "parameters": WEATHER["input_schema"]}]}).json
+    assert response["status"] == ("completed" if stop_reason == "tool_use" else "incomplete")
+
+
+def test_messages_output_config_asks_for_a_json_schema(client, backend):
+    sent = answering(backend, texts=['{"a": 1}'])
+    schema = {"type": "object", "properties": {"a": {"type": "integer"}}}
+    client.post("/v1/messages", json={"model": MODEL, "max_tokens": 9, "messages": [{"role": "user", "content": "a"}],
+                                      "output_config": {"format": {"type": "json_schema", "schema": schema},
+                                                        "effort": "max"}})
+    assert sent[-1]["response_format"] == {"type": "json_schema", "json_schema": {"name": "output", "schema": schema}}
+    assert sent[-1]["reasoning_effort"] == "high"
