@@ -10,7 +10,7 @@ from flask import Blueprint, Response, current_app, jsonify, request
 from core.wire import SMOKE_TEST_HEADER
 
 from . import generation
-from ..engine.embeddings import embed
+from ..engine.embeddings import check_inputs, embed
 from ..engine.gauges import model_stats
 from .generation import Shapes
 from ..residency.loading import LoadedModel
@@ -128,11 +128,12 @@ def chat_completions():
 @bp.post("/v1/embeddings")
 def embeddings():
     parsed = parse_embeddings(parse_json_body(request.get_data()))
+    check_inputs(parsed.inputs)
     waiter = Waiter.of_request(request.environ, request.headers)
     with _backend().registry.acquire(parsed.model, waiter, parsed.keep_alive) as lease:
         handle = lease.loaded.llama
         inputs = [handle.tokenize(text, add_bos=True, special=False) for text in parsed.inputs]
-        vectors = lease.engine.call(embed, handle, inputs)
+        vectors = embed(lease.engine, handle, inputs, waiter)  # in groups, between generation steps
         n_tokens = sum(map(len, inputs))
         data = [{"object": "embedding", "index": i, "embedding": vector} for i, vector in enumerate(vectors)]
         return jsonify(object="list", data=data, model=lease.model.id,
