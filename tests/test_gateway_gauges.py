@@ -12,6 +12,9 @@ import time
 
 import pytest
 import requests
+from prometheus_client import CollectorRegistry, generate_latest
+
+from proxy.metrics import BackendServingCollector
 
 from tests.helpers import free_port, running_process, stack_dirs, wait_until
 from tests.test_e2e_gemma import GUNICORN
@@ -67,6 +70,42 @@ def _scrape(url: str) -> tuple[dict, float]:
             if "model_name" in dict(labels):
                 found[sample] = value if sample != "vllm:cache_config_info" else dict(labels)
     return found, took
+
+
+GOOD_MODEL = {"id": "m", "running": 2, "waiting": 3, "kv_usage": 0.5, "block_size": 1, "blocks": 1024,
+              "prompt_tokens": 7, "prompt_seconds": 0.5, "generated_tokens": 9, "generated_seconds": 1.5, "decodes": 9,
+              "busy_slots_per_decode": 1.5}
+
+
+def _collected(models) -> dict:
+    registry = CollectorRegistry()
+    registry.register(BackendServingCollector(lambda: {"models": models}))
+    return {(sample, labels): value for family in families(generate_latest(registry).decode()).values()
+            for (sample, labels), value in family["samples"].items()}
+
+
+def test_each_loaded_model_gets_the_pickers_gauges_and_llama_servers_counters():
+    found = _collected([GOOD_MODEL, {**GOOD_MODEL, "id": "other", "waiting": 0}])
+    assert found[("vllm:num_requests_waiting", (("model_name", "m"),))] == 3
+    assert found[("vllm:num_requests_waiting", (("model_name", "other"),))] == 0
+    assert found[("llamacpp:requests_deferred", (("model_name", "m"),))] == 3
+    assert found[("vllm:num_requests_running", (("model_name", "m"),))] == 2
+    assert found[("vllm:kv_cache_usage_perc", (("model_name", "m"),))] == 0.5
+    assert found[("llamacpp:tokens_predicted_total", (("model_name", "m"),))] == 9
+    assert found[("vllm:cache_config_info", (("block_size", "1"), ("model_name", "m"), ("num_gpu_blocks", "1024")))] == 1
+
+
+@pytest.mark.parametrize("models, left_out", [
+    ("not a list", "vllm:num_requests_waiting"),
+    ([{**GOOD_MODEL, "id": 5}], "vllm:num_requests_waiting"),                # no usable model name
+    ([{**GOOD_MODEL, "waiting": -1}], "vllm:num_requests_waiting"),
+    ([{**GOOD_MODEL, "kv_usage": 1.5}], "vllm:kv_cache_usage_perc"),         # a fraction above 1
+    ([{**GOOD_MODEL, "blocks": "1024"}], "vllm:cache_config_info"),
+], ids=["not-a-list", "id-not-a-string", "negative", "kv-above-one", "blocks-a-string"])
+def test_a_malformed_model_figure_is_left_out_alone(models, left_out):
+    found = {sample for sample, _ in _collected(models)}
+    assert left_out not in found
+    assert (found == set()) == (not isinstance(models, list) or not isinstance(models[0]["id"], str))
 
 
 def test_gauges_follow_six_streams_on_two_slots_and_a_scrape_stays_quick(stack):
