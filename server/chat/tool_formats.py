@@ -49,11 +49,12 @@ class ToolFormat:
     def root_rule(self, parallel: bool) -> str:
         """The GBNF root around the rule `call` (one call object); the generic format's grammar is its schema's."""
         if self.name == "hermes":
-            one = '"<tool_call>" "\\n"? call "\\n"? "</tool_call>"'
+            # Whitespace around the object as models write it: the token that opens a lazy grammar may carry some.
+            one = '"<tool_call>" [ \\t\\n]{0,3} call [ \\t\\n]{0,3} "</tool_call>"'
             return f"root ::= {one} ( \"\\n\" {one} )*" if parallel else f"root ::= {one}"
         if self.name == "mistral":
             more = ' ( "," " "? call )*' if parallel else ""
-            return f'root ::= "[TOOL_CALLS]" "[" call{more} "]"'
+            return f'root ::= "[TOOL_CALLS]" [ \\n]{{0,2}} "[" call{more} "]"'
         if self.name == "llama3":
             more = ' ( ";" " "? call )*' if parallel else ""
             return f'root ::= ( "<|python_tag|>" )? call{more}'
