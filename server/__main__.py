@@ -52,7 +52,16 @@ def gunicorn_options(settings: Settings) -> dict:
         "access_log_format": ACCESS_LOG_FORMAT,
         "post_fork": crash.post_fork,
         "child_exit": crash.child_exit,
+        "worker_exit": worker_exit,
     }
+
+
+def worker_exit(server, worker) -> None:
+    """In the worker, once SIGTERM's graceful stop ended: unload the models, so that the prompt cache's memory
+    and the slots' prompts are written to MODELS_DIR (docs/api.md, Prompt cache)."""
+    backend = getattr(getattr(worker, "wsgi", None), "extensions", {}).get("backend")
+    if backend is not None:
+        backend.registry.close()
 
 
 def main() -> None:

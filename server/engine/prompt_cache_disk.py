@@ -49,7 +49,7 @@ class DiskTier:
         self.models_dir = models_dir
         self.max_bytes = max_bytes
         self._index: dict[str, dict[Path, DiskEntry]] = {}
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # _drop takes it again while entries() reads the index
         self._queue: queue.Queue = queue.Queue()
         self._writer = threading.Thread(target=self._write_queued, name="prompt-cache-writer", daemon=True)
         self._writer.start()
