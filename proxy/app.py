@@ -35,7 +35,7 @@ from proxy.retry import Backoff
 from proxy.pushes.service import PushService
 from proxy.services import Services
 from proxy.routes import forward, health, manifest, models, observability, peer, pull, push
-from proxy.routes import embeddings, ollama, ollama_generate, residency
+from proxy.routes import embeddings, ollama, ollama_generate, ollama_models, residency
 from proxy.routes import anthropic, responses
 from proxy.routes import llama_server
 from proxy.settings import Settings
@@ -62,7 +62,7 @@ def create_app(settings: Settings | None = None, source=None) -> Flask:
     services.attach(app)
     install_request_metrics(app, services.metrics)
     for module in (health, pull, push, models, forward, observability, manifest, peer,
-                   ollama, ollama_generate, residency, embeddings, anthropic, responses, llama_server):
+                   ollama, ollama_generate, ollama_models, residency, embeddings, anthropic, responses, llama_server):
         app.register_blueprint(module.bp)
     start_staging_sweeper(services.store, settings.staging_sweep_interval_s, also=(services.retention.sweep,))
     services.usage.start_flusher(settings.last_used_flush_interval_s)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 
+from proxy.ollama.aliases import AliasStore
 from proxy.ollama.names import ollama_name
 from proxy.models_dir.store import ModelStore
 
@@ -11,7 +12,8 @@ from proxy.models_dir.store import ModelStore
 def installed_models(store: ModelStore) -> list[dict]:
     """ModelStore.describe_installed's entries grouped by model id (the first part's record, the sizes and
     parameter counts of all parts summed), each with its Ollama `name`; a name two models would share is
-    replaced by their ids, so that every name resolves to its model."""
+    replaced by their ids, so that every name resolves to its model. Names given by /api/create and /api/copy
+    follow, one entry each (a model's first entry is its own)."""
     models: dict[str, dict] = {}
     for entry in store.describe_installed():
         model = models.get(entry["id"])
@@ -31,7 +33,21 @@ def installed_models(store: ModelStore) -> list[dict]:
     for model in models.values():
         if names[model["name"]] > 1:
             model["name"] = model["id"]
-    return list(models.values())
+    return list(models.values()) + _named(store, models)
+
+
+def _named(store: ModelStore, models: dict[str, dict]) -> list[dict]:
+    """The names /api/create and /api/copy gave (proxy/ollama/aliases.py): a model nobody pulled takes its first
+    such name instead of its id (what /api/create made), every other name is one more entry, as Ollama lists
+    copies."""
+    extra = []
+    for name, model_id in AliasStore(store.root).names(models).items():
+        model = models[model_id]
+        if model["name"] == model["id"] and not model.get("repo") and not model.get("source"):
+            model["name"] = name
+        else:
+            extra.append({**model, "name": name})
+    return extra
 
 
 def tags_entry(model: dict) -> dict:

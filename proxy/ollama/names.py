@@ -11,6 +11,7 @@ from typing import Mapping
 
 from core import naming
 from proxy.errors import ErrorCode, ProxyError
+from proxy.ollama.aliases import AliasStore
 from proxy.pulls.pulled_names import is_pulled_name, model_id_pulled_as
 from proxy.sources.reference import OLLAMA_HOST, is_registry_reference
 from proxy.models_dir.store import ModelStore
@@ -42,6 +43,9 @@ def resolve_ollama_name(store: ModelStore, name: str) -> tuple[str, list[str]]:
     name = name.strip() if isinstance(name, str) else ""
     if not name:
         raise ProxyError(ErrorCode.INVALID_REQUEST, "model is required")
+    named = aliased(store, name)
+    if named is not None:  # a name /api/create or /api/copy gave
+        return named, store.files_of_model(named)
     hub = _hub_name(name)
     if hub:  # its own message: what the repo has installed, or which several it matches
         return resolve_model(store, hub)
@@ -54,6 +58,11 @@ def resolve_ollama_name(store: ModelStore, name: str) -> tuple[str, list[str]]:
             return model, files
     raise ProxyError(ErrorCode.MODEL_NOT_FOUND, f"model '{name}' not found, try pulling it first "
                      f"(POST /api/pull {{\"model\": \"{name}\"}}; GET /api/tags lists the installed models)")
+
+
+def aliased(store: ModelStore, name: str) -> str | None:
+    """The installed model a name made by /api/create or /api/copy stands for (proxy/ollama/aliases.py)."""
+    return AliasStore(store.root).model_of(name, {naming.model_id(f) for f in store.installed_files()})
 
 
 def _hub_name(name: str) -> str | None:

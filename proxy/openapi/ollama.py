@@ -117,6 +117,7 @@ def paths() -> dict:
                                       _ref("OllamaGenerateRequest"))},
         "/api/embed": {"post": _op("Ollama: embeddings", _json(_ref("OllamaEmbed")), _ref("OllamaEmbedRequest"))},
         "/api/embeddings": {"post": _op("Ollama: one embedding (older endpoint)", embedded, named)},
+        **_model_making_paths(),
         "/v1/embeddings": {"post": _op("OpenAI embeddings", openai_ok, OBJ, schema="OpenAIError",
                                        statuses=(400, 404, 422, 502, 503, 504, 507))},
         "/v1/api/running": {"get": _op("The models the backend holds in memory", _json(_ref("Running")),
@@ -127,4 +128,29 @@ def paths() -> dict:
         "/v1/api/unload": {"post": {**_op("Unload a model from memory", _json(_ref("Residency")),
                                           _ref("ResidencyRequest"), schema="Error", statuses=residency_statuses),
                                     **GUARDED}},
+    }
+
+
+def _model_making_paths() -> dict:
+    """Blobs, create, copy and push: a user's own GGUF installed, named and published (proxy/routes/ollama_models.py)."""
+    digest = {"name": "digest", "in": "path", "required": True, "schema": {**STR, "pattern": "^sha256[:-][0-9a-f]{64}$"}}
+    upload = {"summary": "Ollama: upload a blob (HEAD: 200 when held, 404 when not); kept only when its sha256 is "
+                         "the digest", "parameters": [digest],
+              "requestBody": {"required": True, "content": {"application/octet-stream": {"schema": {
+                  **STR, "format": "binary"}}}},
+              "responses": {"200": {"description": "held already"}, "201": {"description": "uploaded"},
+                            **_errors("OllamaError", (400, 401, 507))}, **GUARDED}
+    create = {"type": "object", "required": ["model"], "properties": {
+        "model": STR, "files": {"type": "object", "additionalProperties": STR}, "from": STR, "stream": BOOL}}
+    copy = {"type": "object", "required": ["source", "destination"], "properties": {"source": STR,
+                                                                                   "destination": STR}}
+    progress = _streamed(_ref("OllamaProgress"), "NDJSON progress lines, or with stream:false the last")
+    return {
+        "/api/blobs/{digest}": {"post": upload},
+        "/api/create": {"post": {**_op("Ollama: install an uploaded GGUF blob under a name (or name a model)",
+                                       progress, create), **GUARDED}},
+        "/api/copy": {"post": {**_op("Ollama: one more name for an installed model", {"description": "copied"},
+                                     copy), **GUARDED}},
+        "/api/push": {"post": {**_op("Ollama: publish a model to the registry its name holds (this proxy's push)",
+                                     progress, _ref("OllamaNamed")), **GUARDED}},
     }

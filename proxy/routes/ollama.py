@@ -10,6 +10,7 @@ from core.errors import ErrorCode, ServiceError
 from proxy.routes.auth import require_api_key
 from proxy.errors import ProxyError
 from proxy.ollama.listing import installed_models, tags_entry
+from proxy.ollama.aliases import AliasStore, drop_name
 from proxy.ollama.names import resolve_ollama_name
 from proxy.ollama.show import show_model
 from proxy.ollama.pull import ProgressLines, pull_body, source_digests
@@ -73,7 +74,9 @@ def show():
 @bp.get("/api/ps")
 def ps():
     running = call_backend("/api/running", None, [], method="GET").json().get("models")
-    listed = {m["id"]: m for m in installed_models(services().store)}
+    listed: dict[str, dict] = {}
+    for model in installed_models(services().store):
+        listed.setdefault(model["id"], model)  # its own entry, before the names copies gave it
     models = []
     for entry in running if isinstance(running, list) else []:
         if not isinstance(entry, dict) or entry.get("id") not in listed:
@@ -107,8 +110,12 @@ def pull():
 def delete():
     body = ollama_body()
     store = services().store
-    model, files = resolve_ollama_name(store, body.get("model") or body.get("name"))
+    name = body.get("model") or body.get("name")
+    model, files = resolve_ollama_name(store, name)
+    if not drop_name(store, name, model, files):  # one of its names goes, the model stays
+        return Response(status=200)
     pulling = {job.key for job in services().pulls.jobs() if not job.done}
     if pulling & set(files) or not store.delete_unless_busy(files):
         raise ProxyError(ErrorCode.MODEL_BUSY, f"{model} is being pulled or pushed; delete it when that ends")
+    AliasStore(store.root).forget_model(model)
     return Response(status=200)
