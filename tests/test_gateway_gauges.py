@@ -15,6 +15,7 @@ import requests
 from prometheus_client import CollectorRegistry, generate_latest
 
 from proxy.metrics import BackendServingCollector
+from server.engine.prompt_cache import BLOCK_TOKENS
 
 from tests.helpers import free_port, running_process, stack_dirs, wait_until
 from tests.test_e2e_gemma import GUNICORN
@@ -132,8 +133,8 @@ def test_gauges_follow_six_streams_on_two_slots_and_a_scrape_stays_quick(stack):
     assert all(s["llamacpp:requests_processing"] == s["vllm:num_requests_running"] for s in seen)
     assert (after["vllm:num_requests_waiting"], after["vllm:kv_cache_usage_perc"]) == (0, 0)
     assert after["llamacpp:requests_deferred"] == 0
-    assert after["vllm:cache_config_info"] == {"model_name": model_id, "block_size": "1",
-                                               "num_gpu_blocks": str(PARALLEL * N_CTX)}
+    assert after["vllm:cache_config_info"] == {"model_name": model_id, "block_size": str(BLOCK_TOKENS),
+                                               "num_gpu_blocks": str(PARALLEL * N_CTX // BLOCK_TOKENS)}
     generated = after["llamacpp:tokens_predicted_total"] - before["llamacpp:tokens_predicted_total"]
     assert generated == sum(usage)
     assert after["llamacpp:prompt_tokens_total"] > before["llamacpp:prompt_tokens_total"]

@@ -11,8 +11,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 
-# The prefix granularity the engine reuses: a slot keeps any prefix of its tokens, one token at a time.
-REUSE_BLOCK_TOKENS = 1
+from .prompt_cache import BLOCK_TOKENS
 
 
 @dataclass(frozen=True)
@@ -71,5 +70,7 @@ def model_stats(model_id: str, load: EngineLoad, counters: EngineCounters) -> di
     """One loaded model's entry of GET /stats's `models`."""
     return {"id": model_id, "running": load.running, "waiting": load.waiting,
             "kv_cells_used": load.kv_cells_used, "kv_cells": load.kv_cells, "kv_usage": load.kv_usage,
-            "block_size": REUSE_BLOCK_TOKENS, "blocks": load.kv_cells // REUSE_BLOCK_TOKENS,
+            # The prompt cache's block: the granularity prefixes are kept in beyond a slot, and what a
+            # prefix-aware gateway hashes prompts by (a slot itself reuses any prefix, token by token).
+            "block_size": BLOCK_TOKENS, "blocks": load.kv_cells // BLOCK_TOKENS,
             **counters.to_dict()}
