@@ -28,7 +28,7 @@ def _names(client) -> dict[str, str]:
 
 
 def test_an_uploaded_gguf_is_created_listed_copied_and_deleted_by_name(proxy, make_gguf, models_dir):  # noqa: F811
-    client, source = proxy["client"], make_gguf("mine.gguf", 64 * KiB)
+    client, source = proxy["client"], make_gguf("mine.gguf", 3 * 1024 * KiB)  # over the 1 MiB body limit
     digest = client.create_blob(source)  # HEAD, then POST of the bytes
 
     lines = list(client.create(model="mine", files={"mine.gguf": digest}, stream=True))

@@ -28,7 +28,8 @@ def blob(digest: str):
         return Response(status=200)
     if request.method == "HEAD":
         return Response(status=404)
-    request.max_content_length = None  # a model file, not a JSON body: the free space bounds it
+    # A model file, not a JSON body: the free space bounds it (None would mean the app's 1 MiB limit).
+    request.max_content_length = max(1, services().store.free_bytes())
     blobs.receive(hex_digest, request.stream, request.content_length)
     return Response(status=201)
 
