@@ -15,6 +15,7 @@ import requests
 from prometheus_client import CollectorRegistry, generate_latest
 
 from proxy.metrics import BackendServingCollector
+from server.engine.gauges import EngineCounters, EngineLoad, model_stats
 from server.engine.prompt_cache import BLOCK_TOKENS
 
 from tests.helpers import free_port, running_process, stack_dirs, wait_until
@@ -107,6 +108,23 @@ def test_a_malformed_model_figure_is_left_out_alone(models, left_out):
     found = {sample for sample, _ in _collected(models)}
     assert left_out not in found
     assert (found == set()) == (not isinstance(models, list) or not isinstance(models[0]["id"], str))
+
+
+def test_kv_use_is_a_fraction_of_the_cache_and_counters_follow_requests():
+    assert EngineLoad(running=2, waiting=1, kv_cells_used=256, kv_cells=1024).kv_usage == 0.25
+    assert EngineLoad(0, 0, 0, 0).kv_usage == 0.0
+    # A slot just given a request still counts its old tokens until its first step cuts them: never above 1.
+    assert EngineLoad(2, 0, 2000, 1024).kv_usage == 1.0
+    counters = EngineCounters()
+    counters.decoded(busy_slots=2)
+    counters.decoded(busy_slots=1)
+    counters.finished(prompt_evaluated=5, generated=3, started=10.0, first_token_at=10.5, ended=12.0)
+    counters.finished(prompt_evaluated=4, generated=0, started=20.0, first_token_at=None, ended=21.0)  # ended early
+    stats = model_stats("m", EngineLoad(1, 0, 64, 1024), counters)
+    assert stats == {"id": "m", "running": 1, "waiting": 0, "kv_cells_used": 64, "kv_cells": 1024,
+                     "kv_usage": 0.0625, "block_size": BLOCK_TOKENS, "blocks": 1024 // BLOCK_TOKENS,
+                     "prompt_tokens": 9, "prompt_seconds": 0.5, "generated_tokens": 3, "generated_seconds": 1.5,
+                     "decodes": 2, "busy_slots_per_decode": 1.5}
 
 
 def test_gauges_follow_six_streams_on_two_slots_and_a_scrape_stays_quick(stack):
