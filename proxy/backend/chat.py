@@ -11,7 +11,7 @@ from typing import Any, Iterator
 from core.errors import STATUS_BY_CODE
 from proxy.backend.upstream import Upstream, call_backend
 from proxy.errors import ErrorCode, ProxyError
-from proxy.pulls.pulled_names import is_pulled_name, model_id_pulled_as
+from proxy.pulls.pulled_names import backend_model_id
 from proxy.services import services
 
 CHAT_PATH = "/v1/chat/completions"
@@ -83,7 +83,7 @@ def backend_model(name: Any) -> tuple[str, list[str]]:
     if not isinstance(name, str) or not name:
         raise ProxyError(ErrorCode.INVALID_REQUEST, "model is required: the id of an installed model")
     store = services().store
-    model_id = model_id_pulled_as(store, name) if is_pulled_name(name) else name
+    model_id = backend_model_id(store, name)
     return model_id, store.files_of_model(model_id)
 
 

@@ -28,6 +28,16 @@ def model_id_pulled_as(store: ModelStore, name: str) -> str:
     return resolve_pulled_name(store.installed_records(), name)
 
 
+def backend_model_id(store: ModelStore, name: str) -> str:
+    """The model id the backend knows for `model` as a client names it: a name as pulled resolved here, any other
+    name (an id, file name or alias) as it came, for the backend's own rule.
+
+    Raises:
+        ProxyError: model_not_found (a name as pulled that no installed model, or several, match).
+    """
+    return model_id_pulled_as(store, name) if is_pulled_name(name) else name
+
+
 def resolve_pulled_name(installed: Iterable[dict], name: str) -> str:
     """The model id of the one installed model `name` names; `installed` as ModelStore.describe_installed
     lists them (`id`, `filename` and the provenance record's fields).

@@ -12,7 +12,7 @@ from proxy.errors import ProxyError
 from proxy.routes.body import check_json_tree
 from proxy.routes.keep_alive_key import require_key_to_pin
 from proxy.routes.openai_fields import check_openai_fields
-from proxy.pulls.pulled_names import is_pulled_name, model_id_pulled_as
+from proxy.pulls.pulled_names import backend_model_id
 from proxy.services import services
 from core.wire import TIMEOUT_HEADER
 from proxy.backend.upstream import broken_answer, forward_slot, release_all, use_files
@@ -85,10 +85,11 @@ def _with_model_id(body: bytes) -> tuple[bytes, list[str]]:
     if not isinstance(name, str) or not name:
         return body, []
     store = services().store
-    if not is_pulled_name(name):
-        return body, store.files_of_model(name)  # an id, file name or alias, as the backend resolves it
-    parsed["model"] = model_id_pulled_as(store, name)
-    return json.dumps(parsed, ensure_ascii=False).encode(), store.files_of_model(parsed["model"])
+    model_id = backend_model_id(store, name)
+    if model_id == name:
+        return body, store.files_of_model(name)
+    parsed["model"] = model_id
+    return json.dumps(parsed, ensure_ascii=False).encode(), store.files_of_model(model_id)
 
 
 def _relay_events(upstream: requests.Response) -> Iterator[bytes]:
