@@ -14,7 +14,9 @@ from proxy.settings import Settings
 proxy_settings = Settings.from_env()  # HOST, PORT, PROXY_THREADS, ... (proxy/settings.py describes each)
 bind = [f"{proxy_settings.host}:{proxy_settings.port}"]
 workers = 1
-worker_class = "gthread"
+# gthread, but a request gets a thread only once it has arrived, and probes get threads of their own, so
+# half-sent requests and any number of streams never hold up /livez, /readyz or /v1/health (proxy/workers.py).
+worker_class = "proxy.workers.ProbeFirstWorker"
 # Probes must never wait behind forwarded streams, each of which holds a thread for as long as the backend
 # answers. So forwarding may take at most FORWARD_MAX_IN_FLIGHT threads (proxy/routes/forward.py answers
 # the rest 503 at once), and PROXY_THREADS more serve everything else: probes, API calls, pull streams.

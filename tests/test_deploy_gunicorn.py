@@ -22,6 +22,7 @@ import requests
 from tests.helpers import REPO_ROOT, free_port, stop_process, wait_http
 
 CONFIG = REPO_ROOT / "proxy" / "gunicorn.conf.py"
+WORKER = "proxy.workers.ProbeFirstWorker"  # gthread, with probes apart (proxy/workers.py)
 STREAM_LINES = 10
 STREAM_INTERVAL_S = 0.5
 
@@ -70,7 +71,7 @@ def config_problems(path: Path) -> list[str]:
     """What a read-only, long-streaming container needs of the gunicorn settings."""
     settings = runpy.run_path(str(path))
     problems = []
-    if settings.get("worker_class") != "gthread" or settings.get("threads", 1) < 4:
+    if settings.get("worker_class") not in ("gthread", WORKER) or settings.get("threads", 1) < 4:
         problems.append("not the gthread worker with threads")
     if settings.get("worker_tmp_dir") != "/dev/shm":
         problems.append("the heartbeat file is not in /dev/shm (the root filesystem is read-only)")
@@ -87,7 +88,7 @@ def test_config_sets_gthread_memory_heartbeat_and_no_control_socket():
 
 
 @pytest.mark.parametrize("setting, value", [
-    ('worker_class = "gthread"', 'worker_class = "sync"'),
+    (f'worker_class = "{WORKER}"', 'worker_class = "sync"'),
     ("control_socket_disable = True", "control_socket_disable = False"),
     ('worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None', "worker_tmp_dir = None"),
     ("graceful_timeout = proxy_settings.graceful_timeout_s", "graceful_timeout = 90"),
@@ -110,9 +111,9 @@ def test_stream_check_fails_with_a_sync_worker(tmp_path):
     """A broken copy of the config (sync worker) lets the 2 s timeout kill the worker mid-stream."""
     text = CONFIG.read_text()
     threads = "threads = proxy_settings.forward_max_in_flight + proxy_settings.proxy_threads"
-    assert 'worker_class = "gthread"' in text and threads in text
+    assert f'worker_class = "{WORKER}"' in text and threads in text
     broken = tmp_path / "gunicorn.conf.py"
     # gunicorn turns sync into gthread when threads > 1, so the copy also needs one thread.
-    broken.write_text(text.replace('worker_class = "gthread"', 'worker_class = "sync"').replace(threads, "threads = 1"))
+    broken.write_text(text.replace(f'worker_class = "{WORKER}"', 'worker_class = "sync"').replace(threads, "threads = 1"))
     events, _ = stream_through_gunicorn(broken, tmp_path / "gunicorn.log")
     assert events[-1:] != [{"status": "complete"}]
