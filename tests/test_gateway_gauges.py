@@ -24,6 +24,7 @@ from tests.test_serving_metrics import families
 
 MODEL = "gemma-3-270m"
 PARALLEL, MAX_QUEUE, N_CTX, STREAMS = 2, 4, 512, 6
+STREAM_TOKENS = 16  # long enough for a 50 ms scrape to see the queue on a fast CPU
 SCRAPE_INTERVAL_S = 0.05  # how often the endpoint picker scrapes a model server by default
 
 
@@ -51,7 +52,7 @@ def _complete(url: str, **extra) -> requests.Response:
 
 def _stream(url: str, usage: list[int]) -> None:
     """One streamed completion read to its end; appends the completion tokens its usage reports."""
-    body = {"model": MODEL, "prompt": "Count: 1, 2, 3,", "max_tokens": 8, "stream": True,
+    body = {"model": MODEL, "prompt": "Count: 1, 2, 3,", "max_tokens": STREAM_TOKENS, "stream": True,
             "stream_options": {"include_usage": True}}
     with requests.post(url + "/v1/completions", json=body, stream=True, timeout=120) as response:
         assert response.status_code == 200, response.text
