@@ -6,7 +6,7 @@ sent half a request held every thread, and 24 forwarded plus 20 pull streams que
 /livez). Here the worker's event loop reads a request's head (and a small body) without blocking; a head that
 is not complete within HEAD_TIMEOUT_S is dropped, and an address may have at most MAX_ARRIVING_PER_ADDRESS
 connections arriving at once. A complete request for /livez, /readyz or /v1/health goes to PROBE_THREADS
-threads that nothing else uses, so probes answer whatever the other threads are doing (docs/api.md, Probes).
+threads that nothing else uses, so probes answer whatever the other threads are doing (docs/api.md, Proxy endpoints).
 """
 from __future__ import annotations
 

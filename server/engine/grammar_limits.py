@@ -52,7 +52,7 @@ def _check_node(node: dict, path: str) -> None:
         value = node.get(key)
         if isinstance(value, (int, float)) and not isinstance(value, bool) and value > MAX_REPEAT:
             raise _refused(f"`{path}.{key}` is {value}; a schema's lengths and item counts may be at most "
-                           f"{MAX_REPEAT} (docs/api.md, Structured output limits)", path)
+                           f"{MAX_REPEAT} (docs/api.md, Limits)", path)
     enum = node.get("enum")
     if isinstance(enum, list) and len(enum) > MAX_ENUM:
         raise _refused(f"`{path}.enum` has {len(enum)} values; at most {MAX_ENUM} (each is an alternative "
