@@ -13,12 +13,9 @@ from proxy.errors import ErrorCode, ProxyError
 from proxy.models_dir.store import ModelStore
 from proxy.ollama.convert import OLLAMA_DEFAULTS
 from proxy.ollama.listing import details, installed_models, modified_at
+from proxy.ollama.tools import template_takes_tools, template_thinks
 
 PARAMETER_WIDTH = 30  # Ollama's `%-30s %v` lines, which Continue parses with /^(\S+)\s+((?:".*")|\S+)$/
-# What a template's text says the model can do (Ollama reads its Go templates' variables; these are the Jinja
-# templates' words for the same: a tools list, a thinking switch or reasoning block).
-TOOLS_MARKERS = ("tools", ".Tools")
-THINKING_MARKERS = ("enable_thinking", "<think>", "reasoning_content", ".Thinking")
 
 
 def show_model(store: ModelStore, model_id: str, served: dict | None) -> dict:
@@ -70,9 +67,9 @@ def capabilities(metadata: dict[str, Any], template: str, fim: bool) -> list[str
     if f"{arch}.pooling_type" in metadata:
         return ["embedding"]
     found = ["completion"]
-    found += ["tools"] if any(marker in template for marker in TOOLS_MARKERS) else []
+    found += ["tools"] if template_takes_tools(template) else []
     found += ["insert"] if fim else []
-    found += ["thinking"] if any(marker in template for marker in THINKING_MARKERS) else []
+    found += ["thinking"] if template_thinks(template) else []
     return found
 
 

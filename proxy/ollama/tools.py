@@ -14,6 +14,10 @@ from proxy.errors import ErrorCode, ProxyError
 from proxy.models_dir.store import ModelStore
 
 THINK_LEVELS = ("high", "medium", "low")
+# What a template's text says the model can do (Ollama reads its Go templates' variables; these are the Jinja
+# templates' words for the same: a tools list, a thinking switch or reasoning block).
+TOOLS_MARKERS = ("tools", ".Tools")
+THINKING_MARKERS = ("enable_thinking", "<think>", "reasoning_content", ".Thinking")
 
 
 def chat_template(store: ModelStore, files: list[str]) -> str | None:
@@ -28,13 +32,13 @@ def chat_template(store: ModelStore, files: list[str]) -> str | None:
 
 
 def template_takes_tools(template: str | None) -> bool:
-    """Whether a chat template renders tools: the backend's rule for the templates that take `tools` itself."""
-    return bool(template) and "tools" in template
+    """Whether a chat template renders tools (Ollama's `tools` capability, and what /api/chat's tools need)."""
+    return bool(template) and any(marker in template for marker in TOOLS_MARKERS)
 
 
 def template_thinks(template: str | None) -> bool:
-    """Whether a chat template knows of thinking (`<think>` tags, an `enable_thinking` switch, reasoning)."""
-    return bool(template) and ("think" in template or "reasoning" in template)
+    """Whether a chat template knows of thinking (Ollama's `thinking` capability, and what `think` needs)."""
+    return bool(template) and any(marker in template for marker in THINKING_MARKERS)
 
 
 def chat_fields(body: dict, template: Callable[[], str | None]) -> dict:
