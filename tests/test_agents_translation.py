@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from typing import Iterator
 
+import anthropic
+import openai
 import pytest
 from flask import Flask, Response, request
 
@@ -289,3 +291,21 @@ def test_messages_output_config_asks_for_a_json_schema(client, backend):
                                                         "effort": "max"}})
     assert sent[-1]["response_format"] == {"type": "json_schema", "json_schema": {"name": "output", "schema": schema}}
     assert sent[-1]["reasoning_effort"] == "high"
+
+
+def test_the_sdks_stream_helpers_add_the_events_up(make_app, backend):  # noqa: F811
+    """The SDKs' own accumulators (anthropic's messages.stream, openai's responses.stream) read every event."""
+    tool = {"type": "function", "name": "get_weather", "parameters": WEATHER["input_schema"]}
+    answering(backend, reasoning=["Hmm"], texts=["Checking."], call_pieces=['{"city":', ' "Oslo"}'],
+              finish="tool_calls")
+    with serving(make_app(backend_url=backend["url"])) as url:
+        claude = anthropic.Anthropic(base_url=url, api_key="unused", max_retries=0)
+        with claude.messages.stream(model=MODEL, max_tokens=30, tools=[WEATHER], messages=[
+                {"role": "user", "content": "Weather?"}]) as stream:
+            message = stream.get_final_message()
+        oai = openai.OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0)
+        with oai.responses.stream(model=MODEL, input="Weather?", tools=[tool]) as stream:
+            response = stream.get_final_response()
+    assert [block.type for block in message.content] == ["thinking", "text", "tool_use"]
+    assert message.content[2].input == {"city": "Oslo"} and message.stop_reason == "tool_use"
+    assert response.output_text == "Checking." and response.output[-1].arguments == '{"city": "Oslo"}'
