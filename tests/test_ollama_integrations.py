@@ -73,15 +73,15 @@ def test_num_ctx_loads_the_model_with_that_context_and_ps_says_so(stack):
 
 def test_a_history_longer_than_the_context_loses_its_oldest_messages_unless_truncate_is_false(stack):
     turns = [{"role": "user" if i % 2 == 0 else "assistant", "content": f"Message {i}: " + "word " * 60}
-             for i in range(40)]  # about 2,700 tokens
+             for i in range(20)]  # about 1,300 tokens
     messages = [{"role": "system", "content": "Be brief."}, *turns, {"role": "user", "content": "Last one?"}]
-    body = {"model": MODEL, "messages": messages, "stream": False, "options": {**FEW, "num_ctx": 1024}}
+    body = {"model": MODEL, "messages": messages, "stream": False, "options": {**FEW, "num_ctx": 512}}
 
     answer = requests.post(f"{stack['url']}/api/chat", json=body, timeout=300)
     refused = requests.post(f"{stack['url']}/api/chat", json={**body, "truncate": False}, timeout=300)
 
     assert answer.status_code == 200, answer.text
-    assert 50 < answer.json()["prompt_eval_count"] <= 1024 - 4  # cut to fit, room left for the answer
+    assert 50 < answer.json()["prompt_eval_count"] <= 512 - 4  # cut to fit, room left for the answer
     assert refused.status_code == 400 and "context" in refused.json()["error"]
 
 
@@ -105,20 +105,23 @@ def test_langchain_invokes_streams_and_answers_by_json_schema_with_basic_auth_fr
     from langchain_ollama import ChatOllama
 
     host = stack["url"].removeprefix("http://")
-    # keep_alive 0 unloads the model after each call, which PROXY_API_KEY guards: these calls pass only because
-    # the key reaches the proxy as Basic auth from the base URL, as langchain-ollama sends it.
-    chat = ChatOllama(model=MODEL, base_url=f"http://user:{KEY}@{host}", temperature=0, num_predict=4, keep_alive=0)
+    base_url = f"http://user:{KEY}@{host}"
+    chat = ChatOllama(model=MODEL, base_url=base_url, temperature=0, num_predict=4)
     schema = {"title": "flag", "type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"]}
 
     answer = chat.invoke("Say hi")
     pieces = list(chat.stream("Say hi"))
-    longer = ChatOllama(model=MODEL, base_url=f"http://user:{KEY}@{host}", temperature=0, num_predict=48)
+    longer = ChatOllama(model=MODEL, base_url=base_url, temperature=0, num_predict=48)
     structured = longer.with_structured_output(schema, method="json_schema").invoke("Is it ok?")
+    # keep_alive 0 unloads the model after the call, which PROXY_API_KEY guards: it passes only because the key
+    # reaches the proxy as Basic auth from the base URL, as langchain-ollama sends it.
+    unloading = ChatOllama(model=MODEL, base_url=base_url, num_predict=1, keep_alive=0).invoke("Hi")
 
     assert answer.usage_metadata["output_tokens"] <= 4
     assert answer.response_metadata["done_reason"] in ("stop", "length")
     assert sum(bool(p.response_metadata.get("done")) for p in pieces) == 1  # one final chunk with the counts
     assert isinstance(structured, dict) and isinstance(structured["ok"], bool)  # valid by the schema's grammar
+    assert unloading.response_metadata["done"] and MODEL not in _ps(stack["url"])
     keyless = ChatOllama(model=MODEL, base_url=stack["url"], num_predict=1, keep_alive=0)
     with pytest.raises(ollama.ResponseError) as refused:
         keyless.invoke("Say hi")
