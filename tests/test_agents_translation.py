@@ -308,4 +308,5 @@ def test_the_sdks_stream_helpers_add_the_events_up(make_app, backend):  # noqa: 
             response = stream.get_final_response()
     assert [block.type for block in message.content] == ["thinking", "text", "tool_use"]
     assert message.content[2].input == {"city": "Oslo"} and message.stop_reason == "tool_use"
+    assert (message.usage.input_tokens, message.usage.output_tokens) == (11, 7), "message_delta's usage counts"
     assert response.output_text == "Checking." and response.output[-1].arguments == '{"city": "Oslo"}'
