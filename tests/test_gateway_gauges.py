@@ -9,12 +9,15 @@ import json
 import os
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
 from prometheus_client import CollectorRegistry, generate_latest
 
 from proxy.metrics import BackendServingCollector
+from server.settings import Settings
+from server.app import create_app
 from server.engine.gauges import EngineCounters, EngineLoad, model_stats
 from server.engine.prompt_cache import BLOCK_TOKENS
 
@@ -189,3 +192,23 @@ def test_a_full_queue_answers_503_with_retry_after_while_readyz_stays_ready(stac
     busy = next(answer for answer in answers if answer.status_code == 503)
     assert busy.json()["error"]["code"] == "server_busy"
     assert int(busy.headers["Retry-After"]) >= 1
+
+
+def test_stats_answer_while_the_engine_holds_its_lock_and_its_thread(tmp_path, gemma_gguf):
+    """What a scrape asks never waits on the engine: not on its lock (held around admissions and releases), not
+    on its thread (busy with a decode step or a task)."""
+    os.symlink(gemma_gguf, tmp_path / gemma_gguf.name)
+    app = create_app(Settings(models_dir=str(tmp_path), parallel=PARALLEL, n_ctx=N_CTX))
+    client = app.test_client()
+    try:
+        assert client.post("/api/load", json={"model": MODEL}).status_code == 200
+        (loaded,) = app.extensions["backend"].registry.running()
+        with ThreadPoolExecutor(2) as pool:
+            busy = pool.submit(loaded.engine.call, time.sleep, 3.0)  # the engine's thread, taken for 3 s
+            with loaded.engine._cond:  # noqa: SLF001  the lock a step's bookkeeping takes
+                answer = pool.submit(client.get, "/stats").result(timeout=2.5)
+            assert not busy.done()
+        (model,) = answer.get_json()["models"]
+        assert (model["id"], model["running"], model["waiting"]) == (gemma_gguf.stem, 0, 0)
+    finally:
+        app.extensions["backend"].registry.close()
