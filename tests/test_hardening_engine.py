@@ -32,13 +32,13 @@ def stack(tmp_path_factory, gemma_gguf):
     backend_port, port = free_port(), free_port()
     backend_url, url = f"http://127.0.0.1:{backend_port}", f"http://127.0.0.1:{port}"
     backend_env = {"MODELS_DIR": str(models), "BACKEND_PORT": str(backend_port), "N_CTX": "1024", "PARALLEL": "2",
-                   "MAX_QUEUE": "0"}
+                   "MAX_QUEUE": "0", "MAX_LOADED_MODELS": "2"}
     with running_process(["-m", "server"], backend_env, backend_url + "/health", logs / "backend.log",
                          timeout_s=120) as backend:
         env = {"MODELS_DIR": str(models), "HOST": "127.0.0.1", "PORT": str(port), "BACKEND_URL": backend_url,
                "PROXY_API_KEY": KEY, "HF_ENDPOINT": f"http://127.0.0.1:{free_port()}"}
         with running_process(GUNICORN, env, url + "/livez", logs / "proxy.log"):
-            yield {"url": url, "backend": backend_url, "pid": backend.pid, "process": backend}
+            yield {"url": url, "backend": backend_url, "pid": backend.pid, "process": backend, "models": models}
 
 
 @pytest.fixture(scope="module")
@@ -175,6 +175,39 @@ def test_a_full_queue_passes_retry_after_through(stack, path):
         for thread in threads:
             thread.join(120)
         wait_until(lambda: slots_busy(stack["backend"]) == 0, 60, "slots free again")
+
+
+def test_unload_answers_at_once_while_a_stream_holds_the_model(stack):
+    stop = threading.Event()
+    holder = threading.Thread(target=_hold_slot, args=(stack, stop), daemon=True)
+    holder.start()
+    try:
+        wait_until(lambda: slots_busy(stack["backend"]) == 1, 120, "a stream under way")
+        started = time.monotonic()
+        answer = _post(stack, "/v1/api/unload", {"model": MODEL}, timeout_s=30, headers=AUTH)
+        assert answer.status_code == 200 and answer.json()["status"] == "unloading", answer.text
+        assert time.monotonic() - started < 10  # it waited for the stream (up to BACKEND_TIMEOUT_S) before
+    finally:
+        stop.set()
+        holder.join(120)
+    wait_until(lambda: not _running_ids(stack), 60, "the model unloaded once its stream ended")
+
+
+def _running_ids(stack) -> list[str]:
+    return [m["id"] for m in requests.get(stack["url"] + "/v1/api/running", headers=AUTH, timeout=30).json()["models"]]
+
+
+def test_a_pinned_model_deleted_is_still_listed_and_can_be_unloaded(stack, gemma_gguf):
+    pinned = stack["models"] / "pinned-Q4_K_M.gguf"
+    os.symlink(gemma_gguf, pinned)
+    assert _post(stack, "/v1/api/load", {"model": "pinned-Q4_K_M", "keep_alive": -1}, headers=AUTH).status_code == 200
+    pinned.unlink()
+    ps = [m["name"] for m in requests.get(stack["url"] + "/api/ps", timeout=30).json()["models"]]
+    assert "pinned-Q4_K_M" in ps and "pinned-Q4_K_M" in _running_ids(stack), ps
+    answer = _post(stack, "/v1/api/unload", {"model": "pinned-Q4_K_M"}, headers=AUTH)
+    assert answer.status_code == 200 and answer.json()["status"] == "unloaded", answer.text
+    assert "pinned-Q4_K_M" not in _running_ids(stack)
+    assert "pinned-Q4_K_M" not in [m["name"] for m in requests.get(stack["url"] + "/api/ps", timeout=30).json()["models"]]
 
 
 def test_embeddings_past_the_input_cap_are_refused_before_tokenizing(sdk):

@@ -89,7 +89,7 @@ def schemas() -> dict:
                 "model": STR, "id": STR, "size_in_memory": INT, "gpu_layers": INT, "expires_at": NULLABLE_STR,
                 "slots": {"type": "object", "properties": {"total": INT, "busy": INT}}}}}}},
         "Residency": {"type": "object", "required": ["model", "id", "status"], "properties": {
-            "model": STR, "id": STR, "status": {"enum": ["loaded", "unloaded", "not_loaded"]},
+            "model": STR, "id": STR, "status": {"enum": ["loaded", "unloaded", "unloading", "not_loaded"]},
             "size_in_memory": INT}},
     }
 

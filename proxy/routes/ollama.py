@@ -79,7 +79,12 @@ def ps():
         listed.setdefault(model["id"], model)  # its own entry, before the names copies gave it
     models = []
     for entry in running if isinstance(running, list) else []:
-        if not isinstance(entry, dict) or entry.get("id") not in listed:
+        if not isinstance(entry, dict) or not isinstance(entry.get("id"), str):
+            continue
+        if entry["id"] not in listed:  # its file was deleted while loaded: still in memory, so still listed
+            models.append({"name": entry["id"], "model": entry["id"], "size": entry.get("size_in_memory") or 0,
+                           "digest": "", "details": {}, "expires_at": entry.get("expires_at"), "size_vram": 0,
+                           "context_length": entry.get("n_ctx") or 0})
             continue
         shown, size = tags_entry(listed[entry["id"]]), entry.get("size_in_memory") or 0
         models.append({"name": shown["name"], "model": shown["model"], "size": size, "digest": shown["digest"],

@@ -39,7 +39,12 @@ def load():
 @require_api_key
 def unload():
     body = _residency_body()
-    model, files = resolve_model(services().store, body["model"])
+    try:
+        model, files = resolve_model(services().store, body["model"])
+    except ProxyError as err:  # a model deleted while loaded is unknown to the store, not to the backend
+        if err.code != ErrorCode.MODEL_NOT_FOUND or body["model"] not in _running_ids():
+            raise
+        model, files = body["model"], []
     answer = call_backend("/api/unload", {"model": model}, files).json()
     return jsonify(model=_pulled_names().get(model, model), **answer)
 
@@ -50,6 +55,12 @@ def _residency_body() -> dict:
     if not isinstance(body, dict) or not isinstance(body.get("model"), str) or not body["model"].strip():
         raise ProxyError(ErrorCode.INVALID_REQUEST, 'the body must be {"model": ..., "keep_alive"?: ...}')
     return body
+
+
+def _running_ids() -> set[str]:
+    """Ids of the models the backend holds in memory."""
+    models = call_backend("/api/running", None, [], method="GET").json().get("models")
+    return {entry.get("id") for entry in models if isinstance(entry, dict)} if isinstance(models, list) else set()
 
 
 def _pulled_names() -> dict[str, str]:

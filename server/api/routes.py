@@ -100,9 +100,8 @@ def load():
 
 @bp.post("/api/unload")
 def unload():
-    registry = _backend().registry
-    model = registry.find(model_name(parse_json_body(request.get_data())))
-    return jsonify(id=model.id, status="unloaded" if registry.unload(model.id) else "not_loaded")
+    model_id, status = _backend().registry.unload(model_name(parse_json_body(request.get_data())))
+    return jsonify(id=model_id, status=status)  # "unloading": when the requests holding it end, not waited for
 
 
 @bp.post("/api/generate")

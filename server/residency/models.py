@@ -137,24 +137,28 @@ class ModelRegistry:
             loaded = self._load(model, waiter, keep_alive_s, pin, n_ctx)
         return Lease(self, loaded, waiter)
 
-    def unload(self, name: str) -> bool:
-        """Unload model `name` once no request holds it; False when it was not loaded.
+    def unload(self, name: str) -> tuple[str, str]:
+        """Unload model `name`: at once when no request holds it ("unloaded"), else when its last request ends
+        ("unloading": nobody waits for the streams to end); "not_loaded" when it is not in memory. A loaded model
+        whose file was deleted meanwhile is found among the loaded ones. Returns (model id, status).
 
         Raises:
-            ModelNotFound: no model matches `name`.
+            ModelNotFound: no model matches `name`, loaded or installed.
         """
-        model = self.find(name)
+        with self._cond:
+            model = resolve_model({id_: loaded.model for id_, loaded in self._loaded.items()}, name)
+        if model is None:
+            return self.find(name).id, "not_loaded"
         with self._cond:
             loaded = self._loaded.get(model.id)
             if loaded is None:
-                return False
-            while loaded.users > 0:
-                self._cond.wait()
-            if self._loaded.get(model.id) is not loaded:
-                return False
+                return model.id, "not_loaded"
+            loaded.pinned, loaded.keep_alive_s = False, 0  # _release unloads it when its last request ends
+            if loaded.users > 0:
+                return model.id, "unloading"
             del self._loaded[model.id]
         self._close(loaded, "asked to")
-        return True
+        return model.id, "unloaded"
 
     def running(self) -> list[LoadedModel]:
         """The loaded models, least recently used first."""
