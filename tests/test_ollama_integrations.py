@@ -16,11 +16,13 @@ import pytest
 import requests
 
 from server.chat.shown import GEMMA
+from tests.fim_gguf import write_fim_copy
 from tests.helpers import free_port, running_process, stack_dirs
 from tests.test_e2e_gemma import GUNICORN
 
 KEY = "integrations-key"
 MODEL = "gemma-3-270m-Q4_K_M"  # the model id of a file nobody pulled: its Ollama name too
+FIM_MODEL = "gemma-fim-Q4_K_M"  # Gemma with FIM token ids in its metadata (tests/fim_gguf.py)
 FEW = {"temperature": 0, "num_predict": 4}
 TRAINED_CTX = 32768  # gemma3.context_length in the GGUF
 DEFAULT_CTX = 4096  # N_CTX unset: the trained context capped at 4096
@@ -32,6 +34,7 @@ CONTINUE_PARAMETER = re.compile(r'^(\S+)\s+((?:".*")|\S+)$')
 def stack(tmp_path_factory, gemma_gguf):
     models, logs = stack_dirs(tmp_path_factory.mktemp("ollama-integrations"))
     os.link(gemma_gguf, models / gemma_gguf.name)
+    write_fim_copy(gemma_gguf, models / f"{FIM_MODEL}.gguf")  # only shown, never loaded
     backend_port, port = free_port(), free_port()
     backend_url, url = f"http://127.0.0.1:{backend_port}", f"http://127.0.0.1:{port}"
     with running_process(["-m", "server"], {"MODELS_DIR": str(models), "BACKEND_PORT": str(backend_port),
@@ -58,6 +61,14 @@ def test_show_tells_the_template_used_the_parameters_and_the_contexts(stack):
     assert dict(values)["num_ctx"] in (str(DEFAULT_CTX), "1024")  # loaded at 1024 when another test ran first
     assert shown.modelinfo["gemma3.context_length"] == TRAINED_CTX
     assert shown.capabilities == ["completion"]  # no tools or thinking in the template, no FIM tokens
+
+
+def test_show_of_a_model_with_fim_tokens_says_insert_and_shows_the_fim_prompt_continue_looks_for(stack):
+    shown = stack["client"].show(FIM_MODEL)
+
+    assert shown.capabilities == ["completion", "insert"]
+    assert shown.template.startswith("{{- if .Suffix }}<unused0>{{ .Prompt }}<unused1>{{ .Suffix }}<unused2>")
+    assert shown.template.endswith(GEMMA + "{{- end }}")
 
 
 def test_num_ctx_loads_the_model_with_that_context_and_ps_says_so(stack):
