@@ -124,8 +124,8 @@ def pool_problems(docs: dict[str, dict[str, dict]]) -> list[str]:
     reaches the picker's ext-proc port."""
     (pool,) = docs.get("InferencePool", {}).values()
     spec, problems = pool["spec"], []
-    pods = [d["spec"]["template"] for d in docs["Deployment"].values() if selects(spec["selector"],
-                                                                                 d["spec"]["template"]["metadata"]["labels"])]
+    pods = [d["spec"]["template"] for d in docs["Deployment"].values()
+            if selects(spec["selector"], d["spec"]["template"]["metadata"]["labels"])]
     if not pods:
         return ["the InferencePool's selector matches no Deployment's pods"]
     for pod in pods:
@@ -155,7 +155,8 @@ def picker_problems(docs: dict[str, dict[str, dict]]) -> list[str]:
         return ["no picker Deployment named as its Service"]
     (container,) = epp["spec"]["template"]["spec"]["containers"]
     args = container["args"]
-    problems = [] if args[args.index("--pool-name") + 1] == pool["metadata"]["name"] else ["--pool-name is not the pool"]
+    problems = [] if args[args.index("--pool-name") + 1] == pool["metadata"]["name"] else \
+        ["--pool-name is not the pool"]
     if not container["image"].startswith("ghcr.io/llm-d/llm-d-router-endpoint-picker:"):
         problems.append("not llm-d-router's endpoint picker image")
     config_path = Path(args[args.index("--config-file") + 1])
@@ -257,7 +258,8 @@ BREAKAGES = {
     "picker-service-missing": (pool_problems, "InferencePool", ["spec", "endpointPickerRef", "name"], "nope"),
     "picker-without-kv-scorer": (picker_problems, "ConfigMap", ["data", "epp-config.yaml"],
                                  "plugins: [{type: queue-scorer}, {type: prefix-cache-scorer}]\nschedulingProfiles:\n"
-                                 "  - {name: default, plugins: [{pluginRef: queue-scorer}, {pluginRef: prefix-cache-scorer}]}\n"),
+                                 "  - {name: default, plugins: [{pluginRef: queue-scorer},\n"
+                                 "                              {pluginRef: prefix-cache-scorer}]}\n"),
     "route-to-a-service": (route_and_scaling_problems, "HTTPRoute", ["spec", "rules", 0, "backendRefs"],
                            [{"kind": "Service", "name": "gguf-proxy-pool", "port": 8080}]),
     "scales-another-deployment": (route_and_scaling_problems, "ScaledObject", ["spec", "scaleTargetRef", "name"],

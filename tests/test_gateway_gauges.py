@@ -1,8 +1,8 @@
 """The inference gateway's gauges on the proxy's /metrics, with the backend and the proxy as processes and the real
 Gemma 3 270M on PARALLEL=2 (docs/deployment.md, "Many pods behind the inference gateway"): six streams at once
 show two running and the rest waiting, KV use between 0 and 1, llama-server's counters moving by what the streams
-generated; a scrape stays quick meanwhile; a full queue answers 503 server_busy with Retry-After while /readyz
-stays 200."""
+generated; a scrape stays quick meanwhile, and /stats never waits on the engine's lock or thread; a full queue
+answers 503 server_busy with Retry-After while /readyz stays 200."""
 from __future__ import annotations
 
 import json
@@ -98,7 +98,8 @@ def test_each_loaded_model_gets_the_pickers_gauges_and_llama_servers_counters():
     assert found[("vllm:num_requests_running", (("model_name", "m"),))] == 2
     assert found[("vllm:kv_cache_usage_perc", (("model_name", "m"),))] == 0.5
     assert found[("llamacpp:tokens_predicted_total", (("model_name", "m"),))] == 9
-    assert found[("vllm:cache_config_info", (("block_size", "1"), ("model_name", "m"), ("num_gpu_blocks", "1024")))] == 1
+    info = (("block_size", "1"), ("model_name", "m"), ("num_gpu_blocks", "1024"))
+    assert found[("vllm:cache_config_info", info)] == 1
 
 
 @pytest.mark.parametrize("models, left_out", [
