@@ -4,7 +4,7 @@ from __future__ import annotations
 from flask import Blueprint, jsonify, request, url_for
 
 from core import naming
-from proxy.routes.auth import require_api_key
+from proxy.routes.auth import bears_api_key, require_api_key
 from proxy.errors import ErrorCode, ProxyError
 from proxy.pulls.jobs import PullJob
 from proxy.pulls.request import check_repo_allowed, parse_model, parse_revision
@@ -49,7 +49,14 @@ def list_files():
     repo = parse_model(request.args.get("model", ""))[0]
     revision = parse_revision(request.args.get("revision"))
     check_repo_allowed(repo, services().settings.allowed_repos)
+    keyless = bool(services().settings.api_key) and not bears_api_key()
+    if keyless and (naming.scheme_of(repo) or naming.HUB_SCHEME) != naming.HUB_SCHEME:
+        raise ProxyError(ErrorCode.AUTH_REQUIRED, "listing a registry reference connects to the host it names: "
+                         "it needs 'Authorization: Bearer <PROXY_API_KEY>'")
     listing = services().source.list_files(repo, revision)
+    if keyless and listing.restricted:  # seen through our HF_TOKEN: a keyless caller sees what the Hub shows it
+        raise ProxyError(ErrorCode.REPO_NOT_FOUND, f"repo {repo} not found, or private or gated: listing it needs "
+                         "'Authorization: Bearer <PROXY_API_KEY>'")
     files = [_describe_file(remote) for group in group_models(listing) for remote in group]
     return jsonify(model=repo, revision=revision, commit=listing.commit, files=files,
                    recommended=recommended(listing))
