@@ -42,7 +42,7 @@ class PrefixReuse:
                 slot.tokens, keep, tier = list(found.tokens), found.n, found.tier
             elif state is not None:  # llama.cpp cleared the sequence when the state did not fit it
                 slot.tokens, keep, tier = [], 0, None
-        self._cache.count(tier, keep)
+        self._cache.count(tier if keep >= BLOCK_TOKENS else None, keep)  # a chat template's first tokens: no hit
         self._targets.pop(slot.seq, None)
         if self.exact:
             self._targets[slot.seq] = self._checkpoints(slot, prompt, keep)
