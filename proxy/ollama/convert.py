@@ -43,7 +43,7 @@ def chat_request(body: dict, model_id: str, template: Callable[[], str | None] =
     messages = body.get("messages")
     if not isinstance(messages, list):
         raise ProxyError(ErrorCode.INVALID_REQUEST, "messages must be a list of {role, content}")
-    _unsupported({**body, "tools": None, "think": None}, messages)
+    _no_images(body)
     out = openai_messages([_message(m) for m in messages])
     return Translated("/v1/chat/completions", {"model": model_id, "messages": out, **_common(body),
                                                **chat_fields(body, template)}, _stream(body))
@@ -52,7 +52,7 @@ def chat_request(body: dict, model_id: str, template: Callable[[], str | None] =
 def generate_request(body: dict, model_id: str) -> Translated:
     """Raises: ProxyError invalid_request."""
     prompt, system = _text(body, "prompt"), _text(body, "system")
-    _unsupported(body, [])
+    _unsupported(body)
     if _text(body, "suffix"):  # fill-in-the-middle: the backend builds the FIM prompt, or says the model has none
         return Translated("/v1/completions", {"model": model_id, "prompt": prompt, "suffix": _text(body, "suffix"),
                                               **_common(body)}, _stream(body))
@@ -171,11 +171,17 @@ def _message(message: Any) -> dict:
     return {**message, "role": message["role"].lower()}
 
 
-def _unsupported(body: dict, messages: list) -> None:
-    """Raises: ProxyError invalid_request for what the backend cannot do, as Ollama words it for a model."""
-    model = body.get("model")
+def _no_images(body: dict) -> None:
+    """Raises: ProxyError invalid_request for images: the models served here take text only."""
     if body.get("images"):
         raise ProxyError(ErrorCode.INVALID_REQUEST, "images are not supported: the models served here take text only")
+
+
+def _unsupported(body: dict) -> None:
+    """Raises: ProxyError invalid_request for what generate cannot do, as Ollama words it for a model (chat takes
+    tools and think: proxy/ollama/tools.py)."""
+    model = body.get("model")
+    _no_images(body)
     if body.get("tools"):
         raise ProxyError(ErrorCode.INVALID_REQUEST, f"{model!r} does not support tools")
     if body.get("think") not in (None, False):
