@@ -289,3 +289,22 @@ def test_a_model_being_pushed_is_not_counted_on_so_no_other_model_is_evicted_in_
     lines = pull(client, model="acme/delta-GGUF")
     assert lines[-1]["status"] == "complete", lines[-1]
     assert top_level_ggufs(models_dir) == ["delta.Q4_K_M.gguf"]
+
+
+def test_the_prompt_cache_counts_against_the_budget_and_goes_before_any_model(make_app, hub, make_gguf, models_dir):
+    add_models(hub, make_gguf)
+    app = make_app(models_max_bytes=BUDGET)
+    client = app.test_client()
+    assert pull(client, model="acme/alpha-GGUF")[-1]["status"] == "complete"
+    cache = models_dir / ".prompt-cache" / "0123"  # what the backend writes (server/engine/prompt_cache_disk.py)
+    cache.mkdir(parents=True)
+    for i in range(3):
+        (cache / f"entry{i}.kv").write_bytes(b"k" * (SIZE // 2))
+        age(cache / f"entry{i}.kv", 100 - i)
+    assert services_of(app).retention.used_bytes() == BUDGET  # nothing left for beta
+
+    lines = pull(client, model="acme/beta-GGUF")
+    assert lines[-1]["status"] == "complete"
+    assert not [line for line in lines if line["status"] == "evicting"]
+    assert [p.name for p in cache.glob("*.kv")] == ["entry2.kv"]  # the least recently used went, as needed
+    assert top_level_ggufs(models_dir) == [NAMES["alpha"], NAMES["beta"]]

@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Callable, Iterable
 
 from core import naming
+from core.prompt_cache_dir import cache_bytes, reclaim
 from proxy.models_dir.staging import PARTIAL_SUFFIX, STAGING
 from proxy.models_dir.store import QUARANTINE, ModelStore
 from proxy.models_dir.usage import UsageLog
@@ -45,8 +46,9 @@ class Retention:
         self.on_evict = on_evict  # (filename, reason: "room" or "ttl") for the metric
 
     def used_bytes(self) -> int:
-        """Installed model files and staging files; not the small metadata."""
+        """Installed model files, staging files and the backend's prompt cache; not the small metadata."""
         installed = sum(_size(self.store.final_path(f)) for f in self.store.installed_files())
+        installed += cache_bytes(self.store.root)
         # The .partial files only: their progress notes are the small metadata. Allocated, as parts of a
         # ranged download are written sparse.
         return installed + sum(allocated_bytes(p) for p in (self.store.root / STAGING).glob(f"*{PARTIAL_SUFFIX}"))
@@ -66,7 +68,11 @@ class Retention:
 
     def make_room(self, shortfall_bytes: int, keep: Iterable[str] = ()) -> list[str]:
         """Evict least-recently-used models until `shortfall_bytes` are freed; none when all that may go
-        would not be enough (a pull that cannot fit anyway removes nobody's model). The files evicted."""
+        would not be enough (a pull that cannot fit anyway removes nobody's model). The files evicted. The
+        backend's prompt cache goes first: it is only a saving of time."""
+        shortfall_bytes -= reclaim_prompt_cache(self.store.root, shortfall_bytes)
+        if shortfall_bytes <= 0:
+            return []
         candidates = self.evictable(keep)
         if sum(model.size for model in candidates) < shortfall_bytes:
             return []
@@ -113,6 +119,16 @@ class Retention:
                        for name, path in zip(names, paths))
             models.append(Installed(model_id, tuple(names), sum(_size(p) for p in paths), when))
         return sorted(models, key=lambda model: model.last_used)
+
+
+def reclaim_prompt_cache(root: os.PathLike, shortfall_bytes: int) -> int:
+    """Remove the backend's least recently used prompt cache entries (docs/api.md, Prompt cache) until
+    `shortfall_bytes` are freed or none is left; the bytes freed."""
+    held = cache_bytes(root)
+    freed = reclaim(root, max(0, held - shortfall_bytes)) if held and shortfall_bytes > 0 else 0
+    if freed:
+        log.info("removed %d bytes of the prompt cache to make room", freed)
+    return freed
 
 
 def _sweep_quarantine(store: ModelStore, cutoff: float) -> list[str]:

@@ -17,7 +17,7 @@ from proxy.pulls.verify import apply_pins
 from proxy.pulls.request import PullRequest, check_filename, check_repo_allowed
 from proxy.sources.remote import RemoteFile, RepoFiles
 from proxy.sources.base import Source, Wanted
-from proxy.models_dir.retention import Retention, allocated_bytes
+from proxy.models_dir.retention import Retention, allocated_bytes, reclaim_prompt_cache
 from proxy.models_dir.staging import reclaim_staging
 from proxy.models_dir.store import ModelStore
 
@@ -128,6 +128,9 @@ class Planner:
         room = self._room()
         if needed > room:
             reclaim_staging(self.store, needed - room, keep=keep)
+            room = self._room()
+        if needed > room and self.retention is None:  # a retention reclaims the prompt cache itself, first
+            reclaim_prompt_cache(self.store.root, needed - room)
             room = self._room()
         evicted = []
         if needed > room and self.retention is not None:
