@@ -189,3 +189,11 @@ def test_a_named_tool_choice_offers_that_tool_alone():
 class _Rendered:
     def __init__(self, prompt: str):
         self.prompt, self.stop, self.added_special = prompt, [], False
+
+
+def test_a_schema_that_gives_no_grammar_is_refused_naming_tools_before_any_load():
+    bad = {"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": {
+        "x": {"type": "string", "maxLength": 10**7}}}}}
+    with pytest.raises(InvalidRequest) as caught:
+        parse_tool_use({"tools": [bad], "tool_choice": "required"})  # when the body is read: before any load
+    assert caught.value.param == "tools" and "tools[0].function.parameters" in caught.value.message

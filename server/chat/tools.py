@@ -75,6 +75,10 @@ def _tool(tool: Any, index: int) -> dict:
     parameters = function.get("parameters", {"type": "object", "properties": {}})
     if not isinstance(parameters, dict):
         raise InvalidRequest(f"`{where}.function.parameters` must be a JSON Schema object", param="tools")
+    try:  # before any model loads: a schema that gives no grammar is the request's fault
+        _schema_grammar(parameters, f"{where}.function.parameters")
+    except InvalidRequest as err:
+        raise InvalidRequest(err.message, param="tools") from err
     description = function.get("description")
     if description is not None and not isinstance(description, str):
         raise InvalidRequest(f"`{where}.function.description` must be a string", param="tools")
@@ -108,9 +112,12 @@ def tool_grammar(tool_format: ToolFormat, use: ToolUse) -> str:
     """
     calls = [_call_schema(tool["function"], tool_format.args_key) for tool in use.offered()]
     call = calls[0] if len(calls) == 1 else {"anyOf": calls}
-    if tool_format.name == "generic":
-        return _schema_grammar(_generic_schema(call, use), "tools[].function.parameters")
-    grammar = _schema_grammar(call, "tools[].function.parameters")
+    try:
+        if tool_format.name == "generic":
+            return _schema_grammar(_generic_schema(call, use), "tools[].function.parameters")
+        grammar = _schema_grammar(call, "tools[].function.parameters")
+    except InvalidRequest as err:  # the converter's message names the part; the field at fault is `tools`
+        raise InvalidRequest(err.message, param="tools") from err
     return re.sub(r"^root ::=", "call ::=", grammar, count=1, flags=re.M) + "\n" + \
         tool_format.root_rule(use.parallel) + "\n"
 
