@@ -143,6 +143,7 @@ class BackendServingCollector:
         )
         yield from (family for family in families if family is not None)
         yield from _model_families(stats.get("models"))
+        yield from _prompt_cache_families(stats.get("prompt_cache"))
 
 
 # Per loaded model (label model_name), under the names the inference gateway's endpoint picker reads by default
@@ -187,6 +188,34 @@ def _model_families(models) -> Iterator[Metric]:
             info.add_metric([entry["id"], str(int(block_size)), str(int(blocks))], 1.0)
     if info.samples:
         yield info
+
+
+def _prompt_cache_families(cache) -> Iterator[Metric]:
+    """/stats's `prompt_cache` (docs/api.md, Prompt cache): hits a tier (slot, memory, disk), misses, the prompt
+    tokens each tier saved, and the bytes each of memory and disk holds."""
+    if not isinstance(cache, dict):
+        return
+    for family_type, name, documentation, key in (
+            (CounterMetricFamily, "proxy_backend_prompt_cache_hits", "Prompts that started from a cached prefix "
+             "of a block or more, by where it was: the slot, the prompt cache's memory or its disk", "hits"),
+            (CounterMetricFamily, "proxy_backend_prompt_cache_cached_tokens", "Prompt tokens not evaluated "
+             "again, by where their state was", "cached_tokens")):
+        family = family_type(name, documentation, labels=["tier"])
+        for tier, value in (cache.get(key) or {}).items() if isinstance(cache.get(key), dict) else ():
+            if _count(value) is not None:
+                family.add_metric([str(tier)], _count(value))
+        yield family
+    misses = _scalar(CounterMetricFamily, "proxy_backend_prompt_cache_misses",
+                     "Prompts that found no cached prefix of a block or more", cache.get("misses"))
+    if misses is not None:
+        yield misses
+    held = GaugeMetricFamily("proxy_backend_prompt_cache_bytes", "Bytes of KV states the prompt cache holds, "
+                             "in memory (PROMPT_CACHE_BYTES) and on disk (PROMPT_CACHE_DISK_BYTES)", labels=["tier"])
+    for tier in ("memory", "disk"):
+        value = _count((cache.get(tier) or {}).get("bytes")) if isinstance(cache.get(tier), dict) else None
+        if value is not None:
+            held.add_metric([tier], value)
+    yield held
 
 
 def _count(value) -> float | None:

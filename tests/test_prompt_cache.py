@@ -155,3 +155,26 @@ def test_retention_helpers_see_only_entry_files(tmp_path: Path):
     (folder / "x.kv").write_bytes(b"1" * 10)
     (folder / ".x.kv.1.tmp").write_bytes(b"1" * 99)  # a writer's temporary file
     assert cache_bytes(tmp_path) == 10
+
+
+def test_metrics_export_hits_misses_and_bytes_a_tier_from_the_backends_stats():
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from proxy.metrics import BackendServingCollector
+    from tests.test_serving_metrics import families, sample
+
+    cache = PromptCache(max_bytes=1 << 20)
+    cache.put(KEY, _tokens(0), exact=True, state=b"s" * 500)
+    cache.count("memory", 128)
+    cache.count(None, 0)
+    registry = CollectorRegistry()
+    registry.register(BackendServingCollector(lambda: {"prompt_cache": cache.to_dict()}))
+    found = families(generate_latest(registry).decode())
+    assert sample(found, "proxy_backend_prompt_cache_hits", "proxy_backend_prompt_cache_hits_total",
+                  tier="memory") == 1
+    assert sample(found, "proxy_backend_prompt_cache_hits", "proxy_backend_prompt_cache_hits_total", tier="disk") == 0
+    assert sample(found, "proxy_backend_prompt_cache_cached_tokens", "proxy_backend_prompt_cache_cached_tokens_total",
+                  tier="memory") == 128
+    assert sample(found, "proxy_backend_prompt_cache_misses", "proxy_backend_prompt_cache_misses_total") == 1
+    assert sample(found, "proxy_backend_prompt_cache_bytes", tier="memory") == 500
+    assert sample(found, "proxy_backend_prompt_cache_bytes", tier="disk") == 0

@@ -22,8 +22,8 @@ from .prompt_cache_disk import DiskEntry, DiskTier
 log = logging.getLogger(__name__)
 
 # Tokens a cache block holds: sliding-window models keep checkpoints at multiples of it, and a prefix shorter
-# than one block is not cached. Helper G's /metrics exports it as vllm:cache_config_info's block_size
-# (server.engine.prompt_cache.BLOCK_TOKENS), what a prefix-aware gateway hashes prompts by.
+# than one block is not cached. /metrics exports it as vllm:cache_config_info's block_size (server.engine.gauges):
+# what a prefix-aware gateway hashes prompts by.
 BLOCK_TOKENS = 64
 TIERS = ("slot", "memory", "disk")
 
