@@ -197,3 +197,9 @@ def test_a_schema_that_gives_no_grammar_is_refused_naming_tools_before_any_load(
     with pytest.raises(InvalidRequest) as caught:
         parse_tool_use({"tools": [bad], "tool_choice": "required"})  # when the body is read: before any load
     assert caught.value.param == "tools" and "tools[0].function.parameters" in caught.value.message
+
+
+def test_a_streamed_call_cut_short_stays_a_call_and_its_text_never_becomes_content():
+    text = 'Checking.<tool_call>\n{"name": "get_weather", "arguments": {"city": "Os'
+    content, _, calls = _streamed(AnswerReader(FORMATS["hermes"], new_id=lambda: "x"), [text[:30], text[30:]])
+    assert content == "Checking." and calls == [{"id": "x", "name": "get_weather", "arguments": '{"city": "Os'}]

@@ -83,8 +83,8 @@ class DeltaStream:
     def finish(self) -> list[dict]:
         """The deltas left once the text is complete (what was held back as maybe a tag or a call)."""
         answer = self._reader.read(self._text)
-        if len(answer.calls) < len(self._sent.calls):  # a call cut short stays as it was streamed
-            answer = Answer(answer.content, answer.reasoning, self._sent.calls)
+        if len(answer.calls) < len(self._sent.calls):  # a call cut short: what was streamed stands
+            answer = self._reader.read(self._text, partial=True)
         return self._deltas(answer)
 
     @property
