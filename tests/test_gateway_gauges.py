@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -16,14 +17,16 @@ import requests
 from prometheus_client import CollectorRegistry, generate_latest
 
 from proxy.metrics import BackendServingCollector
-from server.settings import Settings
 from server.app import create_app
 from server.engine.gauges import EngineCounters, EngineLoad, model_stats
 from server.engine.prompt_cache import BLOCK_TOKENS
-
-from tests.helpers import free_port, running_process, stack_dirs, wait_until
-from tests.test_e2e_gemma import GUNICORN
+from server.settings import Settings
+from tests.helpers import REPO_ROOT, stack_dirs, wait_until
 from tests.test_serving_metrics import families
+
+sys.path.insert(0, str(REPO_ROOT / "scripts"))
+
+from stack import backend, proxy  # noqa: E402  the stack as processes, as the benchmarks run it
 
 MODEL = "gemma-3-270m"
 PARALLEL, MAX_QUEUE, N_CTX, STREAMS = 2, 4, 512, 6
@@ -35,17 +38,11 @@ SCRAPE_INTERVAL_S = 0.05  # how often the endpoint picker scrapes a model server
 def stack(tmp_path_factory, gemma_gguf):
     models, logs = stack_dirs(tmp_path_factory.mktemp("gateway"))
     os.symlink(gemma_gguf, models / gemma_gguf.name)
-    backend_port, port = free_port(), free_port()
-    backend_url, url = f"http://127.0.0.1:{backend_port}", f"http://127.0.0.1:{port}"
-    backend_env = {"MODELS_DIR": str(models), "BACKEND_PORT": str(backend_port), "HOST": "127.0.0.1",
-                   "PARALLEL": str(PARALLEL), "MAX_QUEUE": str(MAX_QUEUE), "N_CTX": str(N_CTX)}
-    with running_process(["-m", "server"], backend_env, backend_url + "/health", logs / "backend.log",
-                         timeout_s=120):
-        env = {"MODELS_DIR": str(models), "HOST": "127.0.0.1", "PORT": str(port), "BACKEND_URL": backend_url,
-               "HF_ENDPOINT": "http://127.0.0.1:9"}
-        with running_process(GUNICORN, env, url + "/livez", logs / "proxy.log"):
-            assert _complete(url, max_tokens=1).status_code == 200  # loaded before anything is measured
-            yield url, gemma_gguf.stem  # the backend's id of the model: its file name
+    settings = {"PARALLEL": str(PARALLEL), "MAX_QUEUE": str(MAX_QUEUE), "N_CTX": str(N_CTX)}
+    with backend(models, logs, settings) as backend_url, \
+            proxy(models, logs, "http://127.0.0.1:9", backend_url) as (url, _):
+        assert _complete(url, max_tokens=1).status_code == 200  # loaded before anything is measured
+        yield url, gemma_gguf.stem  # the backend's id of the model: its file name
 
 
 def _complete(url: str, **extra) -> requests.Response:
