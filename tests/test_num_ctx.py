@@ -12,28 +12,11 @@ from server.residency.discovery import scan_models
 from server.residency.models import ModelRegistry
 from server.settings import Settings
 from tests.fakes.gguf_files import write_gguf
+from tests.test_server_unit import _FakeLlama
 
 TRAINED = 8192
 LAYERS = {"llama.block_count": 4, "llama.embedding_length": 256, "llama.attention.head_count": 4,
           "llama.context_length": TRAINED}
-
-
-class _Engine:
-    """An engine without llama.cpp: idle unless a test says it generates."""
-
-    n_slots = 1
-
-    def __init__(self):
-        self.closed = False
-
-    def close(self, free=None) -> None:
-        self.closed = True
-
-    def idle(self) -> bool:
-        return True
-
-    def load(self) -> tuple[int, int]:
-        return 0, 0
 
 
 @pytest.fixture
@@ -45,7 +28,7 @@ def registry(tmp_path):
     loads: list[LoadedModel] = []
 
     def loader(model, n_ctx=None):
-        loads.append(LoadedModel(model=model, engine=_Engine(), n_ctx=n_ctx or 4096))
+        loads.append(LoadedModel(model=model, engine=_FakeLlama(model.id), n_ctx=n_ctx or 4096))
         return loads[-1]
 
     made = ModelRegistry(Settings(models_dir=str(models)), loader=loader, budget_bytes=1 << 30)
@@ -85,7 +68,7 @@ def test_a_context_is_lowered_to_fit_max_model_memory(tmp_path):
     budget = estimate(settings, model, n_ctx=6000)
     loads = []
     registry = ModelRegistry(settings, loader=lambda m, n_ctx=None: loads.append(n_ctx) or LoadedModel(
-        model=m, engine=_Engine(), n_ctx=n_ctx), budget_bytes=budget)
+        model=m, engine=_FakeLlama(m.id), n_ctx=n_ctx), budget_bytes=budget)
     try:
         with registry.acquire("m", n_ctx=TRAINED) as lease:
             assert lease.n_ctx in range(5900, 6001)  # what fits, not the 8192 asked

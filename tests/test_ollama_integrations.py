@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import sys
 import time
 from datetime import datetime
 
@@ -17,8 +18,11 @@ import requests
 
 from server.chat.shown import GEMMA
 from tests.fim_gguf import write_fim_copy
-from tests.helpers import free_port, running_process, stack_dirs
-from tests.test_e2e_gemma import GUNICORN
+from tests.helpers import REPO_ROOT, stack_dirs
+
+sys.path.insert(0, str(REPO_ROOT / "scripts"))
+
+from stack import backend, proxy  # noqa: E402
 
 KEY = "integrations-key"
 MODEL = "gemma-3-270m-Q4_K_M"  # the model id of a file nobody pulled: its Ollama name too
@@ -35,15 +39,9 @@ def stack(tmp_path_factory, gemma_gguf):
     models, logs = stack_dirs(tmp_path_factory.mktemp("ollama-integrations"))
     os.link(gemma_gguf, models / gemma_gguf.name)
     write_fim_copy(gemma_gguf, models / f"{FIM_MODEL}.gguf")  # only shown, never loaded
-    backend_port, port = free_port(), free_port()
-    backend_url, url = f"http://127.0.0.1:{backend_port}", f"http://127.0.0.1:{port}"
-    with running_process(["-m", "server"], {"MODELS_DIR": str(models), "BACKEND_PORT": str(backend_port),
-                                            "HOST": "127.0.0.1"}, backend_url + "/health",
-                         logs / "backend.log", timeout_s=120):
-        env = {"MODELS_DIR": str(models), "HOST": "127.0.0.1", "PORT": str(port), "BACKEND_URL": backend_url,
-               "PROXY_API_KEY": KEY, "HF_ENDPOINT": "http://127.0.0.1:9"}
-        with running_process(GUNICORN, env, url + "/livez", logs / "proxy.log"):
-            yield {"url": url, "client": ollama.Client(host=url, timeout=300)}
+    with backend(models, logs) as backend_url, \
+            proxy(models, logs, "http://127.0.0.1:9", backend_url, {"PROXY_API_KEY": KEY}) as (url, _):
+        yield {"url": url, "client": ollama.Client(host=url, timeout=300)}
 
 
 def _ps(url: str) -> dict:
