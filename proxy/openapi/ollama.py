@@ -132,8 +132,10 @@ def paths() -> dict:
 
 
 def _model_making_paths() -> dict:
-    """Blobs, create, copy and push: a user's own GGUF installed, named and published (proxy/routes/ollama_models.py)."""
-    digest = {"name": "digest", "in": "path", "required": True, "schema": {**STR, "pattern": "^sha256[:-][0-9a-f]{64}$"}}
+    """Blobs, create, copy and push: a user's own GGUF installed, named and published
+    (proxy/routes/ollama_models.py)."""
+    digest = {"name": "digest", "in": "path", "required": True,
+              "schema": {**STR, "pattern": "^sha256[:-][0-9a-f]{64}$"}}
     upload = {"summary": "Ollama: upload a blob (HEAD: 200 when held, 404 when not); kept only when its sha256 is "
                          "the digest", "parameters": [digest],
               "requestBody": {"required": True, "content": {"application/octet-stream": {"schema": {
