@@ -102,16 +102,18 @@ def test_the_readme_commands_work_in_order(stack):
 
 
 def test_the_readme_python_examples_run_against_the_stack(stack):
-    """The openai and ollama examples, as printed, with the test proxy's address."""
+    """The openai, anthropic and ollama examples, as printed, with the test proxy's address."""
     url, _ = stack
     text = README.read_text()
-    examples = [block for block in blocks(text, "python") if "OpenAI(" in block or "Client(" in block]
-    assert len(examples) == 2
+    examples = [block for block in blocks(text, "python") if any(c in block for c in ("OpenAI(", "Client(",
+                                                                                         "Anthropic("))]
+    assert len(examples) == 3
     pulled = run(f"gguf-proxy pull {REPO}:Q4_K_M", url)  # the shell walk ends by removing it
     assert pulled.returncode == 0, pulled.stderr
     for example in examples:
-        assert 'base_url="http://127.0.0.1:8080/v1"' in example or 'host="http://127.0.0.1:8080"' in example
-        if "OpenAI(" in example:
+        assert any(f'{name}="http://127.0.0.1:8080{path}"' in example
+                   for name, path in (("base_url", "/v1"), ("host", ""), ("base_url", "")))
+        if "OpenAI(" in example or "Anthropic(" in example:
             assert "max_tokens=" in example
         code = example.replace("http://127.0.0.1:8080", url)
         result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
