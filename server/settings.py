@@ -64,7 +64,7 @@ class Settings(EnvSettings):
     log_level: str = setting("info", "LOG_LEVEL", "log level of the backend and its gunicorn")
     tool_formats: str = setting(
         "", "TOOL_FORMATS", "tool-call formats by model, for a template the backend reads wrong: comma-separated "
-        "GLOB=FORMAT (hermes, llama3, mistral, generic) matched on the model id, e.g. '*Hermes*=hermes'; unset: "
+        "GLOB=FORMAT (hermes, llama3, mistral, functiongemma, generic) matched on the model id, e.g. '*Hermes*=hermes'; unset: "
         "chosen from the model's chat template")
 
     def __post_init__(self) -> None:

@@ -203,3 +203,22 @@ def test_a_streamed_call_cut_short_stays_a_call_and_its_text_never_becomes_conte
     text = 'Checking.<tool_call>\n{"name": "get_weather", "arguments": {"city": "Os'
     content, _, calls = _streamed(AnswerReader(FORMATS["hermes"], new_id=lambda: "x"), [text[:30], text[30:]])
     assert content == "Checking." and calls == [{"id": "x", "name": "get_weather", "arguments": '{"city": "Os'}]
+
+
+FG_CALL = ("<start_function_call>call:get_weather{city:<escape>Paris, \"FR\"<escape>,days:3,"
+           "opts:{metric:true,tags:[<escape>a<escape>,2]}}<end_function_call>")
+
+
+def test_function_gemma_calls_read_back_as_json_arguments_whole_and_streamed():
+    template = "{%- if tools -%}<start_function_declaration>{%- endif -%}<start_function_call>call:"
+    assert format_for_template(template).name == "functiongemma"
+    expected = {"city": 'Paris, "FR"', "days": 3, "opts": {"metric": True, "tags": ["a", 2]}}
+    message = AnswerReader(FORMATS["functiongemma"], new_id=lambda: "f").message("Sure. " + FG_CALL)
+    assert message["content"] == "Sure. " and json.loads(message["tool_calls"][0]["function"]["arguments"]) == expected
+    for split in range(1, len(FG_CALL)):
+        content, _, calls = _streamed(AnswerReader(FORMATS["functiongemma"], new_id=lambda: "f"),
+                                      [FG_CALL[:split], FG_CALL[split:]])
+        assert content == "" and [(c["name"], json.loads(c["arguments"])) for c in calls] == \
+            [("get_weather", expected)], split
+    cut = AnswerReader(FORMATS["functiongemma"]).message(FG_CALL[:40])
+    assert "tool_calls" not in cut and cut["content"] == FG_CALL[:40]

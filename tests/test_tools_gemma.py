@@ -29,6 +29,9 @@ TIME_SCHEMA = {"type": "object", "properties": {"zone": {"type": "string", "enum
                "required": ["zone"], "additionalProperties": False}
 CLOCK = {"type": "function", "function": {"name": "get_time", "parameters": TIME_SCHEMA}}
 ASK = [{"role": "user", "content": "What is the weather in Oslo?"}]
+NESTED = {"type": "function", "function": {"name": "plan", "parameters": {"type": "object", "properties": {
+    "stops": {"type": "array", "items": {"type": "object", "properties": {"at": {"type": "integer"}, "note": {
+        "type": "string"}}, "required": ["at"]}}, "fast": {"type": "boolean"}, "mode": {"enum": ["a", 1]}}}}}
 SHORT = {"max_tokens": 40, "temperature": 0, "parallel_tool_calls": False}
 
 
@@ -183,7 +186,7 @@ def test_each_familys_grammar_compiles_in_llama_cpp(gemma_gguf):
     model = LlamaModel(path_model=str(gemma_gguf), params=params, verbose=False)
     vocab = ll.llama_model_get_vocab(model.model)
     for fmt in FORMATS.values():
-        for body in ({"tools": [WEATHER, CLOCK]}, {"tools": [WEATHER], "tool_choice": "required"}):
+        for body in ({"tools": [WEATHER, CLOCK]}, {"tools": [WEATHER, NESTED], "tool_choice": "required"}):
             sampler = ll.llama_sampler_init_grammar(vocab, tool_grammar(fmt, parse_tool_use(body)).encode(), b"root")
             assert sampler, (fmt.name, body)
             ll.llama_sampler_free(sampler)

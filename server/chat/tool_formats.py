@@ -3,8 +3,9 @@ text that is still being written) and the grammar that makes it write them valid
 
 Chosen from the chat template (`format_for_template`), as llama-server's --jinja does: Qwen/Hermes
 `<tool_call>{...}</tool_call>`, Llama 3.x JSON (`{"name", "parameters"}`, after `<|python_tag|>` or alone),
-Mistral `[TOOL_CALLS][{...}]`, and the generic JSON answer (`{"tool_call": ...}` or `{"response": ...}`) for
-templates that know no tools (docs/api.md, Agents).
+Mistral `[TOOL_CALLS][{...}]`, FunctionGemma `<start_function_call>call:NAME{...}` (server.chat.function_gemma), and
+the generic JSON answer (`{"tool_call": ...}` or `{"response": ...}`) for templates that know no tools (docs/api.md,
+Tools and reasoning).
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import re
 from dataclasses import dataclass
 from typing import Callable
 
+from . import function_gemma
 from .jsonscan import ScannedCall, scan_call, string_so_far
 
 _WS = re.compile(r"\s*")
@@ -67,6 +69,8 @@ class ToolFormat:
             return _parse_generic(text, partial)
         if self.name == "llama3":
             return _parse_llama3(text, partial)
+        if self.name == "functiongemma":
+            return _parse_function_gemma(text, partial)
         return _parse_opened(text, partial, self.opener, "</tool_call>" if self.name == "hermes" else "",
                              in_array=self.name == "mistral")
 
@@ -75,6 +79,7 @@ FORMATS = {
     "hermes": ToolFormat("hermes", "<tool_call>"),
     "llama3": ToolFormat("llama3", "<|python_tag|>", args_key="parameters"),
     "mistral": ToolFormat("mistral", "[TOOL_CALLS]", id_length=9),
+    "functiongemma": ToolFormat("functiongemma", function_gemma.OPEN),
     "generic": ToolFormat("generic", ""),
 }
 
@@ -83,6 +88,8 @@ def format_for_template(template: str | None) -> ToolFormat:
     """The call syntax a chat template teaches its model; generic for a template without tools (or none)."""
     if not template or "tools" not in template:
         return FORMATS["generic"]
+    if function_gemma.OPEN in template:
+        return FORMATS["functiongemma"]
     if "<tool_call>" in template:
         return FORMATS["hermes"]
     if "[TOOL_CALLS]" in template:
@@ -168,6 +175,16 @@ def _semicolons(text: str, parsed: Parsed, partial: bool) -> Parsed:
         if not call.complete:
             return Parsed(parsed.content, tuple(calls))
         pos = call.end
+
+
+def _parse_function_gemma(text: str, partial: bool) -> Parsed:
+    at = text.find(function_gemma.OPEN)
+    if at < 0:
+        return Parsed(text[:len(text) - held_back(text, function_gemma.OPEN)] if partial else text)
+    calls = function_gemma.scan_calls(text, at)
+    if not calls and not partial:
+        return Parsed(text)
+    return Parsed(text[:at], tuple(calls))
 
 
 _GENERIC_KEY = re.compile(r'\s*\{\s*"(response|tool_calls|tool_call)"\s*:\s*')

@@ -11,6 +11,7 @@ from typing import Any
 
 from ..engine.sampling import _schema_grammar  # response_format's converter: one path from schema to grammar
 from ..errors import InvalidRequest
+from . import function_gemma
 from .tool_formats import ToolFormat
 
 _NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
@@ -110,6 +111,8 @@ def tool_grammar(tool_format: ToolFormat, use: ToolUse) -> str:
     Raises:
         InvalidRequest: a tool's parameters cannot be turned into a grammar (names the tool).
     """
+    if tool_format.name == "functiongemma":  # not JSON: its own converter
+        return function_gemma.call_grammar([tool["function"] for tool in use.offered()], use.parallel)
     calls = [_call_schema(tool["function"], tool_format.args_key) for tool in use.offered()]
     call = calls[0] if len(calls) == 1 else {"anyOf": calls}
     try:
