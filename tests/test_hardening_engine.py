@@ -217,22 +217,28 @@ def test_embeddings_past_the_input_cap_are_refused_before_tokenizing(sdk):
 
 def test_embeddings_interleave_with_a_stream_and_stop_when_nobody_waits(stack):
     pieces: list[float] = []
+    stop = threading.Event()
 
     def stream():
-        body = {"model": MODEL, "prompt": "Once upon a time", "max_tokens": 200, "stream": True, "temperature": 1}
+        body = {"model": MODEL, "prompt": "Once upon a time", "max_tokens": 400, "stream": True, "temperature": 1}
         with requests.post(stack["url"] + "/v1/completions", json=body, stream=True, timeout=300) as answer:
             for line in answer.iter_lines():
+                if stop.is_set():
+                    return
                 if line.startswith(b"data: {"):
                     pieces.append(time.monotonic())
 
     thread = threading.Thread(target=stream, daemon=True)
     thread.start()
-    wait_until(lambda: len(pieces) >= 2, 120, "the stream's first tokens")
-    inputs = [f"sentence number {i} about the weather" for i in range(48)]  # 3 groups of 16
-    started = time.monotonic()
-    answer = _post(stack, "/v1/embeddings", {"model": MODEL, "input": inputs}, timeout_s=300)
-    ended = time.monotonic()
-    thread.join(300)
+    try:
+        wait_until(lambda: len(pieces) >= 2, 120, "the stream's first tokens")
+        inputs = [f"sentence {i}" for i in range(48)]  # 3 groups of 16
+        started = time.monotonic()
+        answer = _post(stack, "/v1/embeddings", {"model": MODEL, "input": inputs}, timeout_s=300)
+        ended = time.monotonic()
+    finally:
+        stop.set()
+        thread.join(120)
     assert answer.status_code == 200 and len(answer.json()["data"]) == 48
     during = [t for t in pieces if started < t < ended]
     # One task on the engine thread froze every stream for the whole request; in groups, a step runs between two.
