@@ -222,3 +222,11 @@ def test_function_gemma_calls_read_back_as_json_arguments_whole_and_streamed():
             [("get_weather", expected)], split
     cut = AnswerReader(FORMATS["functiongemma"]).message(FG_CALL[:40])
     assert "tool_calls" not in cut and cut["content"] == FG_CALL[:40]
+
+
+def test_a_thinking_model_opens_its_grammar_only_after_the_reasoning():
+    messages, use = [{"role": "user", "content": "Hi"}], parse_tool_use({"tools": [WEATHER]})
+    thinking = plan_turn(_chat("Qwen-Qwen3-0.6B"), messages, use, None, lambda _: 7)
+    assert thinking.trigger_tokens == () and thinking.triggers == (r"[\s\S]*?</think>[\s\S]*?(<tool_call>)[\s\S]*",)
+    quiet = plan_turn(_chat("Qwen-Qwen3-0.6B"), messages, use, False, lambda _: 7)
+    assert quiet.trigger_tokens == (7,) and quiet.triggers == ()  # one token spells <tool_call>: it triggers

@@ -4,13 +4,15 @@ its answer (docs/api.md, Agents)."""
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any, Callable
 
 from .answer import AnswerReader
 from .prompts import ChatFormat, ChatPrompt
-from .reasoning import prompt_opens_thinking, template_switches_thinking, template_thinks
+from .reasoning import (CLOSE, prompt_closes_thinking, prompt_opens_thinking, template_switches_thinking,
+                        template_thinks)
 from .tool_formats import FORMATS, format_for_template, template_takes_tools
 from .tools import ToolUse, described, new_call_id, tool_grammar
 
@@ -62,6 +64,10 @@ def plan_turn(chat: ChatFormat, messages: list[dict], use: ToolUse | None, think
     grammar = tool_grammar(fmt, use)
     if use.forced or fmt.name == "generic":
         return ChatTurn(prompt, reader, grammar)
+    if reader.thinks and not prompt_closes_thinking(prompt.text):
+        # A call opens after the reasoning: a `<tool_call>` the model muses about while thinking is not one.
+        patterns, _ = fmt.triggers(lambda _: None)
+        return ChatTurn(prompt, reader, grammar, tuple(rf"[\s\S]*?{re.escape(CLOSE)}{p}" for p in patterns))
     patterns, tokens = fmt.triggers(token_of)
     return ChatTurn(prompt, reader, grammar, patterns, tokens)
 

@@ -23,6 +23,11 @@ def prompt_opens_thinking(prompt: str) -> bool:
     return prompt.rstrip().endswith(OPEN)
 
 
+def prompt_closes_thinking(prompt: str) -> bool:
+    """Whether the rendered prompt ends after a closed block (thinking turned off: Qwen3's empty one)."""
+    return prompt.rstrip().endswith(CLOSE)
+
+
 def split_reasoning(text: str, opened: bool, partial: bool = False) -> tuple[str, str]:
     """(reasoning, the rest) of a thinking model's `text`; `opened`: the prompt left a `<think>` open.
     `partial`: the model is still writing, so a tag cut short is held back from both. A block never closed
