@@ -10,6 +10,7 @@ from functools import partial
 from typing import Any, Callable
 
 from .answer import AnswerReader
+from .families import content_text
 from .prompts import ChatFormat, ChatPrompt
 from .reasoning import (CLOSE, prompt_closes_thinking, prompt_opens_thinking, template_switches_thinking,
                         template_thinks)
@@ -97,13 +98,13 @@ def _generic_messages(messages: list[dict], tools: list[dict]) -> list[dict]:
     out = []
     for message in messages:
         role = message.get("role")
-        if role == "assistant" and message.get("tool_calls"):
+        if role == "assistant" and isinstance(message.get("tool_calls"), list) and message["tool_calls"]:
             calls = [{"name": c["function"].get("name"), "arguments": c["function"].get("arguments"), "id": c.get("id")}
                      for c in message["tool_calls"] if isinstance(c, dict) and isinstance(c.get("function"), dict)]
             message = {"role": "assistant", "content": json.dumps({"tool_calls": calls}, ensure_ascii=False)}
         elif role == "tool":
             result = {"tool_response": {"tool_call_id": message.get("tool_call_id"), "name": message.get("name"),
-                                        "content": message.get("content")}}
+                                        "content": content_text(message.get("content"))}}
             message = {"role": "user", "content": json.dumps(result, ensure_ascii=False)}
         out.append(message)
     if tools:
