@@ -15,6 +15,9 @@ if ! command -v docker-registry >/dev/null || ! command -v htpasswd >/dev/null; 
 fi
 # llama.cpp's own tools, from the one build _setup.sh made: llama-completion for tests/test_llama_hf.py.
 export LLAMA_COMPLETION="$LLAMA_BUILD_DIR/llama-completion" LLAMA_SERVER="$LLAMA_BUILD_DIR/llama-server"
+# The tests' clients share the cores with every backend they start: a host shared with busy processes, where one
+# llama.cpp thread decodes faster than the default of one a core (docs/operations.md, Threads).
+export N_THREADS="${N_THREADS:-1}"
 # Every tool a test needs is installed above, so a test that finds one missing fails instead of skipping.
 export TESTS_REQUIRE_TOOLS=1
 # pytest exits 5 when nothing was collected: non-zero, so that is a failure here too.
