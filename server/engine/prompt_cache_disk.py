@@ -51,8 +51,7 @@ class DiskTier:
         self._index: dict[str, dict[Path, DiskEntry]] = {}
         self._lock = threading.RLock()  # _drop takes it again while entries() reads the index
         self._queue: queue.Queue = queue.Queue()
-        self._writer = threading.Thread(target=self._write_queued, name="prompt-cache-writer", daemon=True)
-        self._writer.start()
+        self._writer: threading.Thread | None = None  # started by the first entry evicted from memory
 
     def folder(self, key: str) -> Path:
         return cache_root(self.models_dir) / key_digest(key).hex()[:32]
@@ -75,6 +74,10 @@ class DiskTier:
 
     def write_later(self, key: str, tokens: Sequence[int], exact: bool, state: bytes) -> None:
         """Queue an entry for the writer thread (the engine's loop never waits on the disk)."""
+        with self._lock:
+            if self._writer is None:
+                self._writer = threading.Thread(target=self._write_queued, name="prompt-cache-writer", daemon=True)
+                self._writer.start()
         self._queue.put((key, tuple(tokens), exact, state))
 
     def drain(self) -> None:

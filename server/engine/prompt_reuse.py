@@ -36,7 +36,7 @@ class PrefixReuse:
             self.save(slot)
         tier = "slot" if keep > 0 else None
         found = self._cache.best(self.key, prompt, len(prompt) - 1)
-        if found is not None and found.n > keep:
+        if found is not None and found.n > max(keep, BLOCK_TOKENS - 1):  # a block at least: a restore copies it all
             state = self._cache.state_of(self.key, found)
             if state is not None and self._restore(slot.seq, state):
                 slot.tokens, keep, tier = list(found.tokens), found.n, found.tier
