@@ -52,6 +52,7 @@ def gunicorn_options(settings: Settings) -> dict:
         "access_log_format": ACCESS_LOG_FORMAT,
         "post_fork": crash.post_fork,
         "child_exit": crash.child_exit,
+        "pre_request": crash.pre_request,
         "worker_exit": worker_exit,
     }
 

@@ -16,6 +16,8 @@ from pathlib import Path
 
 from gunicorn.errors import HaltServer
 
+from core.signal_stack import use_signal_stack
+
 # faulthandler's first line names the signal with these words (CPython's faulthandler.c).
 FATAL_SIGNALS = {
     "Illegal instruction": signal.SIGILL, "Segmentation fault": signal.SIGSEGV, "Bus error": signal.SIGBUS,
@@ -49,3 +51,8 @@ def child_exit(server, worker) -> None:
     if fatal is not None:
         server.log.error("worker %s was killed by %s; stopping the backend", worker.pid, fatal.name)
         raise HaltServer(f"worker killed by {fatal.name}", 128 + fatal)
+
+
+def pre_request(worker, req) -> None:
+    """On the thread about to run a request: a signal stack of its own, so a crash in it still leaves the note."""
+    use_signal_stack()

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, TypeVar
 
 from core.errors import ErrorCode
+from core.signal_stack import use_signal_stack
 
 from ..errors import BackendError, InvalidRequest, ServerBusy
 from .gauges import EngineCounters, EngineLoad
@@ -87,6 +88,7 @@ class Engine:
         self.handle = opened.result()
 
     def _run(self, open_model: Callable[[], Any], opened: Future) -> None:
+        use_signal_stack()  # llama.cpp crashing on this thread still leaves server/crash.py its note
         try:
             handle = open_model()
         except BaseException as err:
