@@ -18,7 +18,7 @@ import requests
 
 from server.chat.shown import GEMMA
 from tests.fim_gguf import write_fim_copy
-from tests.helpers import REPO_ROOT, stack_dirs
+from tests.helpers import REPO_ROOT, stack_dirs, wait_until
 
 sys.path.insert(0, str(REPO_ROOT / "scripts"))
 
@@ -130,7 +130,8 @@ def test_langchain_invokes_streams_and_answers_by_json_schema_with_basic_auth_fr
     assert answer.response_metadata["done_reason"] in ("stop", "length")
     assert sum(bool(p.response_metadata.get("done")) for p in pieces) == 1  # one final chunk with the counts
     assert isinstance(structured, dict) and isinstance(structured["ok"], bool)  # valid by the schema's grammar
-    assert unloading.response_metadata["done"] and MODEL not in _ps(stack["url"])
+    assert unloading.response_metadata["done"]
+    wait_until(lambda: MODEL not in _ps(stack["url"]), 30, "the model unloaded by keep_alive 0")
     keyless = ChatOllama(model=MODEL, base_url=stack["url"], num_predict=1, keep_alive=0)
     with pytest.raises(ollama.ResponseError) as refused:
         keyless.invoke("Say hi")
@@ -191,7 +192,7 @@ def test_open_webuis_call_sequence(stack):
     assert lines[-1]["done"] and all(not line["done"] for line in lines[:-1])
     assert merged[MODEL] > time.time()  # loaded by the chat, expiring later
     assert unload.status_code == 200 and unload.json()["done_reason"] == "unload"
-    assert MODEL not in _ps(url)
+    wait_until(lambda: MODEL not in _ps(url), 30, "the model unloaded")  # once the stream's hold is let go
 
 
 def test_continues_call_sequence(stack):
