@@ -156,14 +156,16 @@ def test_llama_index_completes_and_chats(stack):
 @pytest.mark.parametrize("provider", ["ollama", "ollama_chat"])
 def test_litellm_completes_through_generate_and_chat(stack, provider):
     import litellm
+    from litellm.llms.ollama.common_utils import OllamaModelInfo
 
     answer = litellm.completion(model=f"{provider}/{MODEL}", api_base=stack["url"], max_tokens=4, temperature=0,
                                 messages=[{"role": "user", "content": "Say hi"}])
 
     assert answer.choices[0].finish_reason in ("stop", "length") and 0 < answer.usage.completion_tokens <= 4
     assert answer.usage.prompt_tokens > 0
-    info = litellm.get_model_info(f"ollama/{MODEL}", custom_llm_provider="ollama") if provider == "ollama" else None
-    assert info is None or info["max_input_tokens"] in (None, TRAINED_CTX)
+    # What LiteLLM's router reads from /api/show: the trained context, and tools from the template.
+    info = OllamaModelInfo().get_runtime_model_info(f"{provider}/{MODEL}", api_base=stack["url"])
+    assert info["max_input_tokens"] == TRAINED_CTX and info["supports_function_calling"] is False
 
 
 def _ndjson(response: requests.Response) -> list[dict]:
