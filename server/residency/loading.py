@@ -2,6 +2,7 @@
 holds PARALLEL sequences of N_CTX tokens, and the batching engine that runs it."""
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -160,7 +161,7 @@ def asked_context(settings: Settings, model: ModelFile, asked: int, budget_bytes
     Raises:
         ModelLoadFailed: the file's header cannot be read.
     """
-    header = check_header(model)
+    header = _cached_header(model)  # asked on every request that sends num_ctx: read once a file version
     trained = header.context_length or asked
     n_ctx = max(MIN_ASKED_CTX, min(asked, trained))
     default = context_length(settings, header)
@@ -170,6 +171,12 @@ def asked_context(settings: Settings, model: ModelFile, asked: int, budget_bytes
     per_token = max(1, (estimate(settings, model, header, default) - fixed) // default)
     fitting = (budget_bytes - fixed) // per_token
     return max(default, min(n_ctx, fitting))
+
+
+@functools.lru_cache(maxsize=64)
+def _cached_header(model: ModelFile) -> GGUFHeader:
+    """check_header, once a ModelFile (whose signature changes with its file's size and mtime)."""
+    return check_header(model)
 
 
 def estimate(settings: Settings, model: ModelFile, header: GGUFHeader | None = None,
