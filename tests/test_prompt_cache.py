@@ -178,3 +178,14 @@ def test_metrics_export_hits_misses_and_bytes_a_tier_from_the_backends_stats():
     assert sample(found, "proxy_backend_prompt_cache_misses", "proxy_backend_prompt_cache_misses_total") == 1
     assert sample(found, "proxy_backend_prompt_cache_bytes", tier="memory") == 500
     assert sample(found, "proxy_backend_prompt_cache_bytes", tier="disk") == 0
+
+
+def test_with_no_memory_tier_entries_go_to_disk_and_come_back_from_it(tmp_path):
+    disk = DiskTier(str(tmp_path), 1 << 20)
+    cache = PromptCache(max_bytes=0, disk=disk)  # PROMPT_CACHE_BYTES=0
+    cache.put(KEY, _tokens(0), exact=False, state=b"s" * 100)
+    disk.drain()
+    found = cache.best(KEY, list(_tokens(0)) + [1], limit=200)
+    assert found.tier == "disk" and cache.state_of(KEY, found) == b"s" * 100
+    disk.drain()
+    assert len(disk.entries(KEY)) == 1 and cache.to_dict()["memory"]["bytes"] == 0

@@ -73,9 +73,10 @@ class PromptCache:
             evicted = self._evict_over(self.limit_bytes)
         self._to_disk(evicted)
 
-    def put(self, key: str, tokens: Sequence[int], exact: bool, state: bytes) -> None:
-        """Keep the state of `tokens`; a larger one than the whole budget goes straight to disk."""
-        entry = Entry(key, tuple(tokens), exact, state)
+    def put(self, key: str, tokens: Sequence[int], exact: bool, state: bytes, on_disk: bool = False) -> None:
+        """Keep the state of `tokens`; a larger one than the whole budget goes straight to disk (unless it came
+        from there)."""
+        entry = Entry(key, tuple(tokens), exact, state, on_disk)
         with self._lock:
             old = self._entries.pop(_id(key, entry.tokens), None)
             if old is not None:
@@ -124,9 +125,7 @@ class PromptCache:
         assert found.disk is not None and self.disk is not None
         state = self.disk.read(key, found.disk)
         if state is not None:
-            self.put(key, found.tokens, found.disk.exact, state)
-            with self._lock:
-                self._entries[_id(key, found.tokens)].on_disk = True
+            self.put(key, found.tokens, found.disk.exact, state, on_disk=True)
         return state
 
     def count(self, tier: str | None, cached: int) -> None:
