@@ -1,7 +1,7 @@
 """Probes on their own path (issue 28, item 2): the proxy under gunicorn with its own config answers /livez,
 /readyz and /v1/health within a second while 41 connections have sent half a request and stopped, 24 forwarded
 streams run and 20 pull streams are read, and a connection whose request never completes is closed
-(proxy/workers.py). scripts/bench_probes.py measures the same with the numbers of the issue for longer."""
+(proxy/workers.py). It prints the probes' p99 and max latency."""
 from __future__ import annotations
 
 import socket
