@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ctypes
 import logging
+import time
 from typing import Any, Sequence
 
 from .prompt_cache import BLOCK_TOKENS, PromptCache, common_prefix
@@ -67,9 +68,12 @@ class PrefixReuse:
         """Keep the state of everything `slot`'s sequence holds (unless the cache has it)."""
         if self._cache.contains(self.key, slot.tokens):
             return
+        started = time.perf_counter()
         state = self._capture(slot.seq)
         if state:
             self._cache.put(self.key, slot.tokens, self.exact, state)
+            log.debug("prompt cache: kept %d tokens, %d bytes, in %.1f ms", len(slot.tokens), len(state),
+                      1000 * (time.perf_counter() - started))
 
     def save_all(self) -> None:
         """Keep every slot's state, then write the model's entries to disk (the model is being unloaded)."""
@@ -101,8 +105,10 @@ class PrefixReuse:
         return ctypes.string_at(buffer, n)
 
     def _restore(self, seq: int, state: bytes) -> bool:
+        started = time.perf_counter()
         buffer = (ctypes.c_uint8 * len(state)).from_buffer_copy(state)
         if self._ll.llama_state_seq_set_data(self._ctx, buffer, len(state), seq) == 0:
             log.warning("prompt cache: llama.cpp refused a state of %d bytes; the prompt is evaluated", len(state))
             return False
+        log.debug("prompt cache: restored %d bytes in %.1f ms", len(state), 1000 * (time.perf_counter() - started))
         return True
