@@ -3,7 +3,7 @@
 The generating endpoints are in proxy/routes/ollama_generate.py."""
 from __future__ import annotations
 
-from flask import Blueprint, Flask, Response, jsonify
+from flask import Blueprint, Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from core.errors import ErrorCode, ServiceError
@@ -15,7 +15,7 @@ from proxy.ollama.names import resolve_ollama_name
 from proxy.ollama.show import show_model
 from proxy.ollama.pull import ProgressLines, pull_body, source_digests
 from proxy.pulls.events import Failed
-from proxy.routes.body import json_body
+from proxy.routes.body import check_json_tree, json_body
 from proxy.routes.keep_alive_key import require_key_to_pin
 from proxy.routes.ndjson import object_stream
 from proxy.backend.upstream import call_backend
@@ -49,6 +49,7 @@ def ollama_body() -> dict:
     body = json_body()
     if not isinstance(body, dict):
         raise ProxyError(ErrorCode.INVALID_REQUEST, "missing request body" if body is None else "invalid JSON body")
+    check_json_tree(body, request.get_data())
     require_key_to_pin(body)
     return body
 
