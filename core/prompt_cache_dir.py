@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 log = logging.getLogger(__name__)
 PROMPT_CACHE_DIR = ".prompt-cache"  # hidden: model discovery and listings skip it
 ENTRY_SUFFIX = ".kv"
+STALE_TEMP_S = 600.0  # a temporary file this old was left by a writer that died (killed past its grace period)
 
 
 @dataclass(frozen=True)
@@ -44,7 +46,9 @@ def cache_bytes(models_dir: str | Path) -> int:
 
 
 def reclaim(models_dir: str | Path, max_bytes: int) -> int:
-    """Remove least recently used entries until the cache holds at most `max_bytes`; the bytes freed."""
+    """Remove least recently used entries until the cache holds at most `max_bytes`, and writers' temporary
+    files left behind; the bytes freed."""
+    _remove_stale_temp_files(models_dir)
     files = cache_files(models_dir)
     held, freed = sum(f.size for f in files), 0
     for f in files:
@@ -59,3 +63,13 @@ def reclaim(models_dir: str | Path, max_bytes: int) -> int:
             continue
         freed += f.size
     return freed
+
+
+def _remove_stale_temp_files(models_dir: str | Path) -> None:
+    cutoff = time.time() - STALE_TEMP_S
+    for path in cache_root(models_dir).glob("*/.*.tmp"):
+        try:
+            if path.stat().st_mtime < cutoff:
+                path.unlink()
+        except OSError:  # removed meanwhile
+            continue

@@ -189,3 +189,14 @@ def test_with_no_memory_tier_entries_go_to_disk_and_come_back_from_it(tmp_path):
     assert found.tier == "disk" and cache.state_of(KEY, found) == b"s" * 100
     disk.drain()
     assert len(disk.entries(KEY)) == 1 and cache.to_dict()["memory"]["bytes"] == 0
+
+
+def test_a_writers_temporary_file_left_behind_is_removed_once_stale(tmp_path):
+    folder = tmp_path / ".prompt-cache" / "k"
+    folder.mkdir(parents=True)
+    stale, fresh = folder / ".a.kv.1.tmp", folder / ".b.kv.2.tmp"
+    stale.write_bytes(b"1")
+    fresh.write_bytes(b"1")
+    os.utime(stale, (time.time() - 3600, time.time() - 3600))
+    reclaim(tmp_path, 1 << 30)
+    assert not stale.exists() and fresh.exists()  # a live writer's file stays
