@@ -31,6 +31,8 @@ WEATHER_SCHEMA = {"type": "object", "properties": {"city": {"type": "string", "e
                                                   "unit": {"type": "string", "enum": ["C", "F"]}},
                   "required": ["city"], "additionalProperties": False}
 HI = [{"role": "user", "content": "Say hi"}]
+# Greedy, so a forced call is written tersely (sampled, the grammar's optional whitespace can fill the limit).
+GREEDY = {"temperature": 0}
 # A Hermes-style template, as Qwen 2.5's: the tools in the system turn, calls in <tool_call> tags.
 TOOLS_TEMPLATE = """{%- if tools %}<|im_start|>system
 {% if messages[0].role == 'system' %}{{ messages[0].content }}
@@ -117,12 +119,13 @@ def test_count_tokens_counts_what_the_message_uses(claude):
 def test_messages_forced_tool_use_input_validates(claude):
     tool = {"name": "get_weather", "description": "The weather in a city", "input_schema": WEATHER_SCHEMA}
     message = claude.messages.create(model=GEMMA, max_tokens=48, tools=[tool], messages=[
-        {"role": "user", "content": "Weather in Oslo?"}], tool_choice={"type": "tool", "name": "get_weather"})
+        {"role": "user", "content": "Weather in Oslo?"}], tool_choice={"type": "tool", "name": "get_weather"},
+        extra_body=GREEDY)
     uses = [block for block in message.content if block.type == "tool_use"]
     assert message.stop_reason == "tool_use" and len(uses) >= 1
     assert uses[0].id.startswith("toolu_") and uses[0].name == "get_weather"
     jsonschema.validate(uses[0].input, WEATHER_SCHEMA)
-    answered = claude.messages.create(model=GEMMA, max_tokens=4, tools=[tool], messages=[
+    answered = claude.messages.create(model=GEMMA, max_tokens=1, tools=[tool], messages=[
         {"role": "user", "content": "Weather in Oslo?"}, {"role": "assistant", "content": message.content},
         {"role": "user", "content": [{"type": "tool_result", "tool_use_id": uses[0].id, "content": "Sunny"}]}])
     assert answered.usage.input_tokens > message.usage.input_tokens, "the call and its result reach the prompt"
@@ -155,7 +158,8 @@ def test_responses_forced_function_call_arguments_validate(oai):
     tool = {"type": "function", "name": "get_weather", "description": "The weather in a city",
             "parameters": WEATHER_SCHEMA}
     events = list(oai.responses.create(model=GEMMA, input="Weather in Oslo?", tools=[tool], max_output_tokens=48,
-                                       tool_choice={"type": "function", "name": "get_weather"}, stream=True))
+                                       tool_choice={"type": "function", "name": "get_weather"}, stream=True,
+                                       temperature=0))
     calls = [item for item in events[-1].response.output if item.type == "function_call"]
     assert calls and calls[0].name == "get_weather" and calls[0].call_id
     streamed = "".join(e.delta for e in events if e.type == "response.function_call_arguments.delta")
@@ -173,7 +177,7 @@ def test_ollama_chat_takes_tools_where_the_template_does(url):
     client = ollama.Client(host=url, timeout=120)
     tool = {"type": "function", "function": {"name": "get_weather", "description": "The weather in a city",
                                              "parameters": WEATHER_SCHEMA}}
-    asked, options = [{"role": "user", "content": "Weather in Oslo?"}], {"num_predict": 4, "temperature": 0}
+    asked, options = [{"role": "user", "content": "Weather in Oslo?"}], {"num_predict": 1, "temperature": 0}
     plain = client.chat(model=TOOLED, messages=asked, options=options)
     with_tools = client.chat(model=TOOLED, messages=asked, tools=[tool], options=options)
     assert with_tools.done and with_tools.prompt_eval_count > plain.prompt_eval_count, "the tools reach the prompt"

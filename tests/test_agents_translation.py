@@ -310,3 +310,12 @@ def test_the_sdks_stream_helpers_add_the_events_up(make_app, backend):  # noqa: 
     assert message.content[2].input == {"city": "Oslo"} and message.stop_reason == "tool_use"
     assert (message.usage.input_tokens, message.usage.output_tokens) == (11, 7), "message_delta's usage counts"
     assert response.output_text == "Checking." and response.output[-1].arguments == '{"city": "Oslo"}'
+
+
+def test_metrics_count_each_dialects_requests_by_route(client, backend):
+    answering(backend, texts=["Hi"])
+    client.post("/v1/messages", json={"model": MODEL, "max_tokens": 5, "messages": [{"role": "user", "content": "a"}]})
+    client.post("/v1/responses", json={"model": MODEL, "input": "a"})
+    scraped = client.get("/metrics").get_data(as_text=True)
+    for route in ("/v1/messages", "/v1/responses"):
+        assert f'proxy_http_requests_total{{method="POST",route="{route}",status="200"}}' in scraped
