@@ -319,3 +319,16 @@ def test_metrics_count_each_dialects_requests_by_route(client, backend):
     scraped = client.get("/metrics").get_data(as_text=True)
     for route in ("/v1/messages", "/v1/responses"):
         assert f'proxy_http_requests_total{{method="POST",route="{route}",status="200"}}' in scraped
+
+
+def test_a_backend_failing_mid_stream_ends_each_stream_with_an_error_event(client, backend):
+    backend["state"]["stream"] = recorded(texts=["Hel"])[:2] + [
+        {"error": {"message": "the model was unloaded", "code": "backend_unavailable"}}]
+    anthropic_events = sse_events(client.post("/v1/messages", json={
+        "model": MODEL, "max_tokens": 5, "stream": True, "messages": [{"role": "user", "content": "a"}]}).data)
+    assert anthropic_events[-1] == {"type": "error", "error": {"type": "api_error",
+                                                               "message": "the model was unloaded"}}
+    responses_events = sse_events(client.post("/v1/responses", json={"model": MODEL, "input": "a",
+                                                                      "stream": True}).data)
+    assert responses_events[-1]["type"] == "error" and responses_events[-1]["code"] == "backend_unavailable"
+    assert responses_events[-1]["sequence_number"] == len(responses_events) - 1

@@ -9,6 +9,7 @@ from typing import Iterator
 
 from proxy.backend.chat import ChatAnswer, Piece, chat_pieces, new_id
 from proxy.backend.upstream import Upstream
+from proxy.errors import ProxyError
 from proxy.responses.request import ResponsesRequest
 
 TEXT_KINDS = {"text": ("message", "output_text"), "reasoning": ("reasoning", "reasoning_text")}
@@ -106,6 +107,11 @@ class ResponseTranslator:
             yield self._event(f"response.{part['type']}.done", **fields, text=part["text"], **extra)
             yield self._event("response.content_part.done", **fields, part=dict(part))
         yield self._event("response.output_item.done", output_index=index, item=dict(item))
+
+    def error_event(self, err: ProxyError) -> dict:
+        """The `error` event that ends a stream the backend broke off."""
+        return {"type": "error", "code": err.code, "message": err.message, "param": None,
+                "sequence_number": self.next_sequence()}
 
     def next_sequence(self) -> int:
         """The next event's sequence_number."""

@@ -2,45 +2,20 @@
 (proxy/responses/); errors are OpenAI's shape with `param` naming the field at fault (the app's handler)."""
 from __future__ import annotations
 
-import json
-import logging
-from typing import Iterator
-
-from flask import Blueprint, Response, jsonify
+from flask import Blueprint
 
 from proxy.backend.chat import start_chat
-from proxy.backend.upstream import Upstream
-from proxy.errors import ProxyError
 from proxy.responses.answer import ResponseTranslator
 from proxy.responses.request import responses_request
 from proxy.routes.body import json_body
+from proxy.routes.sse import translated_answer
 
-log = logging.getLogger(__name__)
 bp = Blueprint("responses", __name__)
-SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
 @bp.post("/v1/responses")
 def create():
     asked = responses_request(json_body())
-    upstream = start_chat(asked.body, asked.files)
-    translator = ResponseTranslator(asked)
-    if not asked.stream:
-        for _ in translator.events(upstream):
-            pass
-        return jsonify(translator.response())
-    response = Response(_sse(translator, upstream), mimetype="text/event-stream", headers=SSE_HEADERS)
-    response.call_on_close(upstream.close)
-    return response
-
-
-def _sse(translator: ResponseTranslator, upstream: Upstream) -> Iterator[str]:
-    """OpenAI's SSE framing (`event:` and `data:`); a failure part way is a last `error` event."""
-    try:
-        for event in translator.events(upstream):
-            yield f"event: {event['type']}\ndata: {json.dumps(event, ensure_ascii=False)}\n\n"
-    except ProxyError as err:
-        log.warning("backend stream for %s broke off: %s", translator.asked.model, err.code)
-        error = {"type": "error", "code": err.code, "message": err.message, "param": None,
-                 "sequence_number": translator.next_sequence()}
-        yield f"event: error\ndata: {json.dumps(error)}\n\n"
+    upstream, translator = start_chat(asked.body, asked.files), ResponseTranslator(asked)
+    return translated_answer(upstream, translator.events(upstream), translator.response, asked.stream,
+                             translator.error_event)
