@@ -230,3 +230,9 @@ def test_a_thinking_model_opens_its_grammar_only_after_the_reasoning():
     assert thinking.trigger_tokens == () and thinking.triggers == (r"[\s\S]*?</think>[\s\S]*?(<tool_call>)[\s\S]*",)
     quiet = plan_turn(_chat("Qwen-Qwen3-0.6B"), messages, use, False, lambda _: 7)
     assert quiet.trigger_tokens == (7,) and quiet.triggers == ()  # one token spells <tool_call>: it triggers
+
+
+def test_calls_before_one_cut_short_are_kept():
+    text = '[TOOL_CALLS][{"name": "a", "arguments": {}}, {"name": "b", "arguments": {"x": '
+    message = AnswerReader(FORMATS["mistral"], new_id=lambda: "abcdefghi").message(text)
+    assert message["content"] is None and [c["function"]["name"] for c in message["tool_calls"]] == ["a"]

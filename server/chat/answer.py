@@ -35,14 +35,16 @@ class AnswerReader:
         return self.tool_format is None and not self.thinks
 
     def read(self, text: str, partial: bool = False) -> Answer:
-        """The answer in `text`. Whole (`partial` False): only calls that closed with arguments that parse
-        count; otherwise the text after the reasoning is all content."""
+        """The answer in `text`. Whole (`partial` False): the calls that closed with arguments that parse, up to
+        the first that did not (cut short by max_tokens); without one, the text after the reasoning is content."""
         reasoning, rest = split_reasoning(text, self.opened, partial) if self.thinks else ("", text)
         if self.tool_format is None:
             return Answer(rest, reasoning)
         parsed = self.tool_format.parse(rest, partial)
-        if not partial and not all(call.complete and parses(call.arguments) for call in parsed.calls):
-            parsed = Parsed(rest)
+        if not partial:
+            whole = [call.complete and parses(call.arguments) for call in parsed.calls]
+            kept = whole.index(False) if False in whole else len(whole)  # calls cut short end the answer
+            parsed = Parsed(rest) if parsed.calls and not kept else Parsed(parsed.content, parsed.calls[:kept])
         return Answer(parsed.content, reasoning, parsed.calls)
 
     def call_id(self, index: int) -> str:
