@@ -22,8 +22,8 @@ from server.engine.prompt_cache import BLOCK_TOKENS
 from server.settings import Settings
 
 MODEL, OTHER_MODEL = "gemma-3-270m-Q4_K_M", "gemma-other"
-SYSTEM = " ".join(f"Rule {i}: greet the guest, name dish {i} and its price of {i * 3} euros." for i in range(24))
-OTHER_SYSTEM = " ".join(f"Fact {i}: the river {i} flows north for {i * 11} km." for i in range(24))
+SYSTEM = " ".join(f"Rule {i}: greet the guest, name dish {i} and its price of {i * 3} euros." for i in range(14))
+OTHER_SYSTEM = " ".join(f"Fact {i}: the river {i} flows north for {i * 11} km." for i in range(14))
 
 
 @pytest.fixture
@@ -44,7 +44,7 @@ def _app(models_dir: Path):
 
 
 def _chat(app, system: str, question: str, model: str = MODEL) -> dict:
-    body = {"model": model, "max_tokens": 12, "temperature": 0,
+    body = {"model": model, "max_tokens": 8, "temperature": 0,
             "messages": [{"role": "system", "content": system}, {"role": "user", "content": question}]}
     response = app.test_client().post("/v1/chat/completions", json=body)
     assert response.status_code == 200, response.get_data(as_text=True)
@@ -83,17 +83,22 @@ def test_a_prompt_whose_slot_was_taken_is_restored_from_memory_then_disk_and_ans
 
 
 def test_a_shared_system_prompt_is_restored_for_another_question_from_the_second_conversation_on(models_dir):
+    # Questions longer than a block: each prompt's last checkpoint lies past the system prompt, so only the
+    # checkpoint kept where the first two conversations part can serve the third.
+    long_question = " ".join(f"Is dish {i} cheaper than dish {i + 1}?" for i in range(8))
     app = _app(models_dir)
     try:
-        _chat(app, SYSTEM, "Which dish costs 12 euros?")
-        second = _chat(app, SYSTEM, "Name dish 20.")  # finds where the two part, keeps a checkpoint there
+        first = _chat(app, SYSTEM, "First: " + long_question)
+        _chat(app, SYSTEM, "Second: " + long_question)  # finds where the two part, keeps a checkpoint there
         _chat(app, OTHER_SYSTEM, "How long is river 3?")
-        third = _chat(app, SYSTEM, "What does the guest hear first?")
+        third = _chat(app, SYSTEM, "Hello?")
     finally:
         app.extensions["backend"].registry.close()
     shared = third["prompt_tokens_details"]["cached_tokens"]
-    assert shared >= 0.9 * (second["prompt_tokens"] - 20), (second, third)
-    assert shared % BLOCK_TOKENS == 0
+    assert first["prompt_tokens"] - third["prompt_tokens"] > BLOCK_TOKENS
+    # The third question and the turn's closing tokens are under 16 tokens: all before them is shared, and was
+    # kept where the second conversation parted from the first (not a block boundary: up to 63 tokens earlier).
+    assert shared >= third["prompt_tokens"] - 16, third
 
 
 def test_one_models_states_never_serve_another(models_dir):

@@ -3,11 +3,12 @@ the slot is given another request, a request restores the longest cached prefix 
 more than its slot holds, and, for models whose cache cannot be cut back (sliding-window or recurrent
 layers), checkpoints are taken while a prompt is read.
 
-Sliding-window layers keep only their last n_swa positions, so a state is valid only for continuing at its
-own end. The engine therefore reads such a prompt in chunks that stop at two block boundaries and keeps the
-state there: the last boundary before the prompt's end (the same prompt again, a chat's next turn) and the
-last boundary of what the prompt shares with what the cache or another slot holds (a shared system prompt:
-from the second conversation that shares it on). Runs on the engine's thread only.
+Sliding-window layers keep only their last n_swa positions (llama_state_seq_get_data writes only those), so
+a state is valid only for continuing at its own end. The engine therefore reads such a prompt in chunks that
+stop at checkpoints and keeps the state there: the last block boundary before the prompt's end (the same
+prompt again, a chat's next turn), the token where the prompt parts from what its slot held, and the last
+block boundary of what it shares with the cache or another slot (a shared system prompt: from the second
+conversation that shares it on). Runs on the engine's thread only.
 """
 from __future__ import annotations
 
@@ -33,6 +34,7 @@ class PrefixReuse:
     def prepare(self, slot: Any, prompt: list[int], keep: int) -> int:
         """Before `slot` (keeping `keep` of its tokens) starts `prompt`: keep what it held, restore a longer
         cached prefix. The number of prompt tokens its sequence now holds."""
+        parts_here = len(slot.tokens) > keep >= BLOCK_TOKENS  # the slot held more: the two prompts part at keep
         if len(slot.tokens) > keep and len(slot.tokens) >= BLOCK_TOKENS:
             self.save(slot)
         tier = "slot" if keep > 0 else None
@@ -43,15 +45,19 @@ class PrefixReuse:
                 slot.tokens, keep, tier = list(found.tokens), found.n, found.tier
             elif state is not None:  # llama.cpp cleared the sequence when the state did not fit it
                 slot.tokens, keep, tier = [], 0, None
+            parts_here = False
         self._cache.count(tier if keep >= BLOCK_TOKENS else None, keep)  # a chat template's first tokens: no hit
         self._targets.pop(slot.seq, None)
         if self.exact:
-            self._targets[slot.seq] = self._checkpoints(slot, prompt, keep)
+            self._targets[slot.seq] = self._checkpoints(slot, prompt, keep, parts_here)
         return keep
 
     def chunk_room(self, slot: Any, room: int) -> int:
         """How many prompt tokens `slot` may evaluate in this step: up to its next checkpoint."""
         targets = self._targets.get(slot.seq)
+        if targets and targets[0] == len(slot.tokens):  # where this prompt parts from the slot's last one
+            targets.pop(0)
+            self.save(slot)
         while targets and targets[0] <= len(slot.tokens):
             targets.pop(0)
         return min(room, targets[0] - len(slot.tokens)) if targets else room
@@ -87,12 +93,16 @@ class PrefixReuse:
             return
         log.info("prompt cache: %d entries of the unloaded model written to disk", written)
 
-    def _checkpoints(self, slot: Any, prompt: list[int], keep: int) -> list[int]:
+    def _checkpoints(self, slot: Any, prompt: list[int], keep: int, parts_here: bool) -> list[int]:
+        """Where to keep `prompt`'s state: the last block boundary before its end, the last one of what it shares
+        with the cache or another slot, and `keep` itself when the prompt parts there from the slot's last one
+        (taken before the first chunk)."""
         shared = max([self._cache.longest_shared(self.key, prompt)]
                      + [common_prefix(other.tokens, prompt) for other in self._slots if other is not slot])
-        ends = {min(shared, len(prompt) - 1) // BLOCK_TOKENS * BLOCK_TOKENS,
-                (len(prompt) - 1) // BLOCK_TOKENS * BLOCK_TOKENS}
-        return sorted(t for t in ends if t > keep and not self._cache.contains(self.key, prompt[:t]))
+        points = {min(shared, len(prompt) - 1) // BLOCK_TOKENS * BLOCK_TOKENS,
+                  (len(prompt) - 1) // BLOCK_TOKENS * BLOCK_TOKENS} | ({keep} if parts_here else set())
+        return sorted(t for t in points if (t > keep or (t == keep and parts_here)) and t >= BLOCK_TOKENS
+                      and not self._cache.contains(self.key, prompt[:t]))
 
     def _capture(self, seq: int) -> bytes | None:
         ll = self._ll
