@@ -115,3 +115,11 @@ def test_max_model_memory_zero_stops_the_start_with_a_message(value):
 def test_backend_listens_on_the_loopback_by_default():
     assert Settings.from_env({"HOST": "0.0.0.0"}).host == "127.0.0.1"
     assert Settings.from_env({"BACKEND_HOST": "0.0.0.0"}).host == "0.0.0.0"
+
+
+@pytest.mark.parametrize("path", ["docker/start.sh", "docker/Dockerfile", "docker/Dockerfile.cuda"])
+def test_the_container_keeps_the_backend_on_the_loopback(path):
+    from tests.helpers import REPO_ROOT
+
+    text = (REPO_ROOT / path).read_text()
+    assert "BACKEND_HOST=127.0.0.1" in text or 'BACKEND_HOST="${BACKEND_HOST:-127.0.0.1}"' in text
