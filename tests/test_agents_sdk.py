@@ -33,8 +33,9 @@ WEATHER_SCHEMA = {"type": "object", "properties": {"city": {"type": "string", "e
 HI = [{"role": "user", "content": "Say hi"}]
 # Greedy, so a forced call is written tersely (sampled, the grammar's optional whitespace can fill the limit).
 GREEDY = {"temperature": 0}
-# A Hermes-style template, as Qwen 2.5's: the tools in the system turn, calls in <tool_call> tags.
-TOOLS_TEMPLATE = """{%- if tools %}<|im_start|>system
+# A Hermes-style template, as Qwen 2.5's: the tools in the system turn, calls in <tool_call> tags; BOS written
+# first, as Gemma's own template writes it.
+TOOLS_TEMPLATE = """{{ bos_token }}{%- if tools %}<|im_start|>system
 {% if messages[0].role == 'system' %}{{ messages[0].content }}
 
 {% endif %}# Tools
@@ -110,10 +111,15 @@ def test_messages_stream_adds_up_to_its_final_message(claude):
     assert final.stop_reason in ("end_turn", "max_tokens") and 0 < final.usage.output_tokens <= 8
 
 
-def test_count_tokens_counts_what_the_message_uses(claude):
+def test_count_tokens_counts_what_the_message_uses_tools_included(claude):
     counted = claude.messages.count_tokens(model=GEMMA, system="You are brief.", messages=HI)
     used = claude.messages.create(model=GEMMA, max_tokens=1, system="You are brief.", messages=HI)
     assert counted.input_tokens == used.usage.input_tokens > 0
+    tool = {"name": "get_weather", "description": "The weather in a city", "input_schema": WEATHER_SCHEMA}
+    with_tools = claude.messages.count_tokens(model=TOOLED, messages=HI, tools=[tool])
+    used = claude.messages.create(model=TOOLED, max_tokens=1, messages=HI, tools=[tool])
+    assert with_tools.input_tokens == used.usage.input_tokens
+    assert with_tools.input_tokens > claude.messages.count_tokens(model=TOOLED, messages=HI).input_tokens
 
 
 def test_messages_forced_tool_use_input_validates(claude):

@@ -22,6 +22,8 @@ def count_input_tokens(asked: MessagesRequest) -> int:
             raise
         tokens = None
     if isinstance(tokens, list):
-        return len(tokens)
+        # A template that writes the BOS text itself gets a second BOS from add_special; the chat path adds none
+        # then, so one of two equal leading tokens is not counted (a chat prompt never starts with a token twice).
+        return len(tokens) - (len(tokens) > 1 and tokens[0] == tokens[1])
     # A backend without those endpoints: the prompt tokens its usage counts for a one-token answer.
     return read_chat(start_chat({**asked.body, "max_tokens": 1}, asked.files)).prompt_tokens

@@ -67,6 +67,18 @@ def make_job(lease: Lease, request: GenerationRequest, grammar: str | None = Non
                reader=None if turn is None or turn.reader.plain else turn.reader)
 
 
+def rendered_chat(lease: Lease, request: GenerationRequest) -> str:
+    """A chat request's prompt as make_job renders it (the model's template with the request's tools and thinking),
+    before truncation: what llama-server's /apply-template answers.
+
+    Raises:
+        InvalidRequest: the messages do not fit the model's chat template; a tool's schema gives no grammar.
+    """
+    handle = lease.loaded.llama
+    override = format_override(handle.settings.tool_formats, lease.model.id)
+    return chat_turn(handle, chat_messages(handle.chat.has_template, request) or [], request, override).prompt.text
+
+
 def agent_output(lease: Lease, job: Job, stats: ServingStats) -> AgentOutput | None:
     """How the API reads `job`'s answer (tool calls, reasoning), or None when its text is the content."""
     if job.reader is None:

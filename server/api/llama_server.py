@@ -58,7 +58,7 @@ def detokenize():
 def apply_template():
     parsed = parse_chat(parse_json_body(request.get_data()))
     with _lease({"model": parsed.model}) as lease:
-        return jsonify(prompt=lease.loaded.llama.chat.render(parsed.messages).text)
+        return jsonify(prompt=generation.rendered_chat(lease, parsed))  # tools rendered too, as llama-server does
 
 
 @bp.get("/props")
