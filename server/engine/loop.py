@@ -28,6 +28,7 @@ from .gauges import EngineCounters, EngineLoad
 from .jobs import Finished, Job, SlotState
 from .prompt_cache import PromptCache
 from .prompt_reuse import PrefixReuse
+from .chunking import prompt_take
 from .sampling import TokenSampler, make_sampler
 from .stats import ServingStats
 from .textout import TextOut
@@ -298,6 +299,8 @@ class Engine:
             if room <= 0:
                 break
             take = room if self._reuse is None else self._reuse.chunk_room(slot, room)  # stop at a checkpoint
+            if self._n_swa > 0:  # read the prompt's end in llama-server's pieces: its rounding, its answer
+                take = prompt_take(len(slot.pending), take, self._n_batch)
             chunk, slot.pending = slot.pending[:take], slot.pending[take:]
             start = len(slot.tokens)
             for i, token in enumerate(chunk):
