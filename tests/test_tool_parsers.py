@@ -236,3 +236,15 @@ def test_calls_before_one_cut_short_are_kept():
     text = '[TOOL_CALLS][{"name": "a", "arguments": {}}, {"name": "b", "arguments": {"x": '
     message = AnswerReader(FORMATS["mistral"], new_id=lambda: "abcdefghi").message(text)
     assert message["content"] is None and [c["function"]["name"] for c in message["tool_calls"]] == ["a"]
+
+
+def test_a_forced_call_still_lets_a_thinking_model_reason_first():
+    messages, use = [{"role": "user", "content": "Hi"}], parse_tool_use({"tools": [WEATHER], "tool_choice": "required"})
+    r1 = plan_turn(_chat("deepseek-ai-DeepSeek-R1-Distill-Qwen-32B"), messages, use, None, lambda _: None)
+    assert r1.reader.opened and '\nroot ::= ( [^<] | "<" [^/] )* "</think>"' in r1.grammar  # inside the block
+    qwen3 = plan_turn(_chat("Qwen-Qwen3-0.6B"), messages, use, None, lambda _: None)
+    assert 'root ::= ( "<think>"' in qwen3.grammar and "answer-root ::=" in qwen3.grammar
+    quiet = plan_turn(_chat("Qwen-Qwen3-0.6B"), messages, use, False, lambda _: None)
+    assert "think" not in quiet.grammar  # thinking off: the call comes at once
+    reader = r1.reader
+    assert reader.read('Plan.</think>\n{"tool_call": {"name": "get_weather", "arguments": {"city": "Oslo"}}}').calls

@@ -178,6 +178,7 @@ def test_each_familys_grammar_compiles_in_llama_cpp(gemma_gguf):
     import llama_cpp as ll
     from llama_cpp._internals import LlamaModel
 
+    from server.chat.reasoning import after_reasoning
     from server.chat.tool_formats import FORMATS
     from server.chat.tools import parse_tool_use, tool_grammar
 
@@ -187,7 +188,9 @@ def test_each_familys_grammar_compiles_in_llama_cpp(gemma_gguf):
     vocab = ll.llama_model_get_vocab(model.model)
     for fmt in FORMATS.values():
         for body in ({"tools": [WEATHER, CLOCK]}, {"tools": [WEATHER, NESTED], "tool_choice": "required"}):
-            sampler = ll.llama_sampler_init_grammar(vocab, tool_grammar(fmt, parse_tool_use(body)).encode(), b"root")
-            assert sampler, (fmt.name, body)
-            ll.llama_sampler_free(sampler)
+            grammar = tool_grammar(fmt, parse_tool_use(body))
+            for text in (grammar, after_reasoning(grammar, True), after_reasoning(grammar, False)):
+                sampler = ll.llama_sampler_init_grammar(vocab, text.encode(), b"root")
+                assert sampler, (fmt.name, body, text)
+                ll.llama_sampler_free(sampler)
     model.close()

@@ -12,8 +12,8 @@ from typing import Any, Callable
 from .answer import AnswerReader
 from .families import content_text
 from .prompts import ChatFormat, ChatPrompt
-from .reasoning import (CLOSE, prompt_closes_thinking, prompt_opens_thinking, template_switches_thinking,
-                        template_thinks)
+from .reasoning import (CLOSE, after_reasoning, prompt_closes_thinking, prompt_opens_thinking,
+                        template_switches_thinking, template_thinks)
 from .tool_formats import FORMATS, format_for_template, template_takes_tools
 from .tools import ToolUse, described, new_call_id, tool_grammar
 
@@ -63,9 +63,10 @@ def plan_turn(chat: ChatFormat, messages: list[dict], use: ToolUse | None, think
     if not calling:
         return ChatTurn(prompt, reader)
     grammar = tool_grammar(fmt, use)
+    thinking_first = reader.thinks and not prompt_closes_thinking(prompt.text)
     if use.forced or fmt.name == "generic":
-        return ChatTurn(prompt, reader, grammar)
-    if reader.thinks and not prompt_closes_thinking(prompt.text):
+        return ChatTurn(prompt, reader, after_reasoning(grammar, reader.opened) if thinking_first else grammar)
+    if thinking_first:
         # A call opens after the reasoning: a `<tool_call>` the model muses about while thinking is not one.
         patterns, _ = fmt.triggers(lambda _: None)
         return ChatTurn(prompt, reader, grammar, tuple(rf"[\s\S]*?{re.escape(CLOSE)}{p}" for p in patterns))

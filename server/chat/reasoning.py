@@ -2,6 +2,8 @@
 `<think>` and `</think>` is returned as `reasoning_content`, never inside `content` (docs/api.md, Agents)."""
 from __future__ import annotations
 
+import re
+
 from ..errors import InvalidRequest
 from .tool_formats import held_back
 
@@ -26,6 +28,16 @@ def prompt_opens_thinking(prompt: str) -> bool:
 def prompt_closes_thinking(prompt: str) -> bool:
     """Whether the rendered prompt ends after a closed block (thinking turned off: Qwen3's empty one)."""
     return prompt.rstrip().endswith(CLOSE)
+
+
+def after_reasoning(grammar: str, opened: bool) -> str:
+    """`grammar` (GBNF) preceded by the model's reasoning: the rest of a block the prompt opened (`opened`), else
+    an optional one, so that a thinking model still thinks before an answer the grammar constrains (R1 distills
+    start inside the block: without it their constrained answer would be read as reasoning)."""
+    body = re.sub(r"^root ::=", "answer-root ::=", grammar, count=1, flags=re.M)
+    block = '( [^<] | "<" [^/] )* "</think>" [ \\n]*'  # reasoning that holds no "</" (the tag's start)
+    root = f"root ::= {block} answer-root" if opened else f'root ::= ( "<think>" {block} )? answer-root'
+    return f"{body}\n{root}\n"
 
 
 def split_reasoning(text: str, opened: bool, partial: bool = False) -> tuple[str, str]:
