@@ -146,8 +146,10 @@ def _run(parsed: GenerationRequest, shapes: type[Shapes] | None) -> Response:
     waiter = Waiter.of_request(request.environ, request.headers)
     lease = _backend().registry.acquire(parsed.model, waiter, parsed.keep_alive, n_ctx=parsed.n_ctx)
     try:
-        check_compiles(lease.loaded.llama.vocab, grammar, "response_format")  # a 400, not an error mid-stream
         job = generation.make_job(lease, parsed, grammar)
+        # A grammar llama.cpp refuses (the response format's or the tools') is a 400, not an error mid-stream.
+        where = "response_format" if job.sampling.grammar == grammar else "tools"
+        check_compiles(lease.loaded.llama.vocab, job.sampling.grammar, where)
         events = generation.run(lease, job)
         shape = None if shapes is None else shapes(lease.model.id, parsed.kind == "chat", parsed.include_usage,
                                                     generation.agent_output(lease, job, _backend().registry.stats))
