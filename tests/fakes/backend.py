@@ -34,9 +34,10 @@ def app(environ, start_response):
         return [body]
     if environ["REQUEST_METHOD"] == "GET" and environ.get("PATH_INFO") == "/stats":
         return _stats(start_response)
-    raw = environ["wsgi.input"].read()
+    raw = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))  # read() alone may wait for more
     answered = answer_route(environ["REQUEST_METHOD"], environ.get("PATH_INFO", ""), raw, EVENTS)
     if answered is not None:  # the contract's routes beyond streaming (tests/fakes/backend_routes.py)
+        SERVED.answered(answered[2])
         start_response(*answered[:2])
         return [answered[2]]
     start_response("200 OK", [("Content-Type", "text/event-stream"), ("Cache-Control", "no-cache")])
@@ -97,6 +98,17 @@ class _Served:
             (self.ttft if first else self.tpot).observe(now - since)
         return now
 
+    def answered(self, body: bytes) -> None:
+        """A whole (not streamed) answer: its `usage` counts as the real backend counts it."""
+        try:
+            usage = json.loads(body).get("usage") or {}
+        except (ValueError, AttributeError):
+            return
+        if "completion_tokens" in usage:
+            with self.lock:
+                self.prompt_tokens += usage.get("prompt_tokens", 0)
+                self.generated_tokens += usage["completion_tokens"]
+
     def end(self) -> None:
         with self.lock:
             self.streams -= 1
@@ -106,7 +118,7 @@ class _Served:
             return {"prompt_tokens": self.prompt_tokens, "generated_tokens": self.generated_tokens,
                     "slots": {"total": SLOTS, "busy": min(SLOTS, self.streams)},
                     "queue": max(0, self.streams - SLOTS), "ttft_seconds": self.ttft.as_json(),
-                    "tpot_seconds": self.tpot.as_json()}
+                    "tpot_seconds": self.tpot.as_json(), "models": []}  # per-model gauges: the real backend's
 
 
 SERVED = _Served()

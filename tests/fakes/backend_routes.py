@@ -77,8 +77,9 @@ def _completion(path: str, body: dict, events: int) -> Answer:
 def _embeddings(body: dict) -> Answer:
     texts = body.get("input")
     texts = [texts] if isinstance(texts, str) else texts
-    if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
-        return _error(400, "invalid_request", "`input` must be a string or a list of strings")
+    if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):  # OpenAI's error shape there
+        return _json(400, {"error": {"message": "`input` must be a string or a list of strings",
+                                     "type": "invalid_request_error", "code": "invalid_request", "param": "input"}})
     data = [{"object": "embedding", "index": i, "embedding": _vector(text)} for i, text in enumerate(texts)]
     tokens = sum(len(text.split()) for text in texts)
     return _json(200, {"object": "list", "data": data, "model": body.get("model"),
@@ -105,7 +106,8 @@ def _residency(path: str, body: dict) -> Answer:
     now = datetime.datetime.now(datetime.timezone.utc)
     forever = body.get("keep_alive") in (-1, "-1")
     expires = None if forever else (now + datetime.timedelta(minutes=5)).isoformat(timespec="seconds")
-    entry = {"id": model, "size_in_memory": SIZE_IN_MEMORY, "gpu_layers": 0, "slots": {"total": 4, "busy": 0},
+    entry = {"id": model, "size_in_memory": SIZE_IN_MEMORY, "gpu_layers": 0, "n_ctx": body.get("n_ctx") or 4096,
+             "slots": {"total": 4, "busy": 0},
              "queue": 0, "expires_at": expires, "loaded_at": now.isoformat(timespec="seconds")}
     with LOCK:
         LOADED[model] = entry
