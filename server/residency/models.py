@@ -88,6 +88,7 @@ class ModelRegistry:
         self._settings = settings
         self.budget_bytes = budget_bytes or settings.max_model_memory_bytes or default_budget(gpu_offload)
         self._loaded: OrderedDict[str, LoadedModel] = OrderedDict()  # least recently used first
+        self._closing: list[LoadedModel] = []  # out of _loaded, their memory not yet freed
         self._cond = threading.Condition()  # guards _loaded and each LoadedModel's users/keep_alive
         self._load_lock = threading.Lock()  # one load (and the unloads that make room for it) at a time
         self._stop = threading.Event()
@@ -156,19 +157,20 @@ class ModelRegistry:
             loaded.pinned, loaded.keep_alive_s = False, 0  # _release unloads it when its last request ends
             if loaded.users > 0:
                 return model.id, "unloading"
-            del self._loaded[model.id]
+            self._take_out(loaded)
         self._close(loaded, "asked to")
         return model.id, "unloaded"
 
     def running(self) -> list[LoadedModel]:
-        """The loaded models, least recently used first."""
+        """The models in memory, least recently used first, then those being unloaded (until their memory is
+        free, so this list and the process's memory agree)."""
         with self._cond:
-            return list(self._loaded.values())
+            return list(self._loaded.values()) + self._closing
 
     def loaded_ids(self) -> list[str]:
         """Ids of the models in memory, least recently used first (never waits on a load)."""
         with self._cond:
-            return list(self._loaded)
+            return list(self._loaded) + [m.model.id for m in self._closing]
 
     @contextlib.contextmanager
     def trying(self, name: str) -> Iterator[None]:
@@ -191,7 +193,9 @@ class ModelRegistry:
         """Unload every model, ending their running requests."""
         self._stop.set()
         with self._cond:
-            loaded, self._loaded = list(self._loaded.values()), OrderedDict()
+            loaded = list(self._loaded.values())
+            for item in loaded:
+                self._take_out(item)
         for item in loaded:
             self._close(item, "shutting down")
         if self.prompt_cache is not None:  # SIGTERM: what memory holds goes to disk
@@ -252,7 +256,7 @@ class ModelRegistry:
                 victims = self._victims(model, need)
                 if victims is not None:
                     for victim in victims:
-                        del self._loaded[victim.model.id]
+                        self._take_out(victim)
                     return victims
                 if waiter is not None:
                     waiter.check()
@@ -267,8 +271,8 @@ class ModelRegistry:
                 return None
             victims.append(stale)
 
-        def fits() -> bool:
-            rest = [m for m in self._loaded.values() if m not in victims]
+        def fits() -> bool:  # models still being unloaded hold their memory until they are gone
+            rest = [m for m in self._loaded.values() if m not in victims] + self._closing
             return sum(m.size_bytes for m in rest) + need <= self.budget_bytes and len(rest) < self._max_loaded
 
         for loaded in self._loaded.values():
@@ -285,7 +289,7 @@ class ModelRegistry:
             unload_now = loaded.users == 0 and loaded.keep_alive_s == 0 \
                 and self._loaded.get(loaded.model.id) is loaded
             if unload_now:
-                del self._loaded[loaded.model.id]
+                self._take_out(loaded)
             self._cond.notify_all()
         if unload_now:
             self._close(loaded, "keep_alive 0")
@@ -298,9 +302,14 @@ class ModelRegistry:
                 expired = [m for m in self._loaded.values() if m.users == 0 and m.keep_alive_s is not None
                            and now >= m.last_used + m.keep_alive_s and m.engine.idle()]
                 for loaded in expired:
-                    del self._loaded[loaded.model.id]
+                    self._take_out(loaded)
             for loaded in expired:
                 self._close(loaded, f"idle for its keep_alive of {loaded.keep_alive_s:g} s")
+
+    def _take_out(self, loaded: LoadedModel) -> None:
+        """No request gets `loaded` any more; it counts as in memory until _close has freed it. Under _cond."""
+        del self._loaded[loaded.model.id]
+        self._closing.append(loaded)
 
     def _close(self, loaded: LoadedModel, why: str) -> None:
         try:
@@ -308,6 +317,7 @@ class ModelRegistry:
         finally:
             log.info("unloaded model %s (%s)", loaded.model.id, why)
             with self._cond:
+                self._closing = [m for m in self._closing if m is not loaded]
                 self._cond.notify_all()
             self._size_prompt_cache()
 
