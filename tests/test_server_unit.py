@@ -187,7 +187,7 @@ class _FakeLlama:
     def idle(self) -> bool:
         return True
 
-    def load(self) -> tuple[int, int]:
+    def occupancy(self) -> tuple[int, int]:
         return 0, 0
 
 

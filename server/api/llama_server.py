@@ -9,7 +9,7 @@ from flask import Blueprint, Response, current_app, jsonify, request
 
 from ..chat.fim import fim_prompt
 from ..engine.jobs import Job
-from ..engine.loop import token_piece
+from ..engine.textout import token_piece
 from ..engine.sampling import Sampling
 from ..engine.waiting import Waiter
 from ..errors import InvalidRequest
@@ -80,7 +80,7 @@ def slots():
     registry = current_app.extensions["backend"].registry
     model = registry.find(model_name({"model": request.args.get("model", "")}))
     loaded = next((m for m in registry.running() if m.model.id == model.id), None)
-    states = loaded.engine.slot_states() if loaded is not None else []
+    states = loaded.engine.slot_reports() if loaded is not None else []
     if request.args.get("fail_on_no_slot") in ("1", "true") and all(s.processing for s in states):
         return jsonify(error={"code": 503, "message": "no slot available", "type": "unavailable_error"}), 503
     params = generation_settings(Sampling(), None, [], False)

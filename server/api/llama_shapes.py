@@ -11,7 +11,7 @@ import time
 from dataclasses import asdict
 from typing import Any, Iterator
 
-from ..engine.jobs import Finished, Job, SlotState
+from ..engine.jobs import Finished, Job, SlotReport
 from ..engine.sampling import Sampling
 from .native_params import NativeCompletion
 from .streaming import json_event
@@ -104,7 +104,7 @@ def generation_settings(sampling: Sampling, n_predict: int | None, stop: list[st
             "grammar": sampling.grammar or "", "samplers": SAMPLERS}
 
 
-def slot_entry(state: SlotState, n_ctx: int, params: dict) -> dict:
+def slot_entry(state: SlotReport, n_ctx: int, params: dict) -> dict:
     """One element of llama-server's /slots."""
     return {"id": state.id, "id_task": -1, "n_ctx": n_ctx, "speculative": False, "is_processing": state.processing,
             "params": params, "n_cached": state.n_cached,

@@ -47,7 +47,7 @@ def health():
     running = backend.registry.running()  # least recently used first
     models = {"total": len(backend.registry.list_models()), "loaded": len(running),
               "loaded_ids": [loaded.model.id for loaded in running]}
-    busy, waiting, total = _load(running)
+    busy, waiting, total = _occupancy(running)
     return jsonify(status="ok", gpu_offload=backend.gpu_offload, models=models,
                    slots={"total": total, "busy": busy}, queue=waiting)
 
@@ -166,16 +166,16 @@ def _run(parsed: GenerationRequest, shapes: type[Shapes] | None) -> Response:
         return jsonify({"response": text} if shape is None else shape.whole(text, end))
 
 
-def _load(running: list[LoadedModel]) -> tuple[int, int, int]:
+def _occupancy(running: list[LoadedModel]) -> tuple[int, int, int]:
     busy = waiting = total = 0
     for loaded in running:
-        slots_busy, queued = loaded.engine.load()
+        slots_busy, queued = loaded.engine.occupancy()
         busy, waiting, total = busy + slots_busy, waiting + queued, total + loaded.engine.n_slots
     return busy, waiting, total
 
 
 def _running_entry(loaded: LoadedModel) -> dict:
-    busy, queued = loaded.engine.load()
+    busy, queued = loaded.engine.occupancy()
     expires = loaded.expires_at()
     return {"id": loaded.model.id, "size_in_memory": loaded.size_bytes, "gpu_layers": loaded.gpu_layers,
             "n_ctx": loaded.n_ctx,

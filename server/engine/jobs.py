@@ -44,7 +44,7 @@ class Job:
 
 
 @dataclass(frozen=True)
-class SlotState:
+class SlotReport:
     """One slot as llama-server's /slots shows it: whether a request runs in it and how far it got."""
 
     id: int

@@ -11,13 +11,11 @@ that calls it; many calling threads oversubscribe the cores). Requests talk to i
 """
 from __future__ import annotations
 
-import ctypes
 import logging
 import threading
 import time
 from collections import deque
 from concurrent.futures import Future
-from dataclasses import dataclass, field
 from typing import Any, Callable, TypeVar
 
 from core.errors import ErrorCode
@@ -25,32 +23,18 @@ from core.signal_stack import use_signal_stack
 
 from ..errors import BackendError, InvalidRequest, ServerBusy
 from .gauges import EngineCounters, EngineLoad
-from .jobs import Finished, Job, SlotState
+from .batch import fill_batch
+from .jobs import Finished, Job, SlotReport
 from .prompt_cache import PromptCache
 from .prompt_reuse import PrefixReuse
-from .chunking import prompt_take
-from .sampling import TokenSampler, make_sampler
+from .sampling import make_sampler
+from .slots import Slot, SlotState, common_prefix
 from .stats import ServingStats
-from .textout import TextOut
+from .textout import TextOut, token_piece
 from .waiting import Abandoned
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-
-@dataclass(eq=False)
-class _Slot:
-    seq: int
-    tokens: list[int] = field(default_factory=list)  # what the KV cache holds for `seq`
-    job: Job | None = None
-    pending: list[int] = field(default_factory=list)  # prompt tokens not yet evaluated
-    next_token: int | None = None  # sampled, to be fed at the next step
-    chain: TokenSampler | None = None
-    out: TextOut | None = None
-    logit_index: int | None = None
-    cached: int = 0
-    last_used: float = 0.0
-    started_at: float = 0.0  # when the current request took the slot (llama-server's prompt seconds)
 
 
 class Engine:
@@ -76,7 +60,7 @@ class Engine:
         self._prompt_cache, self._cache_key = prompt_cache, cache_key
         self._reuse: PrefixReuse | None = None  # made on the engine's thread, with the context
         self.counters = EngineCounters()
-        self._slots = [_Slot(seq) for seq in range(n_slots)]
+        self._slots = [Slot(seq) for seq in range(n_slots)]
         self._waiting: deque[Job] = deque()
         self._tasks: deque[Callable[[], None]] = deque()
         self._cond = threading.Condition()
@@ -120,7 +104,7 @@ class Engine:
         with self._cond:
             if self._stopping:
                 raise ServerBusy(f"model {self.name} is being unloaded; try again")
-            free = sum(1 for slot in self._slots if slot.job is None)
+            free = sum(1 for slot in self._slots if not slot.busy)
             if len(self._waiting) >= free + self._max_queue:
                 raise ServerBusy(f"model {self.name} has {len(self._slots)} requests running and "
                                  f"{self._max_queue} waiting (MAX_QUEUE); try again shortly")
@@ -146,25 +130,25 @@ class Engine:
             self._cond.notify()
         return future.result()
 
-    def load(self) -> tuple[int, int]:
+    def occupancy(self) -> tuple[int, int]:
         """Slots busy (running a request) and requests waiting for one."""
         with self._cond:
-            return sum(1 for slot in self._slots if slot.job is not None), len(self._waiting)
+            return sum(1 for slot in self._slots if slot.busy), len(self._waiting)
 
     def gauges(self) -> EngineLoad:
         """Requests running and waiting and the KV cells running requests hold, read without the lock (so a
         scrape never waits on a step: server.engine.gauges)."""
-        held = [len(slot.tokens) for slot in self._slots if slot.job is not None]
+        held = [len(slot.tokens) for slot in self._slots if slot.busy]
         return EngineLoad(running=len(held), waiting=len(self._waiting), kv_cells_used=sum(held),
                           kv_cells=len(self._slots) * self.n_ctx_slot)
 
-    def slot_states(self) -> list[SlotState]:
+    def slot_reports(self) -> list[SlotReport]:
         """Each slot for llama-server's /slots, read without the lock as gauges() is (a step old at most)."""
         states = []
         for slot in self._slots:
             job = slot.job
             remain = -1 if job is None or job.max_tokens is None else max(0, job.max_tokens - job.n_generated)
-            states.append(SlotState(slot.seq, job is not None, len(slot.tokens), job.n_generated if job else 0,
+            states.append(SlotReport(slot.seq, job is not None, len(slot.tokens), job.n_generated if job else 0,
                                     remain))
         return states
 
@@ -177,7 +161,7 @@ class Engine:
         return self._thread.is_alive() and not self._stopping
 
     def idle(self) -> bool:
-        busy, waiting = self.load()
+        busy, waiting = self.occupancy()
         return busy == 0 and waiting == 0 and not self._tasks
 
     def close(self, free: Callable[[], None] | None = None) -> None:
@@ -214,20 +198,20 @@ class Engine:
             self._shutdown()
 
     def _active(self) -> bool:
-        return any(slot.job is not None for slot in self._slots)
+        return any(slot.busy for slot in self._slots)
 
-    def _admit(self) -> list[_Slot]:
+    def _admit(self) -> list[Slot]:
         """Give waiting jobs free slots, each the slot whose cached tokens share the longest prefix with it."""
         admitted = []
         while self._waiting:
-            free = [slot for slot in self._slots if slot.job is None]
+            free = [slot for slot in self._slots if not slot.busy]
             if not free:
                 break
             job = self._waiting.popleft()
             if self._abandoned(job):
                 continue
-            slot = max(free, key=lambda s: (_common_prefix(s.tokens, job.prompt), -s.last_used))
-            slot.job = job
+            slot = max(free, key=lambda s: (common_prefix(s.tokens, job.prompt), -s.last_used))
+            slot.job, slot.state = job, SlotState.READING_PROMPT
             admitted.append(slot)
         for job in list(self._waiting):  # a queued client that left, or whose time ran out, stops waiting
             if self._abandoned(job):
@@ -244,11 +228,11 @@ class Engine:
             return True
         return False
 
-    def _start(self, slot: _Slot) -> None:
+    def _start(self, slot: Slot) -> None:
         """Keep the slot's cached prefix of the job's prompt, drop the rest, and set up its sampler."""
         ll, job = self._ll, slot.job
         assert job is not None
-        keep = min(_common_prefix(slot.tokens, job.prompt), len(job.prompt) - 1)
+        keep = min(common_prefix(slot.tokens, job.prompt), len(job.prompt) - 1)
         if keep > 0 and not self._can_reuse(slot.seq, keep):
             keep = 0
         if self._reuse is not None:  # keeps what the slot held, restores a longer cached prefix
@@ -280,38 +264,13 @@ class Engine:
 
     def _drop_abandoned(self) -> None:
         for slot in self._slots:
-            if slot.job is not None and self._abandoned(slot.job):
+            if slot.busy and self._abandoned(slot.job):
                 self._release(slot)
 
     def _step(self) -> None:
         """One llama_decode: every generating slot's next token, then prompt chunks in the room left."""
         ll, batch = self._ll, self._batch
-        n = 0
-        for slot in self._slots:
-            slot.logit_index = None
-            if slot.job is not None and slot.next_token is not None:
-                _put(batch, n, slot.next_token, len(slot.tokens), slot.seq, True)
-                slot.tokens.append(slot.next_token)
-                slot.next_token, slot.logit_index = None, n
-                n += 1
-        room = self._n_batch - n
-        for slot in sorted((s for s in self._slots if s.job is not None and s.pending), key=lambda s: s.job.submitted):
-            if room <= 0:
-                break
-            take = room if self._reuse is None else self._reuse.chunk_room(slot, room)  # stop at a checkpoint
-            if self._n_swa > 0:  # read the prompt's end in llama-server's pieces: its rounding, its answer
-                take = prompt_take(len(slot.pending), take, self._n_batch)
-            chunk, slot.pending = slot.pending[:take], slot.pending[take:]
-            start = len(slot.tokens)
-            for i, token in enumerate(chunk):
-                _put(batch, n + i, token, start + i, slot.seq, False)
-            slot.tokens.extend(chunk)
-            n += len(chunk)
-            room -= len(chunk)
-            if not slot.pending:
-                batch.logits[n - 1] = True
-                slot.logit_index = n - 1
-        batch.n_tokens = n
+        n = fill_batch(batch, self._slots, self._n_batch, self._reuse, self._n_swa)
         if n == 0:
             return
         code = ll.llama_decode(self._ctx, batch)
@@ -321,13 +280,13 @@ class Engine:
         if self._reuse is not None:
             self._reuse.after_decode()
         now = time.monotonic()
-        self.counters.decoded(sum(1 for slot in self._slots if slot.job is not None))
+        self.counters.decoded(sum(1 for slot in self._slots if slot.busy))
         for slot in self._slots:
-            if slot.job is not None and slot.logit_index is not None:
+            if slot.busy and slot.logit_index is not None:
                 token = slot.chain.sample(self._ctx, slot.logit_index)
                 self._on_token(slot, token, now)
 
-    def _on_token(self, slot: _Slot, token: int, now: float) -> None:
+    def _on_token(self, slot: Slot, token: int, now: float) -> None:
         job = slot.job
         assert job is not None and slot.out is not None
         if job.first_token_at is None:
@@ -346,9 +305,9 @@ class Engine:
         elif len(slot.tokens) >= self.n_ctx_slot:
             self._finish(slot, "length", now)
         else:
-            slot.next_token = token
+            slot.next_token, slot.state = token, SlotState.GENERATING
 
-    def _finish(self, slot: _Slot, reason: str, now: float) -> None:
+    def _finish(self, slot: Slot, reason: str, now: float) -> None:
         job = slot.job
         assert job is not None and slot.out is not None
         tail = slot.out.flush()
@@ -362,17 +321,18 @@ class Engine:
         self._release(slot)  # first: a client that has its answer sees the slot free
         job.events.put(end)
 
-    def _release(self, slot: _Slot) -> None:
+    def _release(self, slot: Slot) -> None:
         if slot.chain is not None:
             slot.chain.free()
         with self._cond:
             slot.chain, slot.job, slot.out, slot.next_token, slot.pending = None, None, None, None, []
+            slot.state = SlotState.IDLE
             slot.last_used = time.monotonic()
 
     def _fail_step(self, code: int) -> None:
         log.error("llama_decode failed with %d for model %s; the requests in that step end", code, self.name)
         for slot in self._slots:
-            if slot.job is not None:
+            if slot.busy:
                 slot.job.events.put(BackendError(ErrorCode.INTERNAL_ERROR, "generation failed; see the backend's log"))
                 self._ll.llama_memory_seq_rm(self._memory, slot.seq, -1, -1)
                 slot.tokens = []
@@ -387,7 +347,7 @@ class Engine:
         for job in waiting:
             job.events.put(gone)
         for slot in self._slots:
-            if slot.job is not None:
+            if slot.busy:
                 slot.job.events.put(gone)
                 self._release(slot)
         for task in tasks:
@@ -397,30 +357,3 @@ class Engine:
             self._reuse.save_all()
         if self._final is not None:
             self._final()
-
-
-def _put(batch: Any, i: int, token: int, pos: int, seq: int, logits: bool) -> None:
-    batch.token[i] = token
-    batch.pos[i] = pos
-    batch.n_seq_id[i] = 1
-    batch.seq_id[i][0] = seq
-    batch.logits[i] = logits
-
-
-def token_piece(ll: Any, vocab: Any, token: int, special: bool = False) -> bytes:
-    """The bytes of `token`; special tokens render as nothing, as llama-cpp-python renders them, unless `special`
-    (llama-server's /detokenize and /tokenize pieces show them)."""
-    buffer = ctypes.create_string_buffer(64)
-    n = ll.llama_token_to_piece(vocab, token, buffer, 64, 0, special)
-    if n < 0:
-        buffer = ctypes.create_string_buffer(-n)
-        n = ll.llama_token_to_piece(vocab, token, buffer, -n, 0, special)
-    return buffer.raw[:n]
-
-
-def _common_prefix(a: list[int], b: list[int]) -> int:
-    n = min(len(a), len(b))
-    i = 0
-    while i < n and a[i] == b[i]:
-        i += 1
-    return i

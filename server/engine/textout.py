@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import codecs
-from typing import Sequence
+import ctypes
+from typing import Any, Sequence
 
 
 class TextOut:
@@ -57,3 +58,14 @@ def _longest_stop_prefix_tail(text: str, stops: Sequence[str]) -> int:
                 longest = n
                 break
     return longest
+
+
+def token_piece(ll: Any, vocab: Any, token: int, special: bool = False) -> bytes:
+    """The bytes of `token`; special tokens render as nothing, as llama-cpp-python renders them, unless `special`
+    (llama-server's /detokenize and /tokenize pieces show them)."""
+    buffer = ctypes.create_string_buffer(64)
+    n = ll.llama_token_to_piece(vocab, token, buffer, 64, 0, special)
+    if n < 0:
+        buffer = ctypes.create_string_buffer(-n)
+        n = ll.llama_token_to_piece(vocab, token, buffer, -n, 0, special)
+    return buffer.raw[:n]
