@@ -18,7 +18,7 @@ from ..chat.tool_formats import format_override
 from .agent_shapes import AgentOutput, finish_reason
 from ..chat.fim import FimRequest, fim_prompt
 from ..chat.truncation import answer_room, fit_messages, fit_tokens
-from ..engine.jobs import Finished, Job
+from ..engine.jobs import Finished, Job, JobEvents
 from ..engine.stats import ServingStats
 from ..errors import BackendError
 from ..residency.models import Lease
@@ -108,34 +108,16 @@ def _one_token(handle: Any, text: str) -> int | None:
     return tokens[0] if len(tokens) == 1 else None
 
 
-def run(lease: Lease, job: Job) -> Iterator[Event]:
-    """Submit `job` now (so a full queue or a prompt too long is a real HTTP status) and iterate its events
-    until `Finished`; closing the iterator cancels the job.
+def run(lease: Lease, job: Job) -> JobEvents:
+    """Submit `job` now (so a full queue or a prompt too long is a real HTTP status) and read its events until
+    `Finished`; the reader cancels the job when its client leaves or it is closed before the end.
 
     Raises:
         ServerBusy: the model's queue is full.
         InvalidRequest: the prompt leaves no room for an answer in the context.
     """
     lease.engine.submit(job)
-    return _events(job)
-
-
-def _events(job: Job) -> Iterator[Event]:
-    """The job's events until `Finished`.
-
-    Raises:
-        BackendError: the job failed (Abandoned when nobody waits any more).
-    """
-    try:
-        while True:
-            event = job.events.get()
-            if isinstance(event, BaseException):
-                raise event
-            yield event
-            if isinstance(event, Finished):
-                return
-    finally:
-        job.cancel()
+    return JobEvents(job)
 
 
 def chat_messages(has_template: bool, request: GenerationRequest) -> list[dict] | None:

@@ -106,7 +106,7 @@ def _complete(asked: NativeCompletion) -> Response:
         lease.release()
         raise
     if asked.request.stream:
-        response = sse_response(lease, shape.stream(events), job.cancel)
+        response = sse_response(lease, shape.stream(events), events.close)
         waiter.answering()
         return response
     with lease, contextlib.closing(events):

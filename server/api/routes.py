@@ -158,7 +158,7 @@ def _run(parsed: GenerationRequest, shapes: type[Shapes] | None) -> Response:
         raise
     if parsed.stream:
         body = generation.shimmy_stream(events) if shape is None else shape.stream(events)
-        response = sse_response(lease, body, job.cancel)
+        response = sse_response(lease, body, events.close)
         waiter.answering()
         return response
     with lease, contextlib.closing(events):

@@ -41,7 +41,7 @@ class LeasedStream:
     def __init__(self, lease: Lease, events: Iterator[str], cancel: Callable[[], None] | None = None):
         self._lease = lease
         self._events = events
-        self._cancel = cancel  # stops the generation behind `events` (its slot is freed at the next step)
+        self._cancel = cancel  # closes the job's events behind `events` (JobEvents.close: its slot frees next step)
         self._pending: list[str] = []
         self._finished = False
 

@@ -31,7 +31,6 @@ from .sampling import make_sampler
 from .slots import Slot, SlotState, common_prefix
 from .stats import ServingStats
 from .textout import TextOut, token_piece
-from .waiting import Abandoned
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -189,7 +188,7 @@ class Engine:
                     task()
                 for slot in admitted:
                     self._start(slot)
-                self._drop_abandoned()
+                self._drop_cancelled()
                 if self._active():
                     self._step()
         except Exception:  # never silently: every waiting request gets an answer
@@ -208,25 +207,14 @@ class Engine:
             if not free:
                 break
             job = self._waiting.popleft()
-            if self._abandoned(job):
+            if job.cancelled:
                 continue
             slot = max(free, key=lambda s: (common_prefix(s.tokens, job.prompt), -s.last_used))
             slot.job, slot.state = job, SlotState.READING_PROMPT
             admitted.append(slot)
-        for job in list(self._waiting):  # a queued client that left, or whose time ran out, stops waiting
-            if self._abandoned(job):
-                self._waiting.remove(job)
+        if any(job.cancelled for job in self._waiting):  # its client left, or its time ran out: JobEvents
+            self._waiting = deque(job for job in self._waiting if not job.cancelled)
         return admitted
-
-    def _abandoned(self, job: Job) -> bool:
-        try:
-            if job.cancelled:
-                raise Abandoned("stopped: the client went away")
-            job.waiter.check()
-        except Abandoned as err:
-            job.events.put(err)
-            return True
-        return False
 
     def _start(self, slot: Slot) -> None:
         """Keep the slot's cached prefix of the job's prompt, drop the rest, and set up its sampler."""
@@ -262,9 +250,10 @@ class Engine:
         pos_min = self._ll.llama_memory_seq_pos_min(self._memory, seq)
         return pos_min <= 0 or (self._n_swa > 0 and pos_min <= keep - self._n_swa)
 
-    def _drop_abandoned(self) -> None:
+    def _drop_cancelled(self) -> None:
+        """Free the slots of jobs whose request cancelled them (server.engine.jobs.JobEvents)."""
         for slot in self._slots:
-            if slot.busy and self._abandoned(slot.job):
+            if slot.busy and slot.job.cancelled:
                 self._release(slot)
 
     def _step(self) -> None:
