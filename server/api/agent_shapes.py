@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
 from ..chat.answer import AnswerReader, DeltaStream
-from ..engine.jobs import Finished
+from ..engine.jobs import Finished, FinishReason
 from ..engine.stats import ServingStats
 
 
@@ -45,6 +45,6 @@ class AgentOutput:
         return tokens
 
 
-def finish_reason(end: Finished, called: bool) -> str:
-    """OpenAI's: "tool_calls" when the model stopped after calling, else the engine's reason."""
-    return "tool_calls" if called and end.reason == "stop" else end.reason
+def finish_reason(end: Finished, called: bool) -> FinishReason:
+    """OpenAI's: TOOL_CALLS when the model stopped after calling, else the engine's reason."""
+    return FinishReason.TOOL_CALLS if called and end.reason == FinishReason.STOP else end.reason

@@ -18,7 +18,7 @@ from ..chat.tool_formats import format_override
 from .agent_shapes import AgentOutput, finish_reason
 from ..chat.fim import FimRequest, fim_prompt
 from ..chat.truncation import answer_room, fit_messages, fit_tokens
-from ..engine.jobs import Finished, Job, JobEvents
+from ..engine.jobs import Finished, FinishReason, Job, JobEvents
 from ..engine.stats import ServingStats
 from ..errors import BackendError
 from ..residency.models import Lease
@@ -199,7 +199,7 @@ class Shapes:
     def _object(self) -> str:
         return "chat.completion.chunk" if self.chat else "text_completion"
 
-    def _chunk(self, delta: Any, finish_reason: str | None) -> dict:
+    def _chunk(self, delta: Any, finish_reason: FinishReason | None) -> dict:
         if self.chat:
             choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
         else:

@@ -11,7 +11,7 @@ import time
 from dataclasses import asdict
 from typing import Any, Iterator
 
-from ..engine.jobs import Finished, Job, SlotReport
+from ..engine.jobs import Finished, FinishReason, Job, SlotReport
 from ..engine.sampling import Sampling
 from .native_params import NativeCompletion
 from .streaming import json_event
@@ -43,13 +43,14 @@ class CompletionShape:
                                   "tokens_evaluated": len(self.job.prompt)})
 
     def _final(self, text: str, end: Finished) -> dict:
-        stop_type = "limit" if end.reason == "length" else "word" if end.stop_word else "eos"
+        limit = end.reason == FinishReason.LENGTH
+        stop_type = "limit" if limit else "word" if end.stop_word else "eos"
         return {"index": 0, "content": text, "tokens": [], "stop": True, "model": self.model_id,
                 "tokens_predicted": end.completion_tokens, "tokens_evaluated": end.prompt_tokens,
                 "generation_settings": generation_settings(self.job.sampling, self.asked.n_predict,
                                                            list(self.job.stop), self.asked.request.stream),
                 "prompt": self.prompt_text, "has_new_line": "\n" in text,
-                "truncated": end.reason == "length" and end.prompt_tokens + end.completion_tokens >= self.n_ctx,
+                "truncated": limit and end.prompt_tokens + end.completion_tokens >= self.n_ctx,
                 "stop_type": stop_type, "stopping_word": end.stop_word, "tokens_cached": end.cached_tokens,
                 "timings": timings(self.job, end, time.monotonic())}
 

@@ -6,6 +6,7 @@ reads the flag and never touches a socket.
 """
 from __future__ import annotations
 
+import enum
 import queue
 import time
 from dataclasses import dataclass, field
@@ -17,11 +18,19 @@ from .waiting import Waiter
 WATCH_S = 0.1  # how often a request reading its job's events looks whether its client still waits
 
 
+class FinishReason(enum.StrEnum):
+    """Why an answer ended, as clients read it in `finish_reason` (the values are OpenAI's strings)."""
+
+    STOP = "stop"  # the end of sequence, or a stop string
+    LENGTH = "length"  # max_tokens, or the context is full
+    TOOL_CALLS = "tool_calls"  # stopped after calling tools (the API reads that in the answer: agent_shapes)
+
+
 @dataclass(frozen=True)
 class Finished:
     """The last event of a job: why it ended and what it counted."""
 
-    reason: str  # "stop" (end of sequence or a stop string) or "length" (max_tokens or the context)
+    reason: FinishReason  # the engine's: STOP or LENGTH
     prompt_tokens: int
     completion_tokens: int
     cached_tokens: int  # prompt tokens found in the slot's cache, not evaluated again

@@ -24,7 +24,7 @@ from core.signal_stack import use_signal_stack
 from ..errors import BackendError, InvalidRequest, ServerBusy
 from .gauges import EngineCounters, EngineLoad
 from .batch import fill_batch
-from .jobs import Finished, Job, SlotReport
+from .jobs import Finished, FinishReason, Job, SlotReport
 from .prompt_cache import PromptCache
 from .prompt_reuse import PrefixReuse
 from .sampling import make_sampler
@@ -281,22 +281,22 @@ class Engine:
         if job.first_token_at is None:
             job.first_token_at = now
         if self._ll.llama_vocab_is_eog(self._vocab, token):
-            self._finish(slot, "stop", now)
+            self._finish(slot, FinishReason.STOP, now)
             return
         job.n_generated += 1
         text = slot.out.push(token_piece(self._ll, self._vocab, token, job.special))
         if text:
             job.events.put(text)
         if slot.out.stopped:
-            self._finish(slot, "stop", now)
+            self._finish(slot, FinishReason.STOP, now)
         elif job.max_tokens is not None and job.n_generated >= job.max_tokens:
-            self._finish(slot, "length", now)
+            self._finish(slot, FinishReason.LENGTH, now)
         elif len(slot.tokens) >= self.n_ctx_slot:
-            self._finish(slot, "length", now)
+            self._finish(slot, FinishReason.LENGTH, now)
         else:
             slot.next_token, slot.state = token, SlotState.GENERATING
 
-    def _finish(self, slot: Slot, reason: str, now: float) -> None:
+    def _finish(self, slot: Slot, reason: FinishReason, now: float) -> None:
         job = slot.job
         assert job is not None and slot.out is not None
         tail = slot.out.flush()
