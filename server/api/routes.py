@@ -12,7 +12,7 @@ from core.wire import SMOKE_TEST_HEADER
 from . import generation
 from ..engine.embeddings import check_inputs, embed
 from ..engine.gauges import model_stats
-from .generation import Shapes
+from .shapes import Shapes, shimmy_stream
 from ..residency.loading import LoadedModel
 from ..residency.models import ModelRegistry
 from .params import (GenerationRequest, context_fields, keep_alive, model_name, parse_chat, parse_completion, parse_embeddings,
@@ -141,7 +141,7 @@ def embeddings():
 
 def _run(parsed: GenerationRequest, shapes: type[Shapes] | None) -> Response:
     """Lease the model and run the request through its engine: one answer, or an SSE stream that holds the
-    lease; either stops within a step once nobody waits for it (server.engine.waiting). `shapes` None: Shimmy's."""
+    lease; either stops within a step once nobody waits for it (server.engine.jobs.JobEvents). `shapes` None: Shimmy's."""
     grammar = grammar_for(parsed.response_format)  # a bad schema is a 400 before any model loads
     waiter = Waiter.of_request(request.environ, request.headers)
     lease = _backend().registry.acquire(parsed.model, waiter, parsed.keep_alive, n_ctx=parsed.n_ctx)
@@ -157,7 +157,7 @@ def _run(parsed: GenerationRequest, shapes: type[Shapes] | None) -> Response:
         lease.release()
         raise
     if parsed.stream:
-        body = generation.shimmy_stream(events) if shape is None else shape.stream(events)
+        body = shimmy_stream(events) if shape is None else shape.stream(events)
         response = sse_response(lease, body, events.close)
         waiter.answering()
         return response
