@@ -12,6 +12,7 @@ from core.units import parse_keep_alive
 from ..chat.reasoning import parse_thinking
 from ..chat.tools import parse_tool_use
 from ..errors import InvalidRequest
+from ..residency.keep_alive import KeepAlive
 
 # Without max_tokens, every endpoint generates to the end of sequence or of the context (docs/api.md,
 # "Generating"): llama-cpp-python's own default for completions is 16 tokens, Shimmy's 256.
@@ -52,7 +53,7 @@ class GenerationRequest:
     sampling: Mapping[str, Any] = field(default_factory=dict)  # server.engine.sampling.Sampling's fields, max_tokens, stop
     kind: str = "completion"  # "generate" (Shimmy's), "completion" or "chat"
     response_format: Any = None  # OpenAI's; server.engine.sampling.grammar_for checks it
-    keep_alive: Any = "default"  # seconds, None for forever, or "default" (the model keeps what it has)
+    keep_alive: KeepAlive | None = None  # None: the request has none (the model keeps what it has)
     include_usage: bool = False  # stream_options.include_usage: a last chunk with `usage`
     n_ctx: int | None = None  # the context asked for (Ollama's num_ctx): ModelRegistry.acquire's n_ctx
     truncate: bool = False  # drop the oldest messages of a prompt too long for the context (server.chat.truncation)
@@ -65,7 +66,7 @@ class GenerationRequest:
 class EmbeddingRequest:
     model: str
     inputs: list[str]
-    keep_alive: Any = "default"
+    keep_alive: KeepAlive | None = None
 
 
 def parse_json_body(raw: bytes) -> dict:
@@ -160,16 +161,16 @@ def parse_embeddings(body: dict) -> EmbeddingRequest:
     return EmbeddingRequest(model=_model(body), inputs=inputs, keep_alive=keep_alive(body))
 
 
-def keep_alive(body: dict) -> Any:
-    """The request's `keep_alive` in seconds (None: forever), or "default" when it has none.
+def keep_alive(body: dict) -> KeepAlive | None:
+    """The request's `keep_alive`, or None when it has none.
 
     Raises:
         InvalidRequest: not a duration, a number, -1 or 0.
     """
     if body.get("keep_alive") is None:
-        return "default"
+        return None
     try:
-        return parse_keep_alive(body["keep_alive"])
+        return KeepAlive(parse_keep_alive(body["keep_alive"]))
     except ValueError as err:
         raise InvalidRequest(f"`keep_alive`: {err}", param="keep_alive") from err
 

@@ -91,9 +91,10 @@ def running():
 def load():
     body = parse_json_body(request.get_data())
     waiter = Waiter.of_request(request.environ, request.headers)
-    seconds = keep_alive(body)
+    asked = keep_alive(body)
     n_ctx = context_fields(body)["n_ctx"]
-    with _backend().registry.acquire(model_name(body), waiter, seconds, pin=seconds is None, n_ctx=n_ctx) as lease:
+    pin = asked is not None and asked.forever
+    with _backend().registry.acquire(model_name(body), waiter, asked, pin=pin, n_ctx=n_ctx) as lease:
         return jsonify(id=lease.model.id, status="loaded", size_in_memory=lease.loaded.size_bytes,
                        n_ctx=lease.n_ctx)
 

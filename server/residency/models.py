@@ -12,6 +12,7 @@ from collections import OrderedDict
 from typing import Callable, Iterator
 
 from .discovery import ModelFile, resolve_model, scan_models
+from .keep_alive import KeepAlive
 from ..errors import ModelLoadFailed, ModelNotFound, ModelTooLarge
 from .loading import LoadedModel, asked_context, estimate, load_model
 from .memory import default_budget, format_bytes
@@ -115,11 +116,11 @@ class ModelRegistry:
 
     # --- residency ---
 
-    def acquire(self, name: str, waiter: Waiter | None = None, keep_alive_s: float | None | str = "default",
+    def acquire(self, name: str, waiter: Waiter | None = None, keep_alive: KeepAlive | None = None,
                 pin: bool = False, n_ctx: int | None = None) -> Lease:
         """A hold on model `name`, loading it first if needed (unloading idle models to make room, or
-        waiting for busy ones to go idle, for as long as `waiter` waits). `keep_alive_s` (None: forever)
-        becomes the model's keep_alive; "default" keeps what it has (KEEP_ALIVE for a new load). `pin` keeps
+        waiting for busy ones to go idle, for as long as `waiter` waits). `keep_alive` becomes the model's;
+        None keeps what it has (KEEP_ALIVE for a new load). `pin` keeps
         it loaded until `unload`, whatever later requests ask. `n_ctx` asks for a context a request
         (loading.asked_context): a model loaded with another is reloaded when idle, and serves at its own
         while requests hold it (as Ollama, which queues the reload, would answer after them).
@@ -133,9 +134,9 @@ class ModelRegistry:
         model = self.find(name)
         if n_ctx is not None:
             n_ctx = asked_context(self._settings, model, n_ctx, self.budget_bytes)
-        loaded = self._hold_loaded(model, keep_alive_s, pin, n_ctx)
+        loaded = self._hold_loaded(model, keep_alive, pin, n_ctx)
         if loaded is None:
-            loaded = self._load(model, waiter, keep_alive_s, pin, n_ctx)
+            loaded = self._load(model, waiter, keep_alive, pin, n_ctx)
         return Lease(self, loaded, waiter)
 
     def unload(self, name: str) -> tuple[str, str]:
@@ -201,7 +202,7 @@ class ModelRegistry:
         if self.prompt_cache is not None:  # SIGTERM: what memory holds goes to disk
             self.prompt_cache.flush()
 
-    def _hold_loaded(self, model: ModelFile, keep_alive_s, pin: bool = False,
+    def _hold_loaded(self, model: ModelFile, keep_alive: KeepAlive | None, pin: bool = False,
                      n_ctx: int | None = None) -> LoadedModel | None:
         with self._cond:
             loaded = self._loaded.get(model.id)
@@ -209,18 +210,18 @@ class ModelRegistry:
                 return None
             if n_ctx is not None and n_ctx != loaded.n_ctx and loaded.users == 0 and loaded.engine.idle():
                 return None  # idle at another context: _load replaces it (_victims takes it as stale)
-            self._hold(loaded, keep_alive_s, pin)
+            self._hold(loaded, keep_alive, pin)
             return loaded
 
-    def _hold(self, loaded: LoadedModel, keep_alive_s, pin: bool = False) -> None:
+    def _hold(self, loaded: LoadedModel, keep_alive: KeepAlive | None, pin: bool = False) -> None:
         loaded.users += 1
         if pin:  # POST /api/load with keep_alive -1 (a keep_loaded model): requests do not shorten it
             loaded.pinned, loaded.keep_alive_s = True, None
-        elif keep_alive_s != "default" and not loaded.pinned:
-            loaded.keep_alive_s = keep_alive_s
+        elif keep_alive is not None and not loaded.pinned:
+            loaded.keep_alive_s = keep_alive.seconds
         self._loaded.move_to_end(loaded.model.id)
 
-    def _load(self, model: ModelFile, waiter: Waiter | None, keep_alive_s, pin: bool,
+    def _load(self, model: ModelFile, waiter: Waiter | None, keep_alive: KeepAlive | None, pin: bool,
               n_ctx: int | None = None) -> LoadedModel:
         need = self._estimator(model) if n_ctx is None else self._estimator(model, n_ctx)
         if need > self.budget_bytes:
@@ -229,17 +230,17 @@ class ModelRegistry:
                 f"and MAX_MODEL_MEMORY is {format_bytes(self.budget_bytes)}: lower N_CTX or PARALLEL, or raise "
                 f"MAX_MODEL_MEMORY")
         with self._load_lock:
-            loaded = self._hold_loaded(model, keep_alive_s, pin, n_ctx)  # loaded by another request meanwhile
+            loaded = self._hold_loaded(model, keep_alive, pin, n_ctx)  # loaded by another request meanwhile
             if loaded is not None:
                 return loaded
             for victim in self._make_room(model, need, waiter):
                 self._close(victim, f"to make room for {model.id}")
             loaded = self._loader(model) if n_ctx is None else self._loader(model, n_ctx)
             loaded.size_bytes = loaded.size_bytes or need
-            loaded.keep_alive_s = self._default_keep_alive if keep_alive_s == "default" else keep_alive_s
+            loaded.keep_alive_s = self._default_keep_alive if keep_alive is None else keep_alive.seconds
             with self._cond:
                 self._loaded[model.id] = loaded
-                self._hold(loaded, "default", pin)
+                self._hold(loaded, None, pin)
                 self._cond.notify_all()
             self._size_prompt_cache()
             return loaded
