@@ -150,10 +150,24 @@ def test_qwen3_thinks_unless_asked_not_to_and_r1_opens_the_block_in_its_prompt()
 
 def test_tools_reach_the_template_and_calls_in_history_render_with_object_arguments():
     turn = plan_turn(_chat("Qwen-Qwen2.5-7B-Instruct"), [{"role": "user", "content": "Hi"}],
-                     parse_tool_use({"tools": [WEATHER]}), None, lambda _: None)
-    assert '"name": "get_weather"' in turn.prompt.text and turn.grammar and turn.triggers
+                     parse_tool_use({"tools": [WEATHER]}), None, lambda text: 151657 if text == "<tool_call>" else None)
+    assert '"name": "get_weather"' in turn.prompt.text and turn.grammar and turn.trigger_tokens == (151657,)
     assert "<tool_call>" in _written_call("Qwen-Qwen2.5-7B-Instruct")
     assert '"days": 3' in _written_call("Qwen-Qwen2.5-7B-Instruct")  # an object, not a JSON string
+
+
+def test_under_auto_a_lazy_grammar_waits_for_an_opener_that_is_one_token():
+    """Only a one-token opener triggers the grammar: the token completing an opener spelt over several tokens may
+    carry text the grammar refuses, and llama.cpp aborts the process on that; such calls are read unconstrained."""
+    use, hi = parse_tool_use({"tools": [WEATHER]}), [{"role": "user", "content": "Hi"}]
+    one_token = plan_turn(_chat("Qwen-Qwen2.5-7B-Instruct"), hi, use, None, lambda text: 7 if text == "<tool_call>"
+                          else None)
+    spelt = plan_turn(_chat("Qwen-Qwen2.5-7B-Instruct"), hi, use, None, lambda _: None)
+    thinking = plan_turn(_chat("Qwen-Qwen3-0.6B"), hi, use, None, lambda text: 7 if text == "<tool_call>" else None)
+
+    assert (one_token.trigger_tokens, one_token.triggers) == ((7,), ()) and one_token.grammar
+    assert (spelt.grammar, spelt.triggers, spelt.trigger_tokens) == (None, (), ())
+    assert thinking.grammar and thinking.triggers and all("</think>" in p for p in thinking.triggers)
 
 
 def test_a_template_without_tools_describes_them_in_the_system_message():

@@ -156,9 +156,11 @@ def test_a_template_with_tools_gets_its_own_call_syntax_under_a_grammar(oai):
     assert answer.usage.completion_tokens > 8, "written as <tool_call>...</tool_call>, parsed back"
 
 
-def test_under_auto_the_grammar_engages_once_the_model_opens_a_call(oai):
-    """A history of calls the base model copies: it opens `<tool_call>` unforced, the lazy grammar takes over
-    from there, and the call it writes validates."""
+def test_under_auto_a_call_spelt_over_several_tokens_is_read_without_a_grammar(oai):
+    """A history of calls the base model copies. In Gemma's vocabulary `<tool_call>` is several tokens, so no lazy
+    grammar waits for it (the token completing it could carry text the grammar refuses, which aborts llama.cpp):
+    the answer is read as written, a call when it parses, text otherwise, and the backend keeps serving. A
+    one-token opener's lazy grammar is checked in tests/test_tool_parsers.py."""
     history = []
     for i, city in enumerate(["Oslo", "Paris", "Oslo"]):
         call = {"id": f"call_{i}", "type": "function",
@@ -169,9 +171,13 @@ def test_under_auto_the_grammar_engages_once_the_model_opens_a_call(oai):
                     {"role": "assistant", "content": "It is sunny."}]
     answer = oai.chat.completions.create(model=QWEN, messages=history + [{"role": "user", "content": "And Paris?"}],
                                          tools=[WEATHER], max_tokens=30, temperature=0, parallel_tool_calls=False)
-    assert answer.choices[0].finish_reason == "tool_calls" and answer.choices[0].message.content is None
-    [call] = answer.choices[0].message.tool_calls
-    _valid_call(call, "get_weather", WEATHER_SCHEMA)
+    choice = answer.choices[0]
+    if choice.message.tool_calls:  # parsed from what the model wrote (it may run on to max_tokens after it)
+        assert choice.message.tool_calls[0].function.name == "get_weather"
+        json.loads(choice.message.tool_calls[0].function.arguments)
+    else:
+        assert choice.finish_reason in ("stop", "length") and isinstance(choice.message.content, str)
+    assert oai.chat.completions.create(model=QWEN, messages=ASK, **SHORT).choices[0].message.role == "assistant"
 
 
 def test_each_familys_grammar_compiles_in_llama_cpp(gemma_gguf):

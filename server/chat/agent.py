@@ -66,12 +66,18 @@ def plan_turn(chat: ChatFormat, messages: list[dict], use: ToolUse | None, think
     thinking_first = reader.thinks and not prompt_closes_thinking(prompt.text)
     if use.forced or fmt.name == "generic":
         return ChatTurn(prompt, reader, after_reasoning(grammar, reader.opened) if thinking_first else grammar)
+    _, tokens = fmt.triggers(token_of)
+    if not tokens:
+        # The opener spans several tokens of this vocabulary: the token that completes it may carry text the
+        # grammar refuses, and llama.cpp then throws inside llama_sampler_accept, which aborts the whole process.
+        # The call is read from free text instead (one that does not parse comes back as content).
+        return ChatTurn(prompt, reader)
     if thinking_first:
-        # A call opens after the reasoning: a `<tool_call>` the model muses about while thinking is not one.
+        # A call opens after the reasoning: a `<tool_call>` the model muses about while thinking is not one. The
+        # opener is one token, so the token completing the pattern carries nothing after it.
         patterns, _ = fmt.triggers(lambda _: None)
         return ChatTurn(prompt, reader, grammar, tuple(rf"[\s\S]*?{re.escape(CLOSE)}{p}" for p in patterns))
-    patterns, tokens = fmt.triggers(token_of)
-    return ChatTurn(prompt, reader, grammar, patterns, tokens)
+    return ChatTurn(prompt, reader, grammar, (), tokens)
 
 
 def _for_template(message: dict) -> dict:
