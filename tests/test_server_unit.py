@@ -173,7 +173,8 @@ def test_sse_text_event_splits_line_breaks_over_data_lines():
 
 
 class _FakeLlama:
-    """A loaded model's engine without llama.cpp: always idle, closed when unloaded."""
+    """A loaded model's engine without llama.cpp (server.residency.loading.ModelEngine): always idle, closed when
+    unloaded."""
 
     n_slots = 1
 
@@ -186,6 +187,9 @@ class _FakeLlama:
 
     def idle(self) -> bool:
         return True
+
+    def alive(self) -> bool:
+        return not self.closed
 
     def occupancy(self) -> tuple[int, int]:
         return 0, 0

@@ -7,7 +7,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable, Protocol
 
 from core.gguf_check import GGUFHeader, InvalidGGUF, scan_gguf_header
 
@@ -26,12 +26,31 @@ log = logging.getLogger(__name__)
 MIN_ASKED_CTX = 256  # a smaller num_ctx leaves no room for a chat template and an answer
 
 
+class ModelEngine(Protocol):
+    """What residency and the health routes need of a loaded model's engine: server.engine.loop.Engine, or a
+    test's small fake."""
+
+    n_slots: int
+
+    def idle(self) -> bool:
+        """No request running or waiting, no task queued: the model may be unloaded."""
+
+    def alive(self) -> bool:
+        """Whether its loop still runs (False: load the model again)."""
+
+    def occupancy(self) -> tuple[int, int]:
+        """Slots busy and requests waiting for one."""
+
+    def close(self, free: Callable[[], None] | None = None) -> None:
+        """Stop it (running requests end with an error), then run `free` on its thread."""
+
+
 @dataclass(eq=False)
 class LoadedModel:
     """A model in memory and what residency knows of it. Its llama.cpp calls run on `engine`'s thread."""
 
     model: ModelFile
-    engine: Any  # server.engine.loop.Engine; Any so that tests can hand in a small fake
+    engine: ModelEngine  # server.engine.loop.Engine
     n_ctx: int  # the context one request may use
     size_bytes: int = 0  # the memory estimate it was admitted with
     gpu_layers: int = 0
@@ -52,8 +71,7 @@ class LoadedModel:
     def close(self) -> None:
         """Stop the engine (running requests end with an error) and free the model's memory."""
         self.closed = True
-        free = getattr(self.llama, "free", None)
-        self.engine.close(free)
+        self.engine.close(None if self.llama is None else self.llama.free)
 
 
 class LlamaModelHandle:

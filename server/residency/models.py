@@ -206,7 +206,7 @@ class ModelRegistry:
                      n_ctx: int | None = None) -> LoadedModel | None:
         with self._cond:
             loaded = self._loaded.get(model.id)
-            if loaded is None or loaded.model != model or loaded.closed or not _alive(loaded):
+            if loaded is None or loaded.model != model or loaded.closed or not loaded.engine.alive():
                 return None
             if n_ctx is not None and n_ctx != loaded.n_ctx and loaded.users == 0 and loaded.engine.idle():
                 return None  # idle at another context: _load replaces it (_victims takes it as stale)
@@ -268,7 +268,7 @@ class ModelRegistry:
         victims: list[LoadedModel] = []
         stale = self._loaded.get(model.id)  # its file was replaced since it was loaded, or its engine stopped
         if stale is not None:
-            if stale.users > 0 and _alive(stale):
+            if stale.users > 0 and stale.engine.alive():
                 return None
             victims.append(stale)
 
@@ -344,8 +344,3 @@ class ModelRegistry:
             except (ModelLoadFailed, ModelTooLarge):
                 log.warning("could not load %s back after trying %s", model.id, tried)
         log.info("tried model %s; loaded now: %s", tried, ", ".join(self.loaded_ids()))
-
-
-def _alive(loaded: LoadedModel) -> bool:
-    alive = getattr(loaded.engine, "alive", None)
-    return alive() if alive is not None else True
