@@ -1,4 +1,4 @@
-"""What a pull needs from a source of models (the Hub today, OCI and Ollama registries next), as values and
+"""What a pull needs from a source of models (the Hub, Ollama and OCI registries), as values and
 a protocol. A source resolves what was asked to remote files and owns its auth; jobs, the transfer, the
 checks and the install work on these values alone."""
 from __future__ import annotations
