@@ -32,7 +32,7 @@ import server  # noqa: E402,F401  first: loads llama.cpp before numpy (server/__
 from core.gguf_check import scan_gguf_header  # noqa: E402
 from server.residency.loading import context_length, default_threads, gpu_layers  # noqa: E402
 from server.settings import Settings  # noqa: E402
-from tests.helpers import free_port, running_process  # noqa: E402
+from processes import free_port, running_process  # noqa: E402
 
 PROMPT = "Write a long story about a dragon who learns to program computers. Once upon a time"
 

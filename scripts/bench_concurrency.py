@@ -39,7 +39,7 @@ from bench_pull import quantile
 from stack import ROOT, backend, proxy
 
 from server.residency.loading import default_threads
-from tests.helpers import free_port, running_process
+from processes import free_port, running_process
 
 PROMPT = "Write a long story about a dragon who learns to program computers. Once upon a time"
 SEED = 42

@@ -27,7 +27,7 @@ from bench_gguf_scan import bench_header_scan
 from stack import backend, fake_hub, peak_rss_mb, proxy
 
 from tests.fakes.gguf_files import random_gguf, sha256_file
-from tests.helpers import free_port
+from processes import free_port
 from tests.registry import DMR_GGUF, TITLE, running_registry
 
 REPO = "bench/synthetic-GGUF"

@@ -24,7 +24,7 @@ import requests
 
 from stack import ROOT, backend, fake_hub
 
-from tests.helpers import free_port
+from processes import free_port
 
 REPO, FILENAME = "google/gemma-3-270m-GGUF", "gemma-3-270m-Q4_K_M.gguf"
 GRACE_S = 30
