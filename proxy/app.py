@@ -24,7 +24,7 @@ from proxy.sources.registry_auth import default_auth_file, load_auth_file
 from proxy.sources.router import SourceRouter
 from proxy.declared.preload import preload_body, start_preload
 from proxy.pulls.install import Installer
-from proxy.pulls.jobs import PullRegistry
+from proxy.pulls.jobs import PullJobs
 from proxy.pulls.planning import Planner
 from proxy.pulls.service import PullService
 from proxy.pulls.through import PullThrough
@@ -90,7 +90,7 @@ def build_services(settings: Settings, source=None, protected: Callable[[str], b
     # The sources, by scheme; adding one is its module and a line here (SourceRouter.register).
     source = SourceRouter({HUB_SCHEME: source or _hub_source(settings, backoff, mirrors),
                            **dict.fromkeys(REGISTRY_SCHEMES, registries)})
-    registry = PullRegistry(settings.pull_concurrency, settings.pull_queue_max)
+    pull_jobs = PullJobs(settings.pull_concurrency, settings.pull_queue_max)
     options = TransferOptions(
         connections=max(1, settings.pull_connections), chunk_bytes=settings.pull_chunk_bytes,
         stall_timeout_s=settings.pull_stall_timeout_s, max_retries=settings.pull_max_retries, backoff=backoff)
@@ -99,12 +99,12 @@ def build_services(settings: Settings, source=None, protected: Callable[[str], b
     usage, in_flight = UsageLog(store.root / META / "last_used.json", store.provenance.lock_path), InFlight()
     retention = Retention(
         store, usage, settings.models_max_bytes, settings.models_ttl_days, protected=protected or (lambda name: False),
-        in_flight=in_flight.busy, pulling=lambda: {job.key for job in registry.jobs() if not job.done},
+        in_flight=in_flight.busy, pulling=lambda: {job.key for job in pull_jobs.jobs() if not job.done},
         on_evict=lambda filename, reason: metrics.evictions.labels(reason=reason).inc())
     planner = Planner(source, store, installer, settings.allowed_repos, retention)
-    service = PullService(planner, installer, registry, options, metrics, settings.progress_interval_s,
+    service = PullService(planner, installer, pull_jobs, options, metrics, settings.progress_interval_s,
                           on_used=usage.touch, mirrors=mirrors)
-    metrics.watch(registry.counts, lambda: backend.health() is not None)
+    metrics.watch(pull_jobs.counts, lambda: backend.health() is not None)
     metrics.watch_serving(backend)
     reconciler = Reconciler(service, store, settings.models_manifest,
                             tuple(preload_body(entry) for entry in settings.preload_models),
@@ -114,7 +114,7 @@ def build_services(settings: Settings, source=None, protected: Callable[[str], b
     retention.protected = lambda name: name in declared() or protected(name)  # declared models are never evicted
     pushes = PushService(store, registries, metrics, settings.push_chunk_bytes, settings.pull_max_retries,
                          backoff, settings.progress_interval_s)
-    return Services(settings=settings, store=store, backend=backend, source=source, pulls=registry,
+    return Services(settings=settings, store=store, backend=backend, source=source, pulls=pull_jobs,
                     pull_service=service, metrics=metrics, reconciler=reconciler, usage=usage, in_flight=in_flight,
                     retention=retention, push_service=pushes,
                     forward_slots=threading.BoundedSemaphore(settings.forward_max_in_flight),

@@ -10,7 +10,7 @@ from flask import Flask, current_app
 if TYPE_CHECKING:
     from proxy.backend.client import BackendClient
     from proxy.metrics import Metrics
-    from proxy.pulls.jobs import PullRegistry
+    from proxy.pulls.jobs import PullJobs
     from proxy.pulls.service import PullService
     from proxy.pulls.through import PullThrough
     from proxy.pushes.service import PushService
@@ -32,7 +32,7 @@ class Services:
     store: ModelStore
     backend: BackendClient
     source: SourceRouter
-    pulls: PullRegistry
+    pulls: PullJobs
     pull_service: PullService
     metrics: Metrics
     reconciler: Reconciler

@@ -123,7 +123,7 @@ class Ticket:
         return self.cached if self.cached is not None else self.job.wait(timeout_s)
 
 
-class PullRegistry:
+class PullJobs:
     """Running and waiting jobs keyed by installed filename, at most `concurrency` running at once."""
 
     def __init__(self, concurrency: int, queue_max: int, history_max: int = 200):

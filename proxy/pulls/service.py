@@ -15,7 +15,7 @@ from proxy.models_dir.provenance import Provenance
 from proxy.pulls.events import Complete, Evicting, Failed, SmokeTesting, Verifying
 from proxy.pulls.fetch import Fetcher, file_locks
 from proxy.pulls.install import Installer
-from proxy.pulls.jobs import PullJob, PullRegistry, Ticket
+from proxy.pulls.jobs import PullJob, PullJobs, Ticket
 from proxy.pulls.planning import Plan, Planner, check_name_free
 from proxy.pulls.progress import ProgressReporter
 from proxy.pulls.request import PullRequest, parse_pull_request, who_asked
@@ -27,10 +27,10 @@ log = logging.getLogger(__name__)
 
 
 class PullService:
-    def __init__(self, planner: Planner, installer: Installer, registry: PullRegistry, options: TransferOptions,
+    def __init__(self, planner: Planner, installer: Installer, jobs: PullJobs, options: TransferOptions,
                  metrics: Metrics, progress_interval_s: float = 0.5,
                  on_used: Callable[[list[str]], None] = lambda filenames: None, mirrors: MirrorHealth | None = None):
-        self.planner, self.installer, self.registry, self.metrics = planner, installer, registry, metrics
+        self.planner, self.installer, self.jobs, self.metrics = planner, installer, jobs, metrics
         self.store, self.notes = installer.store, ResumeNotes(installer)
         self.progress_interval_s = progress_interval_s
         self.on_used = on_used  # a pull names its files: their last-used time (proxy/models_dir/usage.py)
@@ -57,7 +57,7 @@ class PullService:
             self.on_used(ticket.cached.files or [ticket.cached.filename])
             self.metrics.count_pull("cached", None)
             if remember:
-                self.registry.record_ended(request.repo, ticket.cached.filename, ticket.cached)
+                self.jobs.record_ended(request.repo, ticket.cached.filename, ticket.cached)
         return ticket
 
     def _refused(self, request: PullRequest | Any, err: Exception, remember: bool) -> Ticket:
@@ -70,12 +70,12 @@ class PullService:
         self.metrics.count_pull("rejected", err.code)
         if not remember:
             raise err
-        job = self.registry.record_ended(*who_asked(request), Failed.of(err))
+        job = self.jobs.record_ended(*who_asked(request), Failed.of(err))
         return Ticket(request if isinstance(request, PullRequest) else None, job=job)
 
     def _submit(self, plan: Plan) -> tuple[PullJob, bool]:
         """Raises: ProxyError insufficient_storage, model_busy, pull_queue_full."""
-        evicted = self.planner.check_space(plan) if self.registry.active(plan.key) is None else []
+        evicted = self.planner.check_space(plan) if self.jobs.active(plan.key) is None else []
 
         def make() -> PullJob:
             job = PullJob(plan.key, plan.request.repo, plan.key, lambda job: self.run_noted(job, plan),
@@ -87,9 +87,9 @@ class PullService:
             return job
 
         try:
-            return self.registry.submit(plan.key, plan.request.repo, make)
+            return self.jobs.submit(plan.key, plan.request.repo, make)
         except ProxyError:
-            if self.registry.active(plan.key) is None:
+            if self.jobs.active(plan.key) is None:
                 self.planner.release(plan.key)  # refused (the queue is full): it reserves nothing
             raise
 

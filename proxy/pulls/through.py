@@ -81,4 +81,4 @@ def start_detached(service: PullService, request: PullRequest, admit: Callable[[
         service.metrics.count_job(job)
         on_end(job)
 
-    return service.registry.submit(key, request.repo, lambda: PullJob(key, request.repo, key, run, ended))[0]
+    return service.jobs.submit(key, request.repo, lambda: PullJob(key, request.repo, key, run, ended))[0]
