@@ -62,7 +62,7 @@ def worker_exit(server, worker) -> None:
     and the slots' prompts are written to MODELS_DIR (docs/api.md, Prompt cache)."""
     backend = getattr(getattr(worker, "wsgi", None), "extensions", {}).get("backend")
     if backend is not None:
-        backend.registry.close()
+        backend.residency.close()
 
 
 def main() -> None:

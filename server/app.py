@@ -7,7 +7,7 @@ from flask import Flask
 
 from .errors import register_error_handlers
 from .residency.loading import gpu_offload_supported
-from .residency.models import ModelRegistry
+from .residency.models import Residency
 from .api import info
 from .api.routes import Backend, bp
 from .api import llama_server
@@ -17,7 +17,7 @@ from .settings import Settings
 log = logging.getLogger(__name__)
 
 
-def create_app(settings: Settings | None = None, registry: ModelRegistry | None = None) -> Flask:
+def create_app(settings: Settings | None = None, residency: Residency | None = None) -> Flask:
     """Build the app; settings come from the environment unless given (tests give them)."""
     settings = settings or Settings.from_env()
     format_override(settings.tool_formats, "")  # a bad TOOL_FORMATS stops the start, with its message
@@ -27,7 +27,7 @@ def create_app(settings: Settings | None = None, registry: ModelRegistry | None 
     gpu_offload = gpu_offload_supported()
     app.extensions["backend"] = Backend(
         settings=settings,
-        registry=registry or ModelRegistry(settings, gpu_offload=gpu_offload),
+        residency=residency or Residency(settings, gpu_offload=gpu_offload),
         gpu_offload=gpu_offload,
     )
     register_error_handlers(app, service="backend")

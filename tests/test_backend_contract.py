@@ -71,7 +71,7 @@ def real_backend(folder, **settings) -> Iterator[str]:
         with serving(app) as url:
             yield url
     finally:
-        app.extensions["backend"].registry.close()
+        app.extensions["backend"].residency.close()
 
 
 @pytest.fixture(scope="module", params=["fake", "real"])

@@ -27,7 +27,7 @@ def _app(models_dir: Path, **settings):
 def app(models_dir):
     app = _app(models_dir, n_ctx=2048, parallel=8, n_batch=256)
     yield app
-    app.extensions["backend"].registry.close()
+    app.extensions["backend"].residency.close()
 
 
 def _chat(client, content: str, **extra):
@@ -83,7 +83,7 @@ def _ranks_alone(app, prompt: str, answer: str) -> list[int]:
     import llama_cpp as ll
     import numpy as np
 
-    loaded = app.extensions["backend"].registry.running()[0]
+    loaded = app.extensions["backend"].residency.running()[0]
     handle = loaded.llama
     head = handle.tokenize(prompt, add_bos=True, special=True)
     tail = handle.tokenize(answer, add_bos=False, special=False)
@@ -132,7 +132,7 @@ def test_client_that_leaves_frees_its_slot_for_the_next_queued_request(models_di
         waiting.join(30)
         assert started and started[0] - left < 1.0
     finally:
-        app.extensions["backend"].registry.close()
+        app.extensions["backend"].residency.close()
 
 
 def _first_piece_time(client) -> float:
@@ -193,7 +193,7 @@ def test_a_long_system_prompt_counts_in_prompt_tokens_and_opens_the_first_user_t
     with_system = _chat(app.test_client(), "", messages=messages, max_tokens=1)
     without = _chat(app.test_client(), "Hello", max_tokens=1)
 
-    handle = app.extensions["backend"].registry.running()[0].llama
+    handle = app.extensions["backend"].residency.running()[0].llama
     rendered = handle.chat.render(messages).text
     assert rendered.startswith(f"<start_of_turn>user\n{system}\n\nHello<end_of_turn>\n")
     assert with_system["usage"]["prompt_tokens"] == len(handle.tokenize(rendered, add_bos=True, special=True))
@@ -224,7 +224,7 @@ def test_requests_past_the_queue_get_503_server_busy_at_once(models_dir):
         running.close()
         for thread in queued:
             thread.join(60)
-        app.extensions["backend"].registry.close()
+        app.extensions["backend"].residency.close()
 
 
 def test_json_schema_response_format_gives_valid_json_for_the_schema(app):

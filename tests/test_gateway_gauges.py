@@ -200,7 +200,7 @@ def test_stats_answer_while_the_engine_holds_its_lock_and_its_thread(tmp_path, g
     client = app.test_client()
     try:
         assert client.post("/api/load", json={"model": MODEL}).status_code == 200
-        (loaded,) = app.extensions["backend"].registry.running()
+        (loaded,) = app.extensions["backend"].residency.running()
         with ThreadPoolExecutor(2) as pool:
             busy = pool.submit(loaded.engine.call, time.sleep, 3.0)  # the engine's thread, taken for 3 s
             with loaded.engine._cond:  # noqa: SLF001  the lock a step's bookkeeping takes
@@ -209,4 +209,4 @@ def test_stats_answer_while_the_engine_holds_its_lock_and_its_thread(tmp_path, g
         (model,) = answer.get_json()["models"]
         assert (model["id"], model["running"], model["waiting"]) == (gemma_gguf.stem, 0, 0)
     finally:
-        app.extensions["backend"].registry.close()
+        app.extensions["backend"].residency.close()

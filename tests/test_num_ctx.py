@@ -9,7 +9,7 @@ import pytest
 from server.chat.truncation import answer_room, fit_messages, fit_tokens
 from server.residency.loading import MIN_ASKED_CTX, LoadedModel, estimate
 from server.residency.discovery import scan_models
-from server.residency.models import ModelRegistry
+from server.residency.models import Residency
 from server.settings import Settings
 from tests.fakes.gguf_files import write_gguf
 from tests.test_server_unit import _FakeLlama
@@ -31,7 +31,7 @@ def registry(tmp_path):
         loads.append(LoadedModel(model=model, engine=_FakeLlama(model.id), n_ctx=n_ctx or 4096))
         return loads[-1]
 
-    made = ModelRegistry(Settings(models_dir=str(models)), loader=loader, budget_bytes=1 << 30)
+    made = Residency(Settings(models_dir=str(models)), loader=loader, budget_bytes=1 << 30)
     yield made, loads
     made.close()
 
@@ -67,7 +67,7 @@ def test_a_context_is_lowered_to_fit_max_model_memory(tmp_path):
     model = next(iter(scan_models(str(models)).values()))
     budget = estimate(settings, model, n_ctx=6000)
     loads = []
-    registry = ModelRegistry(settings, loader=lambda m, n_ctx=None: loads.append(n_ctx) or LoadedModel(
+    registry = Residency(settings, loader=lambda m, n_ctx=None: loads.append(n_ctx) or LoadedModel(
         model=m, engine=_FakeLlama(m.id), n_ctx=n_ctx), budget_bytes=budget)
     try:
         with registry.acquire("m", n_ctx=TRAINED) as lease:

@@ -65,7 +65,7 @@ def test_a_prompt_whose_slot_was_taken_is_restored_from_memory_then_disk_and_ans
         again = _chat(app, SYSTEM, "Which dish costs 12 euros?")
         stats = _cache_stats(app)
     finally:
-        app.extensions["backend"].registry.close()  # as an unload: memory goes to disk
+        app.extensions["backend"].residency.close()  # as an unload: memory goes to disk
     n = cold["prompt_tokens"]
     assert again["prompt_tokens_details"]["cached_tokens"] == (n - 1) // BLOCK_TOKENS * BLOCK_TOKENS >= 0.9 * n - 64
     assert stats["hits"]["memory"] == 1 and stats["memory"]["bytes"] > 0
@@ -76,7 +76,7 @@ def test_a_prompt_whose_slot_was_taken_is_restored_from_memory_then_disk_and_ans
         restarted = _chat(app, SYSTEM, "Which dish costs 12 euros?")
         stats = _cache_stats(app)
     finally:
-        app.extensions["backend"].registry.close()
+        app.extensions["backend"].residency.close()
     assert restarted["prompt_tokens_details"]["cached_tokens"] == again["prompt_tokens_details"]["cached_tokens"]
     assert stats["hits"]["disk"] == 1 and stats["disk"]["bytes"] > 0
     assert restarted["text"] == cold["text"]
@@ -93,7 +93,7 @@ def test_a_shared_system_prompt_is_restored_for_another_question_from_the_second
         _chat(app, OTHER_SYSTEM, "How long is river 3?")
         third = _chat(app, SYSTEM, "Hello?")
     finally:
-        app.extensions["backend"].registry.close()
+        app.extensions["backend"].residency.close()
     shared = third["prompt_tokens_details"]["cached_tokens"]
     assert first["prompt_tokens"] - third["prompt_tokens"] > BLOCK_TOKENS
     # The third question and the turn's closing tokens are under 16 tokens: all before them is shared, and was
@@ -109,7 +109,7 @@ def test_one_models_states_never_serve_another(models_dir):
         other = _chat(app, SYSTEM, "Which dish costs 12 euros?", model=OTHER_MODEL)
         stats = _cache_stats(app)
     finally:
-        app.extensions["backend"].registry.close()
+        app.extensions["backend"].residency.close()
     assert other["prompt_tokens_details"]["cached_tokens"] == 0
     assert stats["hits"] == {"slot": 0, "memory": 0, "disk": 0} and stats["misses"] == 3
 

@@ -32,9 +32,9 @@ def _one_model_bytes(models_dir: Path) -> int:
     registry_settings = _settings(models_dir)
     app = create_app(registry_settings)
     try:
-        return estimate(registry_settings, app.extensions["backend"].registry.find(A))
+        return estimate(registry_settings, app.extensions["backend"].residency.find(A))
     finally:
-        app.extensions["backend"].registry.close()
+        app.extensions["backend"].residency.close()
 
 
 def _client(models_dir: Path, **changes):
@@ -70,7 +70,7 @@ def test_model_idle_past_its_keep_alive_is_unloaded_and_memory_falls(models_dir)
         assert loaded - before > 100 << 20
         wait_until(lambda: _rss() < loaded - (100 << 20), 10, "the weights and the KV cache freed")
     finally:
-        app.extensions["backend"].registry.close()
+        app.extensions["backend"].residency.close()
 
 
 def test_keep_alive_zero_unloads_when_the_request_ends_and_minus_one_keeps_it(models_dir):
@@ -83,7 +83,7 @@ def test_keep_alive_zero_unloads_when_the_request_ends_and_minus_one_keeps_it(mo
         entry = client.get("/api/running").get_json()["models"][0]
         assert entry["id"] == A and entry["expires_at"] is None
     finally:
-        app.extensions["backend"].registry.close()
+        app.extensions["backend"].residency.close()
 
 
 def test_second_model_that_does_not_fit_unloads_the_idle_first(models_dir):
@@ -94,7 +94,7 @@ def test_second_model_that_does_not_fit_unloads_the_idle_first(models_dir):
         _generate(client, B)
         assert _running(client) == [B]
     finally:
-        app.extensions["backend"].registry.close()
+        app.extensions["backend"].residency.close()
 
 
 def test_model_larger_than_the_budget_is_507_before_anything_loads(models_dir):
@@ -107,7 +107,7 @@ def test_model_larger_than_the_budget_is_507_before_anything_loads(models_dir):
         assert "MAX_MODEL_MEMORY" in error["message"] and "MiB" in error["message"]
         assert _running(client) == []
     finally:
-        app.extensions["backend"].registry.close()
+        app.extensions["backend"].residency.close()
 
 
 def test_a_model_in_use_is_never_unloaded_mid_request(models_dir):
@@ -129,7 +129,7 @@ def test_a_model_in_use_is_never_unloaded_mid_request(models_dir):
         waiting.join(60)
         assert other and _running(client) == []  # B ran once A was done (keep_alive 0 unloads both)
     finally:
-        app.extensions["backend"].registry.close()
+        app.extensions["backend"].residency.close()
 
 
 def test_loaded_ahead_with_keep_alive_minus_one_survives_idleness_and_requests_asking_less(models_dir):
@@ -143,4 +143,4 @@ def test_loaded_ahead_with_keep_alive_minus_one_survives_idleness_and_requests_a
         assert client.post("/api/unload", json={"model": A}).get_json()["status"] == "unloaded"
         assert _running(client) == []
     finally:
-        app.extensions["backend"].registry.close()
+        app.extensions["backend"].residency.close()

@@ -32,7 +32,7 @@ def first_answer(tmp_path_factory, gemma_gguf):
             assert response.status_code == 200, response.get_data(as_text=True)
             return response.get_json() if not body.get("stream") else {"sse": response.get_data(as_text=True)}
         finally:
-            app.extensions["backend"].registry.close()
+            app.extensions["backend"].residency.close()
     return answer
 
 
@@ -85,7 +85,7 @@ def client(tmp_path_factory, gemma_gguf):
     os.symlink(gemma_gguf, folder / gemma_gguf.name)
     app = create_app(Settings(models_dir=str(folder), n_ctx=512))
     yield app.test_client()
-    app.extensions["backend"].registry.close()
+    app.extensions["backend"].residency.close()
 
 
 def test_embeddings_are_one_unit_vector_an_input_and_alike_for_alike_text(client):

@@ -28,7 +28,7 @@ def models_dir(tmp_path_factory, gemma_gguf) -> Path:
 def app(models_dir):
     app = create_app(Settings(models_dir=str(models_dir), n_ctx=512))
     yield app
-    app.extensions["backend"].registry.close()
+    app.extensions["backend"].residency.close()
 
 
 @pytest.fixture
@@ -200,7 +200,7 @@ def one_slot_client(models_dir):
     """A backend whose model has one slot: a follower is answered only once the slot is freed."""
     app = create_app(Settings(models_dir=str(models_dir), n_ctx=512, parallel=1))
     yield app.test_client()
-    app.extensions["backend"].registry.close()
+    app.extensions["backend"].residency.close()
 
 
 def test_client_leaving_mid_stream_frees_the_model(one_slot_client):

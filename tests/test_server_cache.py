@@ -16,7 +16,7 @@ def client(tmp_path_factory, gemma_gguf):
     # A small batch keeps the window cache small (window + batch), so one long prompt overflows it.
     app = create_app(Settings(models_dir=str(folder), n_ctx=2048, n_batch=64))
     yield app.test_client()
-    app.extensions["backend"].registry.close()
+    app.extensions["backend"].residency.close()
 
 
 def test_prefix_pushed_out_of_the_window_is_not_reused(client):

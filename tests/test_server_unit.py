@@ -13,7 +13,7 @@ from server.app import create_app
 from server.residency.discovery import resolve_model, scan_models
 from server.errors import ModelNotFound
 from server.residency.loading import LoadedModel
-from server.residency.models import ModelRegistry
+from server.residency.models import Residency
 from server.settings import Settings
 from server.api.streaming import LeasedStream, text_event
 
@@ -203,7 +203,7 @@ def _fake_registry(models_dir: Path, max_loaded: int):
         return LoadedModel(model=model, engine=loads[-1], n_ctx=64)
 
     settings = Settings(models_dir=str(models_dir), max_loaded_models=max_loaded)
-    return ModelRegistry(settings, loader=loader, estimator=lambda model: 1, budget_bytes=1 << 30), loads
+    return Residency(settings, loader=loader, estimator=lambda model: 1, budget_bytes=1 << 30), loads
 
 
 def test_least_recently_used_model_is_unloaded_first(models_dir):
@@ -315,9 +315,9 @@ def test_health_answers_while_a_model_is_loading(models_dir):
         return LoadedModel(model=model, engine=_FakeLlama(model.id), n_ctx=64)
 
     settings = Settings(models_dir=str(models_dir))
-    registry = ModelRegistry(settings, loader=slow_loader, estimator=lambda model: 1, budget_bytes=1 << 30)
-    client = create_app(settings, registry=registry).test_client()
-    registry = client.application.extensions["backend"].registry
+    registry = Residency(settings, loader=slow_loader, estimator=lambda model: 1, budget_bytes=1 << 30)
+    client = create_app(settings, residency=registry).test_client()
+    registry = client.application.extensions["backend"].residency
     loader_thread = threading.Thread(target=lambda: registry.acquire("slow"))
     loader_thread.start()
     loading.wait(5)

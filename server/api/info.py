@@ -25,10 +25,10 @@ SHOWN_SAMPLING = ("temperature", "top_k", "top_p", "min_p", "repeat_penalty", "r
 @bp.post("/api/info")
 def info():
     backend = current_app.extensions["backend"]
-    registry = backend.registry
-    model = registry.find(model_name(parse_json_body(request.get_data())))
+    residency = backend.residency
+    model = residency.find(model_name(parse_json_body(request.get_data())))
     header = check_header(model)
-    loaded = next((m for m in registry.running() if m.model.id == model.id and not m.closed), None)
+    loaded = next((m for m in residency.running() if m.model.id == model.id and not m.closed), None)
     with _vocabulary(model, header, loaded.llama if loaded is not None else None) as (chat, llama_model):
         stop = chat.render([{"role": "user", "content": ""}]).stop
         template, source = chat.template, "gguf" if chat.has_template else "family"

@@ -77,9 +77,9 @@ def props():
 @bp.get("/slots")
 def slots():
     """The slots of the model if it is loaded ([] otherwise: nothing is loaded to show them)."""
-    registry = current_app.extensions["backend"].registry
-    model = registry.find(model_name({"model": request.args.get("model", "")}))
-    loaded = next((m for m in registry.running() if m.model.id == model.id), None)
+    residency = current_app.extensions["backend"].residency
+    model = residency.find(model_name({"model": request.args.get("model", "")}))
+    loaded = next((m for m in residency.running() if m.model.id == model.id), None)
     states = loaded.engine.slot_reports() if loaded is not None else []
     if request.args.get("fail_on_no_slot") in ("1", "true") and all(s.processing for s in states):
         return jsonify(error={"code": 503, "message": "no slot available", "type": "unavailable_error"}), 503
@@ -90,7 +90,7 @@ def slots():
 def _complete(asked: NativeCompletion) -> Response:
     """Lease the model, build the prompt (FIM for /infill) and run it: one answer or llama-server's stream."""
     waiter = Waiter.of_request(request.environ, request.headers)
-    lease = current_app.extensions["backend"].registry.acquire(asked.request.model, waiter, asked.request.keep_alive)
+    lease = current_app.extensions["backend"].residency.acquire(asked.request.model, waiter, asked.request.keep_alive)
     try:
         tokens = _prompt_tokens(lease, asked)
         text = detokenized(lease, tokens)
@@ -173,4 +173,4 @@ def _build_info() -> str:
 def _lease(body: dict) -> Lease:
     """A hold on the body's model, loading it if needed (tokenizing needs its vocabulary)."""
     waiter = Waiter.of_request(request.environ, request.headers)
-    return current_app.extensions["backend"].registry.acquire(model_name(body), waiter, keep_alive(body))
+    return current_app.extensions["backend"].residency.acquire(model_name(body), waiter, keep_alive(body))

@@ -55,7 +55,7 @@ class GenerationRequest:
     response_format: Any = None  # OpenAI's; server.engine.sampling.grammar_for checks it
     keep_alive: KeepAlive | None = None  # None: the request has none (the model keeps what it has)
     include_usage: bool = False  # stream_options.include_usage: a last chunk with `usage`
-    n_ctx: int | None = None  # the context asked for (Ollama's num_ctx): ModelRegistry.acquire's n_ctx
+    n_ctx: int | None = None  # the context asked for (Ollama's num_ctx): Residency.acquire's n_ctx
     truncate: bool = False  # drop the oldest messages of a prompt too long for the context (server.chat.truncation)
     suffix: str | None = None  # completions' text after the gap: a fill-in-the-middle prompt (server.chat.fim)
     tools: Any = None  # server.chat.tools.ToolUse: chat's tools and tool_choice

@@ -14,7 +14,7 @@ from ..engine.embeddings import check_inputs, embed
 from ..engine.gauges import model_stats
 from .shapes import Shapes, shimmy_stream
 from ..residency.loading import LoadedModel
-from ..residency.models import ModelRegistry
+from ..residency.models import Residency
 from .params import (GenerationRequest, context_fields, keep_alive, model_name, parse_chat, parse_completion, parse_embeddings,
                      parse_generate, parse_json_body)
 from ..engine.grammar_limits import check_compiles
@@ -25,7 +25,7 @@ from ..engine.waiting import Waiter
 
 bp = Blueprint("backend", __name__)
 # SMOKE_TEST_HEADER on /api/generate: the proxy's `verify: "load"`, which leaves the loaded models as they were
-# (ModelRegistry.trying). A header, not a body field, so a Shimmy backend ignores it and just generates.
+# (Residency.trying). A header, not a body field, so a Shimmy backend ignores it and just generates.
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,7 @@ class Backend:
     """The app-wide services, kept on `app.extensions["backend"]`."""
 
     settings: Settings
-    registry: ModelRegistry
+    residency: Residency
     gpu_offload: bool
 
 
@@ -44,8 +44,8 @@ def _backend() -> Backend:
 @bp.get("/health")
 def health():
     backend = _backend()
-    running = backend.registry.running()  # least recently used first
-    models = {"total": len(backend.registry.list_models()), "loaded": len(running),
+    running = backend.residency.running()  # least recently used first
+    models = {"total": len(backend.residency.list_models()), "loaded": len(running),
               "loaded_ids": [loaded.model.id for loaded in running]}
     busy, waiting, total = _occupancy(running)
     return jsonify(status="ok", gpu_offload=backend.gpu_offload, models=models,
@@ -54,13 +54,13 @@ def health():
 
 @bp.get("/stats")
 def stats():
-    registry = _backend().registry
+    residency = _backend().residency
     # Each engine's gauges, read without its lock: a scrape never waits on a decode step.
-    loads = [(loaded, loaded.engine.gauges()) for loaded in registry.running()]
+    loads = [(loaded, loaded.engine.gauges()) for loaded in residency.running()]
     models = [model_stats(loaded.model.id, load, loaded.engine.counters) for loaded, load in loads]
     slots = {"total": sum(loaded.engine.n_slots for loaded, _ in loads), "busy": sum(g.running for _, g in loads)}
-    cache = getattr(registry, "prompt_cache", None)  # hits, misses and bytes a tier (docs/api.md, Prompt cache)
-    return jsonify(**registry.stats.to_dict(), slots=slots, queue=sum(g.waiting for _, g in loads), models=models,
+    cache = getattr(residency, "prompt_cache", None)  # hits, misses and bytes a tier (docs/api.md, Prompt cache)
+    return jsonify(**residency.stats.to_dict(), slots=slots, queue=sum(g.waiting for _, g in loads), models=models,
                    prompt_cache=cache.to_dict() if cache is not None else None)
 
 
@@ -68,7 +68,7 @@ def stats():
 def openai_models():
     data = [
         {"id": model.id, "object": "model", "created": int(model.modified), "owned_by": "local"}
-        for model in _backend().registry.list_models()
+        for model in _backend().residency.list_models()
     ]
     return jsonify(object="list", data=data)
 
@@ -77,14 +77,14 @@ def openai_models():
 def shimmy_models():
     models = [
         {"name": model.id, "size_bytes": model.size_bytes, "source": "discovered", "files": list(model.files)}
-        for model in _backend().registry.list_models()
+        for model in _backend().residency.list_models()
     ]
     return jsonify(models=models)
 
 
 @bp.get("/api/running")
 def running():
-    return jsonify(models=[_running_entry(loaded) for loaded in reversed(_backend().registry.running())])
+    return jsonify(models=[_running_entry(loaded) for loaded in reversed(_backend().residency.running())])
 
 
 @bp.post("/api/load")
@@ -94,14 +94,14 @@ def load():
     asked = keep_alive(body)
     n_ctx = context_fields(body)["n_ctx"]
     pin = asked is not None and asked.forever
-    with _backend().registry.acquire(model_name(body), waiter, asked, pin=pin, n_ctx=n_ctx) as lease:
+    with _backend().residency.acquire(model_name(body), waiter, asked, pin=pin, n_ctx=n_ctx) as lease:
         return jsonify(id=lease.model.id, status="loaded", size_in_memory=lease.loaded.size_bytes,
                        n_ctx=lease.n_ctx)
 
 
 @bp.post("/api/unload")
 def unload():
-    model_id, status = _backend().registry.unload(model_name(parse_json_body(request.get_data())))
+    model_id, status = _backend().residency.unload(model_name(parse_json_body(request.get_data())))
     return jsonify(id=model_id, status=status)  # "unloading": when the requests holding it end, not waited for
 
 
@@ -109,7 +109,7 @@ def unload():
 def generate():
     parsed = parse_generate(parse_json_body(request.get_data()))
     smoke_test = request.headers.get(SMOKE_TEST_HEADER) == "1" and not parsed.stream
-    with _backend().registry.trying(parsed.model) if smoke_test else contextlib.nullcontext():
+    with _backend().residency.trying(parsed.model) if smoke_test else contextlib.nullcontext():
         return _run(parsed, None)
 
 
@@ -130,7 +130,7 @@ def embeddings():
     parsed = parse_embeddings(parse_json_body(request.get_data()))
     check_inputs(parsed.inputs)
     waiter = Waiter.of_request(request.environ, request.headers)
-    with _backend().registry.acquire(parsed.model, waiter, parsed.keep_alive) as lease:
+    with _backend().residency.acquire(parsed.model, waiter, parsed.keep_alive) as lease:
         handle = lease.loaded.llama
         inputs = [handle.tokenize(text, add_bos=True, special=False) for text in parsed.inputs]
         vectors = embed(lease.engine, handle, inputs, waiter)  # in groups, between generation steps
@@ -145,7 +145,7 @@ def _run(parsed: GenerationRequest, shapes: type[Shapes] | None) -> Response:
     lease; either stops within a step once nobody waits for it (server.engine.jobs.JobEvents). `shapes` None: Shimmy's."""
     grammar = grammar_for(parsed.response_format)  # a bad schema is a 400 before any model loads
     waiter = Waiter.of_request(request.environ, request.headers)
-    lease = _backend().registry.acquire(parsed.model, waiter, parsed.keep_alive, n_ctx=parsed.n_ctx)
+    lease = _backend().residency.acquire(parsed.model, waiter, parsed.keep_alive, n_ctx=parsed.n_ctx)
     try:
         job = generation.make_job(lease, parsed, grammar)
         # A grammar llama.cpp refuses (the response format's or the tools') is a 400, not an error mid-stream.
@@ -153,7 +153,7 @@ def _run(parsed: GenerationRequest, shapes: type[Shapes] | None) -> Response:
         check_compiles(lease.loaded.llama.vocab, job.sampling.grammar, where)
         events = generation.run(lease, job)
         shape = None if shapes is None else shapes(lease.model.id, parsed.kind == "chat", parsed.include_usage,
-                                                    generation.agent_output(lease, job, _backend().registry.stats))
+                                                    generation.agent_output(lease, job, _backend().residency.stats))
     except BaseException:
         lease.release()
         raise

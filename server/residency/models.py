@@ -1,4 +1,4 @@
-"""Which models are in memory (docs/api.md, Residency), in the manner of Ollama's scheduler: one registry owns
+"""Which models are in memory (docs/api.md, Residency), in the manner of Ollama's scheduler: one Residency owns
 what is loaded. Requests ask it for a model; it loads, waits or unloads by the memory estimate against
 MAX_MODEL_MEMORY, by MAX_LOADED_MODELS, and by each model's keep_alive; nothing else touches residency.
 A model that requests hold is never unloaded."""
@@ -34,8 +34,8 @@ Estimator = Callable[..., int]
 class Lease:
     """A request's hold on a loaded model, until `release()` (also a context manager)."""
 
-    def __init__(self, registry: "ModelRegistry", loaded: LoadedModel, waiter: Waiter | None = None):
-        self._registry = registry
+    def __init__(self, residency: "Residency", loaded: LoadedModel, waiter: Waiter | None = None):
+        self._residency = residency
         self.loaded = loaded
         self._released = False
         self.waiter = waiter or Waiter()
@@ -56,7 +56,7 @@ class Lease:
         """Let the model go idle (its keep_alive starts); calling it again does nothing."""
         if not self._released:
             self._released = True
-            self._registry._release(self.loaded)
+            self._residency._release(self.loaded)
 
     def __enter__(self) -> "Lease":
         return self
@@ -72,7 +72,7 @@ def not_installed_message(name: str) -> str:
             f'{{"model": "{repo}"}} (GET /v1/models lists the installed models)')
 
 
-class ModelRegistry:
+class Residency:
     """Finds models in MODELS_DIR, loads them on first use, and unloads them when idle or to make room."""
 
     def __init__(self, settings: Settings, loader: Loader | None = None, estimator: Estimator | None = None,
