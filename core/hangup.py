@@ -2,7 +2,7 @@
 
 A WSGI server only learns that a client left when it writes to it, and a request waiting for a
 whole generation writes nothing until the end. So both sides look at the connection itself: the
-backend between tokens (server.engine.waiting), the proxy while it waits for the backend (ClientWatch).
+backend between tokens (server.engine.client), the proxy while it waits for the backend (ClientWatch).
 """
 from __future__ import annotations
 

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from core.hangup import CLOSED, OPEN, UNKNOWN, ClientWatch, peer_state
-from server.engine.waiting import Abandoned, Waiter
+from server.engine.client import Abandoned, Waiter
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from ..chat.fim import fim_prompt
 from ..engine.jobs import Job
 from ..engine.textout import token_piece
 from ..engine.sampling import Sampling
-from ..engine.waiting import Waiter
+from ..engine.client import Waiter
 from ..errors import InvalidRequest
 from ..residency.models import Lease
 from . import generation

@@ -21,7 +21,7 @@ from ..engine.grammar_limits import check_compiles
 from ..engine.sampling import grammar_for
 from ..settings import Settings
 from .streaming import sse_response
-from ..engine.waiting import Waiter
+from ..engine.client import Waiter
 
 bp = Blueprint("backend", __name__)
 # SMOKE_TEST_HEADER on /api/generate: the proxy's `verify: "load"`, which leaves the loaded models as they were

@@ -10,7 +10,7 @@ import math
 from typing import Any, Iterator
 
 from ..errors import InvalidRequest
-from .waiting import Waiter
+from .client import Waiter
 
 EMBEDDING_CTX_CAP = 8192  # tokens one input may have at most
 EMBEDDING_SEQS = 16  # inputs decoded together

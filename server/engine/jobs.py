@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .sampling import Sampling
-from .waiting import Waiter
+from .client import Waiter
 
 WATCH_S = 0.1  # how often a request reading its job's events looks whether its client still waits
 

@@ -19,7 +19,7 @@ from .memory import default_budget, format_bytes
 from ..settings import Settings
 from ..engine.stats import ServingStats
 from ..engine.prompt_cache import make_prompt_cache
-from ..engine.waiting import Waiter
+from ..engine.client import Waiter
 
 log = logging.getLogger(__name__)
 ROOM_POLL_S = 0.1  # how often a request waiting for room asks whether its client still waits

@@ -1,5 +1,6 @@
-"""Whether anyone still waits for a generation, asked by the request's thread while it waits for the job's events
-(server.engine.jobs.JobEvents; docs/api.md, Generating: a request nobody waits for never holds the model)."""
+"""The client of a request: whether anyone still waits for its answer, asked by the request's thread while it waits
+for the job's events (server.engine.jobs.JobEvents; docs/api.md, Generating: a request nobody waits for never holds
+the model)."""
 from __future__ import annotations
 
 import math
