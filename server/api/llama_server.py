@@ -100,8 +100,8 @@ def _complete(asked: NativeCompletion) -> Response:
         job = Job(prompt=tokens, sampling=Sampling.of(asked.request.sampling, asked.grammar),
                   max_tokens=asked.n_predict, stop=tuple(asked.request.sampling.get("stop") or ()),
                   waiter=lease.waiter)
-        events = generation.run(lease, job)
         shape = CompletionShape(lease.model.id, asked, job, text, lease.n_ctx)
+        events = generation.run(lease, job)  # last: once submitted, the job is ended by closing its events
     except BaseException:
         lease.release()
         raise

@@ -151,9 +151,9 @@ def _run(parsed: GenerationRequest, shapes: type[Shapes] | None) -> Response:
         # A grammar llama.cpp refuses (the response format's or the tools') is a 400, not an error mid-stream.
         where = "response_format" if job.sampling.grammar == grammar else "tools"
         check_compiles(lease.loaded.llama.vocab, job.sampling.grammar, where)
-        events = generation.run(lease, job)
         shape = None if shapes is None else shapes(lease.model.id, parsed.kind == "chat", parsed.include_usage,
                                                     generation.agent_output(lease, job, _backend().residency.stats))
+        events = generation.run(lease, job)  # last: once submitted, the job is ended by closing its events
     except BaseException:
         lease.release()
         raise
