@@ -1,6 +1,7 @@
-"""Backend calls for routes that translate (Ollama's API, residency): the forwarding rules of
-proxy/routes/forward.py (FORWARD_MAX_IN_FLIGHT, models held in flight and marked used, a client that hangs up
-closes the backend request), with the backend's answer handed back to the caller to reshape."""
+"""Every request the proxy forwards to the backend, whether its answer is passed on as it is (proxy/routes/forward.py)
+or reshaped (Ollama's API, the agents' dialects, llama-server's endpoints, residency): one of
+FORWARD_MAX_IN_FLIGHT slots, the models it names held in flight and marked used, a client that hangs up before the
+backend answers closes the backend request, and all of it released when the answer has been read."""
 from __future__ import annotations
 
 import json
@@ -19,6 +20,13 @@ from proxy.services import services
 
 log = logging.getLogger(__name__)
 RETRY_AFTER_S = 1
+
+
+class ClientLeft(ProxyError):
+    """The client hung up before the backend answered; the backend request was closed (nobody reads an answer)."""
+
+    def __init__(self) -> None:
+        super().__init__(ErrorCode.BACKEND_UNAVAILABLE, "the client left before the backend answered")
 
 
 class Upstream:
@@ -72,21 +80,34 @@ class Upstream:
             self.close()
 
 
-def call_backend(path: str, body: dict, files: list[str], method: str = "POST",
+def open_upstream(path: str, data: bytes | None, files: list[str], method: str = "POST",
+                  timeout_s: float | None = None, content_type: str = "application/json") -> Upstream:
+    """Send `data` to the backend as one forwarded request, whatever it answers; `files` are the installed files
+    it uses. Closing the Upstream releases the slot and the files.
+
+    Raises:
+        ClientLeft: the client hung up before the backend answered.
+        ProxyError: server_busy (FORWARD_MAX_IN_FLIGHT), backend_unavailable, backend_timeout.
+    """
+    releases = [forward_slot()]
+    try:
+        releases.append(use_files(files))
+        return Upstream(_send(method, path, data, timeout_s, content_type), releases)
+    except BaseException:
+        release_all(releases)
+        raise
+
+
+def call_backend(path: str, body: dict | None, files: list[str], method: str = "POST",
                  timeout_s: float | None = None) -> Upstream:
-    """Send `body` to the backend as one forwarded request; `files` are the installed files it uses.
+    """Send `body` (JSON) to the backend as one forwarded request, its error answers raised as ours.
 
     Raises:
         ProxyError: server_busy (FORWARD_MAX_IN_FLIGHT), backend_unavailable, backend_timeout, and the
             backend's own error when it answers one (with its status).
     """
-    releases = [forward_slot()]
-    try:
-        releases.append(use_files(files))
-        upstream = Upstream(_send(method, path, body, timeout_s), releases)
-    except BaseException:
-        release_all(releases)
-        raise
+    data = None if body is None else json.dumps(body, ensure_ascii=False).encode()
+    upstream = open_upstream(path, data, files, method, timeout_s)
     if upstream.response.status_code >= 400:
         with_error = backend_error(upstream.response)
         upstream.close()
@@ -130,11 +151,23 @@ def broken_answer(err: requests.RequestException) -> ProxyError:
                       "stopped or been restarted")
 
 
-def _send(method: str, path: str, body: dict | None, timeout_s: float | None) -> requests.Response:
+def _send(method: str, path: str, data: bytes | None, timeout_s: float | None,
+          content_type: str) -> requests.Response:
+    """Until the backend's answer (or a stream's first event) is here, a client that hangs up closes the backend
+    connection: the backend stops generating. A stream's later hang-up is seen on writing.
+
+    Raises:
+        ClientLeft, ProxyError backend_unavailable, backend_timeout.
+    """
     backend = services().backend
-    data = None if body is None else json.dumps(body, ensure_ascii=False).encode()
-    with ClientWatch(request.environ.get("gunicorn.socket")):
-        # Connection: close, so no other request reuses a socket the watch holds (as forward.py does).
-        return backend.request(method, path, body=data, stream=True, content_type="application/json",
-                               timeout_s=timeout_s, headers={TIMEOUT_HEADER: f"{backend.timeout_s:g}",
-                                                             "Connection": "close"})
+    with ClientWatch(request.environ.get("gunicorn.socket")) as watch:
+        try:
+            # Connection: close, so no other request can reuse a socket the watch holds.
+            return backend.request(method, path, body=data, stream=True, content_type=content_type,
+                                   timeout_s=timeout_s, headers={TIMEOUT_HEADER: f"{backend.timeout_s:g}",
+                                                                 "Connection": "close"})
+        except ProxyError:
+            if watch.client_left:
+                log.info("client left before the backend answered %s; backend request closed", path)
+                raise ClientLeft() from None
+            raise

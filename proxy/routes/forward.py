@@ -14,10 +14,8 @@ from proxy.routes.keep_alive_key import require_key_to_pin
 from proxy.routes.openai_fields import check_openai_fields
 from proxy.pulls.pulled_names import backend_model_id
 from proxy.services import services
-from core.wire import TIMEOUT_HEADER
-from proxy.backend.upstream import broken_answer, forward_slot, release_all, use_files
+from proxy.backend.upstream import ClientLeft, broken_answer, open_upstream
 from core.errors import openai_error_body
-from core.hangup import ClientWatch
 
 log = logging.getLogger(__name__)
 bp = Blueprint("forward", __name__)
@@ -32,39 +30,27 @@ CLIENT_CLOSED = 499  # nginx's status for a client that hung up first; only the 
 
 def _forward(backend_path: str) -> Response:
     """Raises: ProxyError server_busy, backend_unavailable, backend_timeout."""
-    releases = [forward_slot()]
+    body, files = _with_model_id(request.get_data(cache=False))
     try:
-        body, files = _with_model_id(request.get_data(cache=False))
-        releases.append(use_files(files))  # in flight until the answer ends
-        response = _relay(backend_path, body)
+        upstream = open_upstream(backend_path, body, files, content_type=request.content_type or "application/json")
+    except ClientLeft:
+        return Response(status=CLIENT_CLOSED)
+    try:
+        response = _relay(upstream.response)
     except BaseException:
-        release_all(releases)
+        upstream.close()
         raise
-    response.call_on_close(lambda: release_all(releases))  # when the last byte went out or the client left
+    response.call_on_close(upstream.close)  # when the last byte went out or the client left
     return response
 
 
-def _relay(backend_path: str, body: bytes) -> Response:
-    """Until the backend's answer (or a stream's first event) is here, a client that hangs up closes the
-    backend connection: the backend stops generating. A stream's later hang-up is seen on writing."""
-    backend = services().backend
-    with ClientWatch(request.environ.get("gunicorn.socket")) as watch:
-        try:
-            upstream = backend.request("POST", backend_path, body=body, stream=True,
-                                       content_type=request.content_type or "application/json",
-                                       # Connection: close, so no other request can reuse a socket the watch holds.
-                                       headers={TIMEOUT_HEADER: f"{backend.timeout_s:g}", "Connection": "close"})
-            headers = {name: upstream.headers[name] for name in PASSED_HEADERS if name in upstream.headers}
-            if not upstream.headers.get("Content-Type", "").startswith("text/event-stream"):
-                with upstream:  # a plain answer: one read, one write, no chunked relay
-                    return Response(_read_body(upstream), status=upstream.status_code, headers=headers)
-        except ProxyError:
-            if watch.client_left:
-                log.info("client left before the backend answered %s; backend request closed", backend_path)
-                return Response(status=CLIENT_CLOSED)
-            raise
+def _relay(answer: requests.Response) -> Response:
+    """The backend's answer as it came: a plain one read at once, a stream relayed event by event."""
+    headers = {name: answer.headers[name] for name in PASSED_HEADERS if name in answer.headers}
+    if not answer.headers.get("Content-Type", "").startswith("text/event-stream"):
+        return Response(_read_body(answer), status=answer.status_code, headers=headers)  # one read, one write
     headers["X-Accel-Buffering"] = "no"
-    return Response(_relay_events(upstream), status=upstream.status_code, headers=headers)
+    return Response(_relay_events(answer), status=answer.status_code, headers=headers)
 
 
 def _with_model_id(body: bytes) -> tuple[bytes, list[str]]:
