@@ -15,8 +15,8 @@ proxy_settings = Settings.from_env()  # HOST, PORT, PROXY_THREADS, ... (proxy/se
 bind = [f"{proxy_settings.host}:{proxy_settings.port}"]
 workers = 1
 # gthread, but a request gets a thread only once it has arrived, and probes get threads of their own, so
-# half-sent requests and any number of streams never hold up /livez, /readyz or /v1/health (proxy/workers.py).
-worker_class = "proxy.workers.ProbeFirstWorker"
+# half-sent requests and any number of streams never hold up /livez, /readyz or /v1/health (proxy/serving/worker.py).
+worker_class = "proxy.serving.worker.ProbeFirstWorker"
 # Probes must never wait behind forwarded streams, each of which holds a thread for as long as the backend
 # answers. So forwarding may take at most FORWARD_MAX_IN_FLIGHT threads (proxy/routes/forward.py answers
 # the rest 503 at once), and PROXY_THREADS more serve everything else: probes, API calls, pull streams.

@@ -22,7 +22,7 @@ import requests
 from tests.helpers import REPO_ROOT, free_port, stop_process, wait_http
 
 CONFIG = REPO_ROOT / "proxy" / "gunicorn.conf.py"
-WORKER = "proxy.workers.ProbeFirstWorker"  # gthread, with probes apart (proxy/workers.py)
+WORKER = "proxy.serving.worker.ProbeFirstWorker"  # gthread, with probes apart (proxy/serving/worker.py)
 STREAM_LINES = 10
 STREAM_INTERVAL_S = 0.5
 

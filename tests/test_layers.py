@@ -23,7 +23,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("proxy.pulls", "proxy.pulls.pulled_names", "proxy.backend.client", "proxy.backend.errors"),
     ("proxy.pushes", "proxy.declared", "proxy.declared.residency_pin", "proxy.ollama", "proxy.backend.upstream", "proxy.routes.auth",
      "proxy.backend.chat", "proxy.backend.dialect", "proxy.anthropic", "proxy.responses"),
-    ("proxy.routes", "proxy.openapi.document", "proxy.openapi.ollama", "proxy.app", "proxy.cli.commands", "proxy.gunicorn", "proxy.workers",
+    ("proxy.routes", "proxy.openapi.document", "proxy.openapi.ollama", "proxy.app", "proxy.cli.commands", "proxy.gunicorn", "proxy.serving.worker",
      "proxy.__main__", "proxy"),
 ]
 SERVER_LAYERS: list[tuple[str, ...]] = [

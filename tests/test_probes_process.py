@@ -1,7 +1,7 @@
 """Probes on their own path (issue 28, item 2): the proxy under gunicorn with its own config answers /livez,
 /readyz and /v1/health within a second while 41 connections have sent half a request and stopped, 24 forwarded
 streams run and 20 pull streams are read, and a connection whose request never completes is closed
-(proxy/workers.py). It prints the probes' p99 and max latency."""
+(proxy/serving/worker.py). It prints the probes' p99 and max latency."""
 from __future__ import annotations
 
 import socket
@@ -10,7 +10,7 @@ import time
 
 import requests
 
-from proxy.workers import MAX_ARRIVING_PER_ADDRESS
+from proxy.serving.worker import MAX_ARRIVING_PER_ADDRESS
 from tests.pull_fixtures import TOKEN, wait_until
 from tests.test_forward_process import ChatStream, fake_backend, p99, probe_latencies
 from tests.test_proxy_process import HttpStream, proxy_process
