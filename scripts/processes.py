@@ -15,6 +15,8 @@ from typing import Iterator, Mapping
 import requests
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+# The proxy as deployed (docs/api.md, Processes), for running_process from the repository root.
+PROXY_GUNICORN = ["-m", "gunicorn", "-c", "proxy/gunicorn.conf.py", "proxy.app:create_app()"]
 
 
 def free_port() -> int:

@@ -11,9 +11,8 @@ from typing import Iterator
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from scripts.processes import free_port, running_process  # noqa: E402
+from scripts.processes import PROXY_GUNICORN, free_port, running_process  # noqa: E402
 
-GUNICORN = [sys.executable, "-m", "gunicorn", "-c", "proxy/gunicorn.conf.py", "proxy.app:create_app()"]
 
 
 @contextlib.contextmanager
@@ -47,7 +46,7 @@ def proxy(models_dir: Path, log_dir: Path, hub_url: str, backend_url: str,
     url = f"http://127.0.0.1:{port}"
     full_env = {"MODELS_DIR": str(models_dir), "HF_ENDPOINT": hub_url, "BACKEND_URL": backend_url,
                 "HOST": "127.0.0.1", "PORT": str(port), "HF_HUB_DISABLE_TELEMETRY": "1", **(env or {})}
-    with running_process(GUNICORN, full_env, url + "/livez", log_dir / "proxy.log") as proc:
+    with running_process(PROXY_GUNICORN, full_env, url + "/livez", log_dir / "proxy.log") as proc:
         yield url, proc
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -11,7 +12,8 @@ from typing import Callable, Iterator
 
 import requests
 
-from scripts.processes import REPO_ROOT, free_port, running_process, stop_process, wait_http  # noqa: F401
+from scripts.processes import (PROXY_GUNICORN, REPO_ROOT, free_port, running_process,  # noqa: F401
+                               stop_process, wait_http)
 
 
 def unavailable(why: str) -> None:
@@ -38,6 +40,18 @@ def wait_until(predicate: Callable[[], object], timeout_s: float = 10.0, what: s
 def slots_busy(backend_url: str) -> int:
     """How many of the backend's slots are generating or reading a prompt now (its /health)."""
     return requests.get(backend_url + "/health", timeout=5).json()["slots"]["busy"]
+
+
+@contextlib.contextmanager
+def fake_backend_process(log_path: Path, threads: int = 16, **env: str) -> Iterator[tuple[str, subprocess.Popen]]:
+    """tests/fakes/backend.py under gunicorn gthread, one thread a request as `python -m server` runs; env
+    FAKE_BACKEND_* shape its streams. Yields its URL and process."""
+    port = free_port()
+    args = ["-m", "gunicorn", "-k", "gthread", "--threads", str(threads), "--timeout", "120",
+            "--bind", f"127.0.0.1:{port}", "tests.fakes.backend:app"]
+    url = f"http://127.0.0.1:{port}"
+    with running_process(args, env, f"{url}/health", log_path) as proc:
+        yield url, proc
 
 
 def stack_dirs(root: Path) -> tuple[Path, Path]:

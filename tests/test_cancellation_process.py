@@ -14,10 +14,9 @@ import time
 import pytest
 import requests
 
-from tests.helpers import free_port, running_process, slots_busy, wait_until
+from tests.helpers import PROXY_GUNICORN, free_port, running_process, slots_busy, wait_until
 
 GEMMA_ID = "gemma-3-270m-Q4_K_M"
-GUNICORN = ["-m", "gunicorn", "-c", "proxy/gunicorn.conf.py", "proxy.app:create_app()"]
 BACKEND_TIMEOUT_S = 3
 NEXT_ANSWER_S = 2.0  # the contract's "within a second" for the stop, plus the short answer itself
 LONG = {"model": GEMMA_ID, "prompt": "1, 2, 3, 4, 5,", "max_tokens": 1000, "temperature": 0}
@@ -42,7 +41,7 @@ def stack(tmp_path_factory, gemma_gguf):
                  "BACKEND_URL": backend_url, "BACKEND_TIMEOUT_S": str(BACKEND_TIMEOUT_S),
                  "HF_ENDPOINT": f"http://127.0.0.1:{free_port()}"}
     with running_process(["-m", "server"], backend_env, backend_url + "/health", tmp / "backend.log", timeout_s=120), \
-            running_process(GUNICORN, proxy_env, proxy_url + "/livez", tmp / "proxy.log"):
+            running_process(PROXY_GUNICORN, proxy_env, proxy_url + "/livez", tmp / "proxy.log"):
         requests.post(backend_url + "/v1/completions", json=SHORT, timeout=120).raise_for_status()  # loaded
         yield {"backend": backend_url, "proxy": proxy_url}
 

@@ -23,7 +23,7 @@ from proxy.cli.progress import PullProgress
 from proxy.models_dir.store import ModelStore
 from tests.fakes.gguf_files import random_gguf
 from tests.fakes.hub import Fault, FakeHub
-from tests.helpers import REPO_ROOT, free_port, running_process
+from tests.helpers import PROXY_GUNICORN, REPO_ROOT, free_port, running_process
 
 API_KEY = "cli-test-key"
 KB = 1000
@@ -54,7 +54,7 @@ def proxy(hub, tmp_path_factory):
     env = {"MODELS_DIR": str(models_dir), "HF_ENDPOINT": hub.url, "PROXY_API_KEY": API_KEY, "HOST": "127.0.0.1",
            "PORT": str(port), "BACKEND_URL": f"http://127.0.0.1:{free_port()}", "PULL_CONNECTIONS": "1"}
     url = f"http://127.0.0.1:{port}"
-    args = ["-m", "gunicorn", "-c", "proxy/gunicorn.conf.py", "proxy.app:create_app()"]
+    args = PROXY_GUNICORN
     with running_process(args, env, f"{url}/livez", models_dir.parent / "proxy.log", timeout_s=30):
         yield url, models_dir
 

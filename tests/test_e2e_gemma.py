@@ -9,11 +9,10 @@ import requests
 
 from tests.fakes.gguf_files import sha256_file, write_unloadable_gguf
 from tests.fakes.hub import FakeHub
-from tests.helpers import free_port, running_process, stack_dirs
+from tests.helpers import PROXY_GUNICORN, free_port, running_process, stack_dirs
 
 REPO = "google/gemma-3-270m-GGUF"
 BROKEN_REPO = "someone/madeup-GGUF"
-GUNICORN = ["-m", "gunicorn", "-c", "proxy/gunicorn.conf.py", "proxy.app:create_app()"]
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +36,7 @@ def start_proxy(stack):
     env = {"MODELS_DIR": str(stack["models"]), "HF_ENDPOINT": stack["hub"].url, "HOST": "127.0.0.1",
            "PORT": str(port), "BACKEND_URL": stack["backend_url"]}
     url = f"http://127.0.0.1:{port}"
-    return url, running_process(GUNICORN, env, url + "/livez", stack["logs"] / "proxy.log")
+    return url, running_process(PROXY_GUNICORN, env, url + "/livez", stack["logs"] / "proxy.log")
 
 
 def pull_lines(url: str, body: dict) -> list[dict]:

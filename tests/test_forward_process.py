@@ -23,7 +23,7 @@ import requests
 
 from proxy.settings import Settings as ProxySettings
 from server.settings import Settings as BackendSettings
-from tests.helpers import free_port, running_process
+from tests.helpers import fake_backend_process
 from tests.pull_fixtures import wait_until
 from tests.test_proxy_process import proxy_process
 
@@ -41,12 +41,8 @@ class Backend:
 @contextlib.contextmanager
 def fake_backend(log_path: Path, events: int, interval_s: float) -> Iterator[Backend]:
     """tests/fakes/backend.py under gunicorn gthread with as many threads as `python -m server` has."""
-    port = free_port()
-    args = ["-m", "gunicorn", "-k", "gthread", "--threads", str(BackendSettings().http_threads), "--timeout", "120",
-            "--bind", f"127.0.0.1:{port}", "tests.fakes.backend:app"]
-    env = {"FAKE_BACKEND_EVENTS": str(events), "FAKE_BACKEND_INTERVAL_S": str(interval_s)}
-    url = f"http://127.0.0.1:{port}"
-    with running_process(args, env, f"{url}/health", log_path) as proc:
+    with fake_backend_process(log_path, BackendSettings().http_threads, FAKE_BACKEND_EVENTS=str(events),
+                              FAKE_BACKEND_INTERVAL_S=str(interval_s)) as (url, proc):
         yield Backend(url, proc)
 
 

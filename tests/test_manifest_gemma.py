@@ -14,10 +14,9 @@ import requests
 from tests.fakes.gguf_files import random_gguf
 from tests.fakes.hub import FakeHub
 from tests.fakes.hub_faults import Fault
-from tests.helpers import free_port, running_process, stack_dirs
+from tests.helpers import PROXY_GUNICORN, free_port, running_process, stack_dirs
 
 GEMMA_REPO, TINY_REPO, TINY = "google/gemma-3-270m-GGUF", "acme/tiny-GGUF", "tiny.Q4_K_M.gguf"
-GUNICORN = ["-m", "gunicorn", "-c", "proxy/gunicorn.conf.py", "proxy.app:create_app()"]
 MANIFEST = f"""models:
   - model: {GEMMA_REPO}
     verify: load
@@ -48,7 +47,7 @@ def start_proxy(stack):
            "PORT": str(port), "BACKEND_URL": stack["backend_url"], "MODELS_MANIFEST": str(stack["manifest"]),
            "PULL_STALL_TIMEOUT_S": "300"}
     url = f"http://127.0.0.1:{port}"
-    return url, running_process(GUNICORN, env, url + "/livez", stack["logs"] / "proxy.log")
+    return url, running_process(PROXY_GUNICORN, env, url + "/livez", stack["logs"] / "proxy.log")
 
 
 def states(url: str) -> dict[str, str]:

@@ -5,9 +5,8 @@ import os
 import subprocess
 import sys
 
-from tests.helpers import REPO_ROOT, free_port
+from tests.helpers import PROXY_GUNICORN, REPO_ROOT, free_port
 
-GUNICORN = ["-m", "gunicorn", "-c", "proxy/gunicorn.conf.py", "proxy.app:create_app()"]
 
 
 def test_a_malformed_manifest_makes_the_proxy_exit_non_zero_with_the_message(tmp_path):
@@ -15,7 +14,7 @@ def test_a_malformed_manifest_makes_the_proxy_exit_non_zero_with_the_message(tmp
     manifest.write_text("models:\n  - model: acme/a-GGUF\n  - model: acme/b-GGUF\n    sha256: '3f2a'\n")
     env = {**os.environ, "MODELS_MANIFEST": str(manifest), "MODELS_DIR": str(tmp_path / "models"),
            "PORT": str(free_port()), "BACKEND_URL": f"http://127.0.0.1:{free_port()}"}
-    done = subprocess.run([sys.executable, *GUNICORN], cwd=REPO_ROOT, env=env, capture_output=True, text=True,
+    done = subprocess.run([sys.executable, *PROXY_GUNICORN], cwd=REPO_ROOT, env=env, capture_output=True, text=True,
                           timeout=60)
     assert done.returncode != 0
     assert "MODELS_MANIFEST models[1].sha256: expected 64 hex digits" in done.stdout + done.stderr

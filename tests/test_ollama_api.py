@@ -12,7 +12,7 @@ import requests
 
 from proxy.errors import ProxyError
 from tests.fakes.gguf_files import sha256_file
-from tests.helpers import free_port, running_process, serving
+from tests.helpers import fake_backend_process, serving
 from tests.pull_fixtures import KiB, REPO, hub, make_app, make_gguf, models_dir, wait_until  # noqa: F401
 
 EVENTS = 4
@@ -25,12 +25,8 @@ MODEL_ID = "tiny.Q4_K_M"
 @pytest.fixture(scope="module")
 def backend(tmp_path_factory) -> Iterator[str]:
     """tests/fakes/backend.py under gunicorn, each stream EVENTS tokens 10 ms apart."""
-    log, port = tmp_path_factory.mktemp("fake-backend") / "backend.log", free_port()
-    args = ["-m", "gunicorn", "-k", "gthread", "--threads", "16", "--bind", f"127.0.0.1:{port}",
-            "tests.fakes.backend:app"]
-    env = {"FAKE_BACKEND_EVENTS": str(EVENTS), "FAKE_BACKEND_INTERVAL_S": "0.01"}
-    url = f"http://127.0.0.1:{port}"
-    with running_process(args, env, url + "/health", log):
+    log = tmp_path_factory.mktemp("fake-backend") / "backend.log"
+    with fake_backend_process(log, FAKE_BACKEND_EVENTS=str(EVENTS), FAKE_BACKEND_INTERVAL_S="0.01") as (url, _):
         yield url
 
 

@@ -7,7 +7,7 @@ import openai
 import pytest
 import requests
 
-from tests.helpers import free_port, running_process
+from tests.helpers import PROXY_GUNICORN, free_port, running_process
 
 MESSAGES = [{"role": "user", "content": "hi"}]
 
@@ -20,7 +20,7 @@ def proxy_url(tmp_path_factory):
     env = {"MODELS_DIR": str(folder / "models"), "HOST": "127.0.0.1", "PORT": str(port),
            "BACKEND_URL": f"http://127.0.0.1:{free_port()}", "HF_ENDPOINT": f"http://127.0.0.1:{free_port()}"}
     url = f"http://127.0.0.1:{port}"
-    args = ["-m", "gunicorn", "-c", "proxy/gunicorn.conf.py", "proxy.app:create_app()"]
+    args = PROXY_GUNICORN
     with running_process(args, env, f"{url}/livez", folder / "proxy.log", timeout_s=30):
         yield url
 

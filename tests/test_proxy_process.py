@@ -19,13 +19,12 @@ from typing import Iterator
 
 import requests
 
-from tests.helpers import free_port, running_process
+from tests.helpers import PROXY_GUNICORN, free_port, running_process
 from tests.pull_fixtures import (
     REPO, TOKEN, KiB, MiB, content_gets, range_start, same_bytes, staging_files, top_level_ggufs, wait_until,
 )
 
 FILE = "tiny.Q4_K_M.gguf"
-GUNICORN = ["-m", "gunicorn", "-c", "proxy/gunicorn.conf.py", "proxy.app:create_app()"]
 
 
 @dataclass
@@ -45,7 +44,7 @@ def proxy_process(models_dir: Path, hub, log_path: Path, **env: str) -> Iterator
         "PROXY_THREADS": "8", "PROXY_GRACEFUL_TIMEOUT_S": "10", "LOG_LEVEL": "debug", **env,
     }
     url = f"http://127.0.0.1:{port}"
-    with running_process(GUNICORN, settings, f"{url}/livez", log_path) as proc:
+    with running_process(PROXY_GUNICORN, settings, f"{url}/livez", log_path) as proc:
         yield Proxy(url, proc, log_path)
 
 

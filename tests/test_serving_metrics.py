@@ -16,7 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from proxy.app import create_app
 from proxy.metrics import BackendServingCollector
-from tests.helpers import free_port, running_process
+from tests.helpers import fake_backend_process, free_port
 from tests.pull_fixtures import proxy_settings, wait_until
 from tests.test_proxy_process import proxy_process
 
@@ -29,11 +29,7 @@ EVENTS, INTERVAL_S, SLOTS, STREAMS = 4, 0.3, 4, 5
 @contextlib.contextmanager
 def fake_backend(log_path: Path, **env: str) -> Iterator[str]:
     """tests/fakes/backend.py under gunicorn gthread (tests/test_forward_process.py's needs llama.cpp to import)."""
-    port = free_port()
-    args = ["-m", "gunicorn", "-k", "gthread", "--threads", "16", "--bind", f"127.0.0.1:{port}",
-            "tests.fakes.backend:app"]
-    url = f"http://127.0.0.1:{port}"
-    with running_process(args, env, f"{url}/health", log_path):
+    with fake_backend_process(log_path, **env) as (url, _):
         yield url
 
 

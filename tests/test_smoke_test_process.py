@@ -10,12 +10,11 @@ import pytest
 import requests
 
 from tests.fakes.hub import FakeHub
-from tests.helpers import free_port, running_process
+from tests.helpers import PROXY_GUNICORN, free_port, running_process
 
 REPO = "google/gemma-3-270m-GGUF"
 PULLED = "gemma-3-270m-Q4_K_M"  # the model the pull installs and smoke-tests
 SERVING, OTHER = "serving-Q4_K_M", "other-Q4_K_M"  # copies of the same file put in MODELS_DIR by hand
-GUNICORN = ["-m", "gunicorn", "-c", "proxy/gunicorn.conf.py", "proxy.app:create_app()"]
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +40,7 @@ def stack(tmp_path, hub, gemma_gguf, max_loaded: int):
     proxy_env = {**common, "PORT": str(proxy_port), "BACKEND_URL": backend_url, "HF_ENDPOINT": hub.url}
     with running_process(["-m", "server"], backend_env, backend_url + "/health", tmp_path / "backend.log",
                          timeout_s=120), \
-            running_process(GUNICORN, proxy_env, proxy_url + "/livez", tmp_path / "proxy.log"):
+            running_process(PROXY_GUNICORN, proxy_env, proxy_url + "/livez", tmp_path / "proxy.log"):
         yield proxy_url, backend_url
 
 
