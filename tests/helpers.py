@@ -37,6 +37,12 @@ def wait_until(predicate: Callable[[], object], timeout_s: float = 10.0, what: s
     raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
 
 
+def rss_bytes() -> int:
+    """This process's resident memory now (an in-process backend's models included)."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
 def slots_busy(backend_url: str) -> int:
     """How many of the backend's slots are generating or reading a prompt now (its /health)."""
     return requests.get(backend_url + "/health", timeout=5).json()["slots"]["busy"]

@@ -7,9 +7,9 @@ import pytest
 import requests
 
 from tests.fakes.gguf_files import sha256_file
-from tests.helpers import free_port, running_process, stack_dirs
+from tests.helpers import PROXY_GUNICORN, free_port, running_process, stack_dirs
 from tests.registry import DMR_GGUF, DOCKER_MANIFEST, OLLAMA_MODEL, TITLE, running_registry
-from tests.test_e2e_gemma import GUNICORN, pull_lines
+from tests.test_e2e_gemma import pull_lines
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +27,7 @@ def stack(tmp_path_factory, gemma_gguf):
                              logs / "backend.log", timeout_s=120):
             env = {"MODELS_DIR": str(models), "HOST": "127.0.0.1", "PORT": str(port), "BACKEND_URL": backend_url,
                    "INSECURE_REGISTRIES": registry.host, "DOCKER_CONFIG": str(tmp / "no-docker")}
-            with running_process(GUNICORN, env, url + "/livez", logs / "proxy.log"):
+            with running_process(PROXY_GUNICORN, env, url + "/livez", logs / "proxy.log"):
                 yield {"url": url, "registry": registry, "gemma": gemma_gguf, "models": models}
 
 

@@ -3,7 +3,6 @@ prefix reuse, the queue's bound, structured output and memory (docs/api.md, Serv
 from __future__ import annotations
 
 import json
-import os
 import re
 import threading
 import time
@@ -13,7 +12,7 @@ import pytest
 
 from server.app import create_app
 from server.settings import Settings
-from tests.pull_fixtures import wait_until
+from tests.helpers import rss_bytes, wait_until
 from tests.test_server import models_dir, sse_events  # noqa: F401  models_dir: the module's Gemma folder
 
 MODEL = "gemma-3-270m"
@@ -265,10 +264,6 @@ def test_prompt_longer_than_the_context_says_its_token_count_and_n_ctx(app, path
     assert re.search(r"prompt is \d{4} tokens", message)
 
 
-def _rss_bytes() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
 
 def test_memory_stays_flat_over_300_requests(app):
     client = app.test_client()
@@ -287,8 +282,8 @@ def test_memory_stays_flat_over_300_requests(app):
 
     batch(0, 60)  # warm up: every slot used, caches and allocator settled
     batch(60, 150)  # what the allocator still settles on shows here, not in the second stretch
-    middle = _rss_bytes()
+    middle = rss_bytes()
     batch(210, 150)
-    after = _rss_bytes()
+    after = rss_bytes()
     # A leak grows with every request: 80 KB a request would be 12 MiB over these 150.
     assert after - middle < 12 << 20, (middle >> 20, after >> 20)

@@ -16,8 +16,7 @@ import pytest
 import requests
 
 from core.wire import TIMEOUT_HEADER
-from tests.helpers import REPO_ROOT, free_port, running_process, slots_busy, stack_dirs, wait_until
-from tests.test_e2e_gemma import GUNICORN
+from tests.helpers import PROXY_GUNICORN, REPO_ROOT, free_port, running_process, slots_busy, stack_dirs, wait_until
 
 MODEL = "gemma-3-270m-Q4_K_M"
 KEY = "hardening-key"
@@ -37,7 +36,7 @@ def stack(tmp_path_factory, gemma_gguf):
                          timeout_s=120) as backend:
         env = {"MODELS_DIR": str(models), "HOST": "127.0.0.1", "PORT": str(port), "BACKEND_URL": backend_url,
                "PROXY_API_KEY": KEY, "HF_ENDPOINT": f"http://127.0.0.1:{free_port()}"}
-        with running_process(GUNICORN, env, url + "/livez", logs / "proxy.log"):
+        with running_process(PROXY_GUNICORN, env, url + "/livez", logs / "proxy.log"):
             yield {"url": url, "backend": backend_url, "pid": backend.pid, "process": backend, "models": models}
 
 

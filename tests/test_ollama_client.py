@@ -13,9 +13,8 @@ import requests
 
 from tests.fakes.gguf_files import sha256_file
 from tests.fakes.hub import FakeHub
-from tests.helpers import free_port, running_process, stack_dirs
+from tests.helpers import PROXY_GUNICORN, free_port, running_process, stack_dirs
 from tests.registry import DOCKER_MANIFEST, OLLAMA_MODEL, running_registry
-from tests.test_e2e_gemma import GUNICORN
 
 REPO = "google/gemma-3-270m-GGUF"
 HUB_NAME = f"hf.co/{REPO}:Q4_K_M"
@@ -40,7 +39,7 @@ def stack(tmp_path_factory, gemma_gguf):
             env = {"MODELS_DIR": str(models), "HOST": "127.0.0.1", "PORT": str(port), "BACKEND_URL": backend_url,
                    "HF_ENDPOINT": hub.url, "INSECURE_REGISTRIES": registry.host, "PROXY_API_KEY": KEY,
                    "DOCKER_CONFIG": str(tmp / "no-docker")}
-            with running_process(GUNICORN, env, url + "/livez", logs / "proxy.log"):
+            with running_process(PROXY_GUNICORN, env, url + "/livez", logs / "proxy.log"):
                 yield {"url": url, "registry": registry, "gemma": gemma_gguf,
                        "client": ollama.Client(host=url, headers={"Authorization": f"Bearer {KEY}"}, timeout=300)}
 

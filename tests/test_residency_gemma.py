@@ -12,7 +12,7 @@ import pytest
 from server.app import create_app
 from server.residency.loading import estimate
 from server.settings import Settings
-from tests.pull_fixtures import wait_until
+from tests.helpers import rss_bytes, wait_until
 
 A, B = "gemma-a-Q4_K_M", "gemma-b-Q4_K_M"
 
@@ -52,23 +52,19 @@ def _running(client) -> list[str]:
     return [entry["id"] for entry in client.get("/api/running").get_json()["models"]]
 
 
-def _rss() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
 
 def test_model_idle_past_its_keep_alive_is_unloaded_and_memory_falls(models_dir):
     app, client = _client(models_dir, keep_alive="2s")
     try:
-        before = _rss()
+        before = rss_bytes()
         _generate(client, A)
-        loaded = _rss()
+        loaded = rss_bytes()
         entry = client.get("/api/running").get_json()["models"][0]
         assert entry["id"] == A and entry["expires_at"] and entry["slots"] == {"total": 2, "busy": 0}
 
         wait_until(lambda: _running(client) == [], 10, "the idle model unloaded")
         assert loaded - before > 100 << 20
-        wait_until(lambda: _rss() < loaded - (100 << 20), 10, "the weights and the KV cache freed")
+        wait_until(lambda: rss_bytes() < loaded - (100 << 20), 10, "the weights and the KV cache freed")
     finally:
         app.extensions["backend"].residency.close()
 
