@@ -2,38 +2,24 @@
 /v1/messages/count_tokens) and OpenAI's Responses (POST /v1/responses); proxy/openapi/document.py merges them."""
 from __future__ import annotations
 
-JSON = "application/json"
-SSE = "text/event-stream"
-OBJ = {"type": "object"}
-STR = {"type": "string"}
-INT = {"type": "integer"}
-BOOL = {"type": "boolean"}
-NUMBER = {"type": "number"}
-NULLABLE_STR = {"type": ["string", "null"]}
+from proxy.openapi.primitives import JSON, SSE, OBJ, STR, INT, BOOL, NUMBER, NULLABLE_STR, json_content, ref
+
 STATUSES = (400, 404, 405, 413, 422, 500, 502, 503, 504, 507)
 TEXT_OR_LIST = {"oneOf": [STR, {"type": "array", "items": OBJ}]}
 
 
-def _ref(name: str) -> dict:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-def _json(schema: dict, description: str = "JSON") -> dict:
-    return {"description": description, "content": {JSON: {"schema": schema}}}
-
-
 def _op(summary: str, ok: dict, body: str, error: str) -> dict:
-    errors = {str(s): _json(_ref(error), "error") for s in STATUSES}
+    errors = {str(s): json_content(ref(error), "error") for s in STATUSES}
     return {"post": {"summary": summary, "responses": {"200": ok, **errors},
-                     "requestBody": {"required": True, "content": {JSON: {"schema": _ref(body)}}}}}
+                     "requestBody": {"required": True, "content": {JSON: {"schema": ref(body)}}}}}
 
 
 def _streamed(schema: str, description: str) -> dict:
-    return {"description": description, "content": {JSON: {"schema": _ref(schema)}, SSE: {"schema": STR}}}
+    return {"description": description, "content": {JSON: {"schema": ref(schema)}, SSE: {"schema": STR}}}
 
 
 def paths() -> dict:
-    counted = _json({"type": "object", "required": ["input_tokens"], "properties": {"input_tokens": INT}})
+    counted = json_content({"type": "object", "required": ["input_tokens"], "properties": {"input_tokens": INT}})
     return {
         "/v1/messages": _op("Anthropic's Messages API, translated to the backend's chat; with stream: true "
                             "Anthropic's SSE events", _streamed("AnthropicMessage", "the message, or its events"),

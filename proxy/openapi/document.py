@@ -6,18 +6,13 @@ import typing
 
 from proxy import VERSION
 from proxy.errors import STATUS_BY_CODE, ErrorCode
+from proxy.openapi.primitives import GUARDED, INT, JSON, NULLABLE_INT, NULLABLE_STR, OBJ, STR, json_content, ref
 from proxy.openapi import agents as openapi_agents
 from proxy.openapi import llama_server as openapi_llama_server
 from proxy.openapi import ollama as openapi_ollama
 from proxy.pulls.events import EVENT_TYPES, PullEvent
 from proxy.pushes.events import PUSH_EVENT_TYPES
 
-JSON = "application/json"
-OBJ = {"type": "object"}
-STR = {"type": "string"}
-INT = {"type": "integer"}
-NULLABLE_STR = {"type": ["string", "null"]}
-NULLABLE_INT = {"type": ["integer", "null"]}
 INSTALLED_REQUIRED = ["id", "filename", "size", "intact", "last_used", "details"]
 # What the GGUF header says (proxy.models_dir.details), as Ollama's `details`; null where the header does not say.
 MODEL_DETAILS = {"type": "object", "required": ["architecture", "parameters", "quantization", "context_length"],
@@ -25,24 +20,14 @@ MODEL_DETAILS = {"type": "object", "required": ["architecture", "parameters", "q
                                 "parameters": {**NULLABLE_INT, "description": "elements of all tensors in the file"},
                                 "quantization": {**NULLABLE_STR, "description": "general.file_type by name: Q4_K_M"},
                                 "context_length": {**NULLABLE_INT, "description": "<architecture>.context_length"}}}
-# The bearer key is needed only when PROXY_API_KEY is set, hence the empty alternative.
-GUARDED = {"security": [{"bearer": []}, {}]}
 DECLARED = ("model", "filename", "state", "sha256", "revision", "error", "code")
 REPO_ID = r"^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?/[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?(:[A-Za-z0-9_]+)?$"
-
-
-def _ref(name: str) -> dict:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-def _json(schema: dict, description: str = "") -> dict:
-    return {"description": description or "JSON", "content": {JSON: {"schema": schema}}}
 
 
 def _errors(*statuses: int, schema: str = "Error") -> dict:
     """Every endpoint may answer these with the error object (405/413 come from routing and size limits);
     the OpenAI-compatible ones with OpenAI's (`schema="OpenAIError"`)."""
-    return {str(s): _json(_ref(schema), "error") for s in sorted({*statuses, 404, 405, 413, 500})}
+    return {str(s): json_content(ref(schema), "error") for s in sorted({*statuses, 404, 405, 413, 500})}
 
 
 def _op(summary: str, responses: dict, body: dict | None = None, params: list | None = None) -> dict:
@@ -112,7 +97,7 @@ def _pull_schemas() -> dict:
                        "description": "oci://host[:port]/repository:tag"},
             "stream": {"type": "boolean"}}},
         "PushEvent": {"oneOf": [_event_schema(kind) for kind in PUSH_EVENT_TYPES]},
-        "PullSummary": {"allOf": [_ref("PullEvent"), {"type": "object", "required": ["id", "model", "filename"],
+        "PullSummary": {"allOf": [ref("PullEvent"), {"type": "object", "required": ["id", "model", "filename"],
                                                       "properties": {"id": STR, "model": STR,
                                                                      "filename": NULLABLE_STR}}]},
         "PullAccepted": {"type": "object", "required": ["id", "status", "status_url"],
@@ -123,7 +108,7 @@ def _pull_schemas() -> dict:
                                                    "properties": {"index": INT, "count": INT}}]}}},
         "Files": {"type": "object", "required": ["model", "revision", "files", "recommended"], "properties": {
             "model": STR, "revision": STR, "commit": STR, "recommended": NULLABLE_STR,
-            "files": {"type": "array", "items": _ref("RemoteFile")}}},
+            "files": {"type": "array", "items": ref("RemoteFile")}}},
     }
 
 
@@ -135,7 +120,7 @@ def _model_schemas(codes: list[str]) -> dict:
             "repo": NULLABLE_STR, "revision": STR, "commit": STR, "source_host": STR, "pulled_at": STR,
             "intact": {"type": "boolean"}, "smoke_tested": {"type": "boolean"}, "restricted": {"type": "boolean"},
             "last_used": {**NULLABLE_STR, "description": "ISO 8601, UTC; null until recorded"},
-            "details": _ref("ModelDetails")}},
+            "details": ref("ModelDetails")}},
         "ModelDetails": MODEL_DETAILS,
         "PeerModelInfo": {"type": "object", "required": ["id", "sha", "siblings"], "properties": {
             "id": STR, "sha": STR, "siblings": {"type": "array", "items": {
@@ -152,7 +137,7 @@ def _model_schemas(codes: list[str]) -> dict:
             "sha256": NULLABLE_STR, "revision": NULLABLE_STR, "error": NULLABLE_STR,
             "code": {"oneOf": [{"type": "null"}, {"enum": codes}]}}},
         "Manifest": {"type": "object", "required": ["ready", "models"], "properties": {
-            "ready": {"type": "boolean"}, "models": {"type": "array", "items": _ref("DeclaredModel")},
+            "ready": {"type": "boolean"}, "models": {"type": "array", "items": ref("DeclaredModel")},
             "error": NULLABLE_STR,  # why the file as it is now is not in force (the last good entries are)
             "checked_at": NULLABLE_STR, "reconciled_at": NULLABLE_STR}},
         "NotReady": {"type": "object", "required": ["status", "backend", "not_ready"], "properties": {
@@ -174,50 +159,50 @@ def _delete_schemas() -> dict:
 def _paths() -> dict:
     ndjson = {"application/x-ndjson": {"schema": STR}}
     pull_ok = {"description": "NDJSON events, or with stream:false the final object",
-               "content": {**ndjson, JSON: {"schema": _ref("PullEvent")}}}
+               "content": {**ndjson, JSON: {"schema": ref("PullEvent")}}}
     query = lambda name, required: {"name": name, "in": "query", "required": required, "schema": STR}  # noqa: E731
     return {
-        "/": {"get": _op("Service info", {"200": _json(OBJ)})},
+        "/": {"get": _op("Service info", {"200": json_content(OBJ)})},
         "/v1/health": {"get": _op("Readiness: proxy and backend", {
-            "200": _json(OBJ, "both answer"), "503": _json(_ref("Error"), "the backend is down")})},
-        "/livez": {"get": _op("Liveness of the proxy process", {"200": _json(OBJ)})},
+            "200": json_content(OBJ, "both answer"), "503": json_content(ref("Error"), "the backend is down")})},
+        "/livez": {"get": _op("Liveness of the proxy process", {"200": json_content(OBJ)})},
         "/v1/models": {"get": _op("OpenAI-style model list", {
-            "200": _json(_ref("ModelList")), **_errors(schema="OpenAIError")})},
+            "200": json_content(ref("ModelList")), **_errors(schema="OpenAIError")})},
         "/v1/generate": _forwarded("Generate (backend /api/generate)", error_schema="Error"),
         "/v1/completions": _forwarded("OpenAI completions"),
         "/v1/chat/completions": _forwarded("OpenAI chat completions"),
         "/v1/api/pull": {"post": {**_op("Pull a GGUF model from the Hub", {
-            "200": pull_ok, "202": _json(_ref("PullAccepted"), "async pull accepted"),
-            **_errors(400, 401, 403, 404, 409, 422, 502, 504, 507)}, body=_ref("PullRequest")), **GUARDED}},
+            "200": pull_ok, "202": json_content(ref("PullAccepted"), "async pull accepted"),
+            **_errors(400, 401, 403, 404, 409, 422, 502, 504, 507)}, body=ref("PullRequest")), **GUARDED}},
         "/v1/api/push": {"post": {**_op("Push an installed model to an OCI registry (Docker Model Runner's layout)", {
             "200": {"description": "NDJSON events, or with stream:false the final object",
-                    "content": {**ndjson, JSON: {"schema": _ref("PushEvent")}}},
-            **_errors(400, 401, 404, 502)}, body=_ref("PushRequest")), **GUARDED}},
-        "/v1/api/pulls": {"get": _op("Every pull this process knows", {"200": _json({
+                    "content": {**ndjson, JSON: {"schema": ref("PushEvent")}}},
+            **_errors(400, 401, 404, 502)}, body=ref("PushRequest")), **GUARDED}},
+        "/v1/api/pulls": {"get": _op("Every pull this process knows", {"200": json_content({
             "type": "object", "required": ["pulls"], "properties": {
-                "pulls": {"type": "array", "items": _ref("PullSummary")}}})})},
-        "/v1/api/pulls/{job_id}": {"get": _op("One pull", {"200": _json(_ref("PullSummary")), **_errors(404)},
+                "pulls": {"type": "array", "items": ref("PullSummary")}}})})},
+        "/v1/api/pulls/{job_id}": {"get": _op("One pull", {"200": json_content(ref("PullSummary")), **_errors(404)},
                                               params=[{"name": "job_id", "in": "path", "required": True,
                                                        "schema": STR}])},
-        "/v1/api/files": {"get": _op("GGUF files of a repo", {"200": _json(_ref("Files")),
+        "/v1/api/files": {"get": _op("GGUF files of a repo", {"200": json_content(ref("Files")),
                                                                **_errors(400, 403, 404, 502)},
                                      params=[query("model", True), query("revision", False)])},
         "/v1/api/delete": {"delete": {**_op("Delete an installed model", {
-            "200": _json(_ref("Deleted")), **_errors(400, 401, 404, 409)}, body=_ref("DeleteRequest")), **GUARDED}},
-        "/v1/api/models": {"get": _op("Installed models with provenance", {"200": _json({
+            "200": json_content(ref("Deleted")), **_errors(400, 401, 404, 409)}, body=ref("DeleteRequest")), **GUARDED}},
+        "/v1/api/models": {"get": _op("Installed models with provenance", {"200": json_content({
             "type": "object", "required": ["models"], "properties": {
-                "models": {"type": "array", "items": _ref("InstalledModel")}}})})},
+                "models": {"type": "array", "items": ref("InstalledModel")}}})})},
         "/v1/api/manifest": {"get": _op("The declared models (MODELS_MANIFEST) and the state of each", {
-            "200": _json(_ref("Manifest"))})},
+            "200": json_content(ref("Manifest"))})},
         "/v1/api/manifest/sync": {"post": {**_op("Reconcile with MODELS_MANIFEST now (the file is read again)", {
-            "202": _json({"type": "object", "required": ["status"], "properties": {"status": {"const": "syncing"}}},
+            "202": json_content({"type": "object", "required": ["status"], "properties": {"status": {"const": "syncing"}}},
                          "reconciliation started"), **_errors(401)}), **GUARDED}},
         "/readyz": {"get": _op("Readiness: the backend answers and every declared model is ready", {
-            "200": _json({"type": "object", "required": ["status"], "properties": {"status": {"const": "ready"}}}),
-            "503": _json(_ref("NotReady"), "what is not ready")})},
+            "200": json_content({"type": "object", "required": ["status"], "properties": {"status": {"const": "ready"}}}),
+            "503": json_content(ref("NotReady"), "what is not ready")})},
         "/metrics": {"get": _op("Prometheus metrics", {"200": {
             "description": "Prometheus text", "content": {"text/plain": {"schema": STR}}}})},
-        "/openapi.json": {"get": _op("This document", {"200": _json(OBJ)})},
+        "/openapi.json": {"get": _op("This document", {"200": json_content(OBJ)})},
         **_peer_paths(),
         **openapi_ollama.paths(),
         **openapi_llama_server.paths(),
@@ -230,7 +215,7 @@ def _peer_paths() -> dict:
     path = lambda name: {"name": name, "in": "path", "required": True, "schema": STR}  # noqa: E731
     repo = [path("owner"), path("name")]
     info = _op("The Hub's model info for the files held of a repo", {
-        "200": _json(_ref("PeerModelInfo")), **_errors()}, params=repo)
+        "200": json_content(ref("PeerModelInfo")), **_errors()}, params=repo)
     info_at = {**info, "parameters": repo + [path("revision")]}
     octets = {"application/octet-stream": {"schema": {**STR, "format": "binary"}}}
     headers = {h: {"schema": STR} for h in ("ETag", "X-Linked-Etag", "X-Linked-Size", "X-Repo-Commit")}
@@ -239,10 +224,10 @@ def _peer_paths() -> dict:
                  "304": {"description": "not modified"}, "416": {"description": "range not satisfiable"},
                  **_errors()}
     params = repo + [path("revision"), path("filename")]
-    tree = _op("The held files of a repo as the Hub's tree", {"200": _json({"type": "array", "items": OBJ}),
+    tree = _op("The held files of a repo as the Hub's tree", {"200": json_content({"type": "array", "items": OBJ}),
                                                                **_errors()}, params=repo + [path("revision")])
     refs = _op("The branches held files were pulled at, as the Hub's refs (llama.cpp's -hf asks it)",
-               {"200": _json(OBJ), **_errors()}, params=repo)
+               {"200": json_content(OBJ), **_errors()}, params=repo)
     return {"/api/models/{owner}/{name}": {"get": info}, "/api/models/{owner}/{name}/tree/{revision}": {"get": tree},
             "/api/models/{owner}/{name}/refs": {"get": refs},
             "/api/models/{owner}/{name}/revision/{revision}": {"get": info_at},

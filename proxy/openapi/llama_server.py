@@ -2,27 +2,16 @@
 (proxy/openapi/document.py merges them into the one document)."""
 from __future__ import annotations
 
-JSON = "application/json"
-OBJ = {"type": "object"}
-STR = {"type": "string"}
-INT = {"type": "integer"}
-BOOL = {"type": "boolean"}
+from proxy.openapi.primitives import JSON, OBJ, STR, INT, BOOL, json_content, ref
+
 STATUSES = (400, 404, 405, 413, 422, 500, 502, 503, 504, 507)
 MODEL = {**STR, "description": "the model (llama-server serves one; without it: the one loaded, else the one "
                                "installed, else 400 listing them)"}
 MODEL_QUERY = {"name": "model", "in": "query", "required": False, "schema": MODEL}
 
 
-def _ref(name: str) -> dict:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-def _json(schema: dict, description: str = "JSON") -> dict:
-    return {"description": description, "content": {JSON: {"schema": schema}}}
-
-
 def _op(summary: str, ok: dict, body: dict | None = None, params: list | None = None) -> dict:
-    errors = {str(s): _json(_ref("LlamaServerError"), "error") for s in STATUSES}
+    errors = {str(s): json_content(ref("LlamaServerError"), "error") for s in STATUSES}
     op = {"summary": summary, "responses": {"200": ok, **errors}}
     if body is not None:
         op["requestBody"] = {"required": True, "content": {JSON: {"schema": body}}}
@@ -52,25 +41,25 @@ def schemas() -> dict:
 
 def paths() -> dict:
     streamed = {"description": "the answer, or with stream:true `data: {...}` events (the last has stop:true)",
-                "content": {JSON: {"schema": _ref("LlamaServerCompletion")}, "text/event-stream": {"schema": STR}}}
+                "content": {JSON: {"schema": ref("LlamaServerCompletion")}, "text/event-stream": {"schema": STR}}}
     tokens = {"type": "array", "items": {"oneOf": [INT, {"type": "object", "required": ["id", "piece"]}]}}
     prompt = {"oneOf": [STR, {"type": "array"}], "description": "text, token ids, or both mixed"}
     extra = {"type": "array", "items": {"type": "object", "properties": {"filename": STR, "text": STR}}}
     return {
-        "/health": {"get": _op("llama-server's probe: ok while the backend answers", _json(
+        "/health": {"get": _op("llama-server's probe: ok while the backend answers", json_content(
             {"type": "object", "required": ["status"], "properties": {"status": {"const": "ok"}}}))},
-        "/props": {"get": _op("llama-server's properties of the model", _json(OBJ), params=[MODEL_QUERY])},
-        "/slots": {"get": _op("llama-server's slots of the model ([] while it is not loaded)", _json(
+        "/props": {"get": _op("llama-server's properties of the model", json_content(OBJ), params=[MODEL_QUERY])},
+        "/slots": {"get": _op("llama-server's slots of the model ([] while it is not loaded)", json_content(
             {"type": "array", "items": OBJ}), params=[MODEL_QUERY, {
                 "name": "fail_on_no_slot", "in": "query", "required": False, "schema": STR}])},
-        "/tokenize": {"post": _op("Tokens of a text", _json({"type": "object", "required": ["tokens"],
+        "/tokenize": {"post": _op("Tokens of a text", json_content({"type": "object", "required": ["tokens"],
                                                               "properties": {"tokens": tokens}}),
                                   _body(["content"], content=STR, add_special=BOOL, parse_special=BOOL,
                                         with_pieces=BOOL))},
-        "/detokenize": {"post": _op("The text of tokens", _json({"type": "object", "required": ["content"],
+        "/detokenize": {"post": _op("The text of tokens", json_content({"type": "object", "required": ["content"],
                                                                   "properties": {"content": STR}}),
                                     _body(["tokens"], tokens={"type": "array", "items": INT}))},
-        "/apply-template": {"post": _op("Chat messages rendered by the model's template", _json(
+        "/apply-template": {"post": _op("Chat messages rendered by the model's template", json_content(
             {"type": "object", "required": ["prompt"], "properties": {"prompt": STR}}),
             _body(["messages"], messages={"type": "array", "items": OBJ}))},
         "/completion": {"post": _op("llama-server's native completion", streamed,
@@ -78,7 +67,7 @@ def paths() -> dict:
         "/infill": {"post": _op("Fill in the middle (a model with FIM tokens)", streamed, _body(
             [], input_prefix=STR, input_suffix=STR, input_extra=extra, prompt=STR, n_predict=INT, stream=BOOL))},
         "/v1/models/{name}": {"get": {"summary": "One model in OpenAI's shape (models.retrieve)", "responses": {
-            "200": _json(_ref("OpenAIModel")),
-            **{str(s): _json(_ref("OpenAIError"), "error") for s in (404, 405, 413, 500)}},
+            "200": json_content(ref("OpenAIModel")),
+            **{str(s): json_content(ref("OpenAIError"), "error") for s in (404, 405, 413, 500)}},
             "parameters": [{"name": "name", "in": "path", "required": True, "schema": STR}]}},
     }

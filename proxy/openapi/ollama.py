@@ -2,29 +2,14 @@
 merges them into the one document)."""
 from __future__ import annotations
 
-JSON = "application/json"
-NDJSON = "application/x-ndjson"
-OBJ = {"type": "object"}
-STR = {"type": "string"}
-INT = {"type": "integer"}
-BOOL = {"type": "boolean"}
-NULLABLE_STR = {"type": ["string", "null"]}
-# The bearer key is needed only when PROXY_API_KEY is set, hence the empty alternative.
-GUARDED = {"security": [{"bearer": []}, {}]}
+from proxy.openapi.primitives import JSON, NDJSON, OBJ, STR, INT, BOOL, NULLABLE_STR, GUARDED, json_content, ref
+
 KEEP_ALIVE = {"type": ["string", "number"], "description": 'a duration ("5m", "1h"), seconds, -1 forever, 0 at once'}
 OLLAMA_STATUSES = (400, 401, 403, 404, 405, 409, 413, 422, 502, 503, 504, 507)
 
 
-def _ref(name: str) -> dict:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-def _json(schema: dict, description: str = "JSON") -> dict:
-    return {"description": description, "content": {JSON: {"schema": schema}}}
-
-
 def _errors(schema: str, statuses: tuple[int, ...]) -> dict:
-    return {str(s): _json(_ref(schema), "error") for s in sorted({*statuses, 404, 405, 413, 500})}
+    return {str(s): json_content(ref(schema), "error") for s in sorted({*statuses, 404, 405, 413, 500})}
 
 
 def _op(summary: str, ok: dict, body: dict | None = None, schema: str = "OllamaError",
@@ -52,13 +37,13 @@ def schemas() -> dict:
         "OllamaTags": {"type": "object", "required": ["models"], "properties": {"models": {"type": "array", "items": {
             "type": "object", "required": ["name", "model", "modified_at", "size", "digest", "details"],
             "properties": {"name": STR, "model": STR, "modified_at": STR, "size": INT, "digest": STR,
-                           "details": _ref("OllamaDetails")}}}}},
+                           "details": ref("OllamaDetails")}}}}},
         "OllamaPs": {"type": "object", "required": ["models"], "properties": {"models": {"type": "array", "items": {
             "type": "object", "required": ["name", "model", "size", "digest", "details", "expires_at", "size_vram"],
-            "properties": {"name": STR, "model": STR, "size": INT, "digest": STR, "details": _ref("OllamaDetails"),
+            "properties": {"name": STR, "model": STR, "size": INT, "digest": STR, "details": ref("OllamaDetails"),
                            "expires_at": NULLABLE_STR, "size_vram": INT, "context_length": INT}}}}},
         "OllamaShow": {"type": "object", "required": ["details", "model_info"], "properties": {
-            "modelfile": STR, "parameters": STR, "template": STR, "details": _ref("OllamaDetails"),
+            "modelfile": STR, "parameters": STR, "template": STR, "details": ref("OllamaDetails"),
             "model_info": OBJ, "capabilities": {"type": "array", "items": STR}, "modified_at": STR}},
         "OllamaProgress": {"type": "object", "properties": {"status": STR, "digest": STR, "total": INT,
                                                             "completed": INT, "error": STR}},
@@ -95,38 +80,38 @@ def schemas() -> dict:
 
 
 def paths() -> dict:
-    named = _ref("OllamaNamed")
-    embedded = _json({"type": "object", "required": ["embedding"], "properties": {
+    named = ref("OllamaNamed")
+    embedded = json_content({"type": "object", "required": ["embedding"], "properties": {
         "embedding": {"type": "array", "items": {"type": "number"}}}})
-    openai_ok = _json({"type": "object", "required": ["object", "data"], "properties": {
+    openai_ok = json_content({"type": "object", "required": ["object", "data"], "properties": {
         "object": {"const": "list"}, "data": {"type": "array", "items": OBJ}, "model": STR, "usage": OBJ}})
     residency_statuses = (400, 401, 404, 422, 502, 503, 504, 507)
     return {
-        "/api/version": {"get": _op("Ollama: the API version followed", _json({
+        "/api/version": {"get": _op("Ollama: the API version followed", json_content({
             "type": "object", "required": ["version"], "properties": {"version": STR}}), statuses=())},
-        "/api/tags": {"get": _op("Ollama: installed models", _json(_ref("OllamaTags")), statuses=())},
-        "/api/show": {"post": _op("Ollama: one installed model", _json(_ref("OllamaShow")), named)},
-        "/api/ps": {"get": _op("Ollama: the models in memory", _json(_ref("OllamaPs")), statuses=(502, 503, 504))},
+        "/api/tags": {"get": _op("Ollama: installed models", json_content(ref("OllamaTags")), statuses=())},
+        "/api/show": {"post": _op("Ollama: one installed model", json_content(ref("OllamaShow")), named)},
+        "/api/ps": {"get": _op("Ollama: the models in memory", json_content(ref("OllamaPs")), statuses=(502, 503, 504))},
         "/api/pull": {"post": {**_op("Ollama: pull a model (this proxy's pull, Ollama's progress lines)", _streamed(
-            _ref("OllamaProgress"), "NDJSON progress lines, or with stream:false the last"), named), **GUARDED}},
+            ref("OllamaProgress"), "NDJSON progress lines, or with stream:false the last"), named), **GUARDED}},
         "/api/delete": {"delete": {**_op("Ollama: delete an installed model", {"description": "deleted"}, named),
                                    **GUARDED}},
-        "/api/chat": {"post": _op("Ollama: chat", _streamed(_ref("OllamaAnswer"), "NDJSON or one answer"),
-                                  _ref("OllamaChatRequest"))},
-        "/api/generate": {"post": _op("Ollama: generate", _streamed(_ref("OllamaAnswer"), "NDJSON or one answer"),
-                                      _ref("OllamaGenerateRequest"))},
-        "/api/embed": {"post": _op("Ollama: embeddings", _json(_ref("OllamaEmbed")), _ref("OllamaEmbedRequest"))},
+        "/api/chat": {"post": _op("Ollama: chat", _streamed(ref("OllamaAnswer"), "NDJSON or one answer"),
+                                  ref("OllamaChatRequest"))},
+        "/api/generate": {"post": _op("Ollama: generate", _streamed(ref("OllamaAnswer"), "NDJSON or one answer"),
+                                      ref("OllamaGenerateRequest"))},
+        "/api/embed": {"post": _op("Ollama: embeddings", json_content(ref("OllamaEmbed")), ref("OllamaEmbedRequest"))},
         "/api/embeddings": {"post": _op("Ollama: one embedding (older endpoint)", embedded, named)},
         **_model_making_paths(),
         "/v1/embeddings": {"post": _op("OpenAI embeddings", openai_ok, OBJ, schema="OpenAIError",
                                        statuses=(400, 404, 422, 502, 503, 504, 507))},
-        "/v1/api/running": {"get": _op("The models the backend holds in memory", _json(_ref("Running")),
+        "/v1/api/running": {"get": _op("The models the backend holds in memory", json_content(ref("Running")),
                                        schema="Error", statuses=(502, 503, 504))},
-        "/v1/api/load": {"post": {**_op("Load a model ahead of use; answers once loaded", _json(_ref("Residency")),
-                                        _ref("ResidencyRequest"), schema="Error", statuses=residency_statuses),
+        "/v1/api/load": {"post": {**_op("Load a model ahead of use; answers once loaded", json_content(ref("Residency")),
+                                        ref("ResidencyRequest"), schema="Error", statuses=residency_statuses),
                                   **GUARDED}},
-        "/v1/api/unload": {"post": {**_op("Unload a model from memory", _json(_ref("Residency")),
-                                          _ref("ResidencyRequest"), schema="Error", statuses=residency_statuses),
+        "/v1/api/unload": {"post": {**_op("Unload a model from memory", json_content(ref("Residency")),
+                                          ref("ResidencyRequest"), schema="Error", statuses=residency_statuses),
                                     **GUARDED}},
     }
 
@@ -146,7 +131,7 @@ def _model_making_paths() -> dict:
         "model": STR, "files": {"type": "object", "additionalProperties": STR}, "from": STR, "stream": BOOL}}
     copy = {"type": "object", "required": ["source", "destination"], "properties": {"source": STR,
                                                                                    "destination": STR}}
-    progress = _streamed(_ref("OllamaProgress"), "NDJSON progress lines, or with stream:false the last")
+    progress = _streamed(ref("OllamaProgress"), "NDJSON progress lines, or with stream:false the last")
     return {
         "/api/blobs/{digest}": {"post": upload},
         "/api/create": {"post": {**_op("Ollama: install an uploaded GGUF blob under a name (or name a model)",
@@ -154,5 +139,5 @@ def _model_making_paths() -> dict:
         "/api/copy": {"post": {**_op("Ollama: one more name for an installed model", {"description": "copied"},
                                      copy), **GUARDED}},
         "/api/push": {"post": {**_op("Ollama: publish a model to the registry its name holds (this proxy's push)",
-                                     progress, _ref("OllamaNamed")), **GUARDED}},
+                                     progress, ref("OllamaNamed")), **GUARDED}},
     }
