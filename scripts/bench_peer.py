@@ -28,7 +28,7 @@ from bench_proxy import MODEL, timed_generate
 from bench_pull import REPO, quantile, time_proxy_pull
 from stack import backend, fake_hub, proxy, worker_cpu_s
 
-from tests.fakes.gguf_files import random_gguf
+from scripts.gguf_files import random_gguf
 from processes import free_port
 
 GEMMA_REPO = "bench/gemma-GGUF"

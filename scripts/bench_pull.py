@@ -7,7 +7,7 @@ Measures in one run (medians): unthrottled and at 20 MB/s per connection, proxy 
 installed) vs `curl -o` of the same URL plus an fsync of the file vs `hf_hub_download`; the fake Hub's CDN
 sends with sendfile, as real CDNs do; the proxy's peak RSS during pulls of
 two sizes; /v1/health latency while a pull runs; the GGUF header scan vs gguf.GGUFReader. The registry
-case: one blob in the real local registry (tests/registry.py, storage on disk), an `oci://` pull through
+case: one blob in the real local registry (scripts/registry.py, storage on disk), an `oci://` pull through
 the proxy vs `curl -o` of the same blob URL plus an fsync of the file.
 """
 from __future__ import annotations
@@ -26,9 +26,9 @@ import requests
 from bench_gguf_scan import bench_header_scan
 from stack import backend, fake_hub, peak_rss_mb, proxy
 
-from tests.fakes.gguf_files import random_gguf, sha256_file
+from scripts.gguf_files import random_gguf, sha256_file
 from processes import free_port
-from tests.registry import DMR_GGUF, TITLE, running_registry
+from scripts.registry import DMR_GGUF, TITLE, registry_process
 
 REPO = "bench/synthetic-GGUF"
 THROTTLE_BPS = 20 * 1000 * 1000
@@ -138,7 +138,7 @@ def run_registry(tmp: Path, args) -> dict:
         folder.mkdir(parents=True)
     filename = f"registry-{args.registry_size_mib}m.gguf"
     blob = random_gguf(tmp / filename, args.registry_size_mib << 20, seed=3)
-    with running_registry(tmp / "registry") as registry:
+    with registry_process(tmp / "registry") as registry:
         registry.publish("bench/model", "v1", [(blob, DMR_GGUF, {TITLE: filename})])
         blob_url = f"{registry.url}/v2/bench/model/blobs/sha256:{sha256_file(blob)}"
         blob.unlink()  # the registry's storage holds the only copy

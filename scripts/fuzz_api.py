@@ -16,7 +16,7 @@ from pathlib import Path
 
 from stack import ROOT, backend, fake_hub, proxy
 
-from tests.fakes.gguf_files import random_gguf
+from scripts.gguf_files import random_gguf
 
 CHECKS = "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance"
 

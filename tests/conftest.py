@@ -34,7 +34,7 @@ def pytest_collection_modifyitems(items) -> None:
         source = sources[module]
         if "gemma_gguf" in item.fixturenames:
             item.add_marker(pytest.mark.gemma)
-        if "tests.registry import" in source or "running_registry" in source:
+        if "tests.registry import" in source or "running_registry" in source or "registry_process" in source:
             item.add_marker(pytest.mark.registry)
         if any(starts in source for starts in ("running_process(", "Popen(", "stack.backend(", "stack.proxy(")):
             item.add_marker(pytest.mark.process)

@@ -21,7 +21,7 @@ from flask import Flask
 from proxy.app import create_app
 from proxy.settings import Settings
 from proxy.services import services_of
-from tests.fakes.gguf_files import random_gguf
+from scripts.gguf_files import random_gguf
 from tests.fakes.hub import FakeHub, RequestRecord
 from tests.fakes.hub_repos import Blob, lfs_pointer
 from tests.helpers import free_port, wait_until  # noqa: F401  (tests import wait_until from here too)

@@ -21,7 +21,7 @@ import pytest
 from proxy.cli.commands import EXIT_UNREACHABLE, CliError, follow, main
 from proxy.cli.progress import PullProgress
 from proxy.models_dir.store import ModelStore
-from tests.fakes.gguf_files import random_gguf
+from scripts.gguf_files import random_gguf
 from tests.fakes.hub import Fault, FakeHub
 from tests.helpers import PROXY_GUNICORN, REPO_ROOT, free_port, running_process
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from proxy.cli.progress import bar_line, format_stats
-from tests.fakes.gguf_files import random_gguf
+from scripts.gguf_files import random_gguf
 from tests.fakes.hub import FakeHub
 from tests.test_cli import cli_env, run_on_terminal
 

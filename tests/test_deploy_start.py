@@ -20,7 +20,7 @@ from typing import Iterator
 import pytest
 import requests
 
-from tests.fakes.gguf_files import random_gguf
+from scripts.gguf_files import random_gguf
 from tests.helpers import REPO_ROOT, free_port, stop_process
 
 START = REPO_ROOT / "docker" / "start.sh"

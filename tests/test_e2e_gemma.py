@@ -7,7 +7,7 @@ import shutil
 import pytest
 import requests
 
-from tests.fakes.gguf_files import sha256_file, write_unloadable_gguf
+from scripts.gguf_files import sha256_file, write_unloadable_gguf
 from tests.fakes.hub import FakeHub
 from tests.helpers import PROXY_GUNICORN, free_port, running_process, stack_dirs
 

@@ -6,9 +6,10 @@ from __future__ import annotations
 import pytest
 import requests
 
-from tests.fakes.gguf_files import sha256_file
+from scripts.gguf_files import sha256_file
 from tests.helpers import PROXY_GUNICORN, free_port, running_process, stack_dirs
-from tests.registry import DMR_GGUF, DOCKER_MANIFEST, OLLAMA_MODEL, TITLE, running_registry
+from scripts.registry import DMR_GGUF, DOCKER_MANIFEST, OLLAMA_MODEL, TITLE
+from tests.registry import running_registry
 from tests.test_e2e_gemma import pull_lines
 
 

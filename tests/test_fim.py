@@ -7,7 +7,7 @@ import pytest
 from core.fim import has_fim_tokens
 from server.api.native_params import parse_native_completion
 from server.errors import InvalidRequest
-from tests.fakes.gguf_files import write_gguf
+from scripts.gguf_files import write_gguf
 
 QWEN_CODER = ["<|endoftext|>", "<|fim_prefix|>", "<|fim_middle|>", "<|fim_suffix|>", "<|fim_pad|>", "<|file_sep|>"]
 CODELLAMA = ["<unk>", "<s>", "</s>", "▁<PRE>", "▁<SUF>", "▁<MID>", "▁<EOT>"]

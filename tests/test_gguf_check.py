@@ -12,7 +12,7 @@ from gguf import GGMLQuantizationType as QType
 from gguf import GGUFValueType
 
 from core.gguf_check import InvalidGGUF, SkippedValue, scan_gguf_header
-from tests.fakes.gguf_files import (
+from scripts.gguf_files import (
     TensorSpec,
     html_page_bytes,
     lfs_pointer_bytes,

@@ -9,7 +9,7 @@ from core.gguf_check import InvalidGGUF, scan_gguf_header
 from server.residency.discovery import scan_models
 from server.errors import ModelLoadFailed
 from server.residency.loading import check_header
-from tests.fakes.gguf_files import TensorSpec, overwrite_bytes, write_gguf
+from scripts.gguf_files import TensorSpec, overwrite_bytes, write_gguf
 
 MARK = "EVIL\u202e<b>"  # bidi override and markup, as a hostile file could carry them
 FILE = "tiny.Q4_K_M.gguf"

@@ -8,7 +8,8 @@ import yaml
 
 from proxy.cli.commands import main
 from tests.pull_fixtures import hub, make_gguf  # noqa: F401
-from tests.registry import DMR_GGUF, OLLAMA_MODEL, registry  # noqa: F401
+from scripts.registry import DMR_GGUF, OLLAMA_MODEL
+from tests.registry import registry  # noqa: F401
 
 HUB_REPO, HUB_FILE = "acme/alpha-GGUF", "alpha.Q4_K_M.gguf"
 

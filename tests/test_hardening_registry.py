@@ -17,7 +17,8 @@ import requests
 from scripts.stack import peak_rss_mb, proxy
 from tests.helpers import free_port, served
 from tests.pull_fixtures import hub, make_app, make_gguf, models_dir  # noqa: F401
-from tests.registry import DMR_GGUF, AnsweringHandler, BearerFront, registry  # noqa: F401
+from scripts.registry import DMR_GGUF
+from tests.registry import AnsweringHandler, BearerFront, registry  # noqa: F401
 
 HUGE_BYTES = 150 * 1024 * 1024
 BLOCK = b" " * (1024 * 1024)

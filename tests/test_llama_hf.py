@@ -10,7 +10,7 @@ import subprocess
 import pytest
 import requests
 
-from tests.fakes.gguf_files import sha256_file
+from scripts.gguf_files import sha256_file
 from tests.fakes.hub import FakeHub
 from tests.helpers import PROXY_GUNICORN, free_port, running_process, stack_dirs
 

@@ -11,7 +11,7 @@ import time
 import pytest
 import requests
 
-from tests.fakes.gguf_files import random_gguf
+from scripts.gguf_files import random_gguf
 from tests.fakes.hub import FakeHub
 from tests.fakes.hub_faults import Fault
 from tests.helpers import PROXY_GUNICORN, free_port, running_process, stack_dirs

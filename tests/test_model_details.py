@@ -9,7 +9,7 @@ from gguf import GGUFValueType
 from core.gguf_check import scan_gguf_header
 from proxy.models_dir.details import UNKNOWN, DetailsCache
 from proxy.services import services_of
-from tests.fakes.gguf_files import TensorSpec, write_gguf
+from scripts.gguf_files import TensorSpec, write_gguf
 from tests.pull_fixtures import hub, make_app, models_dir  # noqa: F401
 
 GEMMA_REPO = "google/gemma-3-270m-GGUF"

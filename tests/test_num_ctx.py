@@ -11,7 +11,7 @@ from server.residency.loading import MIN_ASKED_CTX, LoadedModel, estimate
 from server.residency.discovery import scan_models
 from server.residency.models import Residency
 from server.settings import Settings
-from tests.fakes.gguf_files import write_gguf
+from scripts.gguf_files import write_gguf
 from tests.test_server_unit import _FakeLlama
 
 TRAINED = 8192

@@ -12,7 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from proxy.app import create_app
 from proxy.errors import STATUS_BY_CODE
 from proxy.settings import Settings
-from tests.fakes.gguf_files import random_gguf
+from scripts.gguf_files import random_gguf
 from tests.fakes.hub import FakeHub, Fault
 from tests.helpers import free_port
 

@@ -11,7 +11,7 @@ import pytest
 import requests
 
 from proxy.errors import ProxyError
-from tests.fakes.gguf_files import sha256_file
+from scripts.gguf_files import sha256_file
 from tests.helpers import fake_backend_process, serving
 from tests.pull_fixtures import KiB, REPO, hub, make_app, make_gguf, models_dir, wait_until  # noqa: F401
 
@@ -222,7 +222,8 @@ def test_openai_embeddings_through_the_proxy(pulled, backend):
 
 def test_an_ollama_model_from_a_registry_pulls_lists_and_chats_under_ollamas_name(hub, make_app, make_gguf, backend,
                                                                                    tmp_path):  # noqa: F811
-    from tests.registry import DOCKER_MANIFEST, OLLAMA_MODEL, running_registry
+    from scripts.registry import DOCKER_MANIFEST, OLLAMA_MODEL
+    from tests.registry import running_registry
 
     source = make_gguf("gemma-like.gguf", 64 * KiB)
     with running_registry(tmp_path / "registry") as registry:

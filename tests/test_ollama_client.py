@@ -11,10 +11,11 @@ import openai
 import pytest
 import requests
 
-from tests.fakes.gguf_files import sha256_file
+from scripts.gguf_files import sha256_file
 from tests.fakes.hub import FakeHub
 from tests.helpers import PROXY_GUNICORN, free_port, running_process, stack_dirs
-from tests.registry import DOCKER_MANIFEST, OLLAMA_MODEL, running_registry
+from scripts.registry import DOCKER_MANIFEST, OLLAMA_MODEL
+from tests.registry import running_registry
 
 REPO = "google/gemma-3-270m-GGUF"
 HUB_NAME = f"hf.co/{REPO}:Q4_K_M"

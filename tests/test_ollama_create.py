@@ -7,7 +7,7 @@ import ollama
 import pytest
 import requests
 
-from tests.fakes.gguf_files import sha256_file
+from scripts.gguf_files import sha256_file
 from tests.helpers import serving
 from tests.pull_fixtures import KiB, hub, make_app, make_gguf, models_dir  # noqa: F401
 from tests.registry import registry  # noqa: F401 - the fixture

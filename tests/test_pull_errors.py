@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from tests.fakes.gguf_files import html_page_bytes, lfs_pointer_bytes, truncate_file, write_gguf
+from scripts.gguf_files import html_page_bytes, lfs_pointer_bytes, truncate_file, write_gguf
 from tests.fakes.hub import Fault
 from tests.helpers import free_port
 from tests.pull_fixtures import (

@@ -9,7 +9,7 @@ import shutil
 
 import pytest
 
-from tests.fakes.gguf_files import truncate_file, write_gguf
+from scripts.gguf_files import truncate_file, write_gguf
 from tests.fakes.hub import Fault
 from tests.pull_fixtures import (
     REPO, TOKEN, KiB, MiB, content_gets, open_stream, pull, pull_error, same_bytes, staging_files, statuses,

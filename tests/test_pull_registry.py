@@ -9,13 +9,12 @@ import pytest
 
 from proxy.declared.preload import parse_preload_entry
 from proxy.services import services_of
-from tests.fakes.gguf_files import sha256_file
+from scripts.gguf_files import sha256_file
 from tests.fakes.relay import FaultRelay
 from tests.helpers import REPO_ROOT
 from tests.pull_fixtures import KiB, MiB, pull, pull_error, wait_until
-from tests.registry import (  # noqa: F401 - registry: the fixture
-    DMR_GGUF, DOCKER_MANIFEST, OLLAMA_MODEL, TITLE, registry,
-)
+from scripts.registry import DMR_GGUF, DOCKER_MANIFEST, OLLAMA_MODEL, TITLE
+from tests.registry import registry  # noqa: F401 - registry: the fixture
 
 
 @pytest.fixture

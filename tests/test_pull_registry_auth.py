@@ -11,9 +11,10 @@ import pytest
 from proxy.app import create_app
 from proxy.sources.registry_auth import load_auth_file
 from proxy.services import services_of
-from tests.fakes.gguf_files import sha256_file
+from scripts.gguf_files import sha256_file
 from tests.pull_fixtures import KiB, proxy_settings, pull, pull_error
-from tests.registry import DMR_GGUF, TITLE, BearerFront, running_registry
+from scripts.registry import DMR_GGUF, TITLE
+from tests.registry import BearerFront, running_registry
 
 USER, PASSWORD = "puller", "s3cret-pw"
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 import requests
 
-from tests.fakes.gguf_files import sha256_file
+from scripts.gguf_files import sha256_file
 from tests.pull_fixtures import KiB, pull, pull_error
-from tests.registry import DMR_CONFIG, DMR_GGUF, OCI_MANIFEST, TITLE, registry  # noqa: F401 - fixture
+from scripts.registry import DMR_CONFIG, DMR_GGUF, OCI_MANIFEST, TITLE
+from tests.registry import registry  # noqa: F401 - fixture
 
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"

@@ -7,11 +7,10 @@ import shutil
 
 import pytest
 
-from tests.fakes.gguf_files import sha256_file
+from scripts.gguf_files import sha256_file
 from tests.pull_fixtures import KiB, ndjson, pull
-from tests.registry import (  # noqa: F401 - registry: the fixture
-    DMR_CONFIG, DMR_GGUF, OCI_MANIFEST, TITLE, registry, running_registry,
-)
+from scripts.registry import DMR_CONFIG, DMR_GGUF, OCI_MANIFEST, TITLE
+from tests.registry import registry, running_registry  # noqa: F401 - registry: the fixture
 from tests.test_pull_registry_auth import PASSWORD, USER, auth_file, basic_entry
 
 REPO = "acme/tiny-GGUF"

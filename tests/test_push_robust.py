@@ -7,10 +7,11 @@ import re
 from urllib.parse import unquote
 
 from proxy.services import services_of
-from tests.fakes.gguf_files import sha256_file
+from scripts.gguf_files import sha256_file
 from tests.fakes.relay import FaultRelay
 from tests.pull_fixtures import KiB, ndjson, pull
-from tests.registry import DMR_GGUF, TITLE, registry  # noqa: F401 - registry: the fixture
+from scripts.registry import DMR_GGUF, TITLE
+from tests.registry import registry  # noqa: F401 - registry: the fixture
 from tests.test_push_registry import REPO, install, push
 
 CHUNK = 64 * KiB

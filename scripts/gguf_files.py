@@ -1,4 +1,4 @@
-"""Synthetic GGUF files for tests: valid ones of any size (in constant memory), an unloadable one, bad ones.
+"""Synthetic GGUF files for benchmarks and tests: valid ones of any size (in constant memory), an unloadable one, bad ones.
 
 Headers are written by gguf.GGUFWriter; tensor data is streamed after it (zeros as a sparse
 extension, or seeded random bytes), so a 1 GiB file costs no memory. The last tensor is not padded:
