@@ -1,24 +1,22 @@
-"""Offline checks of the deploy files: Kubernetes schemas, YAML lint, compose, docs; the shared tool runners.
+"""Offline checks of the deploy files: Kubernetes schemas, YAML lint, compose, docs.
 
 Every check runs on the real file and on a copy broken in one specific way, so each test also shows that
 its check can fail. The tools come from the test environment (requirements-dev.txt); a missing tool fails
 the test, it is never skipped. The Deployments' policy and the kustomizations: test_deploy_k8s.py;
 Dockerfiles: test_deploy_docker.py; the AI Core template: test_deploy_aicore.py; gunicorn:
-test_deploy_gunicorn.py; docker/start.sh: test_deploy_start.py.
+test_deploy_gunicorn.py; docker/start.sh: test_deploy_start.py. The helpers they share: tests/deploy_checks.py.
 """
 from __future__ import annotations
 
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
+from tests.deploy_checks import K8S_DIR, break_text, kubernetes_validate_problems, load_all, rel, run_tool, tool
 from tests.helpers import REPO_ROOT
 
-K8S_DIR = REPO_ROOT / "k8s"
 YAMLLINT_CONFIG = REPO_ROOT / ".yamllint.yaml"
 # Not Kubernetes API objects: checked by their own tests (test_deploy_k8s, test_deploy_aicore); custom resources
 # (no schema in kubernetes-validate) against their CRDs in test_deploy_gateway.
@@ -27,33 +25,6 @@ NON_K8S_API_PREFIXES = ("kustomize.config.k8s.io/", "ai.sap.com/", "inference.ne
 
 
 # ---- tools -------------------------------------------------------------------------------------------------
-
-def tool(name: str) -> str:
-    """Path of a console script of the test environment; fails the test when it is not installed."""
-    candidate = Path(sys.executable).parent / name
-    if candidate.exists():
-        return str(candidate)
-    found = shutil.which(name)
-    if found is None:
-        pytest.fail(f"{name} is not installed: install requirements-dev.txt (scripts/test.sh does)")
-    return found
-
-
-def run_tool(args: list[str]) -> subprocess.CompletedProcess:
-    return subprocess.run(args, capture_output=True, text=True, timeout=120, cwd=REPO_ROOT)
-
-
-def kubernetes_validate_problems(path: Path) -> list[str]:
-    """`kubernetes-validate --strict`; a resource without a schema (unknown kind or apiVersion) is a problem too."""
-    result = run_tool([tool("kubernetes-validate"), "--strict", str(path)])
-    lines = [line for line in (result.stdout + result.stderr).splitlines() if line.strip()]
-    problems = [line for line in lines if not line.startswith("INFO")]
-    if result.returncode != 0:
-        problems.append(f"kubernetes-validate exited {result.returncode}")
-    if not any(" passed " in line for line in lines):
-        problems.append("no resource validated")
-    return problems
-
 
 def yamllint_problems(path: Path) -> list[str]:
     result = run_tool([tool("yamllint"), "-c", str(YAMLLINT_CONFIG), "--strict", "-f", "parsable", str(path)])
@@ -64,15 +35,6 @@ def yamllint_problems(path: Path) -> list[str]:
 
 
 # ---- files -------------------------------------------------------------------------------------------------
-
-def load_all(path: Path) -> list[dict]:
-    return [doc for doc in yaml.safe_load_all(path.read_text()) if doc is not None]
-
-
-def write_yaml(path: Path, docs: list[dict]) -> Path:
-    path.write_text(yaml.safe_dump_all(docs, sort_keys=False))
-    return path
-
 
 def k8s_manifests() -> list[Path]:
     """Every YAML file under k8s/ holding Kubernetes API objects."""
@@ -90,19 +52,6 @@ def yaml_files() -> list[Path]:
     deploy = [*K8S_DIR.rglob("*.y*ml"), *(REPO_ROOT / "docker").glob("*.y*ml"), YAMLLINT_CONFIG,
               REPO_ROOT / ".hadolint.yaml"]
     return sorted(paths | set(deploy))
-
-
-def rel(path: Path) -> str:
-    return str(path.relative_to(REPO_ROOT))
-
-
-def break_text(source: Path, tmp_path: Path, old: str, new: str) -> Path:
-    """A copy of `source` in tmp_path with the first `old` replaced by `new` (which must be there)."""
-    text = source.read_text()
-    assert old in text, f"{old!r} not in {source}: update the broken-copy test"
-    target = tmp_path / source.name
-    target.write_text(text.replace(old, new, 1))
-    return target
 
 
 def test_deploy_files_exist():

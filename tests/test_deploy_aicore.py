@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.test_deploy import K8S_DIR, break_text, kubernetes_validate_problems
+from tests.deploy_checks import K8S_DIR, break_text, kubernetes_validate_problems
 
 TEMPLATE = K8S_DIR / "aicore" / "serving-template.yaml"
 START = K8S_DIR.parent / "docker" / "start.sh"

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import REPO_ROOT
-from tests.test_deploy import break_text, run_tool, tool
+from tests.deploy_checks import break_text, run_tool, tool
 
 DOCKER_DIR = REPO_ROOT / "docker"
 DOCKERFILES = [DOCKER_DIR / "Dockerfile", DOCKER_DIR / "Dockerfile.cuda"]

@@ -18,9 +18,7 @@ import pytest
 import yaml
 
 from tests.helpers import REPO_ROOT
-from tests.test_deploy import K8S_DIR, load_all
-from tests.test_deploy_k8s import _env_value, pod_containers, pod_security_problems
-from tests.test_deploy_k8s_cache import selects
+from tests.deploy_checks import K8S_DIR, env_value, load_all, pod_containers, pod_security_problems, selects
 
 GATEWAY_DIR = K8S_DIR / "inference-gateway"
 CRD_DIR = REPO_ROOT / "tests" / "data" / "crds"
@@ -205,7 +203,7 @@ def cache_problems(docs: dict[str, dict[str, dict]]) -> list[str]:
     pod = deployment["spec"]["template"]
     (server,) = pod["spec"]["containers"]
     problems = pod_security_problems(pod["spec"])
-    mirror = _env_value(server, "HF_MIRRORS") or ""
+    mirror = env_value(server, "HF_MIRRORS") or ""
     if mirror.split("//")[-1].split(":")[0] not in docs["Service"]:
         problems.append("HF_MIRRORS does not name the model cache's Service")
     policy = docs["NetworkPolicy"]["gguf-model-cache"]["spec"]["ingress"][0]["from"][0]["podSelector"]

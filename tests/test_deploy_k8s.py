@@ -14,57 +14,11 @@ from typing import Callable
 
 import pytest
 
-from tests.test_deploy import K8S_DIR, break_text, load_all, rel, write_yaml
+from tests.deploy_checks import (K8S_DIR, break_text, env_value, load_all, pod_containers,
+                                 pod_security_problems, proxy_container, rel, volume_kinds, write_yaml)
 
 
 # ---- the Deployment's hardening, probes and volumes ---------------------------------------------------------
-
-def pod_containers(pod: dict) -> list[dict]:
-    return [*pod.get("initContainers", []), *pod.get("containers", [])]
-
-
-def proxy_container(pod: dict) -> dict | None:
-    """The container that serves the proxy on 8080 (in the sidecar example, a native sidecar init container)."""
-    for container in pod_containers(pod):
-        if any(port.get("containerPort") == 8080 for port in container.get("ports", [])):
-            return container
-    return None
-
-
-def _env_value(container: dict, name: str) -> str | None:
-    return next((e.get("value") for e in container.get("env", []) if e.get("name") == name), None)
-
-
-def _volume_kinds(pod: dict) -> dict[str, set[str]]:
-    return {v["name"]: set(v) - {"name"} for v in pod.get("volumes", [])}
-
-
-def pod_security_problems(pod: dict) -> list[str]:
-    problems = []
-    sc = pod.get("securityContext", {})
-    expected = {"runAsNonRoot": True, "runAsUser": 1000, "fsGroupChangePolicy": "OnRootMismatch"}
-    problems += [f"pod securityContext.{k} is not {v!r}" for k, v in expected.items() if sc.get(k) != v]
-    if not isinstance(sc.get("fsGroup"), int):
-        problems.append("pod securityContext.fsGroup missing")
-    if sc.get("seccompProfile", {}).get("type") != "RuntimeDefault":
-        problems.append("pod seccompProfile is not RuntimeDefault")
-    volumes = _volume_kinds(pod)
-    for c in pod_containers(pod):
-        csc = c.get("securityContext", {})
-        if csc.get("readOnlyRootFilesystem") is not True:
-            problems.append(f"{c['name']}: readOnlyRootFilesystem is not true")
-        if csc.get("allowPrivilegeEscalation") is not False:
-            problems.append(f"{c['name']}: allowPrivilegeEscalation is not false")
-        if "ALL" not in csc.get("capabilities", {}).get("drop", []):
-            problems.append(f"{c['name']}: capabilities are not all dropped")
-        requests = c.get("resources", {}).get("requests", {})
-        if not {"cpu", "memory"} <= set(requests) or "memory" not in c.get("resources", {}).get("limits", {}):
-            problems.append(f"{c['name']}: resources need cpu/memory requests and a memory limit")
-        tmp = [m["name"] for m in c.get("volumeMounts", []) if m.get("mountPath") == "/tmp"]
-        if not tmp or "emptyDir" not in volumes.get(tmp[0], set()):
-            problems.append(f"{c['name']}: /tmp is not an emptyDir")
-    return problems
-
 
 def proxy_probe_problems(pod: dict) -> list[str]:
     proxy = proxy_container(pod)
@@ -80,7 +34,7 @@ def proxy_probe_problems(pod: dict) -> list[str]:
     if paths["livenessProbe"] != "/livez":
         problems.append("proxy liveness is not /livez (it must not depend on the backend)")
     mounts = {m.get("mountPath"): m["name"] for m in proxy.get("volumeMounts", [])}
-    if "persistentVolumeClaim" not in _volume_kinds(pod).get(mounts.get("/models", ""), set()):
+    if "persistentVolumeClaim" not in volume_kinds(pod).get(mounts.get("/models", ""), set()):
         problems.append("/models is not a PVC in the proxy container")
     return problems
 
@@ -93,7 +47,7 @@ def deployment_problems(deployment: dict) -> list[str]:
     pod = deployment["spec"]["template"]["spec"]
     problems += pod_security_problems(pod) + proxy_probe_problems(pod)
     proxy = proxy_container(pod) or {}
-    graceful_s = int(_env_value(proxy, "PROXY_GRACEFUL_TIMEOUT_S") or 20)
+    graceful_s = int(env_value(proxy, "PROXY_GRACEFUL_TIMEOUT_S") or 20)
     if pod.get("terminationGracePeriodSeconds", 30) < graceful_s + 10:
         problems.append("terminationGracePeriodSeconds leaves a pull no time to save its progress")
     return problems
@@ -197,7 +151,7 @@ def test_sidecar_runs_proxy_as_native_sidecar_next_to_llama_server():
     proxy = proxy_container(pod)
     assert proxy in pod["initContainers"] and proxy.get("restartPolicy") == "Always"
     assert "start.sh" not in " ".join(proxy.get("command", [])), "the sidecar proxy must not start its own backend"
-    assert _env_value(proxy, "BACKEND_URL") == "http://127.0.0.1:8081"
+    assert env_value(proxy, "BACKEND_URL") == "http://127.0.0.1:8081"
     (server,) = pod["containers"]
     assert "llama.cpp" in server["image"]
     claims = {v["name"] for v in pod["volumes"] if "persistentVolumeClaim" in v}
@@ -257,7 +211,7 @@ def test_the_manifest_comes_from_a_configmap_mounted_without_subpath():
     (deployment,) = load_all(K8S_DIR / "deployment.yaml")
     pod = deployment["spec"]["template"]["spec"]
     proxy = proxy_container(pod)
-    path = _env_value(proxy, "MODELS_MANIFEST")
+    path = env_value(proxy, "MODELS_MANIFEST")
     [mount] = [m for m in proxy["volumeMounts"] if path and path.startswith(m["mountPath"] + "/")]
     assert "subPath" not in mount
     [volume] = [v for v in pod["volumes"] if v["name"] == mount["name"]]

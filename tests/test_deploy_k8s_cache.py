@@ -17,8 +17,7 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from tests.test_deploy import K8S_DIR, load_all
-from tests.test_deploy_k8s import _env_value, pod_containers, proxy_container
+from tests.deploy_checks import K8S_DIR, env_value, load_all, pod_containers, proxy_container, selects
 
 DNS_AND_HTTPS = {("UDP", 53), ("TCP", 53), ("TCP", 443)}
 VARIANTS = {"deployment": "deployment.yaml", "sidecar": "sidecar/deployment.yaml"}
@@ -28,19 +27,6 @@ VARIANTS = {"deployment": "deployment.yaml", "sidecar": "sidecar/deployment.yaml
 
 def docs_of(folder: Path, kind: str) -> list[dict]:
     return [doc for path in sorted(folder.glob("*.yaml")) for doc in load_all(path) if doc.get("kind") == kind]
-
-
-def selects(selector: dict, labels: dict) -> bool:
-    """Whether a label selector (matchLabels, matchExpressions) selects pods with `labels`; {} selects all."""
-    if any(labels.get(key) != value for key, value in selector.get("matchLabels", {}).items()):
-        return False
-    for expr in selector.get("matchExpressions", []):
-        key, values = expr["key"], expr.get("values", [])
-        held = {"In": labels.get(key) in values, "NotIn": labels.get(key) not in values,
-                "Exists": key in labels, "DoesNotExist": key not in labels}[expr["operator"]]
-        if not held:
-            return False
-    return True
 
 
 def _secret_ref(container: dict, name: str) -> tuple[str, str] | None:
@@ -94,7 +80,7 @@ def cache_service_problems(cache_dir: Path) -> tuple[str | None, list[str]]:
     (deployment,), (service,) = docs_of(cache_dir, "Deployment"), docs_of(cache_dir, "Service")
     pod = deployment["spec"]["template"]
     cache = proxy_container(pod["spec"]) or {}
-    problems = [] if _env_value(cache, "MIRROR_PULL_THROUGH") == "true" else ["the cache is not pull-through"]
+    problems = [] if env_value(cache, "MIRROR_PULL_THROUGH") == "true" else ["the cache is not pull-through"]
     if not selects(deployment["spec"]["selector"], pod["metadata"]["labels"]):
         problems.append("the cache Deployment's selector does not select its own pods")
     if not service["spec"].get("selector") or not selects({"matchLabels": service["spec"]["selector"]},
@@ -170,7 +156,7 @@ def cluster_problems(k8s_dir: Path, variant: str) -> list[str]:
     cache_pod = cache_deployment["spec"]["template"]
     cache = proxy_container(cache_pod["spec"]) or {}
     for container in (c for c in pod_containers(serving_pod["spec"]) if "gguf-proxy" in c.get("image", "")):
-        mirrors = (_env_value(container, "HF_MIRRORS") or "").split(",")
+        mirrors = (env_value(container, "HF_MIRRORS") or "").split(",")
         if urlsplit(mirrors[0].strip()).netloc != cache_host:
             problems.append(f"{container['name']}: HF_MIRRORS {mirrors} does not name the cache first ({cache_host})")
         # The cache hands out restricted files only for its PROXY_API_KEY: the serving proxies show it as
