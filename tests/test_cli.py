@@ -1,19 +1,12 @@
 """`python -m proxy pull|ls|rm` against a real gunicorn proxy on the fake Hub, and with --local."""
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import io
 import json
-import os
-import pty
 import re
-import select
-import struct
 import subprocess
 import sys
-import termios
-import time
 from pathlib import Path
 
 import pytest
@@ -22,10 +15,10 @@ from proxy.cli.commands import EXIT_UNREACHABLE, CliError, follow, main
 from proxy.cli.progress import PullProgress
 from proxy.models_dir.store import ModelStore
 from scripts.gguf_files import random_gguf
+from tests.cli_runs import API_KEY, cli_env, run_on_terminal
 from tests.fakes.hub import Fault, FakeHub
 from tests.helpers import PROXY_GUNICORN, REPO_ROOT, free_port, running_process
 
-API_KEY = "cli-test-key"
 KB = 1000
 FILES = {  # repo -> (file, size): one repo a test, so each pull really downloads
     "acme/bar-GGUF": ("bar.Q4_K_M.gguf", 1500 * KB),
@@ -59,11 +52,6 @@ def proxy(hub, tmp_path_factory):
         yield url, models_dir
 
 
-def cli_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("PROXY_URL", "PROXY_API_KEY", "MODELS_DIR")}
-    return {**env, "PROXY_API_KEY": API_KEY, **extra}
-
-
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """`python -m proxy ARGS` as a process, its output captured (a pipe, not a terminal)."""
     return subprocess.run([sys.executable, "-m", "proxy", *args], cwd=REPO_ROOT, env=env or cli_env(),
@@ -84,34 +72,6 @@ def cli(capsys):
         return status, captured.out, captured.err
 
     return run
-
-
-def run_on_terminal(*args: str, env: dict[str, str], timeout_s: float = 30, columns: int | None = None
-                    ) -> tuple[int, str]:
-    """Run the CLI with stdout and stderr on a pseudo-terminal (`columns` wide when given); returns its exit
-    status and output."""
-    master, slave = pty.openpty()
-    if columns is not None:
-        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, columns, 0, 0))
-    proc = subprocess.Popen([sys.executable, "-m", "proxy", *args], cwd=REPO_ROOT, env=env,
-                            stdin=subprocess.DEVNULL, stdout=slave, stderr=slave)
-    os.close(slave)
-    output, deadline = b"", time.monotonic() + timeout_s
-    try:
-        while time.monotonic() < deadline:
-            if select.select([master], [], [], 0.5)[0]:
-                try:
-                    chunk = os.read(master, 65536)
-                except OSError:  # EIO: the child closed the terminal
-                    break
-                if not chunk:
-                    break
-                output += chunk
-        return proc.wait(timeout=5), output.decode()
-    finally:
-        os.close(master)
-        if proc.poll() is None:
-            proc.kill()
 
 
 def sha256_of(path: Path) -> str:

@@ -8,8 +8,8 @@ import subprocess
 import sys
 from typing import Iterator
 
+from tests.cli_runs import cli_env
 from tests.helpers import REPO_ROOT, free_port
-from tests.test_cli import cli_env
 
 
 @contextlib.contextmanager

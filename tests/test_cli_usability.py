@@ -11,8 +11,8 @@ import pytest
 
 from proxy.cli.progress import bar_line, format_stats
 from scripts.gguf_files import random_gguf
+from tests.cli_runs import cli_env, run_on_terminal
 from tests.fakes.hub import FakeHub
-from tests.test_cli import cli_env, run_on_terminal
 
 KB = 1000
 REPO, LONG_NAME = "acme/wide-GGUF", "a-rather-long-model-name-for-a-terminal-Instruct.Q4_K_M.gguf"
