@@ -9,8 +9,8 @@ import time
 import pytest
 
 from proxy.declared.manifest import ManifestError
+from tests.manifest_files import A, B, FILE_A, FILE_B, entry, states, two_repos, write_manifest  # noqa: F401
 from tests.pull_fixtures import hub, make_app, make_gguf, models_dir, slow_backend, wait_until  # noqa: F401
-from tests.test_manifest import A, B, FILE_A, FILE_B, entry, states, two_repos, write_manifest  # noqa: F401
 
 POLL_S = 0.2
 NESTED = "{\"models\": " + "[" * 100_000 + "]" * 100_000 + "}"

@@ -8,23 +8,8 @@ import time
 import pytest
 
 from proxy.declared.manifest import ManifestError
+from tests.manifest_files import A, B, FILE_A, FILE_B, entry, states, two_repos, write_manifest  # noqa: F401
 from tests.pull_fixtures import hub, make_app, make_gguf, models_dir, slow_backend, wait_until  # noqa: F401
-
-A, B = "acme/alpha-GGUF", "acme/beta-GGUF"
-FILE_A, FILE_B = "alpha.Q4_K_M.gguf", "beta.Q4_K_M.gguf"
-
-
-def write_manifest(path, *entries: str) -> str:
-    path.write_text("models:\n" + "".join(entries))
-    return str(path)
-
-
-def entry(model: str, **fields) -> str:
-    return f"  - model: {model}  # a comment\n" + "".join(f'    {k}: "{v}"\n' for k, v in fields.items())
-
-
-def states(client) -> dict[str, dict]:
-    return {m["model"]: m for m in client.get("/v1/api/manifest").get_json()["models"]}
 
 
 def settled(client, count: int = 2) -> dict[str, dict]:
@@ -33,14 +18,6 @@ def settled(client, count: int = 2) -> dict[str, dict]:
         return now if sum(m["state"] in ("ready", "failed") for m in now.values()) >= count else None
 
     return wait_until(done, timeout_s=20, what="every entry settled")
-
-
-@pytest.fixture
-def two_repos(hub, make_gguf):
-    sources = {FILE_A: make_gguf(FILE_A, 512 * 1024), FILE_B: make_gguf(FILE_B, 512 * 1024)}
-    hub.add_repo(A, files={FILE_A: sources[FILE_A]})
-    hub.add_repo(B, files={FILE_B: sources[FILE_B]})
-    return sources
 
 
 def test_readyz_names_both_entries_until_they_are_installed(make_app, hub, two_repos, tmp_path, models_dir):
