@@ -7,8 +7,8 @@ from pathlib import Path
 
 import requests
 
+from tests.proxy_processes import proxy_process
 from tests.pull_fixtures import MiB, REPO
-from tests.test_proxy_process import proxy_process
 
 HUGE_REPO = "acme/huge-GGUF"
 HUGE_FILES = 100_000

@@ -8,99 +8,17 @@ in front of a slow streaming backend under gunicorn with the real backend's thre
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
-import statistics
 import threading
 import time
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Iterator
-
-import requests
 
 from proxy.settings import Settings as ProxySettings
-from server.settings import Settings as BackendSettings
-from tests.helpers import fake_backend_process
+from tests.proxy_processes import BODY, CHAT, ChatStream, fake_backend, p99, probe_latencies, proxy_process
 from tests.pull_fixtures import wait_until
-from tests.test_proxy_process import proxy_process
 
-CHAT = "/v1/chat/completions"
-BODY = {"model": "fake", "messages": [{"role": "user", "content": "hi"}], "stream": True}
 STREAMS = 64
-
-
-@dataclass
-class Backend:
-    url: str
-    proc: object
-
-
-@contextlib.contextmanager
-def fake_backend(log_path: Path, events: int, interval_s: float) -> Iterator[Backend]:
-    """tests/fakes/backend.py under gunicorn gthread with as many threads as `python -m server` has."""
-    with fake_backend_process(log_path, BackendSettings().http_threads, FAKE_BACKEND_EVENTS=str(events),
-                              FAKE_BACKEND_INTERVAL_S=str(interval_s)) as (url, proc):
-        yield Backend(url, proc)
-
-
-@dataclass
-class ChatStream:
-    """One streamed chat request read in a thread: its status, when it was answered, its SSE events."""
-
-    url: str
-    status: int | None = None
-    answered_s: float | None = None
-    events: list = field(default_factory=list)
-    body: dict | None = None
-    error: Exception | None = None
-
-    def __post_init__(self) -> None:
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        started = time.monotonic()
-        try:
-            with requests.post(self.url + CHAT, json=BODY, stream=True, timeout=(5, 30)) as response:
-                self.status, self.answered_s = response.status_code, time.monotonic() - started
-                if response.status_code != 200:
-                    self.body = response.json()
-                    return
-                self.events.extend(sse_data(response))
-        except Exception as err:  # noqa: BLE001 - a cut stream is what some tests look for
-            self.error = err
-
-    def finish(self, timeout_s: float = 30.0) -> "ChatStream":
-        self._thread.join(timeout_s)
-        assert not self._thread.is_alive(), "the stream ended"
-        return self
-
-
-def sse_data(response) -> Iterator[str]:
-    """The data of each SSE event as it arrives (events here are one `data:` line each)."""
-    for line in response.iter_lines():
-        if line.startswith(b"data: "):
-            yield line[len(b"data: "):].decode()
-
-
-def probe_latencies(url: str, window_s: float, every_s: float = 0.1) -> list[float]:
-    """Seconds each GET of `url` took, asked one after another on fresh connections for `window_s`."""
-    latencies = []
-    deadline = time.monotonic() + window_s
-    while time.monotonic() < deadline:
-        started = time.monotonic()
-        response = requests.get(url, timeout=30)
-        latencies.append(time.monotonic() - started)
-        assert response.status_code == 200, response.text
-        time.sleep(every_s)
-    return latencies
-
-
-def p99(values: list[float]) -> float:
-    return statistics.quantiles(values, n=100, method="inclusive")[98] if len(values) > 1 else values[0]
 
 
 def test_probes_answer_within_a_second_while_64_streams_are_held_open(hub, models_dir, tmp_path):

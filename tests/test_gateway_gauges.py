@@ -22,7 +22,7 @@ from server.engine.gauges import EngineCounters, EngineLoad, model_stats
 from server.engine.prompt_cache import BLOCK_TOKENS
 from server.settings import Settings
 from tests.helpers import REPO_ROOT, stack_dirs, wait_until
-from tests.test_serving_metrics import families
+from tests.metrics_text import families
 
 sys.path.insert(0, str(REPO_ROOT / "scripts"))
 

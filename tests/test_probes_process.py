@@ -11,9 +11,8 @@ import time
 import requests
 
 from proxy.serving.worker import MAX_ARRIVING_PER_ADDRESS
+from tests.proxy_processes import ChatStream, HttpStream, fake_backend, p99, probe_latencies, proxy_process
 from tests.pull_fixtures import TOKEN, wait_until
-from tests.test_forward_process import ChatStream, fake_backend, p99, probe_latencies
-from tests.test_proxy_process import HttpStream, proxy_process
 
 REPO = "probes/slow"
 FILE = "slow-Q4_K_M.gguf"

@@ -161,7 +161,7 @@ def test_metrics_export_hits_misses_and_bytes_a_tier_from_the_backends_stats():
     from prometheus_client import CollectorRegistry, generate_latest
 
     from proxy.metrics import BackendServingCollector
-    from tests.test_serving_metrics import families, sample
+    from tests.metrics_text import families, sample
 
     cache = PromptCache(max_bytes=1 << 20)
     cache.put(KEY, _tokens(0), exact=True, state=b"s" * 500)

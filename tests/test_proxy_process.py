@@ -15,66 +15,15 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 import requests
 
-from tests.helpers import PROXY_GUNICORN, free_port, running_process
 from tests.pull_fixtures import (
     REPO, TOKEN, KiB, MiB, content_gets, range_start, same_bytes, staging_files, top_level_ggufs, wait_until,
 )
+from tests.proxy_processes import HttpStream, proxy_process
 
 FILE = "tiny.Q4_K_M.gguf"
-
-
-@dataclass
-class Proxy:
-    url: str
-    proc: object
-    log_path: Path
-
-
-@contextlib.contextmanager
-def proxy_process(models_dir: Path, hub, log_path: Path, **env: str) -> Iterator[Proxy]:
-    """A gunicorn proxy on a free port, with HF_TOKEN set, until the block ends (SIGTERM, then SIGKILL)."""
-    port = free_port()
-    settings = {
-        "MODELS_DIR": str(models_dir), "HF_ENDPOINT": hub.url, "BACKEND_URL": f"http://127.0.0.1:{free_port()}",
-        "PORT": str(port), "HOST": "127.0.0.1", "HF_TOKEN": TOKEN, "PROXY_API_KEY": "", "ALLOWED_REPOS": "",
-        "PROXY_THREADS": "8", "PROXY_GRACEFUL_TIMEOUT_S": "10", "LOG_LEVEL": "debug", **env,
-    }
-    url = f"http://127.0.0.1:{port}"
-    with running_process(PROXY_GUNICORN, settings, f"{url}/livez", log_path) as proc:
-        yield Proxy(url, proc, log_path)
-
-
-class HttpStream:
-    """A streamed pull read line by line as lines arrive (a reader thread keeps it draining)."""
-
-    def __init__(self, proxy: Proxy, **body):
-        self.response = requests.post(f"{proxy.url}/v1/api/pull", json=body, stream=True, timeout=(5, 60),
-                                      headers={"Connection": "close"})  # no kept-alive socket to delay a stop
-        assert self.response.status_code == 200, self.response.text
-        self.events: list[dict] = []
-        self.error: Exception | None = None
-        self._thread = threading.Thread(target=self._read, daemon=True)
-        self._thread.start()
-
-    def _read(self) -> None:
-        buffer = b""
-        try:
-            while chunk := self.response.raw.read1(65536):
-                buffer += chunk
-                while b"\n" in buffer:
-                    line, buffer = buffer.split(b"\n", 1)
-                    self.events.append(json.loads(line))
-        except Exception as err:  # noqa: BLE001 - a killed server ends the stream however it ends
-            self.error = err
-
-    def finish(self, timeout_s: float = 30.0) -> list[dict]:
-        self._thread.join(timeout_s)
-        assert not self._thread.is_alive(), f"the stream did not end in {timeout_s}s: {self.events[-2:]}"
-        return self.events
 
 
 @dataclass

@@ -16,11 +16,10 @@ import requests
 from core import naming
 from proxy.models_dir.store import ModelStore
 from proxy.services import services_of
+from tests.proxy_processes import CHAT, fake_backend, proxy_process, sse_data
 from tests.pull_fixtures import (  # noqa: F401 - fixtures
     KiB, hub, make_app, make_gguf, models_dir, pull, pull_error, slow_backend, statuses, top_level_ggufs, wait_until,
 )
-from tests.test_forward_process import CHAT, fake_backend, sse_data
-from tests.test_proxy_process import proxy_process
 
 SIZE = 64 * KiB
 BUDGET = 2 * SIZE + SIZE // 2  # two models fit, a third does not

@@ -12,13 +12,13 @@ from typing import Iterator
 import pytest
 import requests
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.parser import text_string_to_metric_families
 
 from proxy.app import create_app
 from proxy.metrics import BackendServingCollector
 from tests.helpers import fake_backend_process, free_port
+from tests.metrics_text import families, sample
+from tests.proxy_processes import proxy_process
 from tests.pull_fixtures import proxy_settings, wait_until
-from tests.test_proxy_process import proxy_process
 
 SERVING = ("proxy_backend_time_to_first_token_seconds", "proxy_backend_time_per_output_token_seconds",
            "proxy_backend_prompt_tokens", "proxy_backend_generated_tokens", "proxy_backend_slots_busy",
@@ -28,7 +28,7 @@ EVENTS, INTERVAL_S, SLOTS, STREAMS = 4, 0.3, 4, 5
 
 @contextlib.contextmanager
 def fake_backend(log_path: Path, **env: str) -> Iterator[str]:
-    """tests/fakes/backend.py under gunicorn gthread (tests/test_forward_process.py's needs llama.cpp to import)."""
+    """tests/fakes/backend.py under gunicorn gthread (tests/proxy_processes.py's imports server/: llama.cpp)."""
     with fake_backend_process(log_path, **env) as (url, _):
         yield url
 
@@ -44,17 +44,6 @@ def chat_stream(url: str, results: list) -> threading.Thread:
     thread = threading.Thread(target=read, daemon=True)
     thread.start()
     return thread
-
-
-def families(text: str) -> dict[str, dict]:
-    """Each family's type and its samples keyed by (sample name, labels)."""
-    return {family.name: {"type": family.type, "samples": {
-        (s.name, tuple(sorted(s.labels.items()))): s.value for s in family.samples}}
-        for family in text_string_to_metric_families(text)}
-
-
-def sample(found: dict, family: str, name: str | None = None, **labels) -> float:
-    return found[family]["samples"][(name or family, tuple(sorted(labels.items())))]
 
 
 def scrape_url(url: str) -> dict[str, dict]:

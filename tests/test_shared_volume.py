@@ -14,8 +14,8 @@ import pytest
 import requests
 
 from tests.fakes.hub import FakeHub
+from tests.proxy_processes import HttpStream, Proxy, proxy_process
 from tests.pull_fixtures import TOKEN, KiB, MiB, same_bytes
-from tests.test_proxy_process import HttpStream, Proxy, proxy_process
 
 REPLICAS = 3
 ROUNDS = 5
