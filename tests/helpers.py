@@ -37,6 +37,17 @@ def wait_until(predicate: Callable[[], object], timeout_s: float = 10.0, what: s
     raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
 
 
+def wait_served(url: str, headers: dict | None = None, timeout_s: float = 30.0) -> requests.Response:
+    """GET `url` as a peer does: while it answers 503 with Retry-After, wait and ask again."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        response = requests.get(url, headers=headers or {}, timeout=10)
+        if response.status_code != 503 or time.monotonic() > deadline:
+            return response
+        assert response.headers["Retry-After"].isdigit()
+        time.sleep(0.2)
+
+
 def rss_bytes() -> int:
     """This process's resident memory now (an in-process backend's models included)."""
     with open("/proc/self/statm") as f:

@@ -15,9 +15,8 @@ import requests
 
 from proxy.services import services_of
 from scripts.stack import proxy
-from tests.helpers import free_port, served, serving
+from tests.helpers import free_port, served, serving, wait_served
 from tests.pull_fixtures import REPO, KiB, hub, make_app, make_gguf, models_dir  # noqa: F401
-from tests.test_peer_serving import wait_served
 
 FILE = "tiny.Q4_K_M.gguf"
 KEY = "fleet-key"

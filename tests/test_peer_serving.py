@@ -3,7 +3,6 @@ Range resumes, what it lacks is the Hub's 404, and token-pulled gated files need
 from __future__ import annotations
 
 import hashlib
-import time
 from pathlib import Path
 
 import pytest
@@ -13,7 +12,7 @@ from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError
 
 from proxy.app import create_app
 from proxy.services import services_of
-from tests.helpers import serving
+from tests.helpers import serving, wait_served
 from tests.pull_fixtures import (  # noqa: F401
     REPO, TOKEN, KiB, hub, make_app, make_gguf, models_dir, proxy_settings, pull,
 )
@@ -99,17 +98,6 @@ def test_a_gated_file_pulled_with_a_token_is_served_only_with_the_api_key(make_a
             assert requests.get(info, headers=headers, timeout=5).status_code == 404
         with_key = requests.get(resolve, headers=bearer, timeout=5)
         assert with_key.status_code == (200 if api_key else 404), "never served while PROXY_API_KEY is unset"
-
-
-def wait_served(url: str, headers: dict | None = None, timeout_s: float = 30.0) -> requests.Response:
-    """GET `url` as a peer does: while it answers 503 with Retry-After, wait and ask again."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        response = requests.get(url, headers=headers or {}, timeout=10)
-        if response.status_code != 503 or time.monotonic() > deadline:
-            return response
-        assert response.headers["Retry-After"].isdigit()
-        time.sleep(0.2)
 
 
 def test_pull_through_pulls_what_a_peer_asks_for_and_answers_503_until_installed(make_app, hub, make_gguf):
