@@ -12,7 +12,7 @@ from server.residency.discovery import scan_models
 from server.residency.models import Residency
 from server.settings import Settings
 from scripts.gguf_files import write_gguf
-from tests.test_server_unit import _FakeLlama
+from tests.fakes.llama import FakeLlama
 
 TRAINED = 8192
 LAYERS = {"llama.block_count": 4, "llama.embedding_length": 256, "llama.attention.head_count": 4,
@@ -28,7 +28,7 @@ def registry(tmp_path):
     loads: list[LoadedModel] = []
 
     def loader(model, n_ctx=None):
-        loads.append(LoadedModel(model=model, engine=_FakeLlama(model.id), n_ctx=n_ctx or 4096))
+        loads.append(LoadedModel(model=model, engine=FakeLlama(model.id), n_ctx=n_ctx or 4096))
         return loads[-1]
 
     made = Residency(Settings(models_dir=str(models)), loader=loader, budget_bytes=1 << 30)
@@ -68,7 +68,7 @@ def test_a_context_is_lowered_to_fit_max_model_memory(tmp_path):
     budget = estimate(settings, model, n_ctx=6000)
     loads = []
     registry = Residency(settings, loader=lambda m, n_ctx=None: loads.append(n_ctx) or LoadedModel(
-        model=m, engine=_FakeLlama(m.id), n_ctx=n_ctx), budget_bytes=budget)
+        model=m, engine=FakeLlama(m.id), n_ctx=n_ctx), budget_bytes=budget)
     try:
         with registry.acquire("m", n_ctx=TRAINED) as lease:
             assert lease.n_ctx in range(5900, 6001)  # what fits, not the 8192 asked

@@ -16,6 +16,7 @@ from server.residency.loading import LoadedModel
 from server.residency.models import Residency
 from server.settings import Settings
 from server.api.streaming import LeasedStream, text_event
+from tests.fakes.llama import FakeLlama
 
 
 def _touch(folder: Path, name: str, size: int = 16) -> Path:
@@ -172,34 +173,11 @@ def test_sse_text_event_splits_line_breaks_over_data_lines():
     assert text_event("x\r\ny\rz") == "data: x\ndata: y\ndata: z\n\n"
 
 
-class _FakeLlama:
-    """A loaded model's engine without llama.cpp (server.residency.loading.ModelEngine): always idle, closed when
-    unloaded."""
-
-    n_slots = 1
-
-    def __init__(self, name: str):
-        self.name = name
-        self.closed = False
-
-    def close(self, free=None) -> None:
-        self.closed = True
-
-    def idle(self) -> bool:
-        return True
-
-    def alive(self) -> bool:
-        return not self.closed
-
-    def occupancy(self) -> tuple[int, int]:
-        return 0, 0
-
-
 def _fake_registry(models_dir: Path, max_loaded: int):
-    loads: list[_FakeLlama] = []
+    loads: list[FakeLlama] = []
 
     def loader(model):
-        loads.append(_FakeLlama(model.id))
+        loads.append(FakeLlama(model.id))
         return LoadedModel(model=model, engine=loads[-1], n_ctx=64)
 
     settings = Settings(models_dir=str(models_dir), max_loaded_models=max_loaded)
@@ -312,7 +290,7 @@ def test_health_answers_while_a_model_is_loading(models_dir):
     def slow_loader(model):
         loading.set()
         finish.wait(10)
-        return LoadedModel(model=model, engine=_FakeLlama(model.id), n_ctx=64)
+        return LoadedModel(model=model, engine=FakeLlama(model.id), n_ctx=64)
 
     settings = Settings(models_dir=str(models_dir))
     registry = Residency(settings, loader=slow_loader, estimator=lambda model: 1, budget_bytes=1 << 30)
