@@ -2,7 +2,6 @@
 (a front of our own that issues tokens, over the real registry); config.json parsing."""
 from __future__ import annotations
 
-import base64
 import json
 import time
 
@@ -15,8 +14,7 @@ from scripts.gguf_files import sha256_file
 from tests.pull_fixtures import KiB, proxy_settings, pull, pull_error
 from scripts.registry import DMR_GGUF, TITLE
 from tests.registry import BearerFront, running_registry
-
-USER, PASSWORD = "puller", "s3cret-pw"
+from tests.registry_clients import PASSWORD, USER, auth_file, basic_entry
 
 
 @pytest.fixture(scope="module")
@@ -29,16 +27,6 @@ def basic_registry(tmp_path_factory):
 def open_registry(tmp_path_factory):
     with running_registry(tmp_path_factory.mktemp("open-registry")) as running:
         yield running
-
-
-def auth_file(tmp_path, entries: dict) -> str:
-    path = tmp_path / "config.json"
-    path.write_text(json.dumps({"auths": entries}))
-    return str(path)
-
-
-def basic_entry(user: str, password: str) -> dict:
-    return {"auth": base64.b64encode(f"{user}:{password}".encode()).decode()}
 
 
 @pytest.fixture

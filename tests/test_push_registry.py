@@ -8,12 +8,10 @@ import shutil
 import pytest
 
 from scripts.gguf_files import sha256_file
-from tests.pull_fixtures import KiB, ndjson, pull
+from tests.pull_fixtures import KiB, pull
 from scripts.registry import DMR_CONFIG, DMR_GGUF, OCI_MANIFEST, TITLE
 from tests.registry import registry, running_registry  # noqa: F401 - registry: the fixture
-from tests.test_pull_registry_auth import PASSWORD, USER, auth_file, basic_entry
-
-REPO = "acme/tiny-GGUF"
+from tests.registry_clients import PASSWORD, USER, auth_file, basic_entry, install, push
 
 
 @pytest.fixture(scope="module")
@@ -22,25 +20,10 @@ def basic_registry(tmp_path_factory):
         yield running
 
 
-def push(client, **body) -> list[dict]:
-    response = client.post("/v1/api/push", json=body)
-    assert response.status_code == 200, response.get_data(as_text=True)
-    return ndjson(response)
-
-
 def upload_posts(registry, repo: str) -> int:
     """Upload sessions the registry started for `repo`, from its access log."""
     log = (registry.storage.parent / "registry.log").read_text(errors="replace")
     return len(re.findall(rf'"POST /v2/{re.escape(repo)}/blobs/uploads/', log))
-
-
-def install(hub, client, make_gguf, files: dict[str, int]) -> dict[str, str]:
-    """Pull files from the fake Hub; their sha256 by name."""
-    sources = {name: make_gguf(name, size) for name, size in files.items()}
-    hub.add_repo(REPO, files=sources)
-    for name in files:
-        assert pull(client, model=REPO, filename=name)[-1]["status"] == "complete"
-    return {name: sha256_file(path) for name, path in sources.items()}
 
 
 def test_push_then_pull_back_gives_the_same_bytes_and_a_second_push_sends_no_blob(

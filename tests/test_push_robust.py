@@ -9,10 +9,10 @@ from urllib.parse import unquote
 from proxy.services import services_of
 from scripts.gguf_files import sha256_file
 from tests.fakes.relay import FaultRelay
-from tests.pull_fixtures import KiB, ndjson, pull
+from tests.pull_fixtures import REPO, KiB, ndjson, pull
 from scripts.registry import DMR_GGUF, TITLE
 from tests.registry import registry  # noqa: F401 - registry: the fixture
-from tests.test_push_registry import REPO, install, push
+from tests.registry_clients import PASSWORD, USER, auth_file, basic_entry, install, push
 
 CHUNK = 64 * KiB
 
@@ -152,7 +152,6 @@ def test_a_file_pulled_from_another_repository_of_the_registry_is_mounted_not_up
 def test_a_bearer_registry_is_asked_for_a_token_that_may_read_the_mount_source(
         registry, make_app, make_gguf, models_dir, tmp_path):
     from tests.registry import BearerFront
-    from tests.test_pull_registry_auth import PASSWORD, USER, auth_file, basic_entry
     model = make_gguf("tokmount.gguf", 64 * KiB)
     registry.publish("ai/tok-origin", "v1", [(model, DMR_GGUF, {TITLE: "tokmount-Q4_0.gguf"})])
     with BearerFront(registry, users={USER: PASSWORD}, push=True) as front:
