@@ -6,10 +6,7 @@ and validation, never on the words."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
-from pathlib import Path
 
 import anthropic
 import jsonschema
@@ -17,19 +14,15 @@ import ollama
 import openai
 import pytest
 
+from tests.gemma_models import GEMMA, WEATHER_SCHEMA, gemma_folder, with_template
 from tests.helpers import REPO_ROOT, stack_dirs
 
 sys.path.insert(0, str(REPO_ROOT / "scripts"))
 
 from stack import backend, proxy  # noqa: E402
 
-GEMMA = "gemma-3-270m-Q4_K_M"
 TOOLED = "gemma-tools-Q4_K_M"
 KEY = "agents-e2e-key"
-# Enums keep a forced call short: a base model fills free strings and numbers at length.
-WEATHER_SCHEMA = {"type": "object", "properties": {"city": {"type": "string", "enum": ["Oslo", "Paris"]},
-                                                  "unit": {"type": "string", "enum": ["C", "F"]}},
-                  "required": ["city"], "additionalProperties": False}
 HI = [{"role": "user", "content": "Say hi"}]
 # Greedy, so a forced call is written tersely (sampled, the grammar's optional whitespace can fill the limit).
 GREEDY = {"temperature": 0}
@@ -63,20 +56,11 @@ For each function call, return a json object within <tool_call></tool_call> XML 
 {% endif %}"""
 
 
-def with_template(source: Path, target: Path, template: str) -> None:
-    """A copy of `source` whose GGUF metadata carries `template` (gguf's own gguf_new_metadata)."""
-    template_file = target.with_suffix(".jinja")
-    template_file.write_text(template)
-    subprocess.run([sys.executable, "-m", "gguf.scripts.gguf_new_metadata", str(source), str(target),
-                    "--chat-template-file", str(template_file), "--force"], check=True, capture_output=True)
-    template_file.unlink()
-
-
 @pytest.fixture(scope="module")
 def url(tmp_path_factory, gemma_gguf):
     folder = tmp_path_factory.mktemp("agents")
     models, logs = stack_dirs(folder)
-    os.link(gemma_gguf, models / f"{GEMMA}.gguf")
+    gemma_folder(gemma_gguf, models, GEMMA)
     with_template(gemma_gguf, models / f"{TOOLED}.gguf", TOOLS_TEMPLATE)
     with backend(models, logs) as backend_url, \
             proxy(models, logs, "http://127.0.0.1:9", backend_url, env={"PROXY_API_KEY": KEY}) as (proxy_url, _):

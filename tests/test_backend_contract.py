@@ -4,7 +4,6 @@ reads (its /metrics, residency routes, Ollama's listings and embeddings)."""
 from __future__ import annotations
 
 import contextlib
-import os
 from typing import Iterator
 
 import jsonschema
@@ -14,6 +13,7 @@ import requests
 from server.app import create_app
 from server.settings import Settings
 from tests.fakes import backend as fake_backend
+from tests.gemma_models import gemma_folder
 from tests.helpers import serving
 
 GEMMA_ID = "gemma-3-270m-Q4_K_M"
@@ -82,8 +82,7 @@ def backend(request, tmp_path_factory) -> Iterator[dict]:
             yield {"url": url, "model": GEMMA_ID, "too_large": (url, "too-big-model")}
         return
     gemma = request.getfixturevalue("gemma_gguf")
-    folder = tmp_path_factory.mktemp("contract")
-    os.symlink(gemma, folder / gemma.name)
+    folder = gemma_folder(gemma, tmp_path_factory.mktemp("contract"))
     with real_backend(folder) as url, real_backend(folder, max_model_memory="1MiB") as small:
         yield {"url": url, "model": GEMMA_ID, "too_large": (small, GEMMA_ID)}
 

@@ -7,13 +7,13 @@ at once (a 4-token answer takes ~0.2 s) instead of waiting behind the abandoned 
 """
 from __future__ import annotations
 
-import os
 import threading
 import time
 
 import pytest
 import requests
 
+from tests.gemma_models import gemma_folder
 from tests.helpers import PROXY_GUNICORN, free_port, running_process, slots_busy, wait_until
 
 GEMMA_ID = "gemma-3-270m-Q4_K_M"
@@ -27,9 +27,7 @@ SHORT = {"model": GEMMA_ID, "prompt": "Hello", "max_tokens": 4, "temperature": 0
 def stack(tmp_path_factory, gemma_gguf):
     """URLs of the backend and of a proxy in front of it whose BACKEND_TIMEOUT_S is short."""
     tmp = tmp_path_factory.mktemp("cancel")
-    models = tmp / "models"
-    models.mkdir()
-    os.symlink(gemma_gguf, models / gemma_gguf.name)
+    models = gemma_folder(gemma_gguf, tmp / "models")
     backend_port, proxy_port = free_port(), free_port()
     backend_url, proxy_url = f"http://127.0.0.1:{backend_port}", f"http://127.0.0.1:{proxy_port}"
     # One thread: two OpenMP threads on cores shared with other work slow down tenfold at their barriers.

@@ -1,7 +1,6 @@
 """End to end on the real Gemma 3 270M model: fake Hub -> proxy pull -> backend serves it."""
 from __future__ import annotations
 
-import json
 import shutil
 
 import pytest
@@ -9,6 +8,7 @@ import requests
 
 from scripts.gguf_files import sha256_file, write_unloadable_gguf
 from tests.fakes.hub import FakeHub
+from tests.gemma_models import pull_lines
 from tests.helpers import PROXY_GUNICORN, free_port, running_process, stack_dirs
 
 REPO = "google/gemma-3-270m-GGUF"
@@ -37,13 +37,6 @@ def start_proxy(stack):
            "PORT": str(port), "BACKEND_URL": stack["backend_url"]}
     url = f"http://127.0.0.1:{port}"
     return url, running_process(PROXY_GUNICORN, env, url + "/livez", stack["logs"] / "proxy.log")
-
-
-def pull_lines(url: str, body: dict) -> list[dict]:
-    with requests.post(url + "/v1/api/pull", json=body, stream=True, timeout=300) as response:
-        assert response.status_code == 200, response.text
-        assert response.headers["Content-Type"].startswith("application/x-ndjson")
-        return [json.loads(line) for line in response.iter_lines() if line]
 
 
 def test_pulled_gemma_is_listed_and_generates_through_the_proxy(stack):

@@ -7,10 +7,10 @@ import pytest
 import requests
 
 from scripts.gguf_files import sha256_file
+from tests.gemma_models import pull_lines
 from tests.helpers import PROXY_GUNICORN, free_port, running_process, stack_dirs
 from scripts.registry import DMR_GGUF, DOCKER_MANIFEST, OLLAMA_MODEL, TITLE
 from tests.registry import running_registry
-from tests.test_e2e_gemma import pull_lines
 
 
 @pytest.fixture(scope="module")

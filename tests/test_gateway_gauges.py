@@ -6,7 +6,6 @@ answers 503 server_busy with Retry-After while /readyz stays 200."""
 from __future__ import annotations
 
 import json
-import os
 import sys
 import threading
 import time
@@ -21,6 +20,7 @@ from server.app import create_app
 from server.engine.gauges import EngineCounters, EngineLoad, model_stats
 from server.engine.prompt_cache import BLOCK_TOKENS
 from server.settings import Settings
+from tests.gemma_models import gemma_folder
 from tests.helpers import REPO_ROOT, stack_dirs, wait_until
 from tests.metrics_text import families
 
@@ -37,7 +37,7 @@ SCRAPE_INTERVAL_S = 0.05  # how often the endpoint picker scrapes a model server
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory, gemma_gguf):
     models, logs = stack_dirs(tmp_path_factory.mktemp("gateway"))
-    os.symlink(gemma_gguf, models / gemma_gguf.name)
+    gemma_folder(gemma_gguf, models)
     settings = {"PARALLEL": str(PARALLEL), "MAX_QUEUE": str(MAX_QUEUE), "N_CTX": str(N_CTX)}
     with backend(models, logs, settings) as backend_url, \
             proxy(models, logs, "http://127.0.0.1:9", backend_url) as (url, _):
@@ -195,7 +195,7 @@ def test_a_full_queue_answers_503_with_retry_after_while_readyz_stays_ready(stac
 def test_stats_answer_while_the_engine_holds_its_lock_and_its_thread(tmp_path, gemma_gguf):
     """What a scrape asks never waits on the engine: not on its lock (held around admissions and releases), not
     on its thread (busy with a decode step or a task)."""
-    os.symlink(gemma_gguf, tmp_path / gemma_gguf.name)
+    gemma_folder(gemma_gguf, tmp_path)
     app = create_app(Settings(models_dir=str(tmp_path), parallel=PARALLEL, n_ctx=N_CTX))
     client = app.test_client()
     try:

@@ -16,6 +16,7 @@ import pytest
 import requests
 
 from core.wire import TIMEOUT_HEADER
+from tests.gemma_models import gemma_folder
 from tests.helpers import PROXY_GUNICORN, REPO_ROOT, free_port, running_process, slots_busy, stack_dirs, wait_until
 
 MODEL = "gemma-3-270m-Q4_K_M"
@@ -27,7 +28,7 @@ HI = [{"role": "user", "content": "Say hi"}]
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory, gemma_gguf):
     models, logs = stack_dirs(tmp_path_factory.mktemp("hardening"))
-    os.symlink(gemma_gguf, models / gemma_gguf.name)
+    gemma_folder(gemma_gguf, models)
     backend_port, port = free_port(), free_port()
     backend_url, url = f"http://127.0.0.1:{backend_port}", f"http://127.0.0.1:{port}"
     backend_env = {"MODELS_DIR": str(models), "BACKEND_PORT": str(backend_port), "N_CTX": "1024", "PARALLEL": "2",
@@ -197,8 +198,7 @@ def _running_ids(stack) -> list[str]:
 
 
 def test_a_pinned_model_deleted_is_still_listed_and_can_be_unloaded(stack, gemma_gguf):
-    pinned = stack["models"] / "pinned-Q4_K_M.gguf"
-    os.symlink(gemma_gguf, pinned)
+    pinned = gemma_folder(gemma_gguf, stack["models"], "pinned-Q4_K_M") / "pinned-Q4_K_M.gguf"
     assert _post(stack, "/v1/api/load", {"model": "pinned-Q4_K_M", "keep_alive": -1}, headers=AUTH).status_code == 200
     pinned.unlink()
     ps = [m["name"] for m in requests.get(stack["url"] + "/api/ps", timeout=30).json()["models"]]

@@ -5,7 +5,6 @@ shapes llama-server's clients read, never the words."""
 from __future__ import annotations
 
 import json
-import os
 import sys
 
 import ollama
@@ -14,6 +13,7 @@ import pytest
 import requests
 
 from tests.fim_gguf import GEMMA_FIM_IDS, write_fim_copy
+from tests.gemma_models import gemma_folder
 from tests.helpers import REPO_ROOT, stack_dirs
 
 sys.path.insert(0, str(REPO_ROOT / "scripts"))
@@ -29,7 +29,7 @@ FEW = 3  # tokens to generate: enough to see the shapes
 @pytest.fixture(scope="module")
 def url(tmp_path_factory, gemma_gguf):
     models, logs = stack_dirs(tmp_path_factory.mktemp("llama-server"))
-    os.link(gemma_gguf, models / f"{PLAIN}.gguf")
+    gemma_folder(gemma_gguf, models, PLAIN)
     write_fim_copy(gemma_gguf, models / f"{FIM}.gguf")
     env = {"MAX_LOADED_MODELS": "2", "PARALLEL": "2", "N_CTX": "1024"}
     with backend(models, logs, env) as backend_url, proxy(models, logs, "http://127.0.0.1:9", backend_url) as (url, _):

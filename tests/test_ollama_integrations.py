@@ -6,7 +6,6 @@ check what the server did (contexts, counts, shapes, parsed JSON), not the words
 from __future__ import annotations
 
 import json
-import os
 import re
 import sys
 import time
@@ -18,6 +17,7 @@ import requests
 
 from server.chat.shown import GEMMA
 from tests.fim_gguf import write_fim_copy
+from tests.gemma_models import gemma_folder
 from tests.helpers import REPO_ROOT, stack_dirs, wait_until
 
 sys.path.insert(0, str(REPO_ROOT / "scripts"))
@@ -37,7 +37,7 @@ CONTINUE_PARAMETER = re.compile(r'^(\S+)\s+((?:".*")|\S+)$')
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory, gemma_gguf):
     models, logs = stack_dirs(tmp_path_factory.mktemp("ollama-integrations"))
-    os.link(gemma_gguf, models / gemma_gguf.name)
+    gemma_folder(gemma_gguf, models)
     write_fim_copy(gemma_gguf, models / f"{FIM_MODEL}.gguf")  # only shown, never loaded
     with backend(models, logs) as backend_url, \
             proxy(models, logs, "http://127.0.0.1:9", backend_url, {"PROXY_API_KEY": KEY}) as (url, _):

@@ -10,7 +10,6 @@ greedy answer is the cold one, token for token.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -20,6 +19,7 @@ from scripts import stack
 from server.app import create_app
 from server.engine.prompt_cache import BLOCK_TOKENS
 from server.settings import Settings
+from tests.gemma_models import gemma_folder
 
 MODEL, OTHER_MODEL = "gemma-3-270m-Q4_K_M", "gemma-other"
 SYSTEM = " ".join(f"Rule {i}: greet the guest, name dish {i} and its price of {i * 3} euros." for i in range(14))
@@ -30,8 +30,7 @@ OTHER_SYSTEM = " ".join(f"Fact {i}: the river {i} flows north for {i * 11} km." 
 def models_dir(tmp_path, gemma_gguf) -> Path:
     """Gemma under two names that the proxy's records give different sha256s: two models to the cache."""
     size = gemma_gguf.stat().st_size
-    for name in (MODEL, OTHER_MODEL):
-        os.symlink(gemma_gguf, tmp_path / f"{name}.gguf")
+    gemma_folder(gemma_gguf, tmp_path, MODEL, OTHER_MODEL)
     records = [{"filename": f"{name}.gguf", "sha256": digit * 64, "size": size}
                for name, digit in ((MODEL, "a"), (OTHER_MODEL, "b"))]
     (tmp_path / ".proxy").mkdir()

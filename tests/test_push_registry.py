@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 
 import pytest
 
 from scripts.gguf_files import sha256_file
+from tests.gemma_models import gemma_folder
 from tests.pull_fixtures import KiB, pull
 from scripts.registry import DMR_CONFIG, DMR_GGUF, OCI_MANIFEST, TITLE
 from tests.registry import registry, running_registry  # noqa: F401 - registry: the fixture
@@ -146,13 +146,8 @@ def test_bearer_registry_gets_a_pull_push_token_and_the_push_pulls_back(
 
 
 def test_the_real_gemma_round_trips_with_its_gguf_details(registry, make_app, gemma_gguf, models_dir, tmp_path):
-    import os
     client = make_app(insecure_registries=(registry.host,), docker_config=str(tmp_path / "none")).test_client()
-    models_dir.mkdir(parents=True, exist_ok=True)
-    try:  # installed by hand: no provenance, so the push hashes it and scans its header
-        os.link(gemma_gguf, models_dir / gemma_gguf.name)
-    except OSError:
-        shutil.copyfile(gemma_gguf, models_dir / gemma_gguf.name)
+    gemma_folder(gemma_gguf, models_dir)  # installed by hand: no provenance, so the push hashes it and scans its header
     target = f"oci://{registry.host}/ai/gemma3:270m"
     assert push(client, model=gemma_gguf.name, target=target)[-1]["status"] == "complete"
     manifest = json.loads(registry_get(registry, "ai/gemma3", "270m"))

@@ -2,7 +2,6 @@
 budget, 507 model_too_large before any load, pinned models, and never an unload under a running request."""
 from __future__ import annotations
 
-import os
 import threading
 import time
 from pathlib import Path
@@ -12,6 +11,7 @@ import pytest
 from server.app import create_app
 from server.residency.loading import estimate
 from server.settings import Settings
+from tests.gemma_models import gemma_folder
 from tests.helpers import rss_bytes, wait_until
 
 A, B = "gemma-a-Q4_K_M", "gemma-b-Q4_K_M"
@@ -19,9 +19,7 @@ A, B = "gemma-a-Q4_K_M", "gemma-b-Q4_K_M"
 
 @pytest.fixture
 def models_dir(tmp_path, gemma_gguf) -> Path:
-    for name in (A, B):  # two models, the same bytes
-        os.symlink(gemma_gguf, tmp_path / f"{name}.gguf")
-    return tmp_path
+    return gemma_folder(gemma_gguf, tmp_path, A, B)  # two models, the same bytes
 
 
 def _settings(models_dir: Path, **changes) -> Settings:

@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
-from pathlib import Path
 
 import pytest
 
 from server.app import create_app
 from server.settings import Settings
+from tests.gemma_models import gemma_folder
 
 GEMMA_ID = "gemma-3-270m-Q4_K_M"
 COUNTING = {"model": GEMMA_ID, "prompt": "1, 2, 3, 4, 5,", "max_tokens": 24}
@@ -24,8 +23,7 @@ def first_answer(tmp_path_factory, gemma_gguf):
     """`first_answer(path, body)`: the JSON answer of a fresh backend (its own models folder, so no prompt
     cache is shared) to its first request."""
     def answer(path: str, body: dict) -> dict:
-        folder = tmp_path_factory.mktemp("fresh")
-        os.symlink(gemma_gguf, folder / gemma_gguf.name)
+        folder = gemma_folder(gemma_gguf, tmp_path_factory.mktemp("fresh"))
         app = create_app(Settings(models_dir=str(folder), n_ctx=512, parallel=1))
         try:
             response = app.test_client().post(path, json=body)
@@ -81,8 +79,7 @@ def test_top_k_1_and_a_tiny_top_p_sample_what_greedy_decoding_picks(first_answer
 
 @pytest.fixture(scope="module")
 def client(tmp_path_factory, gemma_gguf):
-    folder = tmp_path_factory.mktemp("stats-models")
-    os.symlink(gemma_gguf, folder / gemma_gguf.name)
+    folder = gemma_folder(gemma_gguf, tmp_path_factory.mktemp("stats-models"))
     app = create_app(Settings(models_dir=str(folder), n_ctx=512))
     yield app.test_client()
     app.extensions["backend"].residency.close()

@@ -4,24 +4,17 @@ from __future__ import annotations
 import json
 import os
 import threading
-from pathlib import Path
 
 import llama_cpp
 import pytest
 
 from server.app import create_app
 from server.settings import Settings
+from tests.gemma_models import models_dir, sse_events  # noqa: F401  models_dir: the module's Gemma folder
 from tests.helpers import wait_until
 
 GEMMA_ID = "gemma-3-270m-Q4_K_M"
 GEMMA_ALIAS = "gemma-3-270m"
-
-
-@pytest.fixture(scope="module")
-def models_dir(tmp_path_factory, gemma_gguf) -> Path:
-    folder = tmp_path_factory.mktemp("models")
-    os.symlink(gemma_gguf, folder / gemma_gguf.name)
-    return folder
 
 
 @pytest.fixture(scope="module")
@@ -34,16 +27,6 @@ def app(models_dir):
 @pytest.fixture
 def client(app):
     return app.test_client()
-
-
-def sse_events(body: str) -> list[str]:
-    """The data of each SSE event, multi-line data joined with newlines as the SSE standard says."""
-    events = []
-    for block in body.split("\n\n"):
-        lines = [line[len("data: "):] for line in block.split("\n") if line.startswith("data: ")]
-        if lines:
-            events.append("\n".join(lines))
-    return events
 
 
 def test_generate_returns_the_whole_response(client):

@@ -1,18 +1,16 @@
 """Prompt-prefix reuse stays correct with the sliding-window KV cache (SWA_FULL off, the default)."""
 from __future__ import annotations
 
-import os
-
 import pytest
 
 from server.app import create_app
 from server.settings import Settings
+from tests.gemma_models import gemma_folder
 
 
 @pytest.fixture(scope="module")
 def client(tmp_path_factory, gemma_gguf):
-    folder = tmp_path_factory.mktemp("cache-models")
-    os.symlink(gemma_gguf, folder / gemma_gguf.name)
+    folder = gemma_folder(gemma_gguf, tmp_path_factory.mktemp("cache-models"))
     # A small batch keeps the window cache small (window + batch), so one long prompt overflows it.
     app = create_app(Settings(models_dir=str(folder), n_ctx=2048, n_batch=64))
     yield app.test_client()

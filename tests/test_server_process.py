@@ -5,22 +5,15 @@ import os
 import shutil
 import threading
 import time
-from pathlib import Path
 
 import openai
 import pytest
 import requests
 
+from tests.gemma_models import models_dir  # noqa: F401  the module's Gemma folder
 from tests.helpers import free_port, running_process, slots_busy, wait_until
 
 GEMMA_ID = "gemma-3-270m-Q4_K_M"
-
-
-@pytest.fixture(scope="module")
-def models_dir(tmp_path_factory, gemma_gguf) -> Path:
-    folder = tmp_path_factory.mktemp("process-models")
-    os.symlink(gemma_gguf, folder / gemma_gguf.name)
-    return folder
 
 
 @pytest.fixture(scope="module")

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 
 import pytest
 import requests
 
 from tests.fakes.hub import FakeHub
+from tests.gemma_models import gemma_folder
 from tests.helpers import PROXY_GUNICORN, free_port, running_process
 
 REPO = "google/gemma-3-270m-GGUF"
@@ -28,10 +28,7 @@ def hub(gemma_gguf):
 def stack(tmp_path, hub, gemma_gguf, max_loaded: int):
     """Backend (MAX_LOADED_MODELS=max_loaded) and proxy over a MODELS_DIR holding SERVING and OTHER; the
     proxy's URL and the backend's."""
-    models = tmp_path / "models"
-    models.mkdir()
-    for name in (SERVING, OTHER):
-        os.symlink(gemma_gguf, models / f"{name}.gguf")
+    models = gemma_folder(gemma_gguf, tmp_path / "models", SERVING, OTHER)
     backend_port, proxy_port = free_port(), free_port()
     backend_url, proxy_url = f"http://127.0.0.1:{backend_port}", f"http://127.0.0.1:{proxy_port}"
     common = {"MODELS_DIR": str(models), "HOST": "127.0.0.1"}

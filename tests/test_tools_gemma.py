@@ -7,7 +7,6 @@ on the words."""
 from __future__ import annotations
 
 import json
-import os
 import sys
 
 import jsonschema
@@ -15,8 +14,8 @@ import openai
 import pytest
 import requests
 
+from tests.gemma_models import GEMMA, WEATHER_SCHEMA, gemma_folder, with_template
 from tests.helpers import REPO_ROOT, stack_dirs
-from tests.test_agents_sdk import GEMMA, WEATHER_SCHEMA, with_template
 
 sys.path.insert(0, str(REPO_ROOT / "scripts"))
 
@@ -39,7 +38,7 @@ SHORT = {"max_tokens": 40, "temperature": 0, "parallel_tool_calls": False}
 def stack(tmp_path_factory, gemma_gguf):
     folder = tmp_path_factory.mktemp("tools")
     models, logs = stack_dirs(folder)
-    os.link(gemma_gguf, models / f"{GEMMA}.gguf")
+    gemma_folder(gemma_gguf, models, GEMMA)
     template = (REPO_ROOT / "tests" / "data" / "chat_templates" / "Qwen-Qwen2.5-7B-Instruct.jinja").read_text()
     with_template(gemma_gguf, models / f"{QWEN}.gguf", template)
     with backend(models, logs, {"PARALLEL": "2", "N_CTX": "2048"}) as backend_url, \
