@@ -7,6 +7,9 @@ from pathlib import Path
 import pytest
 
 GEMMA_FILENAME = "gemma-3-270m-Q4_K_M.gguf"
+# How a module starts the proxy, the backend or a fake of either as processes, spelled as it calls them.
+PROCESS_STARTS = ("running_process(", "Popen(", "stack.backend(", "stack.proxy(", "proxy_process(", "fake_backend(",
+                  "fake_backend_process(")
 
 
 @pytest.fixture(scope="session")
@@ -36,5 +39,5 @@ def pytest_collection_modifyitems(items) -> None:
             item.add_marker(pytest.mark.gemma)
         if "tests.registry import" in source or "running_registry" in source or "registry_process" in source:
             item.add_marker(pytest.mark.registry)
-        if any(starts in source for starts in ("running_process(", "Popen(", "stack.backend(", "stack.proxy(")):
+        if any(starts in source for starts in PROCESS_STARTS):
             item.add_marker(pytest.mark.process)
