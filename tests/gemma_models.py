@@ -1,5 +1,5 @@
 """The real Gemma in a models folder, and what the modules testing on it share: its model id, a copy with another
-chat template, a module's Gemma folder, and readers of SSE and pull streams.
+chat template, a module's Gemma folder, and the NDJSON lines of a pull through the proxy.
 
 The file itself is conftest's session fixture `gemma_gguf` (assembled once); a test links it into the folder it
 serves from under the names it needs, never copies it.
@@ -48,16 +48,6 @@ def with_template(source: Path, target: Path, template: str) -> None:
 def models_dir(tmp_path_factory, gemma_gguf) -> Path:
     """A module's own folder holding Gemma alone (a module imports it in place of pull_fixtures' models_dir)."""
     return gemma_folder(gemma_gguf, tmp_path_factory.mktemp("models"))
-
-
-def sse_events(body: str) -> list[str]:
-    """The data of each SSE event, multi-line data joined with newlines as the SSE standard says."""
-    events = []
-    for block in body.split("\n\n"):
-        lines = [line[len("data: "):] for line in block.split("\n") if line.startswith("data: ")]
-        if lines:
-            events.append("\n".join(lines))
-    return events
 
 
 def pull_lines(url: str, body: dict) -> list[dict]:

@@ -1,5 +1,6 @@
-"""Small helpers the tests share: a missing tool, folders for a stack, servers in a thread; free ports, waiting for
-HTTP and running a service as a process are scripts/processes.py's, which the benchmarks use too."""
+"""Small helpers the tests share: a missing tool, waiting for a condition, folders for a stack, servers in a thread,
+SSE data; free ports, waiting for HTTP and running a service as a process are scripts/processes.py's, which the
+benchmarks use too."""
 from __future__ import annotations
 
 import contextlib
@@ -100,3 +101,12 @@ def serving(app) -> Iterator[str]:
     with served(make_server("127.0.0.1", 0, app, threaded=True)) as server:
         yield f"http://127.0.0.1:{server.server_port}"
 
+
+def sse_events(body: str) -> list[str]:
+    """The data of each SSE event, multi-line data joined with newlines as the SSE standard says."""
+    events = []
+    for block in body.split("\n\n"):
+        lines = [line[len("data: "):] for line in block.split("\n") if line.startswith("data: ")]
+        if lines:
+            events.append("\n".join(lines))
+    return events

@@ -12,8 +12,8 @@ import pytest
 
 from server.app import create_app
 from server.settings import Settings
-from tests.gemma_models import models_dir, sse_events  # noqa: F401  models_dir: the module's Gemma folder
-from tests.helpers import rss_bytes, wait_until
+from tests.gemma_models import models_dir  # noqa: F401  the module's Gemma folder
+from tests.helpers import rss_bytes, sse_events, wait_until
 
 MODEL = "gemma-3-270m"
 

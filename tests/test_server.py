@@ -10,8 +10,8 @@ import pytest
 
 from server.app import create_app
 from server.settings import Settings
-from tests.gemma_models import models_dir, sse_events  # noqa: F401  models_dir: the module's Gemma folder
-from tests.helpers import wait_until
+from tests.gemma_models import models_dir  # noqa: F401  the module's Gemma folder
+from tests.helpers import sse_events, wait_until
 
 GEMMA_ID = "gemma-3-270m-Q4_K_M"
 GEMMA_ALIAS = "gemma-3-270m"
