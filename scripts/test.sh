@@ -10,7 +10,7 @@ if ! command -v docker-registry >/dev/null || ! command -v htpasswd >/dev/null; 
     apt-get install -y -qq docker-registry apache2-utils >/dev/null 2>&1 \
       || { apt-get update -qq && apt-get install -y -qq docker-registry apache2-utils >/dev/null; }
   else
-    echo "docker-registry or htpasswd missing (apt-get install docker-registry apache2-utils): registry tests skip" >&2
+    echo "docker-registry or htpasswd missing (apt-get install docker-registry apache2-utils): the registry tests will fail" >&2
   fi
 fi
 # llama.cpp's own tools, from the one build _setup.sh made: llama-completion for tests/test_llama_hf.py.
