@@ -31,22 +31,32 @@ def fake_hub(repos: dict[str, Path], log_dir: Path, throttle_bps: int | None = N
 
 @contextlib.contextmanager
 def backend(models_dir: Path, log_dir: Path, env: dict | None = None) -> Iterator[str]:
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    full_env = {"MODELS_DIR": str(models_dir), "BACKEND_PORT": str(port), "HOST": "127.0.0.1", **(env or {})}
-    with running_process(["-m", "server"], full_env, url + "/health", log_dir / "backend.log", timeout_s=120):
+    """The backend (`python -m server`) on a free port, its log in log_dir/backend.log; yields its URL."""
+    with backend_process(models_dir, log_dir, env) as (url, _):
         yield url
 
 
 @contextlib.contextmanager
-def proxy(models_dir: Path, log_dir: Path, hub_url: str, backend_url: str,
-          env: dict | None = None) -> Iterator[tuple[str, subprocess.Popen]]:
-    """The proxy under gunicorn, as in production; yields its URL and process."""
+def backend_process(models_dir: Path, log_dir: Path, env: dict | None = None) -> Iterator[tuple[str, subprocess.Popen]]:
+    """The backend as `backend` starts it; yields its URL and process (for a test that checks it is alive)."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    full_env = {"MODELS_DIR": str(models_dir), "HF_ENDPOINT": hub_url, "BACKEND_URL": backend_url,
+    full_env = {"MODELS_DIR": str(models_dir), "BACKEND_PORT": str(port), "HOST": "127.0.0.1", **(env or {})}
+    with running_process(["-m", "server"], full_env, url + "/health", log_dir / "backend.log", timeout_s=120) as proc:
+        yield url, proc
+
+
+@contextlib.contextmanager
+def proxy(models_dir: Path, log_dir: Path, hub_url: str | None, backend_url: str, env: dict | None = None,
+          port: int | None = None, log_name: str = "proxy.log") -> Iterator[tuple[str, subprocess.Popen]]:
+    """The proxy under gunicorn, as in production, on `port` (a free one by default), appending to
+    log_dir/log_name; yields its URL and process. No hub_url: HF_ENDPOINT is left as the environment has it."""
+    port = port or free_port()
+    url = f"http://127.0.0.1:{port}"
+    hub = {"HF_ENDPOINT": hub_url} if hub_url else {}
+    full_env = {"MODELS_DIR": str(models_dir), **hub, "BACKEND_URL": backend_url,
                 "HOST": "127.0.0.1", "PORT": str(port), "HF_HUB_DISABLE_TELEMETRY": "1", **(env or {})}
-    with running_process(PROXY_GUNICORN, full_env, url + "/livez", log_dir / "proxy.log") as proc:
+    with running_process(PROXY_GUNICORN, full_env, url + "/livez", log_dir / log_name) as proc:
         yield url, proc
 
 

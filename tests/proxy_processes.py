@@ -13,7 +13,8 @@ from typing import Iterator
 
 import requests
 
-from tests.helpers import PROXY_GUNICORN, fake_backend_process, free_port, running_process
+from scripts import stack
+from tests.helpers import fake_backend_process, free_port
 from tests.pull_fixtures import TOKEN
 
 CHAT = "/v1/chat/completions"
@@ -29,15 +30,11 @@ class Proxy:
 
 @contextlib.contextmanager
 def proxy_process(models_dir: Path, hub, log_path: Path, **env: str) -> Iterator[Proxy]:
-    """A gunicorn proxy on a free port, with HF_TOKEN set, until the block ends (SIGTERM, then SIGKILL)."""
-    port = free_port()
-    settings = {
-        "MODELS_DIR": str(models_dir), "HF_ENDPOINT": hub.url, "BACKEND_URL": f"http://127.0.0.1:{free_port()}",
-        "PORT": str(port), "HOST": "127.0.0.1", "HF_TOKEN": TOKEN, "PROXY_API_KEY": "", "ALLOWED_REPOS": "",
-        "PROXY_THREADS": "8", "PROXY_GRACEFUL_TIMEOUT_S": "10", "LOG_LEVEL": "debug", **env,
-    }
-    url = f"http://127.0.0.1:{port}"
-    with running_process(PROXY_GUNICORN, settings, f"{url}/livez", log_path) as proc:
+    """stack.proxy with HF_TOKEN set and no backend behind it, until the block ends (SIGTERM, then SIGKILL)."""
+    settings = {"HF_TOKEN": TOKEN, "PROXY_API_KEY": "", "ALLOWED_REPOS": "", "PROXY_THREADS": "8",
+                "PROXY_GRACEFUL_TIMEOUT_S": "10", "LOG_LEVEL": "debug", **env}
+    with stack.proxy(models_dir, log_path.parent, hub.url, f"http://127.0.0.1:{free_port()}", settings,
+                     log_name=log_path.name) as (url, proc):
         yield Proxy(url, proc, log_path)
 
 

@@ -13,8 +13,9 @@ import time
 import pytest
 import requests
 
+import scripts.stack
 from tests.gemma_models import gemma_folder
-from tests.helpers import PROXY_GUNICORN, free_port, running_process, slots_busy, wait_until
+from tests.helpers import free_port, slots_busy, wait_until
 
 GEMMA_ID = "gemma-3-270m-Q4_K_M"
 BACKEND_TIMEOUT_S = 3
@@ -28,18 +29,14 @@ def stack(tmp_path_factory, gemma_gguf):
     """URLs of the backend and of a proxy in front of it whose BACKEND_TIMEOUT_S is short."""
     tmp = tmp_path_factory.mktemp("cancel")
     models = gemma_folder(gemma_gguf, tmp / "models")
-    backend_port, proxy_port = free_port(), free_port()
-    backend_url, proxy_url = f"http://127.0.0.1:{backend_port}", f"http://127.0.0.1:{proxy_port}"
     # One thread: two OpenMP threads on cores shared with other work slow down tenfold at their barriers.
     # One slot: the abandoned generation holds it, so the next request is answered at once only if it is freed
     # (and a stream can time out queued behind it).
-    backend_env = {"MODELS_DIR": str(models), "HOST": "127.0.0.1", "BACKEND_PORT": str(backend_port),
-                   "N_CTX": "1024", "N_THREADS": "1", "PARALLEL": "1"}
-    proxy_env = {"MODELS_DIR": str(models), "HOST": "127.0.0.1", "PORT": str(proxy_port),
-                 "BACKEND_URL": backend_url, "BACKEND_TIMEOUT_S": str(BACKEND_TIMEOUT_S),
-                 "HF_ENDPOINT": f"http://127.0.0.1:{free_port()}"}
-    with running_process(["-m", "server"], backend_env, backend_url + "/health", tmp / "backend.log", timeout_s=120), \
-            running_process(PROXY_GUNICORN, proxy_env, proxy_url + "/livez", tmp / "proxy.log"):
+    backend_env = {"N_CTX": "1024", "N_THREADS": "1", "PARALLEL": "1"}
+    proxy_env = {"BACKEND_TIMEOUT_S": str(BACKEND_TIMEOUT_S)}
+    no_hub = f"http://127.0.0.1:{free_port()}"
+    with scripts.stack.backend(models, tmp, backend_env) as backend_url, \
+            scripts.stack.proxy(models, tmp, no_hub, backend_url, proxy_env) as (proxy_url, _):
         requests.post(backend_url + "/v1/completions", json=SHORT, timeout=120).raise_for_status()  # loaded
         yield {"backend": backend_url, "proxy": proxy_url}
 

@@ -6,10 +6,11 @@ import shutil
 import pytest
 import requests
 
+import scripts.stack
 from scripts.gguf_files import sha256_file, write_unloadable_gguf
 from tests.fakes.hub import FakeHub
 from tests.gemma_models import pull_lines
-from tests.helpers import PROXY_GUNICORN, free_port, running_process, stack_dirs
+from tests.helpers import free_port, stack_dirs
 
 REPO = "google/gemma-3-270m-GGUF"
 BROKEN_REPO = "someone/madeup-GGUF"
@@ -23,20 +24,15 @@ def stack(tmp_path_factory, gemma_gguf):
     with FakeHub() as hub:
         hub.add_repo(REPO, files={gemma_gguf.name: gemma_gguf, "README.md": b"# gemma"})
         hub.add_repo(BROKEN_REPO, files={broken.name: broken})
-        backend_port = free_port()
-        backend_url = f"http://127.0.0.1:{backend_port}"
-        backend_env = {"MODELS_DIR": str(models), "BACKEND_PORT": str(backend_port), "HOST": "127.0.0.1"}
-        with running_process(["-m", "server"], backend_env, backend_url + "/health", logs / "backend.log",
-                             timeout_s=120):
+        with scripts.stack.backend(models, logs) as backend_url:
             yield {"hub": hub, "models": models, "logs": logs, "backend_url": backend_url, "gemma": gemma_gguf}
 
 
 def start_proxy(stack):
+    """The proxy's URL and, to enter, the proxy on it (a restart finds the same URL)."""
     port = free_port()
-    env = {"MODELS_DIR": str(stack["models"]), "HF_ENDPOINT": stack["hub"].url, "HOST": "127.0.0.1",
-           "PORT": str(port), "BACKEND_URL": stack["backend_url"]}
-    url = f"http://127.0.0.1:{port}"
-    return url, running_process(PROXY_GUNICORN, env, url + "/livez", stack["logs"] / "proxy.log")
+    return f"http://127.0.0.1:{port}", scripts.stack.proxy(stack["models"], stack["logs"], stack["hub"].url,
+                                                           stack["backend_url"], port=port)
 
 
 def test_pulled_gemma_is_listed_and_generates_through_the_proxy(stack):

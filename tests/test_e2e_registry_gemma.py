@@ -6,9 +6,10 @@ from __future__ import annotations
 import pytest
 import requests
 
+import scripts.stack
 from scripts.gguf_files import sha256_file
 from tests.gemma_models import pull_lines
-from tests.helpers import PROXY_GUNICORN, free_port, running_process, stack_dirs
+from tests.helpers import stack_dirs
 from scripts.registry import DMR_GGUF, DOCKER_MANIFEST, OLLAMA_MODEL, TITLE
 from tests.registry import running_registry
 
@@ -21,14 +22,9 @@ def stack(tmp_path_factory, gemma_gguf):
         registry.publish("library/gemma3", "270m", [(gemma_gguf, OLLAMA_MODEL, None)], DOCKER_MANIFEST,
                          "application/vnd.docker.container.image.v1+json")
         registry.publish("ai/gemma3", "270M-Q4_K_M", [(gemma_gguf, DMR_GGUF, {TITLE: "gemma3-dmr.gguf"})])
-        backend_port, port = free_port(), free_port()
-        backend_url, url = f"http://127.0.0.1:{backend_port}", f"http://127.0.0.1:{port}"
-        with running_process(["-m", "server"], {"MODELS_DIR": str(models), "BACKEND_PORT": str(backend_port),
-                                                "HOST": "127.0.0.1"}, backend_url + "/health",
-                             logs / "backend.log", timeout_s=120):
-            env = {"MODELS_DIR": str(models), "HOST": "127.0.0.1", "PORT": str(port), "BACKEND_URL": backend_url,
-                   "INSECURE_REGISTRIES": registry.host, "DOCKER_CONFIG": str(tmp / "no-docker")}
-            with running_process(PROXY_GUNICORN, env, url + "/livez", logs / "proxy.log"):
+        with scripts.stack.backend(models, logs) as backend_url:
+            env = {"INSECURE_REGISTRIES": registry.host, "DOCKER_CONFIG": str(tmp / "no-docker")}
+            with scripts.stack.proxy(models, logs, None, backend_url, env) as (url, _):
                 yield {"url": url, "registry": registry, "gemma": gemma_gguf, "models": models}
 
 

@@ -15,9 +15,10 @@ import openai
 import pytest
 import requests
 
+import scripts.stack
 from core.wire import TIMEOUT_HEADER
 from tests.gemma_models import gemma_folder
-from tests.helpers import PROXY_GUNICORN, REPO_ROOT, free_port, running_process, slots_busy, stack_dirs, wait_until
+from tests.helpers import REPO_ROOT, free_port, slots_busy, stack_dirs, wait_until
 
 MODEL = "gemma-3-270m-Q4_K_M"
 KEY = "hardening-key"
@@ -29,15 +30,10 @@ HI = [{"role": "user", "content": "Say hi"}]
 def stack(tmp_path_factory, gemma_gguf):
     models, logs = stack_dirs(tmp_path_factory.mktemp("hardening"))
     gemma_folder(gemma_gguf, models)
-    backend_port, port = free_port(), free_port()
-    backend_url, url = f"http://127.0.0.1:{backend_port}", f"http://127.0.0.1:{port}"
-    backend_env = {"MODELS_DIR": str(models), "BACKEND_PORT": str(backend_port), "N_CTX": "1024", "PARALLEL": "2",
-                   "MAX_QUEUE": "0", "MAX_LOADED_MODELS": "2"}
-    with running_process(["-m", "server"], backend_env, backend_url + "/health", logs / "backend.log",
-                         timeout_s=120) as backend:
-        env = {"MODELS_DIR": str(models), "HOST": "127.0.0.1", "PORT": str(port), "BACKEND_URL": backend_url,
-               "PROXY_API_KEY": KEY, "HF_ENDPOINT": f"http://127.0.0.1:{free_port()}"}
-        with running_process(PROXY_GUNICORN, env, url + "/livez", logs / "proxy.log"):
+    backend_env = {"N_CTX": "1024", "PARALLEL": "2", "MAX_QUEUE": "0", "MAX_LOADED_MODELS": "2"}
+    with scripts.stack.backend_process(models, logs, backend_env) as (backend_url, backend):
+        no_hub = f"http://127.0.0.1:{free_port()}"
+        with scripts.stack.proxy(models, logs, no_hub, backend_url, {"PROXY_API_KEY": KEY}) as (url, _):
             yield {"url": url, "backend": backend_url, "pid": backend.pid, "process": backend, "models": models}
 
 

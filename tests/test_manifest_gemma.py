@@ -11,10 +11,11 @@ import time
 import pytest
 import requests
 
+import scripts.stack
 from scripts.gguf_files import random_gguf
 from tests.fakes.hub import FakeHub
 from tests.fakes.hub_faults import Fault
-from tests.helpers import PROXY_GUNICORN, free_port, running_process, stack_dirs
+from tests.helpers import free_port, stack_dirs
 
 GEMMA_REPO, TINY_REPO, TINY = "google/gemma-3-270m-GGUF", "acme/tiny-GGUF", "tiny.Q4_K_M.gguf"
 MANIFEST = f"""models:
@@ -32,22 +33,17 @@ def stack(tmp_path, gemma_gguf):
     with FakeHub() as hub:
         hub.add_repo(GEMMA_REPO, files={gemma_gguf.name: gemma_gguf})
         hub.add_repo(TINY_REPO, files={TINY: random_gguf(tmp_path / TINY, 50_000, seed=3)})
-        backend_port = free_port()
-        backend_url = f"http://127.0.0.1:{backend_port}"
-        backend_env = {"MODELS_DIR": str(models), "BACKEND_PORT": str(backend_port), "HOST": "127.0.0.1"}
-        with running_process(["-m", "server"], backend_env, backend_url + "/health", logs / "backend.log",
-                             timeout_s=120):
+        with scripts.stack.backend(models, logs) as backend_url:
             yield {"hub": hub, "models": models, "logs": logs, "backend_url": backend_url, "gemma": gemma_gguf,
                    "manifest": manifest}
 
 
 def start_proxy(stack):
+    """The proxy's URL and, to enter, the proxy on it (a restart finds the same URL)."""
     port = free_port()
-    env = {"MODELS_DIR": str(stack["models"]), "HF_ENDPOINT": stack["hub"].url, "HOST": "127.0.0.1",
-           "PORT": str(port), "BACKEND_URL": stack["backend_url"], "MODELS_MANIFEST": str(stack["manifest"]),
-           "PULL_STALL_TIMEOUT_S": "300"}
-    url = f"http://127.0.0.1:{port}"
-    return url, running_process(PROXY_GUNICORN, env, url + "/livez", stack["logs"] / "proxy.log")
+    env = {"MODELS_MANIFEST": str(stack["manifest"]), "PULL_STALL_TIMEOUT_S": "300"}
+    return f"http://127.0.0.1:{port}", scripts.stack.proxy(stack["models"], stack["logs"], stack["hub"].url,
+                                                           stack["backend_url"], env, port=port)
 
 
 def states(url: str) -> dict[str, str]:

@@ -11,9 +11,10 @@ import openai
 import pytest
 import requests
 
+import scripts.stack
 from scripts.gguf_files import sha256_file
 from tests.fakes.hub import FakeHub
-from tests.helpers import PROXY_GUNICORN, free_port, running_process, stack_dirs
+from tests.helpers import stack_dirs
 from scripts.registry import DOCKER_MANIFEST, OLLAMA_MODEL
 from tests.registry import running_registry
 
@@ -32,15 +33,9 @@ def stack(tmp_path_factory, gemma_gguf):
         hub.add_repo(REPO, files={gemma_gguf.name: gemma_gguf})
         registry.publish("library/gemma3", "270m", [(gemma_gguf, OLLAMA_MODEL, None)], DOCKER_MANIFEST,
                          "application/vnd.docker.container.image.v1+json")
-        backend_port, port = free_port(), free_port()
-        backend_url, url = f"http://127.0.0.1:{backend_port}", f"http://127.0.0.1:{port}"
-        with running_process(["-m", "server"], {"MODELS_DIR": str(models), "BACKEND_PORT": str(backend_port),
-                                                "HOST": "127.0.0.1"}, backend_url + "/health",
-                             logs / "backend.log", timeout_s=120):
-            env = {"MODELS_DIR": str(models), "HOST": "127.0.0.1", "PORT": str(port), "BACKEND_URL": backend_url,
-                   "HF_ENDPOINT": hub.url, "INSECURE_REGISTRIES": registry.host, "PROXY_API_KEY": KEY,
-                   "DOCKER_CONFIG": str(tmp / "no-docker")}
-            with running_process(PROXY_GUNICORN, env, url + "/livez", logs / "proxy.log"):
+        with scripts.stack.backend(models, logs) as backend_url:
+            env = {"INSECURE_REGISTRIES": registry.host, "PROXY_API_KEY": KEY, "DOCKER_CONFIG": str(tmp / "no-docker")}
+            with scripts.stack.proxy(models, logs, hub.url, backend_url, env) as (url, _):
                 yield {"url": url, "registry": registry, "gemma": gemma_gguf,
                        "client": ollama.Client(host=url, headers={"Authorization": f"Bearer {KEY}"}, timeout=300)}
 

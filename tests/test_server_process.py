@@ -10,19 +10,16 @@ import openai
 import pytest
 import requests
 
+from scripts import stack
 from tests.gemma_models import models_dir  # noqa: F401  the module's Gemma folder
-from tests.helpers import free_port, running_process, slots_busy, wait_until
+from tests.helpers import slots_busy, wait_until
 
 GEMMA_ID = "gemma-3-270m-Q4_K_M"
 
 
 @pytest.fixture(scope="module")
 def server_url(models_dir, tmp_path_factory) -> str:
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = {"MODELS_DIR": str(models_dir), "HOST": "127.0.0.1", "BACKEND_PORT": str(port), "N_CTX": "1024"}
-    log_path = tmp_path_factory.mktemp("logs") / "server.log"
-    with running_process(["-m", "server"], env, f"{url}/health", log_path):
+    with stack.backend(models_dir, tmp_path_factory.mktemp("logs"), {"N_CTX": "1024"}) as url:
         yield url
 
 

@@ -8,9 +8,9 @@ import json
 import pytest
 import requests
 
+import scripts.stack
 from tests.fakes.hub import FakeHub
 from tests.gemma_models import gemma_folder
-from tests.helpers import PROXY_GUNICORN, free_port, running_process
 
 REPO = "google/gemma-3-270m-GGUF"
 PULLED = "gemma-3-270m-Q4_K_M"  # the model the pull installs and smoke-tests
@@ -29,15 +29,9 @@ def stack(tmp_path, hub, gemma_gguf, max_loaded: int):
     """Backend (MAX_LOADED_MODELS=max_loaded) and proxy over a MODELS_DIR holding SERVING and OTHER; the
     proxy's URL and the backend's."""
     models = gemma_folder(gemma_gguf, tmp_path / "models", SERVING, OTHER)
-    backend_port, proxy_port = free_port(), free_port()
-    backend_url, proxy_url = f"http://127.0.0.1:{backend_port}", f"http://127.0.0.1:{proxy_port}"
-    common = {"MODELS_DIR": str(models), "HOST": "127.0.0.1"}
-    backend_env = {**common, "BACKEND_PORT": str(backend_port), "MAX_LOADED_MODELS": str(max_loaded),
-                   "N_CTX": "512"}
-    proxy_env = {**common, "PORT": str(proxy_port), "BACKEND_URL": backend_url, "HF_ENDPOINT": hub.url}
-    with running_process(["-m", "server"], backend_env, backend_url + "/health", tmp_path / "backend.log",
-                         timeout_s=120), \
-            running_process(PROXY_GUNICORN, proxy_env, proxy_url + "/livez", tmp_path / "proxy.log"):
+    backend_env = {"MAX_LOADED_MODELS": str(max_loaded), "N_CTX": "512"}
+    with scripts.stack.backend(models, tmp_path, backend_env) as backend_url, \
+            scripts.stack.proxy(models, tmp_path, hub.url, backend_url) as (proxy_url, _):
         yield proxy_url, backend_url
 
 
