@@ -14,10 +14,11 @@ import pytest
 from proxy.cli.commands import EXIT_UNREACHABLE, CliError, follow, main
 from proxy.cli.progress import PullProgress
 from proxy.models_dir.store import ModelStore
+from scripts import stack
 from scripts.gguf_files import random_gguf
 from tests.cli_runs import API_KEY, cli_env, run_on_terminal
 from tests.fakes.hub import Fault, FakeHub
-from tests.helpers import PROXY_GUNICORN, REPO_ROOT, free_port, running_process
+from tests.helpers import REPO_ROOT, free_port
 
 KB = 1000
 FILES = {  # repo -> (file, size): one repo a test, so each pull really downloads
@@ -43,12 +44,9 @@ def hub(tmp_path_factory):
 def proxy(hub, tmp_path_factory):
     """A real gunicorn proxy; yields (url, MODELS_DIR)."""
     models_dir = tmp_path_factory.mktemp("served") / "models"
-    port = free_port()
-    env = {"MODELS_DIR": str(models_dir), "HF_ENDPOINT": hub.url, "PROXY_API_KEY": API_KEY, "HOST": "127.0.0.1",
-           "PORT": str(port), "BACKEND_URL": f"http://127.0.0.1:{free_port()}", "PULL_CONNECTIONS": "1"}
-    url = f"http://127.0.0.1:{port}"
-    args = PROXY_GUNICORN
-    with running_process(args, env, f"{url}/livez", models_dir.parent / "proxy.log", timeout_s=30):
+    no_backend = f"http://127.0.0.1:{free_port()}"
+    env = {"PROXY_API_KEY": API_KEY, "PULL_CONNECTIONS": "1"}
+    with stack.proxy(models_dir, models_dir.parent, hub.url, no_backend, env) as (url, _):
         yield url, models_dir
 
 

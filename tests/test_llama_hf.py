@@ -10,9 +10,10 @@ import subprocess
 import pytest
 import requests
 
+from scripts import stack
 from scripts.gguf_files import sha256_file
 from tests.fakes.hub import FakeHub
-from tests.helpers import PROXY_GUNICORN, free_port, running_process, stack_dirs
+from tests.helpers import free_port, stack_dirs
 
 REPO = "google/gemma-3-270m-GGUF"
 PROMPT = "The capital of France is"
@@ -31,11 +32,7 @@ def test_llama_cpp_hf_gets_gemma_from_the_proxy_and_generates(tmp_path, gemma_gg
     models, logs = stack_dirs(tmp_path)
     with FakeHub() as hub:
         hub.add_repo(REPO, files={gemma_gguf.name: gemma_gguf})
-        port = free_port()
-        url = f"http://127.0.0.1:{port}"
-        env = {"MODELS_DIR": str(models), "HF_ENDPOINT": hub.url, "HOST": "127.0.0.1", "PORT": str(port),
-               "BACKEND_URL": f"http://127.0.0.1:{free_port()}"}
-        with running_process(PROXY_GUNICORN, env, url + "/livez", logs / "proxy.log"):
+        with stack.proxy(models, logs, hub.url, f"http://127.0.0.1:{free_port()}") as (url, _):
             pulled = requests.post(url + "/v1/api/pull", json={"model": REPO, "stream": False}, timeout=300)
             assert pulled.json()["status"] == "complete", pulled.text
             hub.clear_log()

@@ -7,7 +7,8 @@ import openai
 import pytest
 import requests
 
-from tests.helpers import PROXY_GUNICORN, free_port, running_process
+from scripts import stack
+from tests.helpers import free_port
 
 MESSAGES = [{"role": "user", "content": "hi"}]
 
@@ -16,12 +17,8 @@ MESSAGES = [{"role": "user", "content": "hi"}]
 def proxy_url(tmp_path_factory):
     """A real gunicorn proxy; its backend is a closed port (every refusal here comes before the backend)."""
     folder = tmp_path_factory.mktemp("openai-edges")
-    port = free_port()
-    env = {"MODELS_DIR": str(folder / "models"), "HOST": "127.0.0.1", "PORT": str(port),
-           "BACKEND_URL": f"http://127.0.0.1:{free_port()}", "HF_ENDPOINT": f"http://127.0.0.1:{free_port()}"}
-    url = f"http://127.0.0.1:{port}"
-    args = PROXY_GUNICORN
-    with running_process(args, env, f"{url}/livez", folder / "proxy.log", timeout_s=30):
+    no_backend, no_hub = f"http://127.0.0.1:{free_port()}", f"http://127.0.0.1:{free_port()}"
+    with stack.proxy(folder / "models", folder, no_hub, no_backend) as (url, _):
         yield url
 
 
