@@ -133,7 +133,7 @@ def timed(run: Callable[[], int], max_tokens: int) -> float:
 
 def server_env(settings: Settings, port: int) -> dict[str, str]:
     return {
-        "MODELS_DIR": settings.models_dir, "HOST": "127.0.0.1", "BACKEND_PORT": str(port),
+        "MODELS_DIR": settings.models_dir, "BACKEND_HOST": "127.0.0.1", "BACKEND_PORT": str(port),
         "N_THREADS": str(settings.n_threads), "N_CTX": str(settings.n_ctx), "N_BATCH": str(settings.n_batch),
         "FLASH_ATTN": str(settings.flash_attn).lower(), "SWA_FULL": str(settings.swa_full).lower(),
         "LOG_LEVEL": "warning",

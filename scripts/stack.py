@@ -41,7 +41,7 @@ def backend_process(models_dir: Path, log_dir: Path, env: dict | None = None) ->
     """The backend as `backend` starts it; yields its URL and process (for a test that checks it is alive)."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    full_env = {"MODELS_DIR": str(models_dir), "BACKEND_PORT": str(port), "HOST": "127.0.0.1", **(env or {})}
+    full_env = {"MODELS_DIR": str(models_dir), "BACKEND_PORT": str(port), "BACKEND_HOST": "127.0.0.1", **(env or {})}
     with running_process(["-m", "server"], full_env, url + "/health", log_dir / "backend.log", timeout_s=120) as proc:
         yield url, proc
 

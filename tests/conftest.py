@@ -8,8 +8,8 @@ import pytest
 
 GEMMA_FILENAME = "gemma-3-270m-Q4_K_M.gguf"
 # How a module starts the proxy, the backend or a fake of either as processes, spelled as it calls them.
-PROCESS_STARTS = ("running_process(", "Popen(", "stack.backend(", "stack.proxy(", "proxy_process(", "fake_backend(",
-                  "fake_backend_process(")
+PROCESS_STARTS = ("running_process(", "Popen(", "stack.backend(", "stack.backend_process(", "stack.proxy(",
+                  "proxy_process(", "fake_backend(", "fake_backend_process(")
 
 
 @pytest.fixture(scope="session")
