@@ -167,3 +167,27 @@ def test_an_import_for_annotations_only_does_not_count(monkeypatch):
     source = "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from proxy.app import create_app\n"
     monkeypatch.setattr(Path, "read_text", lambda self, *a, **k: source)
     assert upward_imports([REPO_ROOT / "proxy" / "store.py"]) == []
+
+
+def imports_into(paths: list[Path], forbidden: tuple[str, ...]) -> list[str]:
+    """`path:line imports name` for each import of a module under one of the `forbidden` prefixes."""
+    return [f"{path.relative_to(REPO_ROOT)}:{line} imports {target}" for path in paths
+            for line, target in imports_of(path, path.read_text()) if target.startswith(forbidden)]
+
+
+def test_scripts_import_nothing_from_tests():
+    """The benchmarks and the stack stand on their own; the tests may use scripts/, never the other way round."""
+    assert imports_into(sorted((REPO_ROOT / "scripts").glob("*.py")), ("tests.",)) == []
+
+
+def test_no_test_module_imports_another():
+    """Shared helpers and fixtures live in support modules (tests/helpers.py, conftest.py, fakes/...), so running
+    or changing one test module never depends on another."""
+    assert imports_into(sorted((REPO_ROOT / "tests").rglob("*.py")), ("tests.test_",)) == []
+
+
+def test_the_import_checks_see_an_import_inside_a_function(monkeypatch):
+    source = "import os\n\ndef helper():\n    from tests.test_cli import cli_env\n"
+    monkeypatch.setattr(Path, "read_text", lambda self, *a, **k: source)
+    assert imports_into([REPO_ROOT / "tests" / "test_x.py"], ("tests.test_",)) == [
+        "tests/test_x.py:4 imports tests.test_cli.cli_env"]
