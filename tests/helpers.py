@@ -8,6 +8,7 @@ import os
 import subprocess
 import threading
 import time
+import uuid
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -110,3 +111,8 @@ def sse_events(body: str) -> list[str]:
         if lines:
             events.append("\n".join(lines))
     return events
+
+
+def unique(prefix: str) -> str:
+    """`prefix-<8 hex>`, new on every call: names a test can repeat without meeting its earlier runs' state."""
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
