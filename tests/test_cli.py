@@ -50,6 +50,12 @@ def proxy(hub, tmp_path_factory):
         yield url, models_dir
 
 
+def uninstall(models_dir: Path, filename: str) -> None:
+    """The file gone before a pull test, so each run of it (a repeat, a rerun) really downloads: the module's proxy
+    and MODELS_DIR outlive one test."""
+    (models_dir / filename).unlink(missing_ok=True)
+
+
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """`python -m proxy ARGS` as a process, its output captured (a pipe, not a terminal)."""
     return subprocess.run([sys.executable, "-m", "proxy", *args], cwd=REPO_ROOT, env=env or cli_env(),
@@ -78,6 +84,7 @@ def sha256_of(path: Path) -> str:
 
 def test_pull_on_a_terminal_shows_a_bar_with_bytes_rate_and_eta(proxy, hub):
     url, models_dir = proxy
+    uninstall(models_dir, "bar.Q4_K_M.gguf")
     status, output = run_on_terminal("pull", "acme/bar-GGUF", "--url", url, env=cli_env())
     assert status == 0, output
     bars = re.findall(r"\rbar\.Q4_K_M\.gguf \[[#.]+\]\s+[\d.]+% ([\d.]+ [kM]B) / (1\.5 MB)  ([\d.]+ [kM]B)/s  "
@@ -91,6 +98,7 @@ def test_pull_on_a_terminal_shows_a_bar_with_bytes_rate_and_eta(proxy, hub):
 
 def test_pull_into_a_pipe_prints_plain_lines(proxy, cli):
     url, models_dir = proxy
+    uninstall(models_dir, "plain.Q4_K_M.gguf")
     result = run_cli("pull", "acme/plain-GGUF:q4_k_m", "plain.Q4_K_M.gguf", "--url", url, "--verify", "checksum")
     assert result.returncode == 0, result.stderr
     assert "\r" not in result.stdout

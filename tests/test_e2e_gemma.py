@@ -38,6 +38,7 @@ def start_proxy(stack):
 def test_pulled_gemma_is_listed_and_generates_through_the_proxy(stack):
     url, proxy = start_proxy(stack)
     with proxy:
+        requests.delete(url + "/v1/api/delete", json={"filename": stack["gemma"].name}, timeout=30)  # a real pull
         lines = pull_lines(url, {"model": REPO})
         assert lines[0] == {"status": "starting", "model": REPO, "filename": stack["gemma"].name}
         assert any(line["status"] == "downloading" for line in lines)

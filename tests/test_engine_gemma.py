@@ -6,6 +6,7 @@ import json
 import re
 import threading
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -157,7 +158,8 @@ def test_long_prompt_is_read_in_chunks_between_the_running_streams_steps(app):
     for thread in threads:
         thread.start()
     wait_until(lambda: client.get("/health").get_json()["slots"]["busy"] == 3, 60, "the three streams generating")
-    long_prompt = " ".join(f"word{i}" for i in range(400))  # 1,491 tokens: 6 chunks of N_BATCH 256
+    # 1,491 tokens or so: 6 chunks of N_BATCH 256; a fresh first word, so no earlier run's cached prefix shortens it.
+    long_prompt = f"{uuid.uuid4().hex} " + " ".join(f"word{i}" for i in range(400))
     began = time.monotonic()
     answer = client.post("/v1/completions", json={"model": MODEL, "prompt": long_prompt, "max_tokens": 1})
     ended = time.monotonic()

@@ -113,6 +113,7 @@ def test_ps_shows_gemma_loaded_and_unload_clears_it(pulled):
 
 def test_delete_gemma(pulled):
     client = pulled["client"]
+    client.pull(HUB_NAME)  # installed, whatever ran before (at once when it already is)
     assert client.delete(HUB_NAME).status == "success"
     assert HUB_NAME not in [m.model for m in client.list().models]
     with pytest.raises(ollama.ResponseError) as gone:
