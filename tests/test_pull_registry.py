@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import uuid
 
 import pytest
 
@@ -11,7 +12,7 @@ from proxy.declared.preload import parse_preload_entry
 from proxy.services import services_of
 from scripts.gguf_files import sha256_file
 from tests.fakes.relay import FaultRelay
-from tests.helpers import REPO_ROOT
+from tests.helpers import REPO_ROOT, unique
 from tests.pull_fixtures import KiB, MiB, pull, pull_error, wait_until
 from scripts.registry import DMR_GGUF, DOCKER_MANIFEST, OLLAMA_MODEL, TITLE
 from tests.registry import registry  # noqa: F401 - registry: the fixture
@@ -64,13 +65,14 @@ def test_digest_reference_names_the_file_with_twelve_hex_digits(registry, regist
 
 
 def test_corrupted_blob_is_checksum_mismatch_and_nothing_installed(registry, registry_app, make_gguf, models_dir):
-    model = make_gguf("c.gguf", 96 * KiB)
-    registry.publish("ai/corrupt", "v1", [(model, DMR_GGUF, {TITLE: "corrupt.gguf"})])
+    repo = unique("ai/corrupt")  # bytes and repository new on each run: the module's registry outlives the test
+    model = make_gguf("c.gguf", 96 * KiB, seed=uuid.uuid4().int >> 64)
+    registry.publish(repo, "v1", [(model, DMR_GGUF, {TITLE: "corrupt.gguf"})])
     blob = registry.blob_path("sha256:" + sha256_file(model))
     data = bytearray(blob.read_bytes())
     data[-10] ^= 0xFF
     blob.write_bytes(bytes(data))
-    lines = pull(registry_app().test_client(), model=f"oci://{registry.host}/ai/corrupt:v1")
+    lines = pull(registry_app().test_client(), model=f"oci://{registry.host}/{repo}:v1")
     assert lines[-1]["status"] == "error" and lines[-1]["code"] == "checksum_mismatch", lines[-1]
     assert not (models_dir / "corrupt.gguf").exists()
 
