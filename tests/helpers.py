@@ -1,10 +1,11 @@
 """Small helpers the tests share: a missing tool, waiting for a condition, folders for a stack, servers in a thread,
-SSE data; free ports, waiting for HTTP and running a service as a process are scripts/processes.py's, which the
+SSE data, a p99; free ports, waiting for HTTP and running a service as a process are scripts/processes.py's, which the
 benchmarks use too."""
 from __future__ import annotations
 
 import contextlib
 import os
+import statistics
 import subprocess
 import threading
 import time
@@ -28,15 +29,24 @@ def unavailable(why: str) -> None:
     pytest.skip(why)
 
 
-def wait_until(predicate: Callable[[], object], timeout_s: float = 10.0, what: str = "condition"):
-    """The first truthy value of `predicate`, polled: a test waits for a condition instead of sleeping for it."""
+def eventually(predicate: Callable[[], object], timeout_s: float, every_s: float = 0.01):
+    """The first truthy value of `predicate`, polled every `every_s` for `timeout_s`; else its last, falsy, value
+    (for a check that reports what went wrong instead of failing the test itself)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         value = predicate()
         if value:
             return value
-        time.sleep(0.01)
-    raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
+        time.sleep(every_s)
+    return predicate()
+
+
+def wait_until(predicate: Callable[[], object], timeout_s: float = 10.0, what: str = "condition"):
+    """The first truthy value of `predicate`, polled: a test waits for a condition instead of sleeping for it."""
+    value = eventually(predicate, timeout_s)
+    if not value:
+        raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
+    return value
 
 
 def wait_served(url: str, headers: dict | None = None, timeout_s: float = 30.0) -> requests.Response:
@@ -116,3 +126,8 @@ def sse_events(body: str) -> list[str]:
 def unique(prefix: str) -> str:
     """`prefix-<8 hex>`, new on every call: names a test can repeat without meeting its earlier runs' state."""
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def p99(values: list[float]) -> float:
+    """The 99th percentile of latencies (inclusive method; one value is its own p99)."""
+    return statistics.quantiles(values, n=100, method="inclusive")[98] if len(values) > 1 else values[0]

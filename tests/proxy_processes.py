@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import statistics
 import threading
 import time
 from dataclasses import dataclass, field
@@ -135,6 +134,3 @@ def probe_latencies(url: str, window_s: float, every_s: float = 0.1) -> list[flo
         time.sleep(every_s)
     return latencies
 
-
-def p99(values: list[float]) -> float:
-    return statistics.quantiles(values, n=100, method="inclusive")[98] if len(values) > 1 else values[0]

@@ -13,7 +13,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Iterator
 
@@ -21,7 +20,7 @@ import pytest
 import requests
 
 from scripts.gguf_files import random_gguf
-from tests.helpers import REPO_ROOT, free_port, stop_process
+from tests.helpers import REPO_ROOT, eventually, free_port, stop_process
 
 START = REPO_ROOT / "docker" / "start.sh"
 STARTUP_TIMEOUT_S = 90.0
@@ -67,15 +66,6 @@ def port_open(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
-def wait_until(condition, timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.1)
-    return condition()
-
-
 class Stack:
     """start.sh running in its own session, with the ports it was given and its log."""
 
@@ -106,7 +96,7 @@ class Stack:
             with contextlib.suppress(requests.RequestException):
                 return requests.get(self.url("/v1/health"), timeout=2).status_code == 200
             return False
-        return wait_until(lambda: self.proc.poll() is not None or healthy(), STARTUP_TIMEOUT_S) and healthy()
+        return eventually(lambda: self.proc.poll() is not None or healthy(), STARTUP_TIMEOUT_S) and healthy()
 
     def backend_pid(self) -> int | None:
         return next((pid for pid in descendants(self.proc.pid) if "-m server" in cmdline(pid)
@@ -173,7 +163,7 @@ def sigterm_problems(script: Path, tmp_path: Path) -> list[str]:
             s.proc.wait(GRACE_S)
         except subprocess.TimeoutExpired:
             problems.append(f"start.sh still running {GRACE_S}s after SIGTERM")
-        if not wait_until(lambda: not any(running(pid) for pid in children), GRACE_S):
+        if not eventually(lambda: not any(running(pid) for pid in children), GRACE_S):
             left = [cmdline(pid) for pid in children if running(pid)]
             problems.append(f"still running after SIGTERM: {left}")
         if port_open(s.port) or port_open(s.backend_port):
@@ -195,7 +185,7 @@ def backend_death_problems(script: Path, tmp_path: Path) -> list[str]:
         except subprocess.TimeoutExpired:
             return [f"start.sh still running {GRACE_S}s after the backend died"]
         problems = [] if status != 0 else ["start.sh exited 0 after the backend died"]
-        if not wait_until(lambda: not any(running(pid) for pid in children), GRACE_S):
+        if not eventually(lambda: not any(running(pid) for pid in children), GRACE_S):
             problems.append(f"left running: {[cmdline(pid) for pid in children if running(pid)]}")
         return problems
 
@@ -263,7 +253,7 @@ def test_scripts_start_keeps_the_proxy_up_and_says_why_the_backend_died(tmp_path
     with stack(REPO_ROOT / "scripts" / "start.sh", tmp_path, {"XDG_CACHE_HOME": cache}) as s:
         assert s.wait_healthy(), s.log()
         os.kill(s.backend_worker_pid(), signal.SIGILL)
-        assert wait_until(lambda: all(words in s.log() for words in SIGILL_WORDS), GRACE_S), s.log()
+        assert eventually(lambda: all(words in s.log() for words in SIGILL_WORDS), GRACE_S), s.log()
         random_gguf(s.models_dir / "tiny.gguf", 10_000, seed=1)  # a model the proxy knows, so it asks the backend
         answer = requests.post(s.url("/v1/generate"), json={"model": "tiny", "prompt": "hi"}, timeout=10)
         health = requests.get(s.url("/v1/health"), timeout=5)
@@ -287,7 +277,7 @@ def test_a_manifest_given_as_json_in_the_environment_is_reconciled(tmp_path):
         with stack(START, tmp_path, {"MODELS_MANIFEST_JSON": manifest, "HF_ENDPOINT": hub.url,
                                      "TMPDIR": str(tmp_path)}) as s:
             assert s.wait_healthy(), s.log()
-            assert wait_until(lambda: requests.get(s.url("/readyz"), timeout=5).status_code == 200, 30), s.log()
+            assert eventually(lambda: requests.get(s.url("/readyz"), timeout=5).status_code == 200, 30), s.log()
             listed = requests.get(s.url("/v1/api/manifest"), timeout=5).json()
     assert [(m["model"], m["filename"], m["state"]) for m in listed["models"]] == \
         [("acme/tiny-GGUF:Q4_K_M", "tiny.Q4_K_M.gguf", "ready")], listed

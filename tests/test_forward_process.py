@@ -15,7 +15,8 @@ import threading
 import time
 
 from proxy.settings import Settings as ProxySettings
-from tests.proxy_processes import BODY, CHAT, ChatStream, fake_backend, p99, probe_latencies, proxy_process
+from tests.helpers import p99
+from tests.proxy_processes import BODY, CHAT, ChatStream, fake_backend, probe_latencies, proxy_process
 from tests.pull_fixtures import wait_until
 
 STREAMS = 64

@@ -11,7 +11,8 @@ import time
 import requests
 
 from proxy.serving.worker import MAX_ARRIVING_PER_ADDRESS
-from tests.proxy_processes import ChatStream, HttpStream, fake_backend, p99, probe_latencies, proxy_process
+from tests.helpers import p99
+from tests.proxy_processes import ChatStream, HttpStream, fake_backend, probe_latencies, proxy_process
 from tests.pull_fixtures import TOKEN, wait_until
 
 REPO = "probes/slow"
