@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import inspect
+import signal
 from pathlib import Path
 
 import pytest
@@ -24,6 +25,15 @@ def gemma_gguf(tmp_path_factory) -> Path:
 
 # The proxy's pull fixtures (fake Hub, app factory, GGUF maker) for every module that asks for them.
 from tests.pull_fixtures import client, hub, make_app, make_gguf, models_dir  # noqa: E402,F401
+
+
+def pytest_configure(config) -> None:
+    """A run started in the background by a shell without job control (`nohup scripts/test.sh &`, a CI runner's
+    script) inherits SIGINT ignored, and so would every process a test starts: the CLI's and start.sh's Ctrl-C
+    tests could not interrupt them. Take SIGINT back as a terminal gives it (bash itself cannot: a signal ignored
+    on entry stays ignored), so those children start with its default."""
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def pytest_collection_modifyitems(items) -> None:
